@@ -1,0 +1,1 @@
+"""The `permastore` command line."""
