@@ -1,0 +1,58 @@
+"""Request bodies read with a size limit: past it the client gets 413 and nothing is kept."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+from fastapi import Request
+
+from gateway.errors import ApiError, bad_request
+
+
+def too_large(limit: int) -> ApiError:
+    """Given the limit, return the 413 error."""
+    return ApiError(413, f"request body larger than {limit} bytes")
+
+
+def declared_length(request: Request, limit: int) -> int | None:
+    """Given a request, return its Content-Length; 413 when it exceeds limit, 400 when malformed."""
+    raw = request.headers.get("content-length")
+    if raw is None:
+        return None
+    if not raw.isdigit():
+        raise bad_request("invalid Content-Length")
+    length = int(raw)
+    if length > limit:
+        raise too_large(limit)
+    return length
+
+
+async def limited_stream(request: Request, limit: int) -> AsyncIterator[bytes]:
+    """Given a request, yield its body pieces, raising 413 once more than limit bytes came."""
+    declared_length(request, limit)
+    received = 0
+    async for piece in request.stream():
+        received += len(piece)
+        if received > limit:  # a missing or lying Content-Length cannot get past the limit
+            raise too_large(limit)
+        if piece:
+            yield piece
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """Given a request, return its whole body, at most limit bytes (else 413)."""
+    parts = [piece async for piece in limited_stream(request, limit)]
+    return b"".join(parts)
+
+
+async def read_json_object(request: Request, limit: int) -> dict:
+    """Given a request, return its body parsed as a JSON object, else a 400 saying why."""
+    body = await read_limited(request, limit)
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise bad_request("invalid_json") from None  # the Arweave node's reason, which arweave-js knows
+    if not isinstance(doc, dict):
+        raise bad_request("invalid_json")
+    return doc

@@ -1,0 +1,136 @@
+"""JSON errors: every failure a client sees is `{"error": reason, "status": N}`."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from permastore.protocol.errors import LimitExceeded, ProtocolError
+
+log = logging.getLogger("gateway")
+
+
+class ApiError(Exception):
+    """A refusal with an HTTP status and a reason the client can act on."""
+
+    def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+
+
+def bad_request(reason: str) -> ApiError:
+    """Given a reason, return a 400 error."""
+    return ApiError(400, reason)
+
+
+def not_found(what: str = "Not Found") -> ApiError:
+    """Given what was missing, return a 404 error."""
+    return ApiError(404, what)
+
+
+def error_response(status: int, reason: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """Given a status and reason, return the JSON error response."""
+    return JSONResponse({"error": reason, "status": status}, status_code=status, headers=headers)
+
+
+def _store_errors() -> tuple[type, type, type]:
+    """Return (NotFound, CorruptChunk, StoreError) of permastore.store, tolerating its absence."""
+    try:
+        from permastore.store import CorruptChunk, NotFound, StoreError
+    except ImportError:  # the store package may still be a skeleton
+        class _Never(Exception):
+            pass
+        return _Never, _Never, _Never
+    return NotFound, CorruptChunk, StoreError
+
+
+def _validation_reason(exc: RequestValidationError) -> str:
+    """Given FastAPI's validation error, return one readable line."""
+    parts = []
+    for err in exc.errors()[:3]:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg")))
+    return "; ".join(parts) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Given the app, make every error a JSON body with the right status."""
+    not_found_cls, corrupt_cls, store_error_cls = _store_errors()
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.reason, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        reason = exc.detail if isinstance(exc.detail, str) else "request refused"
+        return error_response(exc.status_code, reason, getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(400, _validation_reason(exc))
+
+    @app.exception_handler(LimitExceeded)
+    async def _limit(request: Request, exc: LimitExceeded) -> JSONResponse:
+        return error_response(400, str(exc))
+
+    @app.exception_handler(ProtocolError)
+    async def _protocol(request: Request, exc: ProtocolError) -> JSONResponse:
+        return error_response(400, str(exc))
+
+    @app.exception_handler(not_found_cls)
+    async def _missing(request: Request, exc: Exception) -> JSONResponse:
+        return error_response(404, "Not Found")
+
+    @app.exception_handler(corrupt_cls)
+    async def _corrupt(request: Request, exc: Exception) -> JSONResponse:
+        # Stored bytes failed their hash: a fault on this node, never served.
+        log.error("corrupt data refused: %s", exc)
+        return error_response(500, f"stored data failed verification: {exc}")
+
+    @app.exception_handler(store_error_cls)
+    async def _store_error(request: Request, exc: Exception) -> JSONResponse:
+        # StoreError subclasses that are the client's fault (Conflict, refused data) are 400s.
+        return error_response(400, str(exc) or type(exc).__name__)
+
+    app.add_middleware(InternalErrorMiddleware)
+
+
+class InternalErrorMiddleware:
+    """Turn an unexpected exception into a logged JSON 500 instead of a traceback.
+
+    When the response has already started (a stream failed midway), the exception is
+    re-raised so that the server drops the connection: the client sees a short body,
+    never bytes that were not verified.
+    """
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking)
+        except Exception as exc:
+            log.exception("internal error on %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise
+            response = error_response(500, f"internal error: {type(exc).__name__}")
+            await response(scope, receive, send)

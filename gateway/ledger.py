@@ -1,0 +1,109 @@
+"""Wallet balances and last transactions of a development node, in SQLite.
+
+A local node has no real token economy; like arlocal it lets anyone mint test
+winston (`/mint`), moves `quantity` to a tx's target and burns its `reward`.
+The ledger is a file of its own (`gateway.sqlite`) so the store's schema stays the store's.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+LEDGER_FILE = "gateway.sqlite"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS balances (
+    address TEXT PRIMARY KEY,
+    winston TEXT NOT NULL,          -- decimal string: balances exceed 64 bits
+    last_tx TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS digests (
+    id TEXT PRIMARY KEY,
+    sha256 BLOB NOT NULL            -- of the object's full data, learnt at first full read
+);
+"""
+
+
+class InsufficientFunds(Exception):
+    """The sender cannot cover quantity + reward."""
+
+
+class Ledger:
+    """Given a data folder, keep balances, last txs and data digests there."""
+
+    def __init__(self, data_dir: Path):
+        path = Path(data_dir) / LEDGER_FILE
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.Lock()  # one connection shared by the event loop and workers
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def balance(self, address: str) -> int:
+        """Given an address, return its balance in winston (0 when unknown)."""
+        with self._lock:
+            row = self._db.execute("SELECT winston FROM balances WHERE address = ?", (address,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def last_tx(self, address: str) -> str:
+        """Given an address, return the ID of its last accepted tx ('' when none)."""
+        with self._lock:
+            row = self._db.execute("SELECT last_tx FROM balances WHERE address = ?", (address,)).fetchone()
+        return row[0] if row else ""
+
+    def mint(self, address: str, winston: int) -> int:
+        """Given an address and an amount, credit it and return the new balance."""
+        with self._lock, self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            new = self._balance_locked(address) + winston
+            self._set_locked(address, new)
+        return new
+
+    def apply_tx(self, owner_address: str, tx_id: str, target: str, quantity: int, reward: int) -> None:
+        """Given an accepted tx, move quantity to target, burn reward, record last_tx.
+
+        As arlocal does: a transfer needs funds for quantity + reward (else
+        InsufficientFunds); a plain data tx is accepted from an unfunded wallet and its
+        reward burns what there is, so uploads work without minting first.
+        """
+        with self._lock, self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            balance = self._balance_locked(owner_address)
+            if target and quantity > 0:
+                if balance < quantity + reward:
+                    raise InsufficientFunds(
+                        f"you don't have enough funds to send {quantity} (balance {balance}, reward {reward})"
+                    )
+                self._set_locked(target, self._balance_locked(target) + quantity)
+                balance -= quantity
+            self._set_locked(owner_address, max(0, balance - reward), tx_id)
+
+    def digest(self, object_id: str) -> bytes | None:
+        """Given an ID, return the SHA-256 of its full data when known."""
+        with self._lock:
+            row = self._db.execute("SELECT sha256 FROM digests WHERE id = ?", (object_id,)).fetchone()
+        return row[0] if row else None
+
+    def set_digest(self, object_id: str, sha256: bytes) -> None:
+        """Given an ID and the SHA-256 of its full data, remember it."""
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO digests (id, sha256) VALUES (?, ?)", (object_id, sha256))
+
+    def _balance_locked(self, address: str) -> int:
+        row = self._db.execute("SELECT winston FROM balances WHERE address = ?", (address,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _set_locked(self, address: str, winston: int, last_tx: str | None = None) -> None:
+        self._db.execute(
+            "INSERT INTO balances (address, winston) VALUES (?, ?) "
+            "ON CONFLICT(address) DO UPDATE SET winston = excluded.winston",
+            (address, str(winston)),
+        )
+        if last_tx is not None:
+            self._db.execute("UPDATE balances SET last_tx = ? WHERE address = ?", (last_tx, address))

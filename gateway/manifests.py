@@ -1,0 +1,92 @@
+"""Path manifests (`application/x.arweave-manifest+json`, arweave/paths 0.1.0 and 0.2.0).
+
+Resolution is a pure lookup in the manifest's own `paths` table: a request path is
+only ever compared against keys written in the manifest, never joined to anything,
+so `..` or `%2e%2e` cannot reach an ID the manifest does not list.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from permastore.protocol import b64url
+
+MANIFEST_CONTENT_TYPE = "application/x.arweave-manifest+json"
+MANIFEST_TYPE = "arweave/paths"
+SUPPORTED_VERSIONS = ("0.1.0", "0.2.0")
+MAX_MANIFEST_SIZE = 10 * 1024 * 1024  # larger "manifests" are served as plain data
+
+
+class ManifestError(ValueError):
+    """The manifest is not a valid arweave/paths document."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Paths mapped to IDs, with the optional index and fallback IDs."""
+
+    paths: dict[str, str]
+    index_id: str | None
+    fallback_id: str | None
+
+
+def _entry_id(entry: object, where: str) -> str:
+    """Given a manifest entry like {"id": ...}, return its ID or raise ManifestError."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+        raise ManifestError(f"{where} has no id")
+    if not b64url.is_id(entry["id"]):
+        raise ManifestError(f"{where} id is not a 43-character ID")
+    return entry["id"]
+
+
+def parse_manifest(raw: bytes) -> Manifest:
+    """Given the manifest bytes, return the Manifest or raise ManifestError."""
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"manifest is not JSON: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("manifest") != MANIFEST_TYPE:
+        raise ManifestError("not an arweave/paths manifest")
+    if doc.get("version") not in SUPPORTED_VERSIONS:
+        raise ManifestError(f"unsupported manifest version {doc.get('version')!r}")
+    raw_paths = doc.get("paths", {})
+    if not isinstance(raw_paths, dict):
+        raise ManifestError("paths is not an object")
+    paths = {str(key): _entry_id(value, f"path {key!r}") for key, value in raw_paths.items()}
+    index_id = _index_id(doc.get("index"), paths)
+    fallback = doc.get("fallback")
+    fallback_id = _entry_id(fallback, "fallback") if fallback is not None else None
+    return Manifest(paths, index_id, fallback_id)
+
+
+def _index_id(index: object, paths: dict[str, str]) -> str | None:
+    """Given the manifest's index entry, return the ID it names (by path or, in 0.2.0, by id)."""
+    if index is None:
+        return None
+    if not isinstance(index, dict):
+        raise ManifestError("index is not an object")
+    if "path" in index:
+        return paths.get(str(index["path"]))  # an index naming a missing path has no index
+    if "id" in index:
+        return _entry_id(index, "index")
+    raise ManifestError("index has neither path nor id")
+
+
+def resolve(manifest: Manifest, subpath: str) -> str | None:
+    """Given a manifest and the request path after `/{manifest}/`, return the ID to serve.
+
+    Empty path -> index. A path is tried as written, URL-decoded, and as a folder's
+    `index.html`; then the fallback. None means 404.
+    """
+    if subpath in ("", "/"):
+        return manifest.index_id or manifest.fallback_id
+    candidates = [subpath, unquote(subpath)]
+    for candidate in list(candidates):
+        stripped = candidate.strip("/")
+        candidates += [stripped, f"{stripped}/index.html" if stripped else "index.html"]
+    for candidate in candidates:
+        if candidate in manifest.paths:
+            return manifest.paths[candidate]
+    return manifest.fallback_id
