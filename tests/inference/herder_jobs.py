@@ -1,0 +1,34 @@
+"""Small jobs run inside real herder worker processes by the pool tests."""
+
+import os
+import time
+
+
+def echo(payload, emit):
+    """Return the payload and the worker's pid."""
+    return {"payload": payload, "pid": os.getpid()}
+
+
+def stream(payload, emit):
+    """Emit `payload` numbered events, then return their count."""
+    for i in range(payload):
+        emit(i)
+    return payload
+
+
+def slow(payload, emit):
+    """Sleep `payload` seconds (long enough to kill the worker mid-call), then return."""
+    time.sleep(payload)
+    return {"slept": payload, "pid": os.getpid()}
+
+
+def explode(payload, emit):
+    """Raise, as a job fed bad input does."""
+    raise ValueError(f"bad input {payload!r}")
+
+
+def stream_then_sleep(payload, emit):
+    """Emit one event, then sleep `payload` seconds."""
+    emit("first")
+    time.sleep(payload)
+    return "finished"

@@ -1,0 +1,138 @@
+"""The herder's worker processes: dispatch, streaming, death, hangs, retries."""
+
+import os
+import signal
+import time
+
+import pytest
+
+from inference.herder import CallFailed, CallTimeout, Herder, HerderConfig, WorkerLost
+
+JOBS = "tests.inference.herder_jobs"
+
+
+def _herder(**settings) -> Herder:
+    herder = Herder(HerderConfig(**settings)).start()
+    assert herder.wait_ready(60), "workers did not start"
+    return herder
+
+
+def _wait_running(call, timeout=30.0) -> int:
+    deadline = time.monotonic() + timeout
+    while call.worker_pid is None:
+        assert time.monotonic() < deadline, "call never started"
+        time.sleep(0.01)
+    return call.worker_pid
+
+
+@pytest.fixture
+def herder():
+    herder = _herder(workers=2, call_timeout_s=20)
+    yield herder
+    herder.close()
+
+
+def test_calls_run_in_separate_worker_processes(herder):
+    results = [herder.submit(f"{JOBS}:echo", i) for i in range(6)]
+    outputs = [call.wait(30) for call in results]
+    assert [o["payload"] for o in outputs] == list(range(6))
+    pids = {o["pid"] for o in outputs}
+    assert os.getpid() not in pids
+    assert pids <= set(herder.worker_pids())
+
+
+def test_events_stream_back_in_order(herder):
+    call = herder.submit(f"{JOBS}:stream", 50)
+    outcomes = list(call.results(30))
+    assert outcomes[:-1] == [("event", i) for i in range(50)]
+    assert outcomes[-1] == ("done", 50)
+
+
+def test_a_failing_job_is_reported_and_the_worker_lives(herder):
+    pids = herder.worker_pids()
+    with pytest.raises(CallFailed, match="bad input 'x'"):
+        herder.run(f"{JOBS}:explode", "x")
+    assert herder.run(f"{JOBS}:echo", 1)["payload"] == 1
+    assert sorted(herder.worker_pids()) == sorted(pids)
+    assert herder.restarts == 0
+
+
+def test_a_killed_worker_is_replaced_and_its_call_retried(herder):
+    call = herder.submit(f"{JOBS}:slow", 1.0)
+    victim = _wait_running(call)
+    os.kill(victim, signal.SIGKILL)
+    result = call.wait(60)
+    assert result["pid"] != victim
+    assert call.attempts == 2
+    assert victim not in herder.worker_pids()
+    assert herder.wait_ready(60)
+    assert herder.info()["worker_restarts"] >= 1
+
+
+def test_a_call_whose_worker_dies_twice_gets_an_error_answer():
+    herder = _herder(workers=1, call_timeout_s=20, retries=1)
+    try:
+        call = herder.submit(f"{JOBS}:slow", 5.0)
+        os.kill(_wait_running(call), signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while call.attempts < 2 or call.worker_pid is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        os.kill(call.worker_pid, signal.SIGKILL)
+        with pytest.raises(WorkerLost):
+            call.wait(60)
+        assert herder.run(f"{JOBS}:echo", "after")["payload"] == "after"
+    finally:
+        herder.close()
+
+
+def test_a_hung_worker_hits_the_timeout_and_is_replaced():
+    herder = _herder(workers=1, call_timeout_s=1.5, retries=0)
+    try:
+        call = herder.submit(f"{JOBS}:slow", 0.5)
+        victim = _wait_running(call)
+        os.kill(victim, signal.SIGSTOP)  # hung: alive, never answers
+        started = time.monotonic()
+        with pytest.raises(CallTimeout, match="timed out after 1.5 s"):
+            call.wait(30)
+        assert time.monotonic() - started < 10
+        assert herder.run(f"{JOBS}:echo", "next")["pid"] != victim
+    finally:
+        herder.close()
+
+
+def test_a_hung_worker_is_retried_on_a_fresh_one():
+    herder = _herder(workers=1, call_timeout_s=2, retries=1)
+    try:
+        call = herder.submit(f"{JOBS}:slow", 0.5)
+        victim = _wait_running(call)
+        os.kill(victim, signal.SIGSTOP)
+        result = call.wait(60)
+        assert result["pid"] != victim and call.attempts == 2
+    finally:
+        herder.close()
+
+
+def test_a_streamed_call_is_not_silently_retried_after_output_was_sent():
+    herder = _herder(workers=1, call_timeout_s=20, retries=1)
+    try:
+        call = herder.submit(f"{JOBS}:stream_then_sleep", 5.0)
+        outcomes = call.results(30)
+        assert next(outcomes) == ("event", "first")
+        os.kill(call.worker_pid, signal.SIGKILL)
+        kind, error = next(outcomes)
+        assert kind == "error" and isinstance(error, WorkerLost)
+        assert call.attempts == 1
+    finally:
+        herder.close()
+
+
+def test_closing_answers_waiting_calls():
+    herder = _herder(workers=1, call_timeout_s=20)
+    running = herder.submit(f"{JOBS}:slow", 0.5)
+    waiting = herder.submit(f"{JOBS}:echo", "late")
+    _wait_running(running)
+    herder.close()
+    assert running.wait(5)["slept"] == 0.5
+    with pytest.raises(Exception, match="shutting down"):
+        waiting.wait(5)
