@@ -14,3 +14,14 @@ def arweave_vectors() -> Path:
     if not ARWEAVE.is_dir():
         pytest.fail(f"conformance vectors not found at {ARWEAVE}")
     return ARWEAVE
+
+
+KEYFILE = "arweave-keyfile-fOVzBRTBnyt4VrUUYadBH8yras_-jhgpmNgg-5b3vEw.json"
+
+
+@pytest.fixture(scope="session")
+def test_jwk(arweave_vectors) -> dict:
+    """Return the vectors' test RSA-4096 keyfile (a test key only)."""
+    import json
+
+    return json.loads((arweave_vectors / KEYFILE).read_text())
