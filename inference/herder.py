@@ -551,3 +551,70 @@ class Herder:
             else:
                 call.outcomes.put(("error", CallFailed(value)))
                 return None
+
+
+# ---------------------------------------------------------------------------- llama jobs
+
+GENERATE_JOB = "inference.herder:generate_job"
+_worker_engines: dict[tuple, Any] = {}  # per worker process: (path, settings) -> Engine
+MAX_ENGINES_PER_WORKER = 2  # two models alternating stay loaded; more are loaded on demand
+
+
+def generate_job(payload: dict, emit: Callable[[Any], None]) -> dict:
+    """Run in a worker: given a generation payload, return the Generation as a dict.
+
+    Payload: model_path, model_id, settings (EngineSettings JSON), prompt, sampling
+    (SamplingParams JSON with a seed), special (bool), stream (bool: emit text pieces).
+    """
+    from inference.engine import EngineSettings, SamplingParams
+
+    settings = EngineSettings.from_json(payload["settings"])
+    engine = _worker_engine(payload["model_path"], settings, payload.get("model_id"))
+    generation = engine.generate(
+        payload["prompt"],
+        SamplingParams.from_json(payload["sampling"]),
+        special=payload.get("special", False),
+        on_text=emit if payload.get("stream") else None,
+    )
+    return generation_to_json(generation)
+
+
+def _worker_engine(model_path: str, settings: Any, model_id: str | None) -> Any:
+    """Return this worker's loaded engine for the model and settings, loading it once."""
+    from inference.engine import Engine
+
+    key = (model_path, settings)
+    engine = _worker_engines.get(key)
+    if engine is None:
+        while len(_worker_engines) >= MAX_ENGINES_PER_WORKER:
+            _worker_engines.pop(next(iter(_worker_engines))).close()
+        # use_mmap: every worker maps the same store file, so the weights are in RAM once.
+        engine = Engine.from_path(model_path, settings, model_id=model_id)
+        _worker_engines[key] = engine
+    return engine
+
+
+def generation_to_json(generation: Any) -> dict:
+    """Given an engine Generation, return it as a plain dict (it crosses a pipe)."""
+    return {
+        "text": generation.text,
+        "token_ids": list(generation.token_ids),
+        "prompt_tokens": generation.prompt_tokens,
+        "prompt_token_hash": generation.prompt_token_hash,
+        "finish_reason": generation.finish_reason,
+        "timings": dict(generation.timings),
+    }
+
+
+def generation_from_json(data: dict) -> Any:
+    """Given generation_to_json's dict, return the engine Generation."""
+    from inference.engine import Generation
+
+    return Generation(
+        text=data["text"],
+        token_ids=tuple(data["token_ids"]),
+        prompt_tokens=data["prompt_tokens"],
+        prompt_token_hash=data["prompt_token_hash"],
+        finish_reason=data["finish_reason"],
+        timings=data["timings"],
+    )
