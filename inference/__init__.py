@@ -1,0 +1,29 @@
+"""Inference: llama.cpp on weights stored by ID, every call a signed record, replay bit for bit.
+
+Stable API (other modules, the herder and the gateway build on these names):
+
+    from inference import models, processes, replay
+    from inference.engine import Engine, EngineSettings, SamplingParams, Generation, engine_identity
+
+    model_id = models.add_model(store, "model.gguf")            # -> ID (same bytes: same ID)
+    models.list_models(store) -> [ModelEntry(id, size, tags)]
+    models.resolve_model(store, model_id, source=None) -> Path  # verified, mmap-able, no copy
+    Engine.load(store, model_id, EngineSettings(...)) -> Engine
+    engine.generate(prompt, SamplingParams(seed=..), special=False, on_text=cb) -> Generation
+
+    pid = processes.spawn(store, model_id, settings=None, system_prompt=None, chat_template=None)
+    processes.send(store, pid, caller, prompt=.. | messages=[..], sampling=SamplingParams(..), fee=0,
+                   on_text=cb) -> CallResult(process_id, message_id, result_id, text, token_ids,
+                                             prompt_tokens, completion_tokens, finish_reason, seed, timings)
+    # the same, split for a herder that runs llama.cpp in a worker process:
+    plan = processes.plan_call(store, pid, prompt=.. | messages=.., sampling=..)  # plan.prompt_tokens, plan.max_tokens
+    call = processes.prepare_message(store, plan, caller, fee)      # writes the Message record
+    out = processes.execute_job(call.to_json(), emit)  # in a worker: "inference.processes:execute_job"
+    res = processes.write_result(store, call, out)      # writes the Result record -> CallResult
+    processes.write_failure(store, call, reason)        # a call that could not run gets an "error" Result
+
+    replay.replay_call(store, message_or_result_id) -> ReplayReport
+    replay.replay_process(store, pid) -> ProcessReplayReport
+
+Errors are `inference.errors.InferenceError` subclasses; each has an HTTP `status`.
+"""

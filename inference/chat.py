@@ -1,0 +1,121 @@
+"""Chat templates: turn a list of chat messages into the one prompt string the model reads.
+
+A process uses the model's own template (GGUF `tokenizer.chat_template`, a Jinja
+template rendered by llama-cpp-python's sandboxed Jinja2 formatter) or one of the
+named templates below. The rendered prompt is recorded in the Message, so replay can
+check that rendering it again gives the same text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from inference.errors import InvalidRequest
+
+MODEL_TEMPLATE = "model"  # the name recorded when the GGUF's own template is used
+ROLES = ("system", "user", "assistant")
+
+# Named templates, written as Jinja so every template goes through one renderer.
+# Whitespace lives inside string literals: the formatter trims block newlines.
+NAMED_TEMPLATES = {
+    "chatml": (
+        "{% for m in messages %}"
+        "{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+    ),
+    "llama-2": (
+        "{% set ns = namespace(system='') %}"
+        "{% for m in messages %}"
+        "{% if m['role'] == 'system' %}{% set ns.system = m['content'] %}"
+        "{% elif m['role'] == 'user' %}"
+        "{{ bos_token + '[INST] ' }}"
+        "{% if ns.system %}{{ '<<SYS>>\n' + ns.system + '\n<</SYS>>\n\n' }}{% set ns.system = '' %}{% endif %}"
+        "{{ m['content'] + ' [/INST]' }}"
+        "{% else %}{{ ' ' + m['content'] + ' ' + eos_token }}{% endif %}"
+        "{% endfor %}"
+    ),
+    "phi-3": (
+        "{% for m in messages %}"
+        "{{ '<|' + m['role'] + '|>\n' + m['content'] + '<|end|>\n' }}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+    ),
+}
+# Text that ends an assistant turn in each named template (the model's own: its EOS).
+NAMED_STOPS = {"chatml": ["<|im_end|>"], "llama-2": [], "phi-3": ["<|end|>"]}
+
+
+@dataclass(frozen=True)
+class ChatTemplate:
+    """A resolved template: its name, Jinja source and the special token texts it uses."""
+
+    name: str
+    source: str
+    bos_token: str
+    eos_token: str
+
+    @property
+    def source_sha256(self) -> str:
+        return hashlib.sha256(self.source.encode("utf-8")).hexdigest()
+
+    @property
+    def stop(self) -> list[str]:
+        """Return the strings that end an assistant turn under this template."""
+        extra = NAMED_STOPS.get(self.name, [])
+        return [s for s in [*extra, self.eos_token] if s]
+
+
+def template_names() -> list[str]:
+    """Return every name a process may ask for."""
+    return [MODEL_TEMPLATE, *NAMED_TEMPLATES]
+
+
+def resolve_template(name: str | None, model_template: str | None, bos_token: str, eos_token: str) -> ChatTemplate | None:
+    """Given a requested name (None: the model's own if any) and the model's template, return the template.
+
+    Returns None when no name was asked for and the model has no template (raw prompts only).
+    """
+    if name is None:
+        name = MODEL_TEMPLATE if model_template else None
+        if name is None:
+            return None
+    if name == MODEL_TEMPLATE:
+        if not model_template:
+            raise InvalidRequest("the model has no chat template of its own; name one of "
+                                 + ", ".join(NAMED_TEMPLATES))
+        return ChatTemplate(MODEL_TEMPLATE, model_template, bos_token, eos_token)
+    if name not in NAMED_TEMPLATES:
+        raise InvalidRequest(f"unknown chat template {name!r}; known: {', '.join(template_names())}")
+    return ChatTemplate(name, NAMED_TEMPLATES[name], bos_token, eos_token)
+
+
+def validate_messages(messages) -> list[dict]:
+    """Given chat messages from a caller, return them as plain {role, content} dicts or raise InvalidRequest."""
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest("messages must be a non-empty list")
+    clean = []
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise InvalidRequest(f"messages[{index}] must be an object")
+        role, content = message.get("role"), message.get("content")
+        if role not in ROLES:
+            raise InvalidRequest(f"messages[{index}].role must be one of {', '.join(ROLES)}")
+        if not isinstance(content, str):
+            raise InvalidRequest(f"messages[{index}].content must be a string")
+        clean.append({"role": role, "content": content})
+    return clean
+
+
+def render(template: ChatTemplate, messages: list[dict]) -> str:
+    """Given a template and validated messages, return the prompt text ending with the assistant's turn."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    formatter = Jinja2ChatFormatter(
+        template.source, eos_token=template.eos_token, bos_token=template.bos_token, add_generation_prompt=True
+    )
+    try:
+        return formatter(messages=messages).prompt
+    except Exception as exc:  # a model's template may reject a conversation shape (raise_exception)
+        raise InvalidRequest(f"chat template {template.name!r} cannot render these messages: {exc}") from None

@@ -1,0 +1,435 @@
+"""Llama processes: spawn one on a model, send it calls, each call recorded as Message + Result.
+
+A call is split so the herder can run the model in a worker process:
+
+    plan = plan_call(store, pid, prompt=... | messages=..., sampling=...)   # render, count tokens
+    call = prepare_message(store, plan, caller, fee)   # nonce, hash chain, signed Message record
+    generation = execute(call)                          # pure: llama.cpp only (or execute_job in a worker)
+    result = write_result(store, call, generation)      # signed Result record -> CallResult
+
+`send` does all four. A call that fails after its Message was written gets
+`write_failure` (a Result with finish_reason "error"), so no message is left unanswered.
+
+Nonces and chain values are assigned in this OS process under a lock; one writer (the
+server's herder, or one CLI command) per process at a time is assumed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from permastore.protocol import b64url
+
+from inference import records
+from inference.chat import ChatTemplate, render, resolve_template, validate_messages
+from inference.engine import (
+    Engine,
+    EngineSettings,
+    Generation,
+    SamplingParams,
+    engine_identity,
+    tokenize_prompt,
+    vocabulary,
+)
+from inference.errors import InvalidRequest, PromptTooLong, RecordInvalid
+from inference.models import ModelMetadata, read_gguf_metadata, resolve_model
+
+DEFAULT_N_CTX = 2048
+ENGINE_CACHE_SIZE = 2  # models kept loaded per OS process (each maps its weights once)
+ERROR_FINISH = "error"
+
+
+@dataclass(frozen=True)
+class Process:
+    """A process record with what calls need to render prompts: the model file and template."""
+
+    id: str
+    owner_address: str
+    record: records.ProcessRecord
+    model_path: Path
+    template: ChatTemplate | None
+
+    @property
+    def settings(self) -> EngineSettings:
+        return EngineSettings.from_json(self.record.settings)
+
+
+@dataclass(frozen=True)
+class CallPlan:
+    """A call rendered and counted, nothing written yet (the herder prices it from here)."""
+
+    process_id: str
+    input: dict
+    rendered_prompt: str
+    parse_special: bool
+    sampling: SamplingParams
+    prompt_tokens: int
+
+    @property
+    def max_tokens(self) -> int:
+        return self.sampling.max_tokens
+
+
+@dataclass(frozen=True)
+class PreparedCall:
+    """Everything a worker needs to run one recorded call; plain data, picklable, JSON-able."""
+
+    process_id: str
+    message_id: str
+    nonce: int
+    model_id: str
+    model_path: str
+    settings: dict
+    prompt: str
+    parse_special: bool
+    sampling: dict  # seed always set
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "PreparedCall":
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """What `send` / `write_result` return: the output and the IDs of its three records."""
+
+    process_id: str
+    message_id: str
+    result_id: str
+    text: str
+    token_ids: tuple[int, ...]
+    prompt_tokens: int
+    finish_reason: str
+    seed: int
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def tokens(self) -> int:
+        return len(self.token_ids)
+
+
+# ---------------------------------------------------------------------------- processes
+
+_metadata_cache: dict[str, ModelMetadata] = {}
+_process_cache: dict[str, Process] = {}
+_cache_lock = threading.Lock()
+
+
+def model_metadata(store, model_id: str, source=None) -> tuple[Path, ModelMetadata]:
+    """Given a model ID, return its verified file path and GGUF metadata (cached)."""
+    path = resolve_model(store, model_id, source=source)
+    with _cache_lock:
+        metadata = _metadata_cache.get(model_id)
+    if metadata is None:
+        metadata = read_gguf_metadata(path)
+        with _cache_lock:
+            _metadata_cache[model_id] = metadata
+    return path, metadata
+
+
+def spawn(
+    store,
+    model_id: str,
+    settings: EngineSettings | None = None,
+    system_prompt: str | None = None,
+    chat_template: str | None = None,
+    source=None,
+) -> str:
+    """Given a model ID and settings, write a Process record and return the process ID.
+
+    chat_template: None uses the model's own template when it has one; "model",
+    "chatml", "llama-2" or "phi-3" pick one explicitly.
+    """
+    path, metadata = model_metadata(store, model_id, source)
+    if settings is None:
+        settings = EngineSettings(n_ctx=min(DEFAULT_N_CTX, metadata.context_length or DEFAULT_N_CTX))
+    settings.validate()
+    if system_prompt is not None and not isinstance(system_prompt, str):
+        raise InvalidRequest("system_prompt must be a string")
+    template = resolve_template(chat_template, metadata.chat_template, metadata.bos_token, metadata.eos_token)
+    record = records.ProcessRecord(
+        model=model_id,
+        engine=engine_identity(),
+        settings=settings.to_json(),
+        chat_template=template.name if template else None,
+        chat_template_sha256=template.source_sha256 if template else None,
+        system_prompt=system_prompt,
+    )
+    return records.write_record(store, record)
+
+
+def get_process(store, process_id: str, source=None) -> Process:
+    """Given a process ID, return the process (record, model file, template); cached, records never change."""
+    with _cache_lock:
+        cached = _process_cache.get(process_id)
+    if cached is not None:
+        return cached
+    stored = records.load_record(store, process_id, records.ProcessRecord.type)
+    record = stored.record
+    path, metadata = model_metadata(store, record.model, source)
+    template = None
+    if record.chat_template:
+        template = resolve_template(record.chat_template, metadata.chat_template, metadata.bos_token, metadata.eos_token)
+        if template.source_sha256 != record.chat_template_sha256:
+            raise RecordInvalid(f"process {process_id}: chat template {record.chat_template!r} differs from the recorded one")
+    process = Process(process_id, stored.owner_address, record, path, template)
+    with _cache_lock:
+        _process_cache[process_id] = process
+    return process
+
+
+# ---------------------------------------------------------------------------- planning
+
+
+def plan_call(store, process_id: str, prompt: str | None = None, messages=None, sampling: SamplingParams | None = None) -> CallPlan:
+    """Given a process and a prompt (raw completion) or chat messages, return the rendered, counted call.
+
+    Raw prompts are used verbatim after the process's system prompt (if any) and a newline;
+    chat messages follow the process's system prompt as a system message and go through its template.
+    """
+    process = get_process(store, process_id)
+    sampling = (sampling or SamplingParams()).validate()
+    if (prompt is None) == (messages is None):
+        raise InvalidRequest("give exactly one of prompt or messages")
+    system = process.record.system_prompt
+    if prompt is not None:
+        if not isinstance(prompt, str):
+            raise InvalidRequest("prompt must be a string")
+        call_input = {"prompt": prompt}
+        rendered = f"{system}\n{prompt}" if system else prompt
+        parse_special = False  # user text that looks like a control token stays text
+    else:
+        if process.template is None:
+            raise InvalidRequest("this process has no chat template; send a prompt, or spawn with a chat template")
+        messages = validate_messages(messages)
+        call_input = {"messages": messages}
+        full = ([{"role": "system", "content": system}] if system else []) + messages
+        rendered = render(process.template, full)
+        parse_special = True
+        stops = list(sampling.stop) + [s for s in process.template.stop if s not in sampling.stop]
+        sampling = SamplingParams.from_json({**sampling.to_json(), "stop": stops})
+    n_prompt = len(tokenize_prompt(vocabulary(process.model_path), rendered, parse_special))
+    n_ctx = process.settings.n_ctx
+    if n_prompt >= n_ctx:
+        raise PromptTooLong(f"prompt is {n_prompt} tokens; this process's context holds {n_ctx}")
+    return CallPlan(process_id, call_input, rendered, parse_special, sampling, n_prompt)
+
+
+# ---------------------------------------------------------------------------- messages
+
+_chains: dict[str, tuple[int, bytes]] = {}  # process ID -> (last nonce, last chain value)
+_chain_locks: dict[str, threading.Lock] = {}
+
+
+def _chain_lock(process_id: str) -> threading.Lock:
+    with _cache_lock:
+        return _chain_locks.setdefault(process_id, threading.Lock())
+
+
+def _last_chain(store, process: Process) -> tuple[int, bytes]:
+    """Return (nonce, chain value) of the process's latest message, read from the store once."""
+    if process.id in _chains:
+        return _chains[process.id]
+    last = (0, records.initial_chain(process.id))
+    for message_id in records.message_ids_of(store, process.id):
+        stored = records.load_record(store, message_id, records.MessageRecord.type)
+        if stored.owner_address != process.owner_address:
+            continue  # only the process owner's messages are part of its order
+        if stored.record.nonce > last[0]:
+            last = (stored.record.nonce, b64url.decode(stored.record.hash_chain))
+    _chains[process.id] = last
+    return last
+
+
+def prepare_message(store, plan: CallPlan, caller: str, fee: int = 0) -> PreparedCall:
+    """Given a planned call, its caller and the fee paid, write the Message record and return the call."""
+    if not isinstance(caller, str) or not caller:
+        raise InvalidRequest("caller must be a non-empty string")
+    if not isinstance(fee, int) or isinstance(fee, bool) or fee < 0:
+        raise InvalidRequest(f"fee must be an integer >= 0, got {fee!r}")
+    process = get_process(store, plan.process_id)
+    with _chain_lock(process.id):
+        nonce, previous = _last_chain(store, process)
+        nonce += 1
+        draft = records.MessageRecord(
+            process=process.id,
+            caller=caller,
+            nonce=nonce,
+            input=plan.input,
+            rendered_prompt=plan.rendered_prompt,
+            parse_special=plan.parse_special,
+            sampling=plan.sampling.to_json(),
+            fee=fee,
+            hash_chain="",
+        )
+        chain = records.next_chain(previous, draft.content_hash())
+        message = records.MessageRecord(**{**asdict(draft), "hash_chain": b64url.encode(chain)})
+        message_id = records.write_record(store, message)
+        _chains[process.id] = (nonce, chain)
+    return call_for(process, message_id, message)
+
+
+def call_for(process: Process, message_id: str, message: records.MessageRecord) -> PreparedCall:
+    """Given a process and one of its messages, return the call to execute (seed resolved)."""
+    sampling = dict(message.sampling)
+    if sampling.get("seed") is None:
+        sampling["seed"] = records.seed_from_message_id(message_id)
+    return PreparedCall(
+        process_id=process.id,
+        message_id=message_id,
+        nonce=message.nonce,
+        model_id=process.record.model,
+        model_path=str(process.model_path),
+        settings=dict(process.record.settings),
+        prompt=message.rendered_prompt,
+        parse_special=message.parse_special,
+        sampling=sampling,
+    )
+
+
+# ---------------------------------------------------------------------------- execution
+
+_engines: "OrderedDict[tuple, Engine]" = OrderedDict()
+_engines_lock = threading.Lock()
+
+
+def engine_for(model_path: str, settings: EngineSettings) -> Engine:
+    """Return a loaded engine for this file and settings, reusing one this OS process already has."""
+    key = (str(model_path), tuple(sorted(settings.to_json().items())))
+    with _engines_lock:
+        engine = _engines.get(key)
+        if engine is not None:
+            _engines.move_to_end(key)
+            return engine
+        engine = Engine.from_path(model_path, settings)
+        _engines[key] = engine
+        while len(_engines) > ENGINE_CACHE_SIZE:
+            _, old = _engines.popitem(last=False)
+            old.close()
+        return engine
+
+
+def execute(call: PreparedCall, on_text=None, engine: Engine | None = None) -> Generation:
+    """Given a prepared call, run it on llama.cpp and return the generation (no store access)."""
+    settings = EngineSettings.from_json(call.settings)
+    engine = engine or engine_for(call.model_path, settings)
+    sampling = SamplingParams.from_json(call.sampling)
+    return engine.generate(call.prompt, sampling, special=call.parse_special, on_text=on_text)
+
+
+def execute_job(payload: dict, emit) -> dict:
+    """Herder worker entry ("inference.processes:execute_job"): payload is PreparedCall.to_json().
+
+    Emits text pieces as they are generated; returns generation_to_json(generation).
+    """
+    generation = execute(PreparedCall.from_json(payload), on_text=emit)
+    return generation_to_json(generation)
+
+
+def generation_to_json(generation: Generation) -> dict:
+    return {
+        "text": generation.text,
+        "token_ids": list(generation.token_ids),
+        "prompt_tokens": generation.prompt_tokens,
+        "prompt_token_hash": generation.prompt_token_hash,
+        "finish_reason": generation.finish_reason,
+        "timings": generation.timings,
+    }
+
+
+def generation_from_json(data: dict) -> Generation:
+    return Generation(
+        text=data["text"],
+        token_ids=tuple(data["token_ids"]),
+        prompt_tokens=data["prompt_tokens"],
+        prompt_token_hash=data["prompt_token_hash"],
+        finish_reason=data["finish_reason"],
+        timings=data.get("timings", {}),
+    )
+
+
+# ---------------------------------------------------------------------------- results
+
+
+def write_result(store, call: PreparedCall, generation: Generation | dict) -> CallResult:
+    """Given a call and its generation (or generation_to_json of it), write the Result record."""
+    if isinstance(generation, dict):
+        generation = generation_from_json(generation)
+    record = records.ResultRecord(
+        message=call.message_id,
+        process=call.process_id,
+        nonce=call.nonce,
+        seed=call.sampling["seed"],
+        text=generation.text,
+        token_ids=list(generation.token_ids),
+        token_hash=generation.token_hash,
+        prompt_tokens=generation.prompt_tokens,
+        prompt_token_hash=generation.prompt_token_hash,
+        completion_tokens=generation.completion_tokens,
+        finish_reason=generation.finish_reason,
+        timings=generation.timings,
+    )
+    result_id = records.write_record(store, record)
+    return CallResult(
+        process_id=call.process_id,
+        message_id=call.message_id,
+        result_id=result_id,
+        text=generation.text,
+        token_ids=generation.token_ids,
+        prompt_tokens=generation.prompt_tokens,
+        finish_reason=generation.finish_reason,
+        seed=call.sampling["seed"],
+        timings=generation.timings,
+    )
+
+
+def write_failure(store, call: PreparedCall, reason: str) -> str:
+    """Given a call that could not run, write a Result with finish_reason "error"; return its ID."""
+    from inference.engine import token_hash
+
+    record = records.ResultRecord(
+        message=call.message_id,
+        process=call.process_id,
+        nonce=call.nonce,
+        seed=call.sampling["seed"],
+        text="",
+        token_ids=[],
+        token_hash=token_hash([]),
+        prompt_tokens=0,
+        prompt_token_hash="",
+        completion_tokens=0,
+        finish_reason=ERROR_FINISH,
+        timings={"error": str(reason)[:500]},
+    )
+    return records.write_record(store, record)
+
+
+def send(
+    store,
+    process_id: str,
+    caller: str,
+    prompt: str | None = None,
+    messages=None,
+    sampling: SamplingParams | None = None,
+    fee: int = 0,
+    on_text=None,
+) -> CallResult:
+    """Given a process and a prompt or messages, run one recorded call here and return its result."""
+    plan = plan_call(store, process_id, prompt=prompt, messages=messages, sampling=sampling)
+    call = prepare_message(store, plan, caller, fee)
+    try:
+        generation = execute(call, on_text=on_text)
+    except Exception as exc:
+        write_failure(store, call, f"{type(exc).__name__}: {exc}")
+        raise
+    return write_result(store, call, generation)

@@ -1,0 +1,282 @@
+"""Process, Message and Result records: canonical JSON in ANS-104 items signed by the node wallet.
+
+Each record is one data item: its data is the record as canonical JSON (sorted keys,
+no spaces, UTF-8), its tags make it findable (AO-style: Data-Protocol, Variant, Type,
+plus Process / Message / Nonce / Hash-Chain ...). Tags are an index; the JSON is the
+record, and `load_record` checks the two agree.
+
+Hash chain (as AO's scheduler orders messages): chain(0) is the process ID's 32 bytes,
+chain(n) = sha256(chain(n-1) || sha256(canonical message n without its chain)).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+
+from permastore.protocol import b64url
+from permastore.protocol.tags import Tag
+
+from inference.errors import RecordInvalid, RecordNotFound
+
+DATA_PROTOCOL = "ao"
+VARIANT = "ao.TN.1"
+APP_NAME = "permastore-llama"
+RECORD_VERSION = 1
+CONTENT_TYPE = "application/json"
+SEED_POLICY = "message-seed-else-message-id"
+MAX_RECORD_BYTES = 16 << 20  # a record is prompts and token IDs, never weights
+
+
+def canonical_json(value) -> bytes:
+    """Given a JSON-able value, return its canonical bytes (sorted keys, compact, UTF-8)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def initial_chain(process_id: str) -> bytes:
+    """Given a process ID, return the hash chain value before its first message."""
+    return b64url.parse_id(process_id)
+
+
+def next_chain(previous: bytes, content_hash: bytes) -> bytes:
+    """Given the previous chain value and a message's content hash, return the message's chain value."""
+    return hashlib.sha256(previous + content_hash).digest()
+
+
+def seed_from_message_id(message_id: str) -> int:
+    """Given a message ID, return the seed a call without one uses (31 bits of the ID)."""
+    return int.from_bytes(b64url.parse_id(message_id)[:4], "big") & 0x7FFFFFFF
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    """A spawned llama process: the model and every setting that shapes its output."""
+
+    model: str
+    engine: dict  # engine identity (versions, build, CPU features)
+    settings: dict  # EngineSettings.to_json()
+    chat_template: str | None  # template name, None: raw prompts only
+    chat_template_sha256: str | None
+    system_prompt: str | None
+    seed_policy: str = SEED_POLICY
+
+    type = "Process"
+
+    def tags(self) -> list[tuple[str, str]]:
+        pairs = [("Model", self.model), ("Seed-Policy", self.seed_policy)]
+        if self.chat_template:
+            pairs.append(("Chat-Template", self.chat_template))
+        return pairs
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    """One call into a process: who, what prompt, which sampler, what fee, where in order."""
+
+    process: str
+    caller: str
+    nonce: int
+    input: dict  # {"prompt": text} or {"messages": [{role, content}, ...]}
+    rendered_prompt: str  # the exact text tokenized
+    parse_special: bool  # control-token text parsed as tokens (chat templates)
+    sampling: dict  # SamplingParams.to_json(); seed None: derived from the message ID
+    fee: int
+    hash_chain: str  # b64url of chain(nonce)
+
+    type = "Message"
+
+    def content_hash(self) -> bytes:
+        """Return sha256 of this message's canonical JSON without its own chain value."""
+        body = record_json(self)
+        del body["hash_chain"]
+        return hashlib.sha256(canonical_json(body)).digest()
+
+    def tags(self) -> list[tuple[str, str]]:
+        return [
+            ("Process", self.process),
+            ("Caller", self.caller),
+            ("Nonce", str(self.nonce)),
+            ("Hash-Chain", self.hash_chain),
+            ("Fee", str(self.fee)),
+        ]
+
+
+@dataclass(frozen=True)
+class ResultRecord:
+    """What a message produced: the output text and its token IDs, hashed for comparison."""
+
+    message: str
+    process: str
+    nonce: int
+    seed: int  # the seed actually used
+    text: str
+    token_ids: list
+    token_hash: str  # engine.token_hash(token_ids)
+    prompt_tokens: int
+    prompt_token_hash: str
+    completion_tokens: int
+    finish_reason: str
+    timings: dict  # informative only; never compared
+
+    type = "Result"
+
+    def tags(self) -> list[tuple[str, str]]:
+        return [
+            ("Process", self.process),
+            ("Message", self.message),
+            ("Nonce", str(self.nonce)),
+            ("Token-Hash", self.token_hash),
+        ]
+
+
+RECORD_TYPES = {cls.type: cls for cls in (ProcessRecord, MessageRecord, ResultRecord)}
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    """A record read back from the store, with its item ID and owner."""
+
+    id: str
+    owner_address: str
+    record: ProcessRecord | MessageRecord | ResultRecord
+
+
+def record_json(record) -> dict:
+    """Given a record, return the JSON object stored as its data."""
+    body = asdict(record)
+    body["type"] = record.type
+    body["version"] = RECORD_VERSION
+    return body
+
+
+def record_tags(record) -> list[Tag]:
+    """Given a record, return every tag of its data item."""
+    pairs = [
+        ("Data-Protocol", DATA_PROTOCOL),
+        ("Variant", VARIANT),
+        ("App-Name", APP_NAME),
+        ("Type", record.type),
+        ("Record-Version", str(RECORD_VERSION)),
+        *record.tags(),
+    ]
+    return [Tag.text(name, value) for name, value in pairs]
+
+
+def write_record(store, record) -> str:
+    """Given a store and a record, sign and store it as a data item; return its ID."""
+    import io
+
+    data = canonical_json(record_json(record))
+    info = store.put_data(io.BytesIO(data), tags=record_tags(record), content_type=CONTENT_TYPE)
+    return info.id
+
+
+def parse_record(data: bytes, expected_type: str | None = None):
+    """Given record bytes, return the record object or raise RecordInvalid."""
+    try:
+        body = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise RecordInvalid(f"record is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise RecordInvalid("record is not a JSON object")
+    kind = body.pop("type", None)
+    version = body.pop("version", None)
+    cls = RECORD_TYPES.get(kind)
+    if cls is None:
+        raise RecordInvalid(f"unknown record type {kind!r}")
+    if expected_type and kind != expected_type:
+        raise RecordInvalid(f"expected a {expected_type} record, found a {kind} record")
+    if version != RECORD_VERSION:
+        raise RecordInvalid(f"unsupported {kind} record version {version!r}")
+    names = {f.name for f in fields(cls)}
+    if set(body) != names:
+        missing, extra = names - set(body), set(body) - names
+        raise RecordInvalid(f"{kind} record fields wrong: missing {sorted(missing)}, unexpected {sorted(extra)}")
+    record = cls(**body)
+    _check_shapes(record)
+    return record
+
+
+def _check_shapes(record) -> None:
+    """Raise RecordInvalid when a field has the wrong JSON type (a record is input like any other)."""
+    expect = {
+        "model": str, "engine": dict, "settings": dict, "process": str, "caller": str, "nonce": int,
+        "input": dict, "rendered_prompt": str, "parse_special": bool, "sampling": dict, "fee": int,
+        "hash_chain": str, "message": str, "seed": int, "text": str, "token_ids": list, "token_hash": str,
+        "prompt_tokens": int, "prompt_token_hash": str, "completion_tokens": int, "finish_reason": str,
+        "timings": dict, "seed_policy": str,
+    }
+    for field in fields(record):
+        value = getattr(record, field.name)
+        wanted = expect.get(field.name)
+        if wanted is None or (value is None and field.name in ("chat_template", "chat_template_sha256", "system_prompt")):
+            continue
+        if wanted is int and isinstance(value, bool):
+            raise RecordInvalid(f"{record.type} field {field.name} must be an integer")
+        if not isinstance(value, wanted):
+            raise RecordInvalid(f"{record.type} field {field.name} must be {wanted.__name__}")
+    if isinstance(record, ResultRecord) and not all(isinstance(t, int) and not isinstance(t, bool) for t in record.token_ids):
+        raise RecordInvalid("Result field token_ids must be a list of integers")
+
+
+def load_record(store, record_id: str, expected_type: str | None = None) -> StoredRecord:
+    """Given a record ID, return the stored record; raise RecordNotFound or RecordInvalid.
+
+    The store verified the item's signature when it was stored and checks chunk hashes
+    on read; here the record's tags must also agree with its JSON.
+    """
+    from permastore.store.errors import CorruptChunk
+
+    if not isinstance(record_id, str) or not b64url.is_id(record_id):
+        raise RecordNotFound(f"{record_id!r} is not a valid record ID (43 base64url characters)")
+    info = store.info(record_id)
+    if info is None or not info.data_complete:
+        raise RecordNotFound(f"record {record_id} is not stored here")
+    if info.data_size > MAX_RECORD_BYTES:
+        raise RecordInvalid(f"{record_id} is {info.data_size} bytes: too large to be a record")
+    try:
+        data = b"".join(store.read(record_id))
+    except CorruptChunk as exc:
+        raise RecordInvalid(f"record {record_id} is corrupt: {exc}") from None
+    record = parse_record(data, expected_type)
+    _check_tags(record_id, info, record)
+    return StoredRecord(record_id, info.owner_address, record)
+
+
+def _check_tags(record_id: str, info, record) -> None:
+    tags: dict[str, str] = {}
+    for tag in info.tags:
+        tags.setdefault(tag.name.decode("utf-8", "replace"), tag.value.decode("utf-8", "replace"))
+    for name, value in [("Type", record.type), *record.tags()]:
+        if tags.get(name) != value:
+            raise RecordInvalid(f"record {record_id}: tag {name}={tags.get(name)!r} disagrees with its data ({value!r})")
+
+
+def query_ids(store, tags: list[tuple[str, list[str]]], limit: int | None = None) -> list[str]:
+    """Given tag filters, return the IDs of every matching item (all pages, store order)."""
+    from permastore.store.records import Query
+
+    ids: list[str] = []
+    after = None
+    while True:
+        page = store.query(Query(tags=tags, first=100, after=after))
+        ids += [info.id for info in page.items]
+        if not page.has_next or (limit is not None and len(ids) >= limit):
+            return ids[:limit] if limit is not None else ids
+        after = page.next_cursor
+
+
+def find_result_for(store, message_id: str) -> str | None:
+    """Given a message ID, return the ID of its Result record, if one is stored."""
+    ids = query_ids(store, [("Type", [ResultRecord.type]), ("Message", [message_id])], limit=1)
+    return ids[0] if ids else None
+
+
+def message_ids_of(store, process_id: str) -> list[str]:
+    """Given a process ID, return the IDs of every Message record that names it."""
+    return query_ids(store, [("Type", [MessageRecord.type]), ("Process", [process_id])])
