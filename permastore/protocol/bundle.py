@@ -1,0 +1,78 @@
+"""ANS-104 binary bundles.
+
+    item count              32 bytes, little-endian
+    per item: size (32 LE) + raw ID (32)
+    the items, back to back
+
+An item's data may itself be a bundle (nested bundles): parse it the same way
+with a ``read_at`` that reads inside that item's data.
+"""
+
+from dataclasses import dataclass
+from typing import Callable
+
+from . import b64url
+from .ans104 import parse_header
+from .errors import MalformedData
+
+COUNT_SIZE = 32
+ENTRY_SIZE = 64
+ID_SIZE = 32
+
+
+@dataclass(frozen=True)
+class BundleEntry:
+    """One item of a bundle: its ID and where its bytes lie within the bundle."""
+
+    id: str
+    offset: int
+    size: int
+
+
+def _le(data: bytes) -> int:
+    return int.from_bytes(data, "little")
+
+
+def _read_exact(read_at: Callable[[int, int], bytes], offset: int, size: int) -> bytes:
+    data = read_at(offset, size)
+    if len(data) != size:
+        raise MalformedData(f"bundle ends early: wanted {size} bytes at {offset}, got {len(data)}")
+    return data
+
+
+def parse_bundle_index(read_at: Callable[[int, int], bytes], size: int) -> list[BundleEntry]:
+    """Given ``read_at(offset, n) -> bytes`` over a bundle of ``size`` bytes, return its items' entries."""
+    if size < COUNT_SIZE:
+        raise MalformedData(f"bundle of {size} bytes is shorter than its item count")
+    count = _le(_read_exact(read_at, 0, COUNT_SIZE))
+    # Check the count against the size before reading: a hostile count must not make us read 2**256 entries.
+    index_end = COUNT_SIZE + ENTRY_SIZE * count
+    if index_end > size:
+        raise MalformedData(f"bundle declares {count} items but is only {size} bytes")
+    table = _read_exact(read_at, COUNT_SIZE, ENTRY_SIZE * count)
+    entries = []
+    offset = index_end
+    for i in range(count):
+        row = table[i * ENTRY_SIZE : (i + 1) * ENTRY_SIZE]
+        item_size = _le(row[:ID_SIZE])
+        if offset + item_size > size:
+            raise MalformedData(f"bundle item {i} runs past the end of the bundle")
+        entries.append(BundleEntry(b64url.encode(bytes(row[ID_SIZE:])), offset, item_size))
+        offset += item_size
+    return entries
+
+
+def bundle_header(entries: list[tuple[bytes, int]]) -> bytes:
+    """Given (raw 32-byte ID, item size) pairs, return the bundle's count and index bytes."""
+    parts = [len(entries).to_bytes(COUNT_SIZE, "little")]
+    for raw_id, item_size in entries:
+        if len(raw_id) != ID_SIZE:
+            raise MalformedData(f"bundle item ID must be {ID_SIZE} bytes, got {len(raw_id)}")
+        parts.append(item_size.to_bytes(ID_SIZE, "little") + raw_id)
+    return b"".join(parts)
+
+
+def build_bundle(items: list[bytes]) -> bytes:
+    """Given whole data items' bytes, return the bundle holding them in order."""
+    entries = [(b64url.parse_id(parse_header(item).id), len(item)) for item in items]
+    return bundle_header(entries) + b"".join(bytes(item) for item in items)
