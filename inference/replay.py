@@ -1,0 +1,271 @@
+"""Replay: rebuild a recorded call from its records alone, run it again, compare token for token.
+
+Before anything runs, the records are checked against each other: owners agree, the
+Result's token hash matches its token IDs, the seed follows the seed policy, the
+message's hash chain links to the one before it. A record that fails is reported as
+RecordInvalid (tampered / inconsistent) or RecordNotFound (missing), never replayed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from permastore.protocol import b64url
+
+from inference import processes, records
+from inference.chat import render
+from inference.engine import engine_identity, identity_differences, token_hash
+from inference.errors import RecordInvalid, RecordNotFound
+
+
+@dataclass
+class ReplayReport:
+    """One call replayed: identical, or where the token streams first differ."""
+
+    process_id: str
+    message_id: str
+    result_id: str
+    nonce: int
+    identical: bool
+    recorded_tokens: int
+    replayed_tokens: int
+    first_difference: int | None = None  # token index
+    recorded_token: int | None = None  # None: the recorded output ended there
+    replayed_token: int | None = None
+    recorded_piece: str | None = None
+    replayed_piece: str | None = None
+    skipped: str | None = None  # why the call was not run (the original call failed)
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """Return one line saying what the replay found."""
+        if self.skipped:
+            return f"message {self.message_id} (nonce {self.nonce}): skipped, {self.skipped}"
+        if self.identical:
+            return f"identical: message {self.message_id} (nonce {self.nonce}), {self.recorded_tokens} tokens"
+        if self.first_difference is None:
+            return f"differs: message {self.message_id}: same tokens, but the recorded text does not match them"
+        return (
+            f"differs: message {self.message_id} (nonce {self.nonce}) at token {self.first_difference}: "
+            f"recorded {_describe(self.recorded_token, self.recorded_piece)}, "
+            f"replayed {_describe(self.replayed_token, self.replayed_piece)}"
+        )
+
+
+@dataclass
+class ProcessReplayReport:
+    process_id: str
+    calls: list[ReplayReport]
+
+    @property
+    def identical(self) -> bool:
+        return all(call.identical or call.skipped for call in self.calls)
+
+
+def _describe(token: int | None, piece: str | None) -> str:
+    if token is None:
+        return "end of output"
+    return f"token {token} {piece!r}"
+
+
+# ---------------------------------------------------------------------------- record checks
+
+
+def _load_owned(store, record_id: str, kind: str, owner: str | None):
+    """Load a record of a given type; when owner is given it must have signed it."""
+    stored = records.load_record(store, record_id, kind)
+    if owner is not None and stored.owner_address != owner:
+        raise RecordInvalid(f"{kind} {record_id} is signed by {stored.owner_address}, not the process owner {owner}")
+    return stored
+
+
+def _result_for(store, message_id: str, owner: str) -> records.StoredRecord:
+    """Return the process owner's Result for a message; raise RecordNotFound when there is none."""
+    ids = records.query_ids(store, [("Type", [records.ResultRecord.type]), ("Message", [message_id])])
+    for result_id in ids:
+        stored = records.load_record(store, result_id, records.ResultRecord.type)
+        if stored.owner_address == owner:  # anyone can post an item tagged Message=...; only ours count
+            return stored
+    raise RecordNotFound(f"no Result record for message {message_id}")
+
+
+def check_result(message_id: str, message: records.MessageRecord, stored: records.StoredRecord) -> None:
+    """Raise RecordInvalid unless the Result is consistent with itself and its Message."""
+    result = stored.record
+    if result.message != message_id or result.process != message.process or result.nonce != message.nonce:
+        raise RecordInvalid(f"Result {stored.id} does not belong to message {message_id}")
+    if result.finish_reason == processes.ERROR_FINISH:
+        return
+    if token_hash(result.token_ids) != result.token_hash:
+        raise RecordInvalid(f"Result {stored.id} is tampered: its token hash does not match its token IDs")
+    if result.completion_tokens != len(result.token_ids):
+        raise RecordInvalid(f"Result {stored.id} is tampered: completion_tokens != number of token IDs")
+    wanted_seed = message.sampling.get("seed")
+    if wanted_seed is None:
+        wanted_seed = records.seed_from_message_id(message_id)
+    if result.seed != wanted_seed:
+        raise RecordInvalid(f"Result {stored.id} used seed {result.seed}, the message calls for {wanted_seed}")
+
+
+def check_chain(process_id: str, messages: list[tuple[str, records.MessageRecord]]) -> None:
+    """Given a process's messages (any order), raise unless nonces run 1..n and every chain value links."""
+    ordered = sorted(messages, key=lambda pair: pair[1].nonce)
+    previous = records.initial_chain(process_id)
+    for expected_nonce, (message_id, message) in enumerate(ordered, start=1):
+        if message.nonce != expected_nonce:
+            if message.nonce < expected_nonce:
+                raise RecordInvalid(f"process {process_id}: two messages with nonce {message.nonce}")
+            raise RecordNotFound(f"process {process_id}: message with nonce {expected_nonce} is missing")
+        chain = records.next_chain(previous, message.content_hash())
+        if b64url.encode(chain) != message.hash_chain:
+            raise RecordInvalid(f"process {process_id}: hash chain broken at message {message_id} (nonce {message.nonce})")
+        previous = chain
+
+
+def _link_single(store, process, message_id: str, message: records.MessageRecord) -> None:
+    """Check one message's chain value against its predecessor's (or the process's initial value)."""
+    if message.nonce < 1:
+        raise RecordInvalid(f"message {message_id} has nonce {message.nonce}; nonces start at 1")
+    previous = records.initial_chain(process.id)
+    if message.nonce > 1:
+        found = None
+        for other_id in records.message_ids_of(store, process.id):
+            stored = records.load_record(store, other_id, records.MessageRecord.type)
+            if stored.owner_address == process.owner_address and stored.record.nonce == message.nonce - 1:
+                found = stored.record
+                break
+        if found is None:
+            raise RecordNotFound(f"process {process.id}: message with nonce {message.nonce - 1} is missing")
+        previous = b64url.decode(found.hash_chain)
+    if b64url.encode(records.next_chain(previous, message.content_hash())) != message.hash_chain:
+        raise RecordInvalid(f"message {message_id}: hash chain does not link to the previous message")
+
+
+def _render_notes(process, message: records.MessageRecord) -> list[str]:
+    """Re-render the prompt from the message input; return notes (raw prompts must match exactly)."""
+    system = process.record.system_prompt
+    if "prompt" in message.input:
+        expected = f"{system}\n{message.input['prompt']}" if system else message.input["prompt"]
+        if expected != message.rendered_prompt:
+            raise RecordInvalid("message's rendered prompt does not match its prompt and the process's system prompt")
+        return []
+    if process.template is None:
+        raise RecordInvalid("message has chat messages but its process has no chat template")
+    full = ([{"role": "system", "content": system}] if system else []) + list(message.input.get("messages", []))
+    if render(process.template, full) != message.rendered_prompt:
+        # Templates may print today's date (strftime_now), so this is a note, not a failure.
+        return ["re-rendering the chat messages gives a different prompt; replaying the recorded prompt"]
+    return []
+
+
+# ---------------------------------------------------------------------------- replay
+
+
+def resolve_call(store, record_id: str):
+    """Given a message or result ID, return (process, message_id, message, result StoredRecord), all checked."""
+    stored = records.load_record(store, record_id)
+    if isinstance(stored.record, records.ProcessRecord):
+        raise RecordInvalid(f"{record_id} is a Process record; replay a message or result, or use --process")
+    if isinstance(stored.record, records.ResultRecord):
+        message_id = stored.record.message
+        message_stored = records.load_record(store, message_id, records.MessageRecord.type)
+        result_stored = stored
+    else:
+        message_id, message_stored, result_stored = record_id, stored, None
+    message = message_stored.record
+    process = processes.get_process(store, message.process)
+    owner = process.owner_address
+    if message_stored.owner_address != owner:
+        raise RecordInvalid(f"Message {message_id} is signed by {message_stored.owner_address}, not the process owner")
+    if result_stored is None:
+        result_stored = _result_for(store, message_id, owner)
+    elif result_stored.owner_address != owner:
+        raise RecordInvalid(f"Result {result_stored.id} is signed by {result_stored.owner_address}, not the process owner")
+    check_result(message_id, message, result_stored)
+    return process, message_id, message, result_stored
+
+
+def identity_notes(store, process_id: str) -> list[str]:
+    """Return how this machine's engine identity differs from the one the process recorded."""
+    process = processes.get_process(store, process_id)
+    return identity_differences(process.record.engine, engine_identity())
+
+
+def _run(process, message_id, message, result_stored, notes) -> ReplayReport:
+    result = result_stored.record
+    report = ReplayReport(process.id, message_id, result_stored.id, message.nonce, False,
+                          len(result.token_ids), 0, notes=notes)
+    if result.finish_reason == processes.ERROR_FINISH:
+        report.skipped = "the original call failed (" + str(result.timings.get("error", "no reason")) + ")"
+        return report
+    call = processes.call_for(process, message_id, message)
+    engine = processes.engine_for(call.model_path, process.settings)
+    generation = processes.execute(call, engine=engine)
+    replayed = list(generation.token_ids)
+    recorded = list(result.token_ids)
+    report.replayed_tokens = len(replayed)
+    if generation.prompt_token_hash != result.prompt_token_hash:
+        report.notes.append("the prompt tokenized differently than recorded")
+    for index in range(max(len(recorded), len(replayed))):
+        a = recorded[index] if index < len(recorded) else None
+        b = replayed[index] if index < len(replayed) else None
+        if a != b:
+            report.first_difference = index
+            report.recorded_token, report.replayed_token = a, b
+            report.recorded_piece = _piece(engine, a)
+            report.replayed_piece = _piece(engine, b)
+            return report
+    report.identical = generation.text == result.text
+    return report
+
+
+def _piece(engine, token: int | None) -> str | None:
+    if token is None:
+        return None
+    try:
+        return engine.llama.detokenize([token]).decode("utf-8", errors="replace")
+    except Exception:  # a tampered token ID may be outside the vocabulary
+        return None
+
+
+def replay_call(store, record_id: str, on_identity: Callable[[list[str]], None] | None = None) -> ReplayReport:
+    """Given a message or result ID, check its records, replay it and return the report.
+
+    on_identity is told the engine-identity differences (if any) before the model runs.
+    """
+    process, message_id, message, result_stored = resolve_call(store, record_id)
+    _link_single(store, process, message_id, message)
+    notes = _render_notes(process, message)
+    differences = identity_differences(process.record.engine, engine_identity())
+    if differences and on_identity:
+        on_identity(differences)
+    return _run(process, message_id, message, result_stored, notes)
+
+
+def replay_process(store, process_id: str, on_identity=None, on_call: Callable[[ReplayReport], None] | None = None) -> ProcessReplayReport:
+    """Given a process ID, check its whole message chain, then replay every call in nonce order."""
+    process = processes.get_process(store, process_id)
+    owner = process.owner_address
+    messages = []
+    for message_id in records.message_ids_of(store, process_id):
+        stored = records.load_record(store, message_id, records.MessageRecord.type)
+        if stored.owner_address == owner:  # items by others tagged Process=... are not part of it
+            messages.append((message_id, stored.record))
+    check_chain(process_id, messages)
+    messages.sort(key=lambda pair: pair[1].nonce)
+    checked = []
+    for message_id, message in messages:
+        result_stored = _result_for(store, message_id, owner)
+        check_result(message_id, message, result_stored)
+        checked.append((message_id, message, result_stored, _render_notes(process, message)))
+    differences = identity_differences(process.record.engine, engine_identity())
+    if differences and on_identity:
+        on_identity(differences)
+    reports = []
+    for message_id, message, result_stored, notes in checked:
+        report = _run(process, message_id, message, result_stored, notes)
+        reports.append(report)
+        if on_call:
+            on_call(report)
+    return ProcessReplayReport(process_id, reports)
