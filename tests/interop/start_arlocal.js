@@ -3,7 +3,7 @@
 //
 // Usage: node tests/interop/start_arlocal.js [--port N] [--db DIR] [--logs]
 //   --port N   port to listen on (default 0: the OS picks a free one)
-//   --db DIR   arlocal's SQLite folder (default: a fresh temporary folder, removed on exit)
+//   --db DIR   arlocal's SQLite folder (default: inside a fresh temporary folder, removed on exit)
 //   --logs     let arlocal print its request log
 // Once listening it prints one JSON line on stdout: {"url": "http://127.0.0.1:PORT", "port": PORT}
 // and runs until SIGINT/SIGTERM (or until its stdin closes when started with --stdin-lifetime).
@@ -55,8 +55,12 @@ function bindToLoopback(arlocal, port) {
 
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
-  const ownDb = opts.db === null;
-  const db = ownDb ? fs.mkdtempSync(path.join(os.tmpdir(), "arlocal-")) : opts.db;
+  // arlocal appends a request log to ./logs; run it in a temporary folder so nothing lands
+  // in the caller's tree (not inside the db folder: arlocal deletes and recreates that on start).
+  const givenDb = opts.db === null ? null : path.resolve(opts.db);
+  const workdir = fs.mkdtempSync(path.join(os.tmpdir(), "arlocal-"));
+  process.chdir(workdir);
+  const db = givenDb || path.join(workdir, "db");
   // The port given to the constructor only names arlocal's default db folder; we pass db.
   const arlocal = new ArLocal(opts.port || 1984, opts.logs, db, false);
   const listening = bindToLoopback(arlocal, opts.port);
@@ -73,7 +77,7 @@ async function main() {
     try { await arlocal.stop(); } catch (e) { /* best effort: the process exits anyway */ }
     // arlocal.stop() tears its db down in the background; give it a moment, then leave.
     setTimeout(() => {
-      if (ownDb) fs.rmSync(db, { recursive: true, force: true });
+      fs.rmSync(workdir, { recursive: true, force: true });
       process.exit(0);
     }, 300);
   };

@@ -1,0 +1,209 @@
+#!/usr/bin/env node
+// arbundles end to end against one node: data items signed with Arweave (RSA-4096), ed25519 and
+// Ethereum keys, posted raw (POST /tx, application/octet-stream) and read back byte for byte;
+// a bundle of fresh items posted as an L1 transaction, each item then served under its own ID;
+// a tampered item refused on its own and inside a bundle.
+//
+// Usage: node arbundles_flow.js BASE_URL [--arlocal]
+//   --arlocal: arlocal has no raw item upload, /raw route or item verification; skip those steps
+//              (listed in ARLOCAL_QUIRKS) so the bundle steps can be proven against arlocal itself.
+// Prints JSON: {run, items: [{id, type, size, sha256}], bundle: {id, items: [...]}}.
+"use strict";
+
+const crypto = require("crypto");
+const { createData, bundleAndSignData, ArweaveSigner, SolanaSigner, EthereumSigner } = require("arbundles");
+const { check, sameBytes, sha256Hex, arweaveFor, describe, getBytes, mine, mint, graphql, run } = require("./lib");
+
+const RUN_TAG = "Interop-Run";
+const MINT_WINSTON = "1000000000000000";
+const ARLOCAL_QUIRKS = {
+  noRawItemPost: "POST /tx with an octet-stream data item is not supported",
+  noRawRoute: "GET /raw/{id} is not supported",
+  noItemVerification: "bundled items are stored without checking their signatures",
+  bundledInAlsoMatchesL1: "GraphQL bundledIn also returns unbundled L1 transactions",
+};
+
+const BASE58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+
+/** Given bytes, return their base58 (Bitcoin alphabet) text, as Solana secret keys are written. */
+function base58(bytes) {
+  let n = BigInt("0x" + (Buffer.from(bytes).toString("hex") || "0"));
+  let out = "";
+  while (n > 0n) {
+    out = BASE58_ALPHABET[Number(n % 58n)] + out;
+    n /= 58n;
+  }
+  for (const byte of bytes) {
+    if (byte !== 0) break;
+    out = "1" + out;
+  }
+  return out;
+}
+
+/** Given nothing, return an arbundles ed25519 signer (signature type 2) for a fresh key. */
+function newEd25519Signer() {
+  const { privateKey, publicKey } = crypto.generateKeyPairSync("ed25519");
+  const seed = Buffer.from(privateKey.export({ format: "jwk" }).d, "base64url");
+  const pub = Buffer.from(publicKey.export({ format: "jwk" }).x, "base64url");
+  return new SolanaSigner(base58(Buffer.concat([seed, pub])));
+}
+
+/** Given nothing, return an arbundles Ethereum signer (signature type 3) for a fresh key. */
+function newEthereumSigner() {
+  return new EthereumSigner(crypto.randomBytes(32).toString("hex"));
+}
+
+/** Given a signer, a label and a run id, return a signed, valid data item with fresh random data. */
+async function signedItem(signer, label, runId, options = {}) {
+  const data = Buffer.concat([Buffer.from(`${label} ${runId} `), crypto.randomBytes(1000)]);
+  const tags = [
+    { name: "Content-Type", value: "application/x-interop" },
+    { name: RUN_TAG, value: runId },
+    { name: "Signer", value: label },
+  ];
+  const item = createData(data, signer, { tags, ...options });
+  await item.sign(signer);
+  check(await item.isValid(), `arbundles says the ${label} item it just signed is invalid`);
+  const expectedId = crypto.createHash("sha256").update(item.rawSignature).digest("base64url");
+  check(item.id === expectedId, `${label} item id ${item.id} is not sha256(signature) ${expectedId}`);
+  return { item, data, label, type: item.signatureType };
+}
+
+/** Given a client and raw item bytes, POST them as an upload service takes them; return the response. */
+async function postRawItem(arweave, raw) {
+  return arweave.api.post("tx", Buffer.from(raw), {
+    headers: { "Content-Type": "application/octet-stream" },
+    responseType: "json",
+  });
+}
+
+/** Given a client, a signed item record and the quirks, check the node serves its data byte for byte. */
+async function checkServed(arweave, { item, data, label }, quirks) {
+  const plain = await getBytes(arweave, item.id);
+  check(plain.status === 200, `GET /${item.id} (${label} item): expected 200, got HTTP ${plain.status} ${plain.bytes.toString().slice(0, 200)}`);
+  check(sameBytes(plain.bytes, data), `GET /${item.id} (${label} item): bytes differ (${plain.bytes.length} vs ${data.length})`);
+  const contentType = plain.headers.get ? plain.headers.get("content-type") : plain.headers["content-type"];
+  check(String(contentType).startsWith("application/x-interop"),
+    `GET /${item.id} (${label} item): Content-Type ${contentType}, the item's tag says application/x-interop`);
+  if (!quirks.noRawRoute) {
+    const raw = await getBytes(arweave, `raw/${item.id}`);
+    check(raw.status === 200, `GET /raw/${item.id} (${label} item): expected 200, got HTTP ${raw.status}`);
+    check(sameBytes(raw.bytes, data), `GET /raw/${item.id} (${label} item): bytes differ`);
+  }
+}
+
+/** Given a client and an item record, check GraphQL knows the item with its owner and tags. */
+async function checkIndexed(arweave, { item, label }) {
+  const query = `{ transaction(id: "${item.id}") { id owner { key } tags { name value } } }`;
+  const data = await graphql(arweave, query);
+  const node = data.transaction;
+  check(node && node.id === item.id, `GraphQL transaction(${item.id}) (${label} item): ${JSON.stringify(node)}`);
+  check(node.owner.key === item.owner, `GraphQL owner.key of ${label} item: ${node.owner.key}, signed by ${item.owner}`);
+  const want = item.tags.map((t) => `${t.name}=${t.value}`).join(",");
+  const got = node.tags.map((t) => `${t.name}=${t.value}`).join(",");
+  check(got === want, `GraphQL tags of ${label} item: ${got}, signed ${want}`);
+}
+
+/** Given raw item bytes, return a copy with the last data byte flipped (its signature no longer holds). */
+function tampered(raw) {
+  const copy = Buffer.from(raw);
+  copy[copy.length - 1] ^= 0x01;
+  return copy;
+}
+
+/** Given a client, a key, items and tags, post them as an ANS-104 bundle in an L1 tx; return {tx, response}. */
+async function postBundle(arweave, jwk, items, tags) {
+  const bundle = await bundleAndSignData(items, new ArweaveSigner(jwk));
+  check(await bundle.verify(), "arbundles says the bundle it just built does not verify");
+  const tx = await bundle.toTransaction({}, arweave, jwk);
+  for (const [name, value] of tags) tx.addTag(name, value);
+  await arweave.transactions.sign(tx, jwk);
+  const response = await arweave.transactions.post(tx);
+  return { tx, response };
+}
+
+async function main(baseUrl, args) {
+  const arweave = arweaveFor(baseUrl);
+  const quirks = args.includes("--arlocal") ? ARLOCAL_QUIRKS : {};
+  const runId = crypto.randomBytes(8).toString("hex");
+  const jwk = await arweave.wallets.generate();
+  await mint(arweave, jwk, MINT_WINSTON);
+  const signers = [
+    ["arweave", new ArweaveSigner(jwk)],
+    ["ed25519", newEd25519Signer()],
+    ["ethereum", newEthereumSigner()],
+  ];
+  const withTargetAndAnchor = { target: crypto.randomBytes(32).toString("base64url"), anchor: crypto.randomBytes(32).toString("base64url") };
+
+  // Each signature type, posted raw as an upload service receives it.
+  const posted = [];
+  if (!quirks.noRawItemPost) {
+    for (const [label, signer] of signers) {
+      const record = await signedItem(signer, label, runId, label === "ed25519" ? withTargetAndAnchor : {});
+      const response = await postRawItem(arweave, record.item.getRaw());
+      check(response.status >= 200 && response.status < 300, `POST /tx (${label} item, octet-stream): expected 2xx, got ${describe(response)}`);
+      if (response.data && typeof response.data === "object" && response.data.id !== undefined) {
+        check(response.data.id === record.item.id, `POST /tx (${label} item): node says id ${response.data.id}, item id is ${record.item.id}`);
+      }
+      await checkServed(arweave, record, quirks);
+      await checkIndexed(arweave, record);
+      posted.push(record);
+    }
+    // A flipped data byte breaks the signature: refused with 4xx, and nothing is served under the id.
+    const victim = await signedItem(signers[1][1], "tampered", runId);
+    const response = await postRawItem(arweave, tampered(victim.item.getRaw()));
+    check(response.status >= 400 && response.status < 500, `POST /tx (tampered item): expected 4xx, got ${describe(response)}`);
+    const after = await getBytes(arweave, victim.item.id);
+    check(after.status === 404, `GET /${victim.item.id} after a refused tampered item: expected 404, got HTTP ${after.status}`);
+  }
+
+  // Fresh items of each type in one bundle, posted as an L1 transaction and mined.
+  const bundled = [];
+  for (const [label, signer] of signers) bundled.push(await signedItem(signer, `bundled-${label}`, runId));
+  const { tx: bundleTx, response } = await postBundle(arweave, jwk, bundled.map((r) => r.item), [[RUN_TAG, runId]]);
+  check(response.status === 200, `POST /tx (bundle of ${bundled.length} items): expected 200, got ${describe(response)}`);
+  await mine(arweave);
+  for (const record of bundled) {
+    await checkServed(arweave, record, quirks);
+    await checkIndexed(arweave, record);
+  }
+  const inBundle = await graphql(arweave, `{ transactions(bundledIn: ["${bundleTx.id}"], first: 10) { edges { node { id bundledIn { id } } } } }`);
+  const wantIds = bundled.map((r) => r.item.id).sort();
+  let foundIds = inBundle.transactions.edges.map((edge) => edge.node.id).sort();
+  if (quirks.bundledInAlsoMatchesL1) foundIds = foundIds.filter((id) => wantIds.includes(id));
+  check(JSON.stringify(foundIds) === JSON.stringify(wantIds), `GraphQL bundledIn ${bundleTx.id}: expected ${wantIds}, found ${foundIds}`);
+
+  // A bundle holding a tampered item: either the whole tx is refused, or that item is never served.
+  let tamperedBundle = "skipped (arlocal does not verify items)";
+  if (!quirks.noItemVerification) {
+    const good = await signedItem(signers[0][1], "bundle-good", runId);
+    const bad = await signedItem(signers[2][1], "bundle-bad", runId);
+    const badRaw = tampered(bad.item.getRaw());
+    const { DataItem } = require("arbundles");
+    const badItem = new DataItem(badRaw);
+    check(!(await badItem.isValid()), "arbundles still calls the tampered item valid: the test is broken");
+    const { response: badResponse } = await postBundle(arweave, jwk, [good.item, badItem], [[RUN_TAG, runId]]);
+    if (badResponse.status >= 400 && badResponse.status < 500) {
+      tamperedBundle = `refused: HTTP ${badResponse.status}`;
+    } else {
+      check(badResponse.status === 200, `POST /tx (bundle with a tampered item): expected 200 or 4xx, got ${describe(badResponse)}`);
+      await mine(arweave);
+      const served = await getBytes(arweave, bad.item.id);
+      check(served.status === 404 || (served.status >= 400 && served.status < 500),
+        `GET /${bad.item.id} (tampered item inside a bundle): expected 404, got HTTP ${served.status} (${served.bytes.length} bytes)`);
+      await checkServed(arweave, good, quirks);
+      tamperedBundle = `accepted, bad item not served (HTTP ${served.status}), good item served`;
+    }
+  }
+
+  const summary = (r) => ({ id: r.item.id, label: r.label, type: r.type, size: r.data.length, sha256: sha256Hex(r.data) });
+  return {
+    run: runId,
+    tolerated: Object.values(quirks),
+    items: posted.map(summary),
+    bundle: { id: bundleTx.id, items: bundled.map(summary) },
+    tampered_bundle: tamperedBundle,
+  };
+}
+
+run(main);
