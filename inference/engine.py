@@ -313,11 +313,13 @@ class Engine:
         started = time.perf_counter()
         llama = self.llama
         prompt_ids = self.tokenize(prompt, special)
-        n_ctx = llama.n_ctx()
+        # llama.cpp may round the context up; the recorded setting is the limit either way.
+        n_ctx = min(self.settings.n_ctx, llama.n_ctx())
         if len(prompt_ids) >= n_ctx:
             raise PromptTooLong(f"prompt is {len(prompt_ids)} tokens; the context holds {n_ctx}")
         budget = min(sampling.max_tokens, n_ctx - len(prompt_ids))
         vocab = llama._model.vocab
+        is_end = getattr(llama_cpp, "llama_vocab_is_eog", None) or llama_cpp.llama_token_is_eog
         text_out = _TextAssembler(sampling.stop, on_text)
         tokens: list[int] = []
         finish_reason = "length"
@@ -342,7 +344,7 @@ class Engine:
                 if first_token_at is None:
                     first_token_at = time.perf_counter()
                 tokens.append(int(token))
-                if llama_cpp.llama_token_is_eog(vocab, token):
+                if is_end(vocab, token):
                     finish_reason = "stop"
                     break
                 if text_out.add(llama.detokenize([token])):

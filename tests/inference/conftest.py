@@ -1,0 +1,35 @@
+"""Shared fixtures for inference tests: the tiny GGUF, a real store, a model stored by ID."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TINY_GGUF = REPO / "fixtures" / "tiny-llama.gguf"
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf() -> Path:
+    """Return the committed tiny llama GGUF."""
+    assert TINY_GGUF.is_file(), "run: python fixtures/make_tiny_gguf.py"
+    return TINY_GGUF
+
+
+@pytest.fixture
+def store(tmp_path):
+    """Return a real store in a fresh data folder."""
+    from permastore.store import Store
+
+    opened = Store.open(tmp_path / "data")
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def model_id(store, tiny_gguf) -> str:
+    """Return the ID of the tiny model stored in `store`."""
+    from inference.models import add_model
+
+    return add_model(store, tiny_gguf)

@@ -1,0 +1,122 @@
+"""The engine through real llama.cpp: determinism, seeds, stops, streaming, limits, identity."""
+
+import pytest
+
+from inference.engine import (
+    Engine,
+    EngineSettings,
+    SamplingParams,
+    engine_identity,
+    identity_differences,
+    token_hash,
+)
+from inference.errors import InvalidRequest, PromptTooLong
+
+SETTINGS = EngineSettings(n_ctx=128, n_batch=32, n_ubatch=32, n_threads=1)
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_gguf):
+    loaded = Engine.from_path(tiny_gguf, SETTINGS)
+    yield loaded
+    loaded.close()
+
+
+def test_same_seed_same_tokens_across_calls(engine):
+    params = SamplingParams(seed=42, max_tokens=24)
+    first = engine.generate("tell a joke", params)
+    # A different call in between must leave no state behind (reset, fresh sampler).
+    engine.generate("something else entirely", SamplingParams(seed=7, max_tokens=24))
+    second = engine.generate("tell a joke", params)
+    assert first.token_ids == second.token_ids
+    assert first.text == second.text
+    assert first.token_hash == token_hash(second.token_ids)
+
+
+def test_same_seed_same_tokens_across_engines(tiny_gguf, engine):
+    params = SamplingParams(seed=5, max_tokens=24)
+    other = Engine.from_path(tiny_gguf, SETTINGS)
+    try:
+        assert other.generate("hello", params).token_ids == engine.generate("hello", params).token_ids
+    finally:
+        other.close()
+
+
+def test_seed_changes_the_output(engine):
+    outputs = {engine.generate("hello", SamplingParams(seed=seed, max_tokens=16)).token_ids for seed in range(4)}
+    assert len(outputs) > 1
+
+
+def test_greedy_is_independent_of_seed(engine):
+    a = engine.generate("hello", SamplingParams(seed=1, temperature=0, max_tokens=16))
+    b = engine.generate("hello", SamplingParams(seed=2, temperature=0, max_tokens=16))
+    assert a.token_ids == b.token_ids
+
+
+def test_max_tokens_is_a_limit(engine):
+    generation = engine.generate("hello", SamplingParams(seed=3, max_tokens=5, temperature=0))
+    assert len(generation.token_ids) <= 5
+    if len(generation.token_ids) == 5:
+        assert generation.finish_reason == "length"
+
+
+def test_stop_string_cuts_text_and_stops(engine):
+    full = engine.generate("hello", SamplingParams(seed=9, max_tokens=40, temperature=0))
+    visible = full.text.replace("\ufffd", "")
+    stop = next(ch for ch in visible[3:] if ch.isprintable() and ch.strip())
+    cut = engine.generate("hello", SamplingParams(seed=9, max_tokens=40, temperature=0, stop=(stop,)))
+    assert cut.finish_reason == "stop"
+    assert stop not in cut.text
+    assert full.text.startswith(cut.text)
+    assert len(cut.token_ids) < len(full.token_ids)
+
+
+def test_streamed_text_equals_final_text(engine):
+    pieces = []
+    generation = engine.generate("hello", SamplingParams(seed=11, max_tokens=30), on_text=pieces.append)
+    assert pieces and "".join(pieces) == generation.text
+
+
+def test_prompt_longer_than_context_is_refused(engine):
+    with pytest.raises(PromptTooLong, match="context holds 128"):
+        engine.generate("word " * 400, SamplingParams(seed=1))
+
+
+def test_call_without_seed_is_refused(engine):
+    with pytest.raises(InvalidRequest, match="seed"):
+        engine.generate("hello", SamplingParams())
+
+
+@pytest.mark.parametrize("bad", [
+    {"temperature": -1}, {"top_p": 0}, {"top_p": 1.5}, {"min_p": 2}, {"max_tokens": 0},
+    {"top_k": -1}, {"seed": -1}, {"seed": 2**32 - 1}, {"stop": ("",)}, {"temperature": "hot"},
+])
+def test_bad_sampling_is_refused(bad):
+    with pytest.raises(InvalidRequest):
+        SamplingParams(**bad).validate()
+
+
+def test_sampling_json_round_trip_and_unknown_keys():
+    params = SamplingParams(seed=3, stop=("a", "b"), temperature=0.5).validate()
+    assert SamplingParams.from_json(params.to_json()) == params
+    with pytest.raises(InvalidRequest, match="unknown sampling"):
+        SamplingParams.from_json({"temprature": 1})
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(InvalidRequest):
+        EngineSettings(n_ctx=0).validate()
+    with pytest.raises(InvalidRequest, match="n_ubatch"):
+        EngineSettings(n_batch=8, n_ubatch=16).validate()
+
+
+def test_identity_names_library_build_and_cpu():
+    identity = engine_identity()
+    import llama_cpp
+
+    assert identity["llama_cpp_python"] == llama_cpp.__version__
+    assert "CPU" in identity["llama_cpp_system_info"]
+    assert isinstance(identity["cpu_features"], list)
+    changed = dict(identity, cpu_features=["neon"])
+    assert identity_differences(identity, identity) == []
+    assert [line.split(":")[0] for line in identity_differences(changed, identity)] == ["cpu_features"]
