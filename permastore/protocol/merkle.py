@@ -175,7 +175,10 @@ def compute_root(chunks: list[Chunk]) -> bytes:
 
 
 def build_proofs(chunks: list[Chunk]) -> list[Proof]:
-    """Given the chunks in order, return one Proof per chunk, in chunk order."""
+    """Given the chunks in order, return one Proof per chunk, in chunk order,
+    except an empty trailing chunk, whose proof arweave-js drops too (it holds no byte to
+    serve or upload); ``zip(chunks, proofs)`` pairs them either way.
+    """
     root = _build_tree(chunks)
     proofs: list[Proof] = []
     if root is None:
@@ -190,6 +193,8 @@ def build_proofs(chunks: list[Chunk]) -> list[Proof]:
         partial = path + node.left.id + node.right.id + note(node.byte_range)
         stack.append((node.right, partial))
         stack.append((node.left, partial))
+    if chunks[-1].max_byte_range == chunks[-1].min_byte_range:
+        proofs.pop()
     return proofs
 
 

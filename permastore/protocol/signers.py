@@ -24,6 +24,7 @@ ETHEREUM = 3
 RSA_PUBLIC_EXPONENT = 65537
 DEFAULT_SALT_LENGTH = 32  # what the Arweave node and arweave-js use when signing
 EIP191_PREFIX = b"\x19Ethereum Signed Message:\n"
+SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 
 class Signer(Protocol):
@@ -142,6 +143,10 @@ def _verify_ed25519(owner: bytes, message: bytes, signature: bytes) -> bool:
 
 def _verify_ethereum(owner: bytes, message: bytes, signature: bytes) -> bool:
     if len(owner) != 65 or len(signature) != 65:
+        return False
+    # Only low-s signatures, as libsecp256k1 (arbundles) accepts: otherwise (r, n - s) would be
+    # a second valid signature, hence a second ID, for the same item.
+    if int.from_bytes(signature[32:64], "big") > SECP256K1_ORDER // 2:
         return False
     v = signature[64]
     recovery_id = v - 27 if v >= 27 else v

@@ -97,3 +97,19 @@ def test_generate_jwk_signs_and_verifies():
     assert verify_signature(1, owner, MESSAGE, signer.sign(MESSAGE))
     with pytest.raises(MalformedData):
         wallet.jwk_owner({})
+
+
+def test_ethereum_high_s_twin_is_rejected():
+    from permastore.protocol.signers import SECP256K1_ORDER
+
+    signer = EthereumSigner(hashlib.sha256(b"eth key").digest())
+    signature = signer.sign(MESSAGE)
+    s = int.from_bytes(signature[32:64], "big")
+    twin_v = 27 + (1 - (signature[64] - 27))
+    twin = signature[:32] + (SECP256K1_ORDER - s).to_bytes(32, "big") + bytes([twin_v])
+    # The twin is mathematically valid (it recovers the same key) but not canonical.
+    recovered = coincurve.PublicKey.from_signature_and_message(
+        twin[:64] + bytes([twin_v - 27]), eip191_hash(MESSAGE), hasher=None
+    )
+    assert recovered.format(compressed=False) == signer.owner
+    assert not verify_signature(3, signer.owner, MESSAGE, twin)
