@@ -1,0 +1,83 @@
+"""fsck: read every stored chunk back and check it against its BLAKE3 address."""
+
+from __future__ import annotations
+
+import os
+
+from permastore.protocol.merkle import chunk_ranges
+from permastore.store.errors import CorruptChunk
+from permastore.store.records import FsckReport
+
+
+class Checker:
+    """Store mixin: ``fsck``."""
+
+    def fsck(self, progress=None) -> FsckReport:
+        """Verify every chunk, every object's chunk list and every segment; return the report.
+
+        Failures are (object ID, chunk index, reason); chunk index -1 is about the object as a whole.
+        """
+        report = FsckReport()
+        conn = self.db
+        self._check_segments(report)
+        bad_chunks = self._check_chunks(report, progress)
+        for address, reason in bad_chunks.items():
+            owners = conn.execute(
+                "SELECT o.id, c.idx FROM object_chunks c JOIN objects o ON o.seq = c.seq WHERE c.hash = ?",
+                (address,),
+            ).fetchall()
+            for row in owners:
+                report.failures.append((row["id"], row["idx"], reason))
+        for row in conn.execute("SELECT * FROM objects WHERE data_complete = 1").fetchall():
+            report.objects_checked += 1
+            problem = self._object_problem(row)
+            if problem:
+                report.failures.append((row["id"], problem[0], problem[1]))
+        report.ok = not report.failures
+        return report
+
+    def _check_segments(self, report: FsckReport) -> None:
+        for row in self.db.execute("SELECT name, committed_size FROM segments").fetchall():
+            path = self.segments_dir / row["name"]
+            try:
+                size = os.stat(path).st_size
+            except FileNotFoundError:
+                report.failures.append((row["name"], -1, "segment file is missing"))
+                continue
+            if size < row["committed_size"]:
+                report.failures.append((row["name"], -1, f"segment is {size} bytes, {row['committed_size']} committed"))
+
+    def _check_chunks(self, report: FsckReport, progress) -> dict[bytes, str]:
+        bad = {}
+        rows = self.db.execute(
+            "SELECT hash, segment_id, offset AS seg_offset, stored_size, size, codec, -1 AS idx FROM chunks"
+        ).fetchall()
+        for row in rows:
+            report.chunks_checked += 1
+            try:
+                self._chunks.load("(chunk)", row)
+            except CorruptChunk as exc:
+                bad[bytes(row["hash"])] = exc.reason
+            if progress:
+                progress(row["size"])
+        return bad
+
+    def _object_problem(self, row) -> tuple[int, str] | None:
+        """Given a complete object's row, return (chunk index, reason) when its data is not whole."""
+        if row["data_parent"] is not None:
+            parent = self.db.execute("SELECT data_size FROM objects WHERE id = ?", (row["data_parent"],)).fetchone()
+            if parent is None or row["data_parent_offset"] + row["data_size"] > parent["data_size"]:
+                return -1, f"parent {row['data_parent']} is missing or too short"
+            return None
+        chunks = self.db.execute(
+            "SELECT c.idx, c.offset, c.size, k.hash IS NOT NULL AS present FROM object_chunks c"
+            " LEFT JOIN chunks k ON k.hash = c.hash WHERE c.seq = ? ORDER BY c.idx",
+            (row["seq"],),
+        ).fetchall()
+        expected = [(s, e - s) for s, e in chunk_ranges(row["data_size"]) if e > s]
+        for chunk in chunks:
+            if not chunk["present"]:
+                return chunk["idx"], "chunk is missing from the index"
+        if [(c["offset"], c["size"]) for c in chunks] != expected:
+            return -1, "chunk list does not cover the data"
+        return None

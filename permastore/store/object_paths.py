@@ -1,0 +1,79 @@
+"""Objects as plain file paths (for mmap by llama.cpp) without a second copy.
+
+A large object whose chunks are one contiguous raw run of a dedicated segment
+covering the whole file *is* that file. Anything else (small objects in packs,
+objects sharing chunks with others, bundled items) is materialised once, verified,
+under ``views/``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from permastore.store.errors import NotFound
+from permastore.store.segments import fsync_dir, write_all
+
+VIEW_MODE = 0o444
+
+
+class ObjectPaths:
+    """Store mixin: ``object_path``."""
+
+    def object_path(self, id: str, verify: bool = True) -> Path:
+        """Given an ID, return a path whose bytes are exactly the object's data.
+
+        With verify (the default) every chunk is checked against its BLAKE3 address
+        the first time this process hands the path out.
+        """
+        row = self._row(id)
+        if not row["data_complete"]:
+            raise NotFound(id, "data of")
+        path = self._segment_path_of(row)
+        if path is None:
+            return self._view_of(row)
+        if verify and id not in self._verified_paths:
+            for _ in self._read_row(row, 0, row["data_size"]):
+                pass  # _read_row raises CorruptChunk on the first bad chunk
+            self._verified_paths.add(id)
+        return path
+
+    def _segment_path_of(self, row) -> Path | None:
+        """The dedicated segment that is byte-for-byte this object, or None."""
+        if row["data_parent"] is not None or row["data_size"] == 0:
+            return None
+        found = self.db.execute(
+            "SELECT COUNT(*) AS n, MIN(k.segment_id) AS lo, MAX(k.segment_id) AS hi,"
+            " SUM(k.codec != 0) AS packed, SUM(k.offset != c.offset) AS moved"
+            " FROM object_chunks c JOIN chunks k ON k.hash = c.hash WHERE c.seq = ?",
+            (row["seq"],),
+        ).fetchone()
+        if not found["n"] or found["lo"] != found["hi"] or found["packed"] or found["moved"]:
+            return None
+        segment = self.db.execute(
+            "SELECT name, kind, committed_size FROM segments WHERE id = ?", (found["lo"],)
+        ).fetchone()
+        if segment["kind"] != "object" or segment["committed_size"] != row["data_size"]:
+            return None
+        return self.segments_dir / segment["name"]
+
+    def _view_of(self, row) -> Path:
+        """Write (once) a verified, read-only copy of the object under views/; return its path."""
+        path = self.views_dir / row["id"]
+        if path.exists():
+            return path
+        tmp = self.views_dir / f".{row['id']}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            for piece in self._read_row(row, 0, row["data_size"]):
+                write_all(fd, piece)
+            os.fsync(fd)
+            os.fchmod(fd, VIEW_MODE)
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp)
+            raise
+        os.close(fd)
+        os.replace(tmp, path)
+        fsync_dir(self.views_dir)
+        return path

@@ -1,0 +1,219 @@
+"""Segment files: append-only containers of chunk bytes.
+
+Two kinds live in ``segments/``:
+- ``pack-NNNNNN.seg``: small objects' chunks, raw or zstd, appended under ``.pack.lock``.
+- ``obj-<uuid>.seg``: one large object's new chunks, raw and in order, written by one
+  writer holding an flock on the file until its object is committed.
+
+Sealed segments are read-only (0444). A segment becomes part of the store only
+through a ``segments`` row committed in SQLite; anything else on disk is debris of
+a crashed writer and is removed by ``remove_orphans``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import uuid
+from collections import OrderedDict
+from pathlib import Path
+
+SEGMENTS_DIR = "segments"
+PACK_LOCK = ".pack.lock"
+PACK_PREFIX = "pack-"
+OBJECT_PREFIX = "obj-"
+SUFFIX = ".seg"
+SEALED_MODE = 0o444
+# Flush dirty pages every so often so the final fsync of a large object is short.
+WRITEBACK_EVERY = 64 * 1024 * 1024
+OPEN_FILES_CACHE = 64
+
+
+def fsync_dir(path: Path) -> None:
+    """Given a folder, fsync it so a file created or renamed in it survives a crash."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def pack_name(number: int) -> str:
+    """Given a pack number, return its file name."""
+    return f"{PACK_PREFIX}{number:06d}{SUFFIX}"
+
+
+def write_all(fd: int, data, offset: int | None = None) -> None:
+    """Given a file descriptor and bytes, write them all (os.write may write less)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view) if offset is None else os.pwrite(fd, view, offset)
+        if offset is not None:
+            offset += written
+        view = view[written:]
+
+
+class ObjectSegmentWriter:
+    """A dedicated segment being written: flocked, appended in order, then sealed."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        while True:
+            self.name = f"{OBJECT_PREFIX}{uuid.uuid4().hex}{SUFFIX}"
+            self.path = folder / self.name
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            # Orphan cleanup takes this lock before unlinking; if it won the race
+            # our file is gone and we start over with a fresh name.
+            try:
+                if os.stat(self.path).st_ino == os.fstat(self.fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(self.fd)
+        fsync_dir(folder)
+        self.size = 0
+        self._unsynced = 0
+
+    def append(self, data) -> int:
+        """Given bytes, append them; return the offset they start at."""
+        offset = self.size
+        write_all(self.fd, data)
+        self.size += len(data)
+        self._unsynced += len(data)
+        if self._unsynced >= WRITEBACK_EVERY:
+            os.fdatasync(self.fd)
+            self._unsynced = 0
+        return offset
+
+    def seal(self) -> None:
+        """Make the written bytes durable and the file read-only (still locked)."""
+        os.fsync(self.fd)
+        os.fchmod(self.fd, SEALED_MODE)
+
+    def discard(self) -> None:
+        """Remove the file (nothing committed refers to it) and release it."""
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        self.release()
+
+    def release(self) -> None:
+        """Drop the lock and the descriptor (after the commit, or after discard)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class PackLock:
+    """Exclusive lock on appending to pack segments, across processes."""
+
+    def __init__(self, folder: Path):
+        self.path = folder / PACK_LOCK
+
+    def __enter__(self):
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)
+
+
+class PackAppender:
+    """Appends to one pack segment at its committed end, inside a PackLock."""
+
+    def __init__(self, folder: Path, name: str, committed_size: int):
+        self.folder = folder
+        self.name = name
+        path = folder / name
+        created = not path.exists()
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        if created:
+            fsync_dir(folder)
+        # A crashed writer may have left bytes past the committed end: drop them.
+        if os.fstat(self.fd).st_size != committed_size:
+            os.ftruncate(self.fd, committed_size)
+        self.size = committed_size
+
+    def append(self, data) -> int:
+        """Given bytes, write them at the end; return their offset."""
+        offset = self.size
+        write_all(self.fd, data, offset)
+        self.size += len(data)
+        return offset
+
+    def sync(self) -> None:
+        os.fsync(self.fd)
+
+    def seal(self) -> None:
+        os.fsync(self.fd)
+        os.fchmod(self.fd, SEALED_MODE)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class SegmentReader:
+    """Reads stored bytes by (segment name, offset, size), keeping a few files open."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self._open: OrderedDict[str, int] = OrderedDict()
+
+    def fd(self, name: str) -> int:
+        fd = self._open.get(name)
+        if fd is not None:
+            self._open.move_to_end(name)
+            return fd
+        fd = os.open(self.folder / name, os.O_RDONLY)
+        self._open[name] = fd
+        if len(self._open) > OPEN_FILES_CACHE:
+            _, old = self._open.popitem(last=False)
+            os.close(old)
+        return fd
+
+    def read(self, name: str, offset: int, size: int) -> bytes:
+        """Given a segment and a range, return exactly those bytes (short file = short result)."""
+        fd = self.fd(name)
+        data = os.pread(fd, size, offset)
+        if len(data) == size or not data:
+            return data
+        parts = [data]
+        got = len(data)
+        while got < size:
+            more = os.pread(fd, size - got, offset + got)
+            if not more:
+                break
+            parts.append(more)
+            got += len(more)
+        return b"".join(parts)
+
+    def close(self) -> None:
+        for fd in self._open.values():
+            os.close(fd)
+        self._open.clear()
+
+
+def remove_orphans(folder: Path, is_committed) -> list[str]:
+    """Given the segments folder and a predicate on names, remove object segments that no
+    committed row names and no live writer holds; return the names removed."""
+    removed = []
+    for path in folder.glob(f"{OBJECT_PREFIX}*{SUFFIX}"):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a writer is still working on it
+            # Checked under the lock: a writer commits before it lets go.
+            if not is_committed(path.name):
+                os.unlink(path)
+                removed.append(path.name)
+        finally:
+            os.close(fd)
+    return removed
