@@ -1,5 +1,5 @@
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from permastore.protocol.avro_tags import (
     MAX_NAME_BYTES,
@@ -18,6 +18,7 @@ tags_strategy = st.lists(
 )
 
 
+@settings(deadline=None)  # a shared, loaded machine must not turn slowness into failures
 @given(tags_strategy)
 def test_round_trip(tags):
     assert decode_tags(encode_tags(tags)) == tags
@@ -39,11 +40,10 @@ def _negative_blocks(blocks):
     return out + _encode_long(0)
 
 
+@settings(deadline=None)  # a shared, loaded machine must not turn slowness into failures
 @given(st.lists(tags_strategy.filter(bool), min_size=1, max_size=4))
 def test_negative_block_counts(blocks):
     flat = [t for block in blocks for t in block]
-    if len(flat) > MAX_TAGS:
-        return
     assert decode_tags(_negative_blocks(blocks)) == flat
 
 

@@ -94,6 +94,7 @@ sizes = st.one_of(
 )
 
 
+@settings(deadline=None)
 @given(sizes)
 def test_chunk_ranges_invariants(size):
     ranges = merkle.chunk_ranges(size)
