@@ -251,7 +251,7 @@ def _write_credit_notice(store: Any, address: str, amount: int) -> str:
     """Write a signed Credit-Notice data item to the store; return its ID."""
     import io
 
-    from permastore.protocol.tx import Tag  # deferred: the ledger itself needs no protocol code
+    from permastore.protocol.tags import Tag  # deferred: the ledger itself needs no protocol code
 
     tags = [Tag(name.encode(), value.encode()) for name, value in credit_notice_tags(address, amount)]
     body = json.dumps({"recipient": address, "quantity": str(amount)}, sort_keys=True).encode()

@@ -553,68 +553,212 @@ class Herder:
                 return None
 
 
-# ---------------------------------------------------------------------------- llama jobs
+# ---------------------------------------------------------------------------- paid calls
 
-GENERATE_JOB = "inference.herder:generate_job"
-_worker_engines: dict[tuple, Any] = {}  # per worker process: (path, settings) -> Engine
-MAX_ENGINES_PER_WORKER = 2  # two models alternating stay loaded; more are loaded on demand
+EXECUTE_JOB = "inference.processes:execute_job"  # runs a PreparedCall in a worker
 
 
-def generate_job(payload: dict, emit: Callable[[Any], None]) -> dict:
-    """Run in a worker: given a generation payload, return the Generation as a dict.
+class PaymentRequired(HerderError):
+    """The caller offered or holds too little credit; nothing was charged or written."""
 
-    Payload: model_path, model_id, settings (EngineSettings JSON), prompt, sampling
-    (SamplingParams JSON with a seed), special (bool), stream (bool: emit text pieces).
+    status = 402
+
+    def __init__(self, message: str, needed: int, balance: int | None = None, quote: int | None = None):
+        super().__init__(message)
+        self.needed = needed
+        self.balance = balance
+        self.quote = quote
+
+
+class RunningCall:
+    """A call accepted by the service: its Message is written, its fee reserved, its job queued.
+
+    Consume it with `text_pieces()` (streaming) and/or `finish()`; `finish()` writes the
+    Result, charges the fee on success or refunds it on failure, exactly once.
     """
-    from inference.engine import EngineSettings, SamplingParams
 
-    settings = EngineSettings.from_json(payload["settings"])
-    engine = _worker_engine(payload["model_path"], settings, payload.get("model_id"))
-    generation = engine.generate(
-        payload["prompt"],
-        SamplingParams.from_json(payload["sampling"]),
-        special=payload.get("special", False),
-        on_text=emit if payload.get("stream") else None,
-    )
-    return generation_to_json(generation)
+    def __init__(self, service: "HerderService", prepared: Any, job: Call, reservation: Any, fee: int):
+        self.service = service
+        self.prepared = prepared
+        self.job = job
+        self.reservation = reservation
+        self.fee = fee
+        self._outcomes = job.results()
+        self._final: tuple[str, Any] | None = None
+        self._settled: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def message_id(self) -> str:
+        return self.prepared.message_id
+
+    def text_pieces(self) -> Iterator[str]:
+        """Yield output text as the worker produces it, until the job ends."""
+        while self._final is None:
+            kind, value = next(self._outcomes)
+            if kind == "event":
+                yield value
+            else:
+                self._final = (kind, value)
+
+    def finish(self) -> Any:
+        """Wait for the job; return the CallResult, or raise HerderError after refunding."""
+        with self._lock:
+            if self._settled is None:
+                for _ in self.text_pieces():
+                    pass
+                self._settled = self._settle(*self._final)
+        if isinstance(self._settled, HerderError):
+            raise self._settled
+        return self._settled
+
+    def finish_in_background(self) -> None:
+        """Settle the call on another thread (the client went away; the work still counts)."""
+        threading.Thread(target=self._finish_quietly, name="herder-settle", daemon=True).start()
+
+    def _finish_quietly(self) -> None:
+        try:
+            self.finish()
+        except HerderError:
+            pass
+
+    def _settle(self, kind: str, value: Any) -> Any:
+        from inference.processes import write_failure, write_result
+
+        service = self.service
+        if kind == "done":
+            try:
+                result = write_result(service.store, self.prepared, value)
+            except Exception as exc:
+                # The output could not be recorded: the caller gets no unrecorded answer, and
+                # pays nothing for it.
+                log.error("writing result of %s failed: %s", self.message_id, exc)
+                service.refund(self.reservation)
+                return HerderError(f"the result could not be recorded: {exc}")
+            service.charge(self.reservation)
+            return result
+        error = value if isinstance(value, HerderError) else HerderError(str(value))
+        try:
+            write_failure(service.store, self.prepared, str(error))
+        except Exception as exc:  # the refund below matters more than the failure record
+            log.error("writing failure of %s failed: %s", self.message_id, exc)
+        service.refund(self.reservation)
+        return error
 
 
-def _worker_engine(model_path: str, settings: Any, model_id: str | None) -> Any:
-    """Return this worker's loaded engine for the model and settings, loading it once."""
-    from inference.engine import Engine
+class HerderService:
+    """The herder as the server uses it: store, worker pool, ledger and API keys together."""
 
-    key = (model_path, settings)
-    engine = _worker_engines.get(key)
-    if engine is None:
-        while len(_worker_engines) >= MAX_ENGINES_PER_WORKER:
-            _worker_engines.pop(next(iter(_worker_engines))).close()
-        # use_mmap: every worker maps the same store file, so the weights are in RAM once.
-        engine = Engine.from_path(model_path, settings, model_id=model_id)
-        _worker_engines[key] = engine
-    return engine
+    def __init__(self, store: Any, data_dir: Path | str, config: HerderConfig | None = None, source: Any = None):
+        from inference.credits import Ledger
+        from inference.keys import KeyStore
 
+        self.store = store
+        self.source = source
+        self.config = config or HerderConfig()
+        self.ledger = Ledger.open(data_dir)
+        self.keys = KeyStore.open(data_dir)
+        # Calls reserved by a previous run of this node never finished: give the credit back.
+        refunded = self.ledger.refund_open_reservations()
+        if refunded:
+            log.warning("refunded %d calls left open by the previous run", refunded)
+        self.herder = Herder(self.config).start()
+        self._default_processes: dict[str, str] = {}
+        self._spawn_lock = threading.Lock()
 
-def generation_to_json(generation: Any) -> dict:
-    """Given an engine Generation, return it as a plain dict (it crosses a pipe)."""
-    return {
-        "text": generation.text,
-        "token_ids": list(generation.token_ids),
-        "prompt_tokens": generation.prompt_tokens,
-        "prompt_token_hash": generation.prompt_token_hash,
-        "finish_reason": generation.finish_reason,
-        "timings": dict(generation.timings),
-    }
+    def close(self) -> None:
+        """Stop the workers and close the ledger and key store."""
+        self.herder.close()
+        self.ledger.close()
+        self.keys.close()
 
+    @property
+    def node_address(self) -> str:
+        """Return the node wallet's address (the caller of keyless local calls)."""
+        from permastore.protocol.wallet import address_of
 
-def generation_from_json(data: dict) -> Any:
-    """Given generation_to_json's dict, return the engine Generation."""
-    from inference.engine import Generation
+        return address_of(self.store.signer.owner)
 
-    return Generation(
-        text=data["text"],
-        token_ids=tuple(data["token_ids"]),
-        prompt_tokens=data["prompt_tokens"],
-        prompt_token_hash=data["prompt_token_hash"],
-        finish_reason=data["finish_reason"],
-        timings=data["timings"],
-    )
+    # -- processes
+
+    def default_process(self, model_id: str) -> str:
+        """Given a model ID, return this node's process for plain OpenAI-style calls on it.
+
+        Spawned once per model per server run (default settings, the model's own template).
+        """
+        from inference.processes import spawn
+
+        with self._spawn_lock:
+            pid = self._default_processes.get(model_id)
+            if pid is None:
+                pid = spawn(self.store, model_id, source=self.source)
+                self._default_processes[model_id] = pid
+            return pid
+
+    # -- pricing
+
+    def needed(self, plan: Any) -> int:
+        """Given a planned call, return its needed fee in real model tokens."""
+        from inference.fees import needed_fee
+
+        return needed_fee(self.config.fees, plan.prompt_tokens, plan.max_tokens)
+
+    def quote_for(self, plan: Any) -> int:
+        """Given a planned call, return the payment quoted now."""
+        return self.herder.quote(self.needed(plan))
+
+    def info(self) -> dict[str, Any]:
+        """Return `GET /herder/info`: fees, last multiplier, queue length, workers."""
+        return self.herder.info()
+
+    # -- calls
+
+    def start(self, plan: Any, caller: str, payment: int | None = None) -> RunningCall:
+        """Given a planned call and its caller, reserve the fee, write the Message, queue the job.
+
+        payment None pays the current quote. Raises PaymentRequired (nothing written).
+        """
+        from inference.credits import InsufficientCredit
+        from inference.fees import FeeError, multiplier_of
+        from inference.processes import prepare_message, write_failure
+
+        needed = self.needed(plan)
+        quoted = self.herder.quote(needed)
+        fee = quoted if payment is None else payment
+        try:
+            multiplier = multiplier_of(fee, needed)
+        except FeeError as exc:
+            raise PaymentRequired(str(exc), needed=needed, quote=quoted) from None
+        reservation = None
+        if fee > 0:
+            try:
+                reservation = self.ledger.reserve(caller, fee)
+            except InsufficientCredit as exc:
+                raise PaymentRequired(str(exc), needed=fee, balance=exc.balance, quote=quoted) from None
+        try:
+            prepared = prepare_message(self.store, plan, caller, fee)
+        except BaseException:
+            self.refund(reservation)
+            raise
+        try:
+            job = self.herder.submit(EXECUTE_JOB, prepared.to_json(), multiplier)
+        except HerderError as exc:
+            # The Message is written: answer it with a failure Result, so none is left open.
+            write_failure(self.store, prepared, str(exc))
+            self.refund(reservation)
+            raise
+        return RunningCall(self, prepared, job, reservation, fee)
+
+    def charge(self, reservation: Any) -> None:
+        """Settle a reservation as spent (no-op for free calls)."""
+        if reservation is not None:
+            self.ledger.charge(reservation)
+
+    def refund(self, reservation: Any) -> None:
+        """Give a reservation back (no-op for free calls)."""
+        if reservation is not None:
+            self.ledger.refund(reservation)
+
+    def credit(self, address: str, amount: int) -> str:
+        """Credit an address; return the Credit-Notice record ID."""
+        return self.ledger.credit(address, amount, store=self.store)

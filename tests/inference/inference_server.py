@@ -1,0 +1,71 @@
+"""A real gateway (with the inference routes) served by uvicorn on 127.0.0.1, in this process.
+
+In-process so that tests can reach the herder's worker pids to kill or stop them; the
+HTTP path is the real one (socket, uvicorn, FastAPI), and workers are real processes.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+from gateway.app import create_app
+from gateway.config import GatewayConfig
+
+START_TIMEOUT_S = 30
+
+
+@dataclass
+class RunningServer:
+    url: str
+    app: object
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    @property
+    def store(self):
+        return self.app.state.node.store
+
+    @property
+    def service(self):
+        """Return the HerderService (started by the first inference request)."""
+        return self.app.state.inference
+
+    def client(self, **headers) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers=headers, timeout=120)
+
+    def stop(self) -> None:
+        service = getattr(self.app.state, "inference", None)
+        if service is not None:
+            service.close()
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+def start_server(data_dir: Path, herder: dict | None = None) -> RunningServer:
+    """Given a data folder and herder settings (written to data/herder.json), serve it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if herder is not None:
+        (data_dir / "herder.json").write_text(json.dumps(herder))
+    app = create_app(GatewayConfig(data_dir=data_dir, mine_interval=0))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("test server did not start")
+        time.sleep(0.02)
+    return RunningServer(f"http://127.0.0.1:{port}", app, server, thread)
