@@ -65,6 +65,15 @@ class Ledger:
             self._set_locked(address, new)
         return new
 
+    def check_funds(self, owner_address: str, target: str, quantity: int, reward: int) -> None:
+        """Given a tx's transfer, raise InsufficientFunds when the owner cannot cover it."""
+        if target and quantity > 0:
+            balance = self.balance(owner_address)
+            if balance < quantity + reward:
+                raise InsufficientFunds(
+                    f"you don't have enough funds to send {quantity} (balance {balance}, reward {reward})"
+                )
+
     def apply_tx(self, owner_address: str, tx_id: str, target: str, quantity: int, reward: int) -> None:
         """Given an accepted tx, move quantity to target, burn reward, record last_tx.
 

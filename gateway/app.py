@@ -1,0 +1,57 @@
+"""The gateway's ASGI app: `create_app(config)`."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from gateway.config import GatewayConfig
+from gateway.errors import install_error_handlers
+from gateway.node import Node
+
+log = logging.getLogger("gateway")
+
+
+def _optional_router(module_name: str):
+    """Given a routes module name, return its router, or None while that module does not exist yet."""
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:  # the module exists but is broken: that must be loud
+            raise
+        return None
+    return module.router
+
+
+def create_app(config: GatewayConfig) -> FastAPI:
+    """Given a config, return the FastAPI app serving the Arweave / ar.io API."""
+    from gateway.routes import blocks, chunk, data, graphql, info, tx, wallet
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        node = Node(config)
+        app.state.node = node
+        node.miner.start()
+        try:
+            yield
+        finally:
+            await node.miner.stop()
+            node.close()
+
+    app = FastAPI(
+        title="permastore gateway",
+        description="Arweave / ar.io HTTP API over a verifying permanent store.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for module in (info, wallet, blocks, tx, chunk, graphql):
+        app.include_router(module.router)
+    inference_router = _optional_router("gateway.routes.inference")
+    if inference_router is not None:
+        app.include_router(inference_router)
+    app.include_router(data.router)  # last: `/{id}` would otherwise shadow one-segment routes
+    return app

@@ -1,0 +1,58 @@
+"""`permastore serve`: the gateway's command, added to the core CLI as a plugin."""
+
+from __future__ import annotations
+
+import argparse
+
+from permastore.cli.errors import CliError
+
+from gateway.config import DEFAULT_HOST, DEFAULT_MINE_INTERVAL, DEFAULT_PORT, GatewayConfig
+
+
+def register(subparsers) -> None:
+    """Given the CLI's subparsers, add `serve`."""
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the HTTP gateway (Arweave / ar.io API)",
+        description="Serve the data folder over the Arweave / ar.io HTTP API.",
+    )
+    # SUPPRESS: `permastore --data X serve` and `permastore serve --data X` both work.
+    parser.add_argument("--data", default=argparse.SUPPRESS, metavar="DIR", help="data folder")
+    parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST})")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any free)")
+    parser.add_argument(
+        "--upstream", action="append", default=[], metavar="URL",
+        help="gateway or node to read missing IDs through (repeatable; tried in order)",
+    )
+    parser.add_argument(
+        "--mine-interval", type=float, default=DEFAULT_MINE_INTERVAL, metavar="S",
+        help=f"seconds between blocks (default {DEFAULT_MINE_INTERVAL:g}; 0 = only on /mine)",
+    )
+    parser.add_argument("--no-mint", action="store_true", help="refuse arlocal's /mint route")
+    parser.set_defaults(handler=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Given parsed arguments, run the gateway until stopped; return the exit status."""
+    if not 0 <= args.port <= 65535:
+        raise CliError(f"invalid port {args.port}")
+    for url in args.upstream:
+        if not url.startswith(("http://", "https://")):
+            raise CliError(f"invalid upstream {url!r}: expected an http:// or https:// URL")
+    if args.mine_interval < 0:
+        raise CliError("--mine-interval must be 0 or more")
+    config = GatewayConfig(
+        data_dir=args.data,
+        host=args.host,
+        port=args.port,
+        upstreams=[url.rstrip("/") for url in args.upstream],
+        mine_interval=args.mine_interval,
+        enable_mint=not args.no_mint,
+    )
+    from gateway.server import serve
+
+    try:
+        serve(config)
+    except OSError as exc:  # e.g. the port is taken
+        raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    return 0

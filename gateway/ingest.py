@@ -1,0 +1,59 @@
+"""Accepting uploads: signed L1 transactions and signed ANS-104 data items.
+
+Nothing is stored before its signature verifies; the store checks data against
+data_root (txs) or the signed deep-hash (items) before it acknowledges.
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from gateway.bodies import limited_stream
+from gateway.errors import ApiError, bad_request
+from gateway.ledger import InsufficientFunds
+from gateway.node import Node
+from permastore.protocol import b64url
+from permastore.protocol.tx import Transaction, verify
+
+SPOOL_IN_MEMORY = 8 * 1024 * 1024  # item bodies past this go to a temp file in the data folder
+
+
+def accept_tx(node: Node, doc: dict) -> int:
+    """Given a POST /tx JSON body, verify and store the tx; return 200, or 208 if already stored."""
+    tx = Transaction.from_json(doc)  # MalformedData -> 400
+    if not tx.id or not tx.signature:
+        raise bad_request("transaction is not signed")
+    verify(tx)  # security: signature and id == sha256(signature) before anything is kept
+    with node.accept_lock:  # one funds check + store + debit at a time
+        if node.store.info(tx.id) is not None:
+            return 208
+        target = b64url.encode(tx.target)
+        try:
+            node.ledger.check_funds(tx.owner_address, target, tx.quantity, tx.reward)
+        except InsufficientFunds as exc:
+            raise ApiError(400, f"overspend: {exc}") from None
+        data = tx.data if tx.data or tx.data_size == 0 else None  # None: chunks follow via POST /chunk
+        node.store.put_tx(tx, data)
+        node.ledger.apply_tx(tx.owner_address, tx.id, target, tx.quantity, tx.reward)
+    return 200
+
+
+async def accept_item(request: Request, node: Node):
+    """Given a request whose body is a signed ANS-104 data item, verify, store and return its ObjectInfo."""
+    spool_dir = node.config.data_dir / "tmp"
+    spool_dir.mkdir(exist_ok=True)
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, dir=spool_dir) as spool:
+        size = 0
+        async for piece in limited_stream(request, node.config.max_item_body):
+            size += len(piece)
+            if spool._rolled:  # on disk: keep the event loop free while writing
+                await run_in_threadpool(spool.write, piece)
+            else:
+                spool.write(piece)
+        if size == 0:
+            raise bad_request("empty body: expected a signed ANS-104 data item")
+        spool.seek(0)
+        return await run_in_threadpool(node.store.put_item, spool)

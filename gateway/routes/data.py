@@ -1,0 +1,173 @@
+"""Data routes: `GET|HEAD /{id}`, `/raw/{id}` and `/{manifest}/{path}`.
+
+Bytes come from `store.read`, which checks every chunk against its hash before it
+is yielded; a chunk that fails ends the response early (the client sees a short
+body, never wrong bytes).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterator
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from gateway.errors import ApiError, not_found
+from gateway.manifests import MANIFEST_CONTENT_TYPE, MAX_MANIFEST_SIZE, ManifestError, parse_manifest, resolve
+from gateway.node import Node, node_of
+from gateway.params import parse_id
+from gateway.ranges import ByteRange, Unsatisfiable, parse_range
+from permastore.protocol import b64url
+
+router = APIRouter(tags=["data"])
+
+CACHE_IMMUTABLE = "public, max-age=31536000, immutable"  # data under an ID never changes
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+INLINE_LIMIT = 256 * 1024  # bodies up to one chunk are read at once, larger ones streamed
+
+
+def etag_of(object_id: str) -> str:
+    """Given an ID, return its strong ETag."""
+    return f'"{object_id}"'
+
+
+def etag_matches(if_none_match: str | None, object_id: str) -> bool:
+    """Given an If-None-Match header, return whether it names this ID (or is `*`)."""
+    if not if_none_match:
+        return False
+    for tag in if_none_match.split(","):
+        tag = tag.strip()
+        if tag == "*" or tag.removeprefix("W/").strip('"') == object_id:
+            return True
+    return False
+
+
+def digest_headers(sha256: bytes | None) -> dict[str, str]:
+    """Given the SHA-256 of the full data (or None), return the digest headers."""
+    if sha256 is None:
+        return {}
+    return {
+        "X-Ar-Io-Digest": b64url.encode(sha256),  # ar.io's header: base64url
+        "Digest": "sha-256=" + base64.b64encode(sha256).decode(),  # RFC 3230: standard base64
+    }
+
+
+def lookup(node: Node, object_id: str):
+    """Given an ID, return its ObjectInfo, fetching it through upstreams when missing locally."""
+    info = node.store.info(object_id)
+    if info is None and node.upstream is not None:
+        info = node.fetch_through(object_id)
+    if info is None:
+        raise not_found()
+    return info
+
+
+def _read_manifest(node: Node, info) -> object | None:
+    """Given a manifest's ObjectInfo, return the parsed Manifest, or None if it is not a valid one."""
+    if info.data_size > MAX_MANIFEST_SIZE or not info.data_complete:
+        return None
+    try:
+        return parse_manifest(node.store.read_range(info.id, 0, info.data_size))
+    except ManifestError:
+        return None
+
+
+def _verified_pieces(node: Node, object_id: str, span: ByteRange, hash_full: bool) -> Iterator[bytes]:
+    """Yield the verified bytes of span; when span is the whole object, learn its SHA-256 on the way."""
+    hasher = hashlib.sha256() if hash_full else None
+    for piece in node.store.read(object_id, span.start, span.end):
+        if hasher is not None:
+            hasher.update(piece)
+        yield piece
+    if hasher is not None:
+        node.ledger.set_digest(object_id, hasher.digest())
+
+
+async def serve_object(request: Request, node: Node, info, head: bool) -> Response:
+    """Given an object's info, answer with its data, honouring Range and If-None-Match."""
+    if not info.data_complete:
+        raise not_found("data not available yet: chunks are still missing")
+    size = info.data_size
+    digest = node.ledger.digest(info.id)
+    headers = {
+        "Accept-Ranges": "bytes",
+        "ETag": etag_of(info.id),
+        "Cache-Control": CACHE_IMMUTABLE,
+        "X-Ar-Io-Data-Id": info.id,
+        **digest_headers(digest),
+    }
+    content_type = info.content_type or DEFAULT_CONTENT_TYPE
+    if etag_matches(request.headers.get("if-none-match"), info.id):
+        return Response(status_code=304, headers=headers)
+    try:
+        span = parse_range(request.headers.get("range"), size)
+    except Unsatisfiable:
+        raise ApiError(416, "range not satisfiable", {"Content-Range": f"bytes */{size}", **headers}) from None
+    status = 200 if span is None else 206
+    if span is None:
+        span = ByteRange(0, size)
+    else:
+        headers["Content-Range"] = span.content_range(size)
+    headers["Content-Length"] = str(span.length)
+    if head:
+        return Response(status_code=status, headers=headers, media_type=content_type)
+    hash_full = digest is None and span.length == size
+    if span.length <= INLINE_LIMIT:
+        body = await run_in_threadpool(lambda: b"".join(_verified_pieces(node, info.id, span, hash_full)))
+        return Response(body, status_code=status, headers=headers, media_type=content_type)
+    pieces = _verified_pieces(node, info.id, span, hash_full)
+    # The first piece is read before the status line goes out, so a missing or corrupt
+    # start is still a proper JSON error rather than a cut-off 200.
+    first = await run_in_threadpool(next, pieces, b"")
+    return StreamingResponse(_prepend(first, pieces), status_code=status, headers=headers, media_type=content_type)
+
+
+def _prepend(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield first
+    yield from rest
+
+
+async def _serve(request: Request, object_id: str, subpath: str | None, raw: bool) -> Response:
+    """Given an ID and the path after it (None when there was no slash), answer the request."""
+    node = node_of(request)
+    object_id = parse_id(object_id)
+    head = request.method == "HEAD"
+    info = await run_in_threadpool(lookup, node, object_id)
+    is_manifest = not raw and info.content_type == MANIFEST_CONTENT_TYPE
+    manifest = await run_in_threadpool(_read_manifest, node, info) if is_manifest else None
+    if manifest is None:
+        if subpath:
+            raise not_found()
+        return await serve_object(request, node, info, head)
+    if subpath is None:
+        # Relative links in the index only work under the trailing slash, as on arweave.net.
+        target = f"/{object_id}/" + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(target, status_code=301)
+    target_id = resolve(manifest, subpath)
+    if target_id is None:
+        raise not_found(f"path {subpath!r} is not in manifest {object_id}")
+    target = await run_in_threadpool(lookup, node, target_id)
+    response = await serve_object(request, node, target, head)
+    response.headers["X-Ar-Io-Manifest-Id"] = object_id
+    return response
+
+
+@router.head("/raw/{object_id}", include_in_schema=False)
+@router.get("/raw/{object_id}", summary="Raw data of a tx or data item (no manifest resolution); HEAD too")
+async def raw_data(object_id: str, request: Request) -> Response:
+    return await _serve(request, object_id, None, raw=True)
+
+
+@router.head("/{object_id}", include_in_schema=False)
+@router.get("/{object_id}", summary="Data of a tx or data item by ID (Range, If-None-Match); HEAD too")
+async def data(object_id: str, request: Request) -> Response:
+    return await _serve(request, object_id, None, raw=False)
+
+
+@router.head("/{object_id}/{subpath:path}", include_in_schema=False)
+@router.get("/{object_id}/{subpath:path}", summary="A path inside a path manifest; HEAD too")
+async def manifest_path(object_id: str, subpath: str, request: Request) -> Response:
+    return await _serve(request, object_id, subpath, raw=False)

@@ -1,0 +1,123 @@
+"""Transaction routes: `GET /tx/{id}[/status|/offset|/data|/{field}]`, `POST /tx`, `/tx/pending`."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from gateway.bodies import read_json_object
+from gateway.errors import ApiError, bad_request, not_found
+from gateway.ingest import accept_item, accept_tx
+from gateway.node import Node, node_of
+from gateway.params import parse_id
+from permastore.protocol import b64url
+
+router = APIRouter(tags=["transactions"])
+
+TX_FIELDS = ("id", "last_tx", "owner", "tags", "target", "quantity", "data_size", "data_root", "reward", "signature", "format")
+MAX_TX_DATA_B64 = 12 * 1024 * 1024  # /tx/{id}/data inlines at most this much, like the Arweave node
+ITEM_CONTENT_TYPES = ("application/octet-stream",)
+
+
+def pending_response() -> PlainTextResponse:
+    """Return the Arweave node's answer for a tx not yet in a block."""
+    return PlainTextResponse("Pending", status_code=202)
+
+
+def l1_info(node: Node, tx_id: str):
+    """Given a tx ID, return the ObjectInfo of that L1 transaction or raise 404."""
+    info = node.store.info(parse_id(tx_id))
+    if info is None or info.kind != "tx":
+        raise not_found()
+    return info
+
+
+def header_json(node: Node, info) -> dict:
+    """Given an L1 tx's info, return its `/tx/{id}` JSON (format-2 data is served apart, as by the node)."""
+    doc = json.loads(node.store.raw_header(info.id))
+    if doc.get("format") in (2, "2"):
+        doc["data"] = ""
+    return doc
+
+
+@router.get("/tx/pending", summary="IDs of accepted transactions not yet in a block")
+async def pending(request: Request) -> JSONResponse:
+    return JSONResponse(await run_in_threadpool(node_of(request).miner.pending_ids))
+
+
+@router.get("/tx/{tx_id}", summary="The signed tx header (202 Pending until mined)")
+async def get_tx(tx_id: str, request: Request) -> Response:
+    node = node_of(request)
+    info = await run_in_threadpool(l1_info, node, tx_id)
+    if info.height is None:
+        return pending_response()
+    return JSONResponse(await run_in_threadpool(header_json, node, info))
+
+
+@router.get("/tx/{tx_id}/status", summary="Block height, hash and confirmations (202 Pending until mined)")
+async def tx_status(tx_id: str, request: Request) -> Response:
+    node = node_of(request)
+    info = await run_in_threadpool(l1_info, node, tx_id)
+    if info.height is None:
+        return pending_response()
+    tip_height, _ = node.miner.tip()
+    return JSONResponse(
+        {
+            "block_height": info.height,
+            "block_indep_hash": info.block_hash,
+            "number_of_confirmations": max(1, tip_height - info.height + 1),
+        }
+    )
+
+
+@router.get("/tx/{tx_id}/offset", summary="End offset of the tx's data in the weave and its size")
+async def tx_offset(tx_id: str, request: Request) -> JSONResponse:
+    info = await run_in_threadpool(l1_info, node_of(request), tx_id)
+    if info.weave_offset is None or not info.data_complete:
+        raise not_found("no weave offset yet: the tx is pending or its data incomplete")
+    return JSONResponse({"size": str(info.data_size), "offset": str(info.weave_offset)})
+
+
+@router.get("/tx/{tx_id}/data", response_class=PlainTextResponse, summary="The data, base64url (up to 12 MiB)")
+async def tx_data(tx_id: str, request: Request) -> PlainTextResponse:
+    node = node_of(request)
+    info = await run_in_threadpool(node.store.info, parse_id(tx_id))
+    if info is None:
+        raise not_found()
+    if not info.data_complete:
+        raise not_found("data not available yet: chunks are still missing")
+    if info.data_size > MAX_TX_DATA_B64:
+        raise ApiError(400, f"tx_data_too_big: {info.data_size} bytes; fetch /{info.id} instead")
+    data = await run_in_threadpool(node.store.read_range, info.id, 0, info.data_size)
+    return PlainTextResponse(b64url.encode(data))
+
+
+@router.get("/tx/{tx_id}/{field}", summary="One field of the tx header")
+async def tx_field(tx_id: str, field: str, request: Request) -> Response:
+    if field not in TX_FIELDS:
+        raise bad_request(f"unknown field {field!r:.40}; one of {', '.join(TX_FIELDS)}, data, status, offset")
+    node = node_of(request)
+    info = await run_in_threadpool(l1_info, node, tx_id)
+    if info.height is None:
+        return pending_response()
+    value = (await run_in_threadpool(header_json, node, info)).get(field, "")
+    if isinstance(value, (list, dict)):
+        return JSONResponse(value)
+    return PlainTextResponse(str(value))
+
+
+@router.post("/tx", summary="Post a signed format-2 tx (JSON) or a signed ANS-104 data item (octet-stream)")
+async def post_tx(request: Request) -> Response:
+    node = node_of(request)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in ITEM_CONTENT_TYPES:
+        info = await accept_item(request, node)
+        return JSONResponse({"id": info.id, "owner": info.owner_address, "data_size": info.data_size})
+    doc = await read_json_object(request, node.config.max_tx_body)
+    status = await run_in_threadpool(accept_tx, node, doc)
+    if status == 208:
+        return PlainTextResponse("Transaction already processed.", status_code=208)
+    return PlainTextResponse("OK")

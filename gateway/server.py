@@ -1,0 +1,57 @@
+"""Run the gateway under uvicorn, announce its URL, stop cleanly on SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+import uvicorn
+
+from permastore.cli.errors import CliError
+
+from gateway.app import create_app
+from gateway.config import GatewayConfig
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Given host and port, return a listening socket (port 0 picks a free one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    """Given a bound socket, return the http URL clients use."""
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def serve(config: GatewayConfig) -> None:
+    """Given a config, serve until SIGINT or SIGTERM (uvicorn handles both gracefully)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    sock = bind_socket(config.host, config.port)
+    app = create_app(config)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            loop="auto",  # uvloop when installed
+            http="auto",  # httptools when installed
+            log_level="warning",
+            access_log=False,
+            timeout_keep_alive=30,
+            lifespan="on",
+        )
+    )
+    # Printed once bound, before startup finishes, so a parent can read the port at once;
+    # /healthcheck answers once the store is open.
+    print(f"permastore gateway listening on {url_of(sock)}", flush=True)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    if not server.started:
+        raise CliError("the gateway did not start (see the log above)")
