@@ -10,6 +10,8 @@ arbundles does.
 from .errors import LimitExceeded, MalformedData
 from .tags import Tag
 
+# ANS-104's limits. arbundles 0.11 also caps the whole tag block at 4096 bytes, so an item
+# with more tag bytes is valid here (and by the spec) but refused by that client.
 MAX_TAGS = 128
 MAX_NAME_BYTES = 1024
 MAX_VALUE_BYTES = 3072
