@@ -30,12 +30,25 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+class AnnouncingServer(uvicorn.Server):
+    """A uvicorn server that prints its URL once the app has started (store open, miner running)."""
+
+    def __init__(self, config: uvicorn.Config, url: str):
+        super().__init__(config)
+        self.url = url
+
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            print(f"permastore gateway listening on {self.url}", flush=True)
+
+
 def serve(config: GatewayConfig) -> None:
     """Given a config, serve until SIGINT or SIGTERM (uvicorn handles both gracefully)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     sock = bind_socket(config.host, config.port)
     app = create_app(config)
-    server = uvicorn.Server(
+    server = AnnouncingServer(
         uvicorn.Config(
             app,
             loop="auto",  # uvloop when installed
@@ -44,11 +57,9 @@ def serve(config: GatewayConfig) -> None:
             access_log=False,
             timeout_keep_alive=30,
             lifespan="on",
-        )
+        ),
+        url_of(sock),
     )
-    # Printed once bound, before startup finishes, so a parent can read the port at once;
-    # /healthcheck answers once the store is open.
-    print(f"permastore gateway listening on {url_of(sock)}", flush=True)
     try:
         server.run(sockets=[sock])
     finally:
