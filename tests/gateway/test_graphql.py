@@ -1,0 +1,87 @@
+"""POST/GET /graphql with the ar.io schema, against the in-process app."""
+
+from .conftest import KEY_ADDRESS, signed_item, signed_tx
+
+QUERY = """
+query($tags: [TagFilter!], $first: Int, $after: String, $owners: [String!], $sort: SortOrder) {
+  transactions(tags: $tags, first: $first, after: $after, owners: $owners, sort: $sort) {
+    pageInfo { hasNextPage }
+    edges { cursor node {
+      id anchor signature recipient
+      owner { address key }
+      fee { winston ar } quantity { winston ar }
+      data { size type }
+      tags { name value }
+      block { id timestamp height previous }
+      bundledIn { id }
+    } }
+  }
+}
+"""
+
+
+def gql(client, query: str, **variables) -> dict:
+    response = client.post("/graphql", json={"query": query, "variables": variables})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert "errors" not in body, body
+    return body["data"]
+
+
+def test_query_by_tag_with_paging_and_blocks(client, rsa_signer, ed_signer):
+    txs = [signed_tx(rsa_signer, f"doc {n}".encode(), {"App-Name": "gql-test", "N": str(n)}, reward=1000) for n in range(3)]
+    for tx in txs:
+        assert client.post("/tx", json=tx.to_json()).status_code == 200
+    other = signed_item(ed_signer, b"elsewhere", {"App-Name": "other", "Content-Type": "text/plain"})
+    assert client.post("/tx", content=other, headers={"Content-Type": "application/octet-stream"}).status_code == 200
+
+    tag = [{"name": "App-Name", "values": ["gql-test"]}]
+    pending = gql(client, QUERY, tags=tag, first=10)["transactions"]
+    assert {edge["node"]["id"] for edge in pending["edges"]} == {tx.id for tx in txs}
+    assert all(edge["node"]["block"] is None for edge in pending["edges"])
+
+    client.post("/mine")
+    page1 = gql(client, QUERY, tags=tag, first=2)["transactions"]
+    assert page1["pageInfo"]["hasNextPage"] is True and len(page1["edges"]) == 2
+    page2 = gql(client, QUERY, tags=tag, first=2, after=page1["edges"][-1]["cursor"])["transactions"]
+    assert page2["pageInfo"]["hasNextPage"] is False
+    seen = [edge["node"]["id"] for edge in page1["edges"] + page2["edges"]]
+    assert sorted(seen) == sorted(tx.id for tx in txs)
+
+    node = page1["edges"][0]["node"]
+    assert node["owner"]["address"] == KEY_ADDRESS
+    assert node["fee"] == {"winston": "1000", "ar": "0.000000001000"}
+    assert node["quantity"]["winston"] == "0"
+    assert node["block"]["height"] == 1
+    assert node["block"]["id"] == client.get("/block/height/1").json()["indep_hash"]
+    assert {"name": "App-Name", "value": "gql-test"} in node["tags"]
+    assert node["data"]["size"] == "5" and node["bundledIn"] is None
+
+    by_owner = gql(client, QUERY, owners=[KEY_ADDRESS], first=100)["transactions"]
+    assert len(by_owner["edges"]) == 3
+    ascending = gql(client, QUERY, tags=tag, sort="HEIGHT_ASC", first=100)["transactions"]["edges"]
+    assert [e["node"]["id"] for e in ascending] == [tx.id for tx in txs]
+
+    one = gql(client, "query($id: ID!) { transaction(id: $id) { id data { type } } }", id=txs[1].id)
+    assert one["transaction"]["id"] == txs[1].id
+    missing = gql(client, 'query { transaction(id: "%s") { id } }' % ("A" * 43))
+    assert missing["transaction"] is None
+
+
+def test_get_with_query_string(client, rsa_signer):
+    tx = signed_tx(rsa_signer, b"x", {"Kind": "get-test"})
+    client.post("/tx", json=tx.to_json())
+    query = '{ transactions(tags: [{name: "Kind", values: ["get-test"]}]) { edges { node { id } } } }'
+    response = client.get("/graphql", params={"query": query})
+    assert response.status_code == 200
+    assert response.json()["data"]["transactions"]["edges"][0]["node"]["id"] == tx.id
+
+
+def test_bad_requests_are_json_errors(client):
+    for body in (b"not json", b"[]", b'{"query": 5}', b'{"query": "{ nope }"}', b'{"query": "{ transactions(first: \\"x\\") { edges { cursor } } }"}'):
+        response = client.post("/graphql", content=body, headers={"Content-Type": "application/json"})
+        assert response.status_code == 400, (body, response.text)
+        assert response.json()["error"]
+    bad_cursor = client.post("/graphql", json={"query": '{ transactions(after: "zzz") { edges { cursor } } }'})
+    assert bad_cursor.status_code in (200, 400) and bad_cursor.json()["errors"]
+    assert client.get("/graphql").status_code == 400
