@@ -68,6 +68,38 @@ def register(subparsers) -> None:
 
 def register_keys(subparsers) -> None:
     """`permastore keys create` (API keys bound to wallet addresses): the herder's part, added here."""
+    keys = subparsers.add_parser("keys", help="API keys for the inference HTTP API")
+    key_commands = keys.add_subparsers(dest="keys_command", metavar="ACTION")
+    key_commands.required = True
+    create = key_commands.add_parser("create", help="make an API key; print it (shown once)")
+    create.add_argument("--address", metavar="ADDR", help="wallet address it pays from (default: the node's)")
+    create.add_argument("--label", metavar="TEXT", help="a note kept with the key")
+    _data_arg(create)
+    create.set_defaults(handler=run_keys_create)
+
+
+def run_keys_create(args) -> int:
+    from inference.keys import InvalidKey, KeyStore
+
+    address = args.address
+    if address is None:
+        from permastore.protocol.wallet import address_of
+
+        store = _open_store(args)
+        try:
+            address = address_of(store.signer.owner)
+        finally:
+            store.close()
+    keys = KeyStore.open(args.data)
+    try:
+        key = keys.create(address, label=args.label)
+    except InvalidKey as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        keys.close()
+    print(key)
+    print(f"address: {address}", file=sys.stderr)
+    return 0
 
 
 def _open_store(args):
