@@ -232,13 +232,17 @@ _vocabularies_lock = threading.Lock()
 
 
 def vocabulary(model_path) -> object:
-    """Given a GGUF path, return a cached vocab-only Llama (tokenizing without loading weights)."""
+    """Given a GGUF path, return a cached vocab-only model (tokenize, token_bos) without weights or context."""
     import llama_cpp
+    from llama_cpp._internals import LlamaModel
 
     key = str(model_path)
     with _vocabularies_lock:
         if key not in _vocabularies:
-            _vocabularies[key] = llama_cpp.Llama(model_path=key, vocab_only=True, use_mmap=True, verbose=False)
+            params = llama_cpp.llama_model_default_params()
+            params.vocab_only = True
+            params.use_mmap = True
+            _vocabularies[key] = LlamaModel(path_model=key, params=params, verbose=False)
         return _vocabularies[key]
 
 

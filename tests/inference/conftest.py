@@ -33,3 +33,13 @@ def model_id(store, tiny_gguf) -> str:
     from inference.models import add_model
 
     return add_model(store, tiny_gguf)
+
+
+def make_gguf(path: Path, **options) -> Path:
+    """Write a variant of the tiny model (see fixtures/make_tiny_gguf.write_tiny_gguf) and return its path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_tiny_gguf", REPO / "fixtures" / "make_tiny_gguf.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.write_tiny_gguf(path, **options)
