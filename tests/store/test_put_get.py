@@ -1,0 +1,163 @@
+"""Plain uploads: wrapped in signed data items, stored as deduplicated chunks, read back exactly."""
+
+from __future__ import annotations
+
+import io
+import mmap
+import os
+import stat
+
+import pytest
+
+from permastore.protocol import ans104
+from permastore.protocol.deephash import deep_hash
+from permastore.protocol.errors import LimitExceeded
+from permastore.protocol.merkle import MAX_CHUNK_SIZE
+from permastore.protocol.tags import Tag
+from permastore.store import NotFound, Store, StoreError
+from permastore.store.ingest import SMALL_OBJECT_LIMIT
+
+from .conftest import pseudo_random, tags
+
+SIZES = [0, 1, 1000, MAX_CHUNK_SIZE, MAX_CHUNK_SIZE + 1, SMALL_OBJECT_LIMIT, SMALL_OBJECT_LIMIT + 1, 9_000_001]
+
+
+def disk_bytes(folder) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*.seg"))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_put_data_round_trips_and_is_a_verifiable_data_item(store, size):
+    data = pseudo_random(size, size)
+    info = store.put_data(io.BytesIO(data), tags=tags(App_Name="test"), content_type="application/x-test")
+    assert b"".join(store.read(info.id)) == data
+    assert info.kind == "item" and info.data_size == size
+    assert info.content_type == "application/x-test"
+    assert info.owner_address == ans104.parse_header(store.raw_header(info.id)).owner_address
+    # The stored header plus data is a complete item whose signature verifies.
+    item = b"".join(store.item_bytes(info.id))
+    header = ans104.verify_item(item)
+    assert header.id == info.id
+    assert [(t.name, t.value) for t in header.tags] == [(b"App-Name", b"test"), (b"Content-Type", b"application/x-test")]
+
+
+def test_unknown_id_is_not_found(store):
+    with pytest.raises(NotFound):
+        list(store.read("A" * 43))
+    assert store.info("A" * 43) is None
+
+
+def test_ranges_are_exact_anywhere_including_across_chunks(store):
+    data = pseudo_random(3 * MAX_CHUNK_SIZE + 12345, 7)
+    for info in (store.put_data(data), store.put_data(data[:100_000])):
+        whole = data[: info.data_size]
+        for start, length in [(0, 1), (5, 100), (MAX_CHUNK_SIZE - 3, 10), (MAX_CHUNK_SIZE * 2, MAX_CHUNK_SIZE + 9),
+                              (info.data_size - 1, 10), (info.data_size, 5), (info.data_size + 100, 5)]:  # fmt: skip
+            assert store.read_range(info.id, start, length) == whole[start : start + length], (start, length)
+    with pytest.raises(StoreError):
+        store.read_range(info.id, -1, 5)
+
+
+def test_range_read_does_not_read_from_the_start(store, monkeypatch):
+    data = pseudo_random(10 * MAX_CHUNK_SIZE, 3)
+    info = store.put_data(data)
+    loaded = []
+    original = store._chunks.load
+    monkeypatch.setattr(store._chunks, "load", lambda id, row: loaded.append(row["idx"]) or original(id, row))
+    assert store.read_range(info.id, 7 * MAX_CHUNK_SIZE + 10, 100) == data[7 * MAX_CHUNK_SIZE + 10 :][:100]
+    assert loaded == [7]
+
+
+def test_same_data_twice_is_stored_once(store, data_dir):
+    data = pseudo_random(6 * 1024 * 1024, 11)
+    first = store.put_data(data)
+    used = disk_bytes(data_dir)
+    second = store.put_data(io.BytesIO(data))
+    assert first.id != second.id  # two signatures, two items
+    assert disk_bytes(data_dir) == used  # ...over the same chunks
+    assert used < len(data) * 1.01
+    assert b"".join(store.read(second.id)) == data
+    # Both are plain files without a copy: the one dedicated segment.
+    assert store.object_path(first.id) == store.object_path(second.id)
+
+
+def test_compressible_small_objects_are_compressed_and_random_ones_are_not(store, data_dir):
+    text = b"the same words again and again " * 20_000
+    store.put_data(text)
+    assert disk_bytes(data_dir) < len(text) / 5
+    before = disk_bytes(data_dir)
+    noise = pseudo_random(500_000, 5)
+    info = store.put_data(noise)
+    assert disk_bytes(data_dir) - before == len(noise)  # raw: zstd would not save 10%
+    assert b"".join(store.read(info.id)) == noise
+
+
+def test_large_object_path_is_the_object_itself_without_copy(store, data_dir):
+    data = pseudo_random(SMALL_OBJECT_LIMIT + 5 * MAX_CHUNK_SIZE + 17, 9)
+    info = store.put_data(io.BytesIO(data))
+    path = store.object_path(info.id)
+    assert path.parent == data_dir / "segments"
+    assert not (data_dir / "views" / info.id).exists()
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        assert mapped[:] == data
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o444  # sealed
+
+
+def test_small_object_path_is_a_verified_read_only_view(store, data_dir):
+    data = pseudo_random(5000, 2)
+    info = store.put_data(data)
+    path = store.object_path(info.id)
+    assert path == data_dir / "views" / info.id
+    assert path.read_bytes() == data
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o444
+
+
+def test_stdin_like_stream_of_unknown_size(store):
+    data = pseudo_random(5 * 1024 * 1024 + 3, 4)
+
+    class Trickle(io.RawIOBase):
+        """A pipe: returns at most 100,000 bytes a read."""
+
+        def __init__(self):
+            self.pos = 0
+
+        def read(self, n=-1):
+            piece = data[self.pos : self.pos + min(n, 100_000)]
+            self.pos += len(piece)
+            return piece
+
+    info = store.put_data(Trickle())
+    assert b"".join(store.read(info.id)) == data
+
+
+def test_bad_tags_are_refused_before_anything_is_stored(store, data_dir):
+    with pytest.raises(LimitExceeded):
+        store.put_data(b"x" * 10, tags=[Tag(b"n", b"v")] * 129)
+    with pytest.raises(LimitExceeded):
+        store.put_data(pseudo_random(SMALL_OBJECT_LIMIT + 10), tags=[Tag(b"", b"v")])
+    assert store.db.execute("SELECT COUNT(*) FROM objects").fetchone()[0] == 0
+    assert disk_bytes(data_dir) == 0
+
+
+def test_progress_reports_every_byte(store):
+    seen = []
+    store.put_data(io.BytesIO(pseudo_random(9_000_000)), progress=seen.append)
+    assert sum(seen) == 9_000_000
+
+
+def test_reopen_keeps_everything(data_dir):
+    data = pseudo_random(SMALL_OBJECT_LIMIT + 1, 8)
+    with Store.open(data_dir) as store:
+        big = store.put_data(data).id
+        small = store.put_data(b"hello").id
+    with Store.open(data_dir) as store:
+        assert b"".join(store.read(big)) == data
+        assert b"".join(store.read(small)) == b"hello"
+
+
+def test_wrapped_item_signature_covers_the_data(store):
+    info = store.put_data(b"payload")
+    header = ans104.parse_header(store.raw_header(info.id))
+    ans104.verify_header(header, deep_hash(b"payload"))
+    with pytest.raises(Exception):
+        ans104.verify_header(header, deep_hash(b"pAyload"))
