@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import socket
+import threading
 
 import uvicorn
 
@@ -36,6 +39,19 @@ class AnnouncingServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, url: str):
         super().__init__(config)
         self.url = url
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        """Shut down gracefully on SIGINT/SIGTERM and then exit 0 (uvicorn would re-raise the signal)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     async def startup(self, sockets=None) -> None:
         await super().startup(sockets=sockets)

@@ -1,0 +1,80 @@
+"""The real server: `permastore serve` on 127.0.0.1, spoken to over HTTP with httpx."""
+
+import hashlib
+import os
+import signal
+import subprocess
+
+import httpx
+import pytest
+
+from permastore.protocol import b64url
+
+from .conftest import chunk_posts, header_only, signed_item, signed_tx
+from .servers import serve_command, start_server
+
+
+@pytest.fixture
+def server(tmp_path):
+    running = start_server(tmp_path / "data", tmp_path / "server.log", "--mine-interval", "0")
+    yield running
+    running.stop()
+
+
+def test_serves_uploads_over_http_and_stops_on_sigterm(tmp_path, rsa_signer):
+    running = start_server(tmp_path / "data", tmp_path / "server.log", "--mine-interval", "0.5")
+    assert running.url.startswith("http://127.0.0.1:")
+    data = os.urandom(600_000)
+    tx = signed_tx(rsa_signer, data, {"Content-Type": "application/x-big"})
+    with httpx.Client(base_url=running.url, timeout=30) as client:
+        assert client.post("/tx", json=header_only(tx)).status_code == 200
+        for post in chunk_posts(tx, data):
+            assert client.post("/chunk", json=post).status_code == 200
+        with client.stream("GET", f"/{tx.id}") as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"] == "application/x-big"
+            assert b"".join(response.iter_bytes()) == data
+        part = client.get(f"/{tx.id}", headers={"Range": "bytes=262000-262999"})
+        assert part.status_code == 206 and part.content == data[262000:263000]
+        assert client.get(f"/{tx.id}").headers["x-ar-io-digest"] == b64url.encode(hashlib.sha256(data).digest())
+        # The interval miner puts the tx into a block without /mine.
+        for _ in range(100):
+            if client.get(f"/tx/{tx.id}/status").status_code == 200:
+                break
+            import time
+
+            time.sleep(0.1)
+        assert client.get(f"/tx/{tx.id}/status").json()["block_height"] >= 1
+    assert running.stop(signal.SIGTERM) == 0
+    assert "Traceback" not in running.log()
+
+
+def test_sigint_stops_cleanly_and_data_survives_restart(tmp_path, ed_signer):
+    running = start_server(tmp_path / "data", tmp_path / "a.log", "--mine-interval", "0")
+    item = signed_item(ed_signer, b"kept across restarts")
+    response = httpx.post(f"{running.url}/tx", content=item, headers={"Content-Type": "application/octet-stream"})
+    item_id = response.json()["id"]
+    assert running.stop(signal.SIGINT) == 0
+    again = start_server(tmp_path / "data", tmp_path / "b.log", "--mine-interval", "0")
+    try:
+        assert httpx.get(f"{again.url}/{item_id}").content == b"kept across restarts"
+    finally:
+        again.stop()
+
+
+def test_bad_arguments_are_one_line_errors(tmp_path):
+    result = subprocess.run(
+        serve_command(tmp_path / "data", "--upstream", "ftp://nowhere"), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert "invalid upstream" in result.stderr and "Traceback" not in result.stderr
+    busy = start_server(tmp_path / "data", tmp_path / "busy.log", "--mine-interval", "0")
+    try:
+        port = busy.url.rsplit(":", 1)[1]
+        command = serve_command(tmp_path / "other", "--mine-interval", "0")
+        command[command.index("--port") + 1] = port
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        assert result.returncode != 0
+        assert "cannot listen" in result.stderr and "Traceback" not in result.stderr
+    finally:
+        busy.stop()
