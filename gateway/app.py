@@ -7,6 +7,7 @@ import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 
 from gateway.config import GatewayConfig
 from gateway.errors import install_error_handlers
@@ -39,6 +40,9 @@ def create_app(config: GatewayConfig) -> FastAPI:
             yield
         finally:
             await node.miner.stop()
+            inference = getattr(app.state, "inference", None)
+            if inference is not None:  # herder workers and ledger, before the store they record into
+                await run_in_threadpool(inference.close)
             node.close()
 
     app = FastAPI(

@@ -29,7 +29,35 @@ def register(subparsers) -> None:
         help=f"seconds between blocks (default {DEFAULT_MINE_INTERVAL:g}; 0 = only on /mine)",
     )
     parser.add_argument("--no-mint", action="store_true", help="refuse arlocal's /mint route")
+    _herder_arguments(parser)
     parser.set_defaults(handler=run_serve)
+
+
+def _herder_arguments(parser) -> None:
+    """Inference herder flags; unset ones fall back to data/herder.json, PERMASTORE_* env, defaults."""
+    group = parser.add_argument_group("inference herder (default: fees off, no key needed from 127.0.0.1)")
+    group.add_argument("--workers", type=int, metavar="N", help="llama.cpp worker processes (default 1)")
+    group.add_argument("--fee-base", type=int, metavar="N", help="fee per call, in credits (default 0)")
+    group.add_argument("--fee-token", type=int, metavar="N", help="fee per prompt + max token (default 0)")
+    group.add_argument("--require-keys", action="store_true", default=None,
+                       help="every caller needs an API key or a signed request, local ones too")
+    group.add_argument("--call-timeout", type=float, metavar="S", help="seconds per call attempt (default 300)")
+
+
+def _herder_overrides(args: argparse.Namespace) -> dict:
+    """Given parsed serve flags, return the herder settings they set, validated."""
+    overrides = {
+        "workers": args.workers, "fee_base": args.fee_base, "fee_token": args.fee_token,
+        "require_keys": args.require_keys, "call_timeout_s": args.call_timeout,
+    }
+    overrides = {name: value for name, value in overrides.items() if value is not None}
+    from inference.herder import HerderConfig
+
+    try:
+        HerderConfig.load(args.data, **overrides)
+    except ValueError as exc:
+        raise CliError(f"invalid herder settings: {exc}") from None
+    return overrides
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -48,6 +76,7 @@ def run_serve(args: argparse.Namespace) -> int:
         upstreams=[url.rstrip("/") for url in args.upstream],
         mine_interval=args.mine_interval,
         enable_mint=not args.no_mint,
+        herder=_herder_overrides(args),
     )
     from gateway.server import serve
 

@@ -30,6 +30,7 @@ class GatewayConfig:
     max_chunk_body: int = DEFAULT_MAX_CHUNK_BODY
     max_graphql_body: int = DEFAULT_MAX_GRAPHQL_BODY
     enable_mint: bool = True  # arlocal's /mint: a development node hands out test tokens
+    herder: dict = field(default_factory=dict)  # inference herder settings from serve flags (HerderConfig names)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
