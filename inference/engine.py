@@ -9,6 +9,7 @@ replay compares before running.
 
 from __future__ import annotations
 
+import atexit
 import codecs
 import hashlib
 import os
@@ -244,6 +245,17 @@ def vocabulary(model_path) -> object:
             params.use_mmap = True
             _vocabularies[key] = LlamaModel(path_model=key, params=params, verbose=False)
         return _vocabularies[key]
+
+
+def close_vocabularies() -> None:
+    """Free the cached vocab-only models before interpreter teardown (llama.cpp frees badly then)."""
+    with _vocabularies_lock:
+        while _vocabularies:
+            _, model = _vocabularies.popitem()
+            model.close()
+
+
+atexit.register(close_vocabularies)
 
 
 class Engine:

@@ -16,6 +16,7 @@ server's herder, or one CLI command) per process at a time is assumed.
 
 from __future__ import annotations
 
+import atexit
 import threading
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
@@ -317,6 +318,17 @@ def engine_for(model_path: str, settings: EngineSettings) -> Engine:
             _, old = _engines.popitem(last=False)
             old.close()
         return engine
+
+
+def close_engines() -> None:
+    """Free every cached engine (llama.cpp frees badly during interpreter teardown, so do it first)."""
+    with _engines_lock:
+        while _engines:
+            _, engine = _engines.popitem()
+            engine.close()
+
+
+atexit.register(close_engines)
 
 
 def execute(call: PreparedCall, on_text=None, engine: Engine | None = None) -> Generation:

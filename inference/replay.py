@@ -163,7 +163,11 @@ def _render_notes(process, message: records.MessageRecord) -> list[str]:
 
 
 def resolve_call(store, record_id: str):
-    """Given a message or result ID, return (process, message_id, message, result StoredRecord), all checked."""
+    """Given a message or result ID, return (process, message_id, message, result StoredRecord).
+
+    Checked on the way: owners agree, the message links to its predecessor in the hash
+    chain, the Result is consistent with itself and with the message.
+    """
     stored = records.load_record(store, record_id)
     if isinstance(stored.record, records.ProcessRecord):
         raise RecordInvalid(f"{record_id} is a Process record; replay a message or result, or use --process")
@@ -178,6 +182,7 @@ def resolve_call(store, record_id: str):
     owner = process.owner_address
     if message_stored.owner_address != owner:
         raise RecordInvalid(f"Message {message_id} is signed by {message_stored.owner_address}, not the process owner")
+    _link_single(store, process, message_id, message)
     if result_stored is None:
         result_stored = _result_for(store, message_id, owner)
     elif result_stored.owner_address != owner:
@@ -235,7 +240,6 @@ def replay_call(store, record_id: str, on_identity: Callable[[list[str]], None] 
     on_identity is told the engine-identity differences (if any) before the model runs.
     """
     process, message_id, message, result_stored = resolve_call(store, record_id)
-    _link_single(store, process, message_id, message)
     notes = _render_notes(process, message)
     differences = identity_differences(process.record.engine, engine_identity())
     if differences and on_identity:

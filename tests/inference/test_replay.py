@@ -1,0 +1,194 @@
+"""Replay from records alone: identical calls, lying or tampered results, broken or gapped chains."""
+
+import dataclasses
+import os
+
+import pytest
+
+from inference import processes, records, replay
+from inference.engine import EngineSettings, SamplingParams, token_hash
+from inference.errors import RecordInvalid, RecordNotFound
+from permastore.protocol import b64url
+
+SETTINGS = EngineSettings(n_ctx=256, n_batch=32, n_ubatch=32, n_threads=1)
+
+
+@pytest.fixture
+def pid(store, model_id):
+    return processes.spawn(store, model_id, SETTINGS, system_prompt="Tell a joke on the given topic, on one line")
+
+
+def send(store, pid, topic, **sampling):
+    params = SamplingParams(**{"max_tokens": 12, **sampling})
+    return processes.send(store, pid, "tester", messages=[{"role": "user", "content": topic}], sampling=params)
+
+
+def forge_result(store, call, **changes):
+    """Write a Result for `call` signed by the node, with fields changed (a lying or tampered record)."""
+    generation = processes.execute(call)
+    record = records.ResultRecord(
+        message=call.message_id, process=call.process_id, nonce=call.nonce, seed=call.sampling["seed"],
+        text=generation.text, token_ids=list(generation.token_ids), token_hash=generation.token_hash,
+        prompt_tokens=generation.prompt_tokens, prompt_token_hash=generation.prompt_token_hash,
+        completion_tokens=len(generation.token_ids), finish_reason=generation.finish_reason, timings={},
+    )
+    return records.write_record(store, dataclasses.replace(record, **changes)), generation
+
+
+def test_replay_by_result_and_by_message_is_identical(store, pid):
+    result = send(store, pid, "cats")
+    by_result = replay.replay_call(store, result.result_id)
+    by_message = replay.replay_call(store, result.message_id)
+    for report in (by_result, by_message):
+        assert report.identical and report.first_difference is None
+        assert report.recorded_tokens == report.replayed_tokens == len(result.token_ids)
+        assert report.result_id == result.result_id
+
+
+def test_replay_process_in_nonce_order(store, pid):
+    sent = [send(store, pid, topic, seed=i) for i, topic in enumerate(["cats", "dogs", "tax"])]
+    seen = []
+    outcome = replay.replay_process(store, pid, on_call=seen.append)
+    assert outcome.identical
+    assert [r.message_id for r in seen] == [s.message_id for s in sent]
+    assert [r.nonce for r in seen] == [1, 2, 3]
+
+
+def test_a_result_that_lies_is_found_at_its_first_differing_token(store, pid):
+    plan = processes.plan_call(store, pid, messages=[{"role": "user", "content": "owls"}],
+                               sampling=SamplingParams(seed=3, max_tokens=12, temperature=0.9))
+    call = processes.prepare_message(store, plan, "tester")
+    true_tokens = list(processes.execute(call).token_ids)
+    assert len(true_tokens) > 4
+    lie = list(true_tokens)
+    lie[4] = (lie[4] + 1) % 300 + 3
+    forged_id, _ = forge_result(store, call, token_ids=lie, token_hash=token_hash(lie))
+    report = replay.replay_call(store, forged_id)
+    assert not report.identical
+    assert report.first_difference == 4
+    assert (report.recorded_token, report.replayed_token) == (lie[4], true_tokens[4])
+    assert "at token 4" in report.summary()
+
+
+def test_result_whose_hash_does_not_match_its_tokens_is_tampered(store, pid):
+    plan = processes.plan_call(store, pid, prompt="hello", sampling=SamplingParams(max_tokens=6))
+    call = processes.prepare_message(store, plan, "tester")
+    forged_id, _ = forge_result(store, call, token_hash=token_hash([1, 2, 3]))
+    with pytest.raises(RecordInvalid, match="token hash does not match"):
+        replay.replay_call(store, forged_id)
+
+
+def test_result_with_a_seed_other_than_the_messages_is_tampered(store, pid):
+    plan = processes.plan_call(store, pid, prompt="hello", sampling=SamplingParams(max_tokens=6, seed=10))
+    call = processes.prepare_message(store, plan, "tester")
+    forged_id, _ = forge_result(store, call, seed=11)
+    with pytest.raises(RecordInvalid, match="seed 11"):
+        replay.replay_call(store, forged_id)
+
+
+def test_message_without_result_is_reported_missing(store, pid):
+    send(store, pid, "cats")
+    plan = processes.plan_call(store, pid, prompt="never answered", sampling=SamplingParams(max_tokens=3))
+    call = processes.prepare_message(store, plan, "tester")
+    with pytest.raises(RecordNotFound, match=f"no Result record for message {call.message_id}"):
+        replay.replay_call(store, call.message_id)
+    with pytest.raises(RecordNotFound, match="no Result record"):
+        replay.replay_process(store, pid)
+
+
+def test_failed_call_is_skipped_not_compared(store, pid):
+    plan = processes.plan_call(store, pid, prompt="x", sampling=SamplingParams(max_tokens=3))
+    call = processes.prepare_message(store, plan, "tester")
+    processes.write_failure(store, call, "worker died")
+    report = replay.replay_call(store, call.message_id)
+    assert report.skipped and "worker died" in report.skipped
+
+
+def write_message(store, pid, nonce, previous_chain, prompt="forged"):
+    draft = records.MessageRecord(
+        process=pid, caller="mallory", nonce=nonce, input={"prompt": prompt},
+        rendered_prompt="Tell a joke on the given topic, on one line\n" + prompt, parse_special=False,
+        sampling=SamplingParams(max_tokens=3).to_json(), fee=0, hash_chain="",
+    )
+    chain = b64url.encode(records.next_chain(previous_chain, draft.content_hash()))
+    message = dataclasses.replace(draft, hash_chain=chain)
+    return records.write_record(store, message), message
+
+
+def test_broken_hash_chain_is_detected(store, pid):
+    first = send(store, pid, "cats")
+    # Nonce 2, but chained to the process start instead of to message 1.
+    forged_id, _ = write_message(store, pid, 2, records.initial_chain(pid))
+    with pytest.raises(RecordInvalid, match="hash chain broken at message " + forged_id):
+        replay.replay_process(store, pid)
+    with pytest.raises(RecordInvalid, match="does not link"):
+        replay.replay_call(store, forged_id)
+    assert replay.replay_call(store, first.result_id).identical
+
+
+def test_missing_message_in_the_chain_is_detected(store, pid):
+    first = send(store, pid, "cats")
+    chain1 = b64url.decode(records.load_record(store, first.message_id).record.hash_chain)
+    write_message(store, pid, 3, chain1)  # nonce 2 never written
+    with pytest.raises(RecordNotFound, match="nonce 2 is missing"):
+        replay.replay_process(store, pid)
+
+
+def test_duplicate_nonce_is_detected(store, pid):
+    send(store, pid, "cats")
+    write_message(store, pid, 1, records.initial_chain(pid), prompt="twin")
+    with pytest.raises(RecordInvalid, match="two messages with nonce 1"):
+        replay.replay_process(store, pid)
+
+
+def test_records_signed_by_someone_else_are_not_part_of_the_process(store, pid, tmp_path):
+    import io
+
+    from permastore.protocol.ans104 import build_item
+    from permastore.protocol.signers import Ed25519Signer
+
+    result = send(store, pid, "cats")
+    stranger = Ed25519Signer(bytes(range(32)))
+    body = records.canonical_json(records.record_json(records.load_record(store, result.result_id).record))
+    item = build_item(stranger, body, records.record_tags(records.load_record(store, result.result_id).record))
+    foreign = store.put_item(io.BytesIO(item)).id
+    with pytest.raises(RecordInvalid, match="not the process owner"):
+        replay.replay_call(store, foreign)
+    assert replay.replay_call(store, result.message_id).result_id == result.result_id
+
+
+def test_corrupted_record_bytes_are_detected(store, pid):
+    result = send(store, pid, "cats")
+    # The Result was the last object written: its (maybe compressed) chunk ends the newest pack.
+    packs = sorted((store.root / "segments").glob("pack-*.seg"), key=lambda p: p.stat().st_mtime_ns)
+    pack = packs[-1]
+    os.chmod(pack, 0o644)
+    with open(pack, "r+b") as f:
+        f.seek(-8, os.SEEK_END)
+        byte = f.read(1)
+        f.seek(-8, os.SEEK_END)
+        f.write(bytes([byte[0] ^ 0x55]))
+    with pytest.raises(RecordInvalid, match="corrupt"):
+        replay.replay_call(store, result.result_id)
+
+
+def test_engine_identity_difference_is_reported_before_running(store, pid, monkeypatch):
+    result = send(store, pid, "cats")
+    events = []
+    real_identity = replay.engine_identity()
+    monkeypatch.setattr(replay, "engine_identity", lambda: dict(real_identity, cpu_features=["neon"]))
+    real_execute = processes.execute
+    monkeypatch.setattr(processes, "execute", lambda *a, **k: events.append("run") or real_execute(*a, **k))
+    report = replay.replay_call(store, result.result_id, on_identity=lambda lines: events.append(lines))
+    assert events[0] and events[0][0].startswith("cpu_features: recorded")
+    assert events[1] == "run"
+    assert report.identical
+
+
+def test_unknown_and_wrong_ids(store, pid):
+    with pytest.raises(RecordNotFound):
+        replay.replay_call(store, "B" * 43)
+    with pytest.raises(RecordNotFound, match="not a valid record ID"):
+        replay.replay_call(store, "nope")
+    with pytest.raises(RecordInvalid, match="use --process"):
+        replay.replay_call(store, pid)
