@@ -70,6 +70,23 @@ def as_stream(data) -> io.RawIOBase:
     return data
 
 
+class PrefixedStream(io.RawIOBase):
+    """A stream that first returns ``prefix`` (bytes already read) and then reads on from ``stream``."""
+
+    def __init__(self, prefix: bytes, stream):
+        self.prefix = prefix
+        self.stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        if self.prefix:
+            out, self.prefix = self.prefix, b""
+            return out
+        return self.stream.read(n)
+
+
 class _ChunkSink:
     """Per-chunk work shared by both paths: address, dedupe, SHA-256, data_root."""
 

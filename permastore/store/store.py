@@ -9,7 +9,6 @@ points at bytes that were not fsynced first.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import sqlite3
 import threading
@@ -37,7 +36,7 @@ from permastore.store.index import (
     tags_of,
     transaction,
 )
-from permastore.store.ingest import Ingested, NewChunk, as_stream, ingest
+from permastore.store.ingest import Ingested, NewChunk, PrefixedStream, as_stream, ingest
 from permastore.store.query import run_query
 from permastore.store.reader import ChunkReader, chunk_rows
 from permastore.store.records import FsckReport, ObjectInfo, Page, Query
@@ -295,7 +294,7 @@ class Store(ObjectPaths, Unbundler, Weave, Checker):
         existing = self.info(header.id)
         if existing is not None:
             return existing
-        ingested = self._ingest(_Prefixed(rest, stream), want_deep_hash=True, want_sha256=False, progress=progress)
+        ingested = self._ingest(PrefixedStream(rest, stream), want_deep_hash=True, want_sha256=False, progress=progress)
         try:
             # Security: the signature covers the data's deep-hash; nothing is indexed unless it verifies.
             ans104.verify_header(header, ingested.blob_hash)
@@ -534,20 +533,6 @@ class Store(ObjectPaths, Unbundler, Weave, Checker):
     def query(self, q: Query) -> Page:
         """Given a Query, return one Page of matching objects."""
         return run_query(self.db, q)
-
-class _Prefixed(io.RawIOBase):
-    """A stream that first returns ``prefix`` and then reads on from ``stream``."""
-
-    def __init__(self, prefix: bytes, stream):
-        self.prefix = prefix
-        self.stream = stream
-
-    def read(self, n: int = -1) -> bytes:
-        if self.prefix:
-            out, self.prefix = self.prefix, b""
-            return out
-        return self.stream.read(n)
-
 
 def _read_item_header(stream) -> tuple[bytes, bytes]:
     """Given a stream at an ANS-104 item, return (header bytes, the data bytes read past it)."""
