@@ -103,7 +103,6 @@ def test_fsck_passes_then_names_the_corrupt_object_and_chunk(cli, payload):
         (["get", "not-an-id"], "43 base64url"),
         (["get", "A" * 43], "not found"),
         (["get", "-" + "A" * 42], "not found"),  # an ID may start with '-'
-        (["info", "-" + "B" * 42, "-x"], "unrecognized"),
         (["info", "A" * 43], "not found"),
         (["put", "/no/such/file"], "cannot read"),
         (["put", "-", "--tag", "novalue"], "NAME=VALUE"),
