@@ -213,7 +213,7 @@ def run_replay(args) -> int:
             outcome = replay.replay_process(store, args.process, on_identity=on_identity, on_call=on_call)
             identical = outcome.identical
             if identical:
-                print(f"identical: process {args.process}, {len(outcome.calls)} messages, hash chain intact")
+                print(f"identical: process {args.process}, {len(outcome.calls)} message(s), hash chain intact")
         else:
             report = replay.replay_call(store, args.record_id, on_identity=on_identity)
             on_call(report)
