@@ -11,7 +11,7 @@
 "use strict";
 
 const crypto = require("crypto");
-const { createData, bundleAndSignData, ArweaveSigner, SolanaSigner, EthereumSigner } = require("arbundles");
+const { createData, bundleAndSignData, Bundle, ArweaveSigner, SolanaSigner, EthereumSigner } = require("arbundles");
 const { check, sameBytes, sha256Hex, arweaveFor, describe, getBytes, mine, mint, graphql, run } = require("./lib");
 
 const RUN_TAG = "Interop-Run";
@@ -119,10 +119,20 @@ function tampered(raw) {
   return copy;
 }
 
-/** Given a client, a key, items and tags, post them as an ANS-104 bundle in an L1 tx; return {tx, response}. */
-async function postBundle(arweave, jwk, items, tags, expectValid = true) {
-  const bundle = await bundleAndSignData(items, new ArweaveSigner(jwk));
-  check((await bundle.verify()) === expectValid, `arbundles says the bundle it just built ${expectValid ? "does not verify" : "verifies"}`);
+/** Given signed items and a key, return the arbundles Bundle of them (items keep their signatures). */
+async function bundleOf(items, jwk) {
+  check(items.every((item) => item.isSigned()), "bundleOf: every item must be signed, or arbundles re-signs it");
+  return bundleAndSignData(items, new ArweaveSigner(jwk));
+}
+
+/** Given a bundle, return a copy with its last byte flipped: the last item's data no longer matches its signature. */
+function withLastItemTampered(bundle) {
+  const binary = tampered(bundle.getRaw());
+  return new Bundle(binary);
+}
+
+/** Given a client, a key, a bundle and tags, post it as an L1 tx tagged as an ANS-104 bundle; return {tx, response}. */
+async function postBundle(arweave, jwk, bundle, tags) {
   const tx = await bundle.toTransaction({}, arweave, jwk);
   for (const [name, value] of tags) tx.addTag(name, value);
   await arweave.transactions.sign(tx, jwk);
@@ -169,7 +179,9 @@ async function main(baseUrl, args) {
   // Fresh items of each type in one bundle, posted as an L1 transaction and mined.
   const bundled = [];
   for (const [label, signer] of signers) bundled.push(await signedItem(signer, `bundled-${label}`, runId));
-  const { tx: bundleTx, response } = await postBundle(arweave, jwk, bundled.map((r) => r.item), [[RUN_TAG, runId]]);
+  const bundle = await bundleOf(bundled.map((r) => r.item), jwk);
+  check(await bundle.verify(), "arbundles says the bundle it just built does not verify");
+  const { tx: bundleTx, response } = await postBundle(arweave, jwk, bundle, [[RUN_TAG, runId]]);
   check(response.status === 200, `POST /tx (bundle of ${bundled.length} items): expected 200, got ${describe(response)}`);
   await mine(arweave);
   for (const record of bundled) {
@@ -187,11 +199,12 @@ async function main(baseUrl, args) {
   if (!quirks.noItemVerification) {
     const good = await signedItem(signers[0][1], "bundle-good", runId);
     const bad = await signedItem(signers[2][1], "bundle-bad", runId);
-    const badRaw = tampered(bad.item.getRaw());
-    const { DataItem } = require("arbundles");
-    const badItem = new DataItem(badRaw);
-    check(!(await badItem.isValid()), "arbundles still calls the tampered item valid: the test is broken");
-    const { response: badResponse } = await postBundle(arweave, jwk, [good.item, badItem], [[RUN_TAG, runId]], false);
+    const badBundle = withLastItemTampered(await bundleOf([good.item, bad.item], jwk));
+    // The tampered copy keeps both IDs and sizes; only the bad item's signature stops holding.
+    check(JSON.stringify(badBundle.getIds()) === JSON.stringify([good.item.id, bad.item.id]), "tampering changed the bundle index: the test is broken");
+    check(await badBundle.get(0).isValid(), "the good item no longer verifies in the tampered bundle: the test is broken");
+    check(!(await badBundle.get(1).isValid()), "arbundles still calls the tampered item valid: the test is broken");
+    const { response: badResponse } = await postBundle(arweave, jwk, badBundle, [[RUN_TAG, runId]]);
     if (badResponse.status >= 400 && badResponse.status < 500) {
       tamperedBundle = `refused: HTTP ${badResponse.status}`;
     } else {
