@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from permastore.cli.commands import accept_dash_ids
 from permastore.cli.errors import CliError
 
 from inference.errors import InferenceError
@@ -54,6 +55,7 @@ def register(subparsers) -> None:
     run.add_argument("--process", metavar="PID", help="send to this existing process instead of spawning one")
     run.add_argument("--caller", default="cli", help="caller recorded in the message (default: cli)")
     _data_arg(run)
+    accept_dash_ids(run)  # one ID in 64 starts with '-'
     run.set_defaults(handler=run_run)
 
     replay = subparsers.add_parser("replay", help="re-run a recorded call and compare token for token")
@@ -61,6 +63,7 @@ def register(subparsers) -> None:
     target.add_argument("record_id", nargs="?", metavar="ID", help="a Message or Result record ID")
     target.add_argument("--process", metavar="PID", help="replay every message of a process in nonce order")
     _data_arg(replay)
+    accept_dash_ids(replay)
     replay.set_defaults(handler=run_replay)
 
     register_keys(subparsers)

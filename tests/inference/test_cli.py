@@ -145,3 +145,15 @@ def test_bad_sampling_is_refused_before_anything_is_written(data, cli_model):
         assert records.query_ids(store, [("Type", ["Message"])]) == []
     finally:
         store.close()
+
+
+def test_ids_starting_with_a_dash_are_ids():
+    from permastore.cli.main import build_parser
+
+    dash_id = "-" + "A" * 42
+    parsed = build_parser().parse_args(["replay", dash_id])
+    assert parsed.record_id == dash_id
+    parsed = build_parser().parse_args(["replay", "--process", dash_id])
+    assert parsed.process == dash_id
+    parsed = build_parser().parse_args(["run", dash_id, "a prompt", "--process", dash_id])
+    assert (parsed.model_id, parsed.prompt, parsed.process) == (dash_id, "a prompt", dash_id)
