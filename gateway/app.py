@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.config import GatewayConfig
 from gateway.errors import install_error_handlers
+from gateway.fastpath import FastPathMiddleware, SmallObjectCache
 from gateway.node import Node
 
 log = logging.getLogger("gateway")
@@ -34,6 +35,7 @@ def create_app(config: GatewayConfig) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         node = Node(config)
+        node.small_cache = small_cache
         app.state.node = node
         node.miner.start()
         try:
@@ -52,6 +54,8 @@ def create_app(config: GatewayConfig) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    small_cache = SmallObjectCache(config.small_cache_bytes)
+    app.add_middleware(FastPathMiddleware, cache=small_cache)  # outermost: cache hits skip routing
     for module in (info, wallet, blocks, tx, chunk, graphql):
         app.include_router(module.router)
     inference_router = _optional_router("gateway.routes.inference")

@@ -29,6 +29,7 @@ class GatewayConfig:
     max_item_body: int = DEFAULT_MAX_ITEM_BODY
     max_chunk_body: int = DEFAULT_MAX_CHUNK_BODY
     max_graphql_body: int = DEFAULT_MAX_GRAPHQL_BODY
+    small_cache_bytes: int = 64 * 1024 * 1024  # verified bodies of objects up to 64 KiB kept in memory
     enable_mint: bool = True  # arlocal's /mint: a development node hands out test tokens
     herder: dict = field(default_factory=dict)  # inference herder settings from serve flags (HerderConfig names)
 

@@ -21,6 +21,7 @@ class Node:
         self.store = Store.open(config.data_dir)
         self.ledger = Ledger(config.data_dir)
         self.accept_lock = threading.Lock()
+        self.small_cache = None  # a SmallObjectCache, set by the app
         self.upstream = build_upstream(self.store, config.upstreams)
         from gateway.miner import Miner  # the miner needs the store opened above
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
@@ -27,6 +27,7 @@ router = APIRouter(tags=["data"])
 CACHE_IMMUTABLE = "public, max-age=31536000, immutable"  # data under an ID never changes
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 INLINE_LIMIT = 256 * 1024  # bodies up to one chunk are read at once, larger ones streamed
+BATCH_BYTES = 4 * 1024 * 1024  # streamed bodies are read this much per worker-thread hop
 
 
 def etag_of(object_id: str) -> str:
@@ -86,20 +87,51 @@ def _verified_pieces(node: Node, object_id: str, span: ByteRange, hash_full: boo
         node.ledger.set_digest(object_id, hasher.digest())
 
 
+def _next_batch(pieces: Iterator[bytes]) -> list[bytes]:
+    """Given the piece iterator, return the next pieces up to about BATCH_BYTES ([] at the end)."""
+    batch, size = [], 0
+    for piece in pieces:
+        batch.append(piece)
+        size += len(piece)
+        if size >= BATCH_BYTES:
+            break
+    return batch
+
+
+async def _batched(first: list[bytes], pieces: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """Yield pieces, reading them in batches on a worker thread (one thread hop per batch, no copies)."""
+    batch = first
+    while batch:
+        for piece in batch:
+            yield piece
+        batch = await run_in_threadpool(_next_batch, pieces)
+
+
+def _read_small(node: Node, object_id: str, span: ByteRange, hash_full: bool) -> tuple[bytes, bytes | None]:
+    """Given a small span, return its verified bytes and, when it is the whole object, their SHA-256."""
+    body = b"".join(node.store.read(object_id, span.start, span.end))
+    if not hash_full:
+        return body, None
+    digest = hashlib.sha256(body).digest()
+    node.ledger.set_digest(object_id, digest)
+    return body, digest
+
+
 async def serve_object(request: Request, node: Node, info, head: bool) -> Response:
     """Given an object's info, answer with its data, honouring Range and If-None-Match."""
     if not info.data_complete:
         raise not_found("data not available yet: chunks are still missing")
     size = info.data_size
     digest = node.ledger.digest(info.id)
+    # Content-Type exactly as tagged (no charset added), so clients see what the uploader said.
     headers = {
+        "Content-Type": info.content_type or DEFAULT_CONTENT_TYPE,
         "Accept-Ranges": "bytes",
         "ETag": etag_of(info.id),
         "Cache-Control": CACHE_IMMUTABLE,
         "X-Ar-Io-Data-Id": info.id,
         **digest_headers(digest),
     }
-    content_type = info.content_type or DEFAULT_CONTENT_TYPE
     if etag_matches(request.headers.get("if-none-match"), info.id):
         return Response(status_code=304, headers=headers)
     try:
@@ -113,21 +145,19 @@ async def serve_object(request: Request, node: Node, info, head: bool) -> Respon
         headers["Content-Range"] = span.content_range(size)
     headers["Content-Length"] = str(span.length)
     if head:
-        return Response(status_code=status, headers=headers, media_type=content_type)
+        return Response(status_code=status, headers=headers)
     hash_full = digest is None and span.length == size
     if span.length <= INLINE_LIMIT:
-        body = await run_in_threadpool(lambda: b"".join(_verified_pieces(node, info.id, span, hash_full)))
-        return Response(body, status_code=status, headers=headers, media_type=content_type)
+        body, learnt = await run_in_threadpool(_read_small, node, info.id, span, hash_full)
+        headers.update(digest_headers(learnt))
+        if status == 200 and node.small_cache is not None and info.content_type != MANIFEST_CONTENT_TYPE:
+            node.small_cache.put(info.id, body, headers)
+        return Response(body, status_code=status, headers=headers)
     pieces = _verified_pieces(node, info.id, span, hash_full)
-    # The first piece is read before the status line goes out, so a missing or corrupt
+    # The first batch is read before the status line goes out, so a missing or corrupt
     # start is still a proper JSON error rather than a cut-off 200.
-    first = await run_in_threadpool(next, pieces, b"")
-    return StreamingResponse(_prepend(first, pieces), status_code=status, headers=headers, media_type=content_type)
-
-
-def _prepend(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
-    yield first
-    yield from rest
+    first = await run_in_threadpool(_next_batch, pieces)
+    return StreamingResponse(_batched(first, pieces), status_code=status, headers=headers)
 
 
 async def _serve(request: Request, object_id: str, subpath: str | None, raw: bool) -> Response:

@@ -123,3 +123,18 @@ def test_manifest_paths_cannot_escape(client, rsa_signer):
 def test_subpath_of_plain_object_is_404(client, rsa_signer):
     object_id = post_item(client, signed_item(rsa_signer, b"plain"))
     assert client.get(f"/{object_id}/anything").status_code == 404
+
+
+def test_repeat_reads_from_the_small_object_cache_match_the_full_route(client, rsa_signer):
+    data = b"<p>cached</p>"
+    object_id = post_item(client, signed_item(rsa_signer, data, {"Content-Type": "text/html"}))
+    first = client.get(f"/{object_id}")
+    assert first.headers["content-type"] == "text/html"  # exactly the tag, no charset added
+    second = client.get(f"/{object_id}")
+    strip = lambda headers: {k: v for k, v in headers.items() if k not in ("date", "server")}
+    assert second.content == data and strip(second.headers) == strip(first.headers)
+    head = client.head(f"/{object_id}")
+    assert head.status_code == 200 and head.content == b"" and head.headers["content-length"] == str(len(data))
+    assert client.get(f"/{object_id}", headers={"Range": "bytes=3-5"}).content == data[3:6]
+    assert client.get(f"/{object_id}", headers={"If-None-Match": f'"{object_id}"'}).status_code == 304
+    assert client.get(f"/{object_id}?x=1").content == data

@@ -1,0 +1,345 @@
+"""Gateway benchmark: permastore's GET /{id} against nginx (sendfile) and arlocal, same files, same run.
+
+Measures, each with the server's peak RSS (VmHWM):
+  1. one big object downloaded through GET /{id} (verified) vs nginx sendfile: throughput ratio;
+  2. 1 KiB objects, keep-alive, concurrency 64 (wrk): req/s and p99 vs nginx and vs arlocal;
+  3. random 1 MiB Range requests on the big object (sequential, keep-alive) vs nginx.
+
+Usage (the lead runs full size at the end; defaults are small so a trial run is cheap):
+    python bench/gateway_bench.py --big-size 2200000000 --small-count 1000 --duration 15
+    python bench/gateway_bench.py --big-size 64000000 --duration 5          # quick check
+Needs nginx and wrk (apt-get install nginx-light wrk), curl, and node with
+tests/interop/node_modules for arlocal (--no-arlocal skips that comparison).
+Prints one JSON object with every figure and ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+INTEROP = REPO / "tests" / "interop"
+PIECE = 8 * 1024 * 1024
+WRK_SCRIPT = """
+local paths = {}
+for line in io.lines(os.getenv("BENCH_PATHS")) do paths[#paths + 1] = line end
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format("GET", paths[(n % #paths) + 1])
+end
+"""
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+pid {root}/nginx.pid;
+error_log {root}/nginx-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 1000000;
+  default_type application/octet-stream;
+  client_body_temp_path {root}/tmp;
+  proxy_temp_path {root}/tmp;
+  fastcgi_temp_path {root}/tmp;
+  uwsgi_temp_path {root}/tmp;
+  scgi_temp_path {root}/tmp;
+  server {{
+    listen 127.0.0.1:{port};
+    root {root}/www;
+  }}
+}}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def peak_rss_kib(pids: list[int]) -> int:
+    """Given process IDs, return the sum of their peak resident sizes (VmHWM) in KiB."""
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def children_of(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(p) for p in out]
+
+
+def write_random_file(path: Path, size: int) -> None:
+    """Write size random-ish bytes (a random 8 MiB block, varied per piece so chunks do not dedupe)."""
+    block = os.urandom(PIECE)
+    with open(path, "wb") as out:
+        written, n = 0, 0
+        while written < size:
+            piece = block[: min(PIECE, size - written)]
+            piece = n.to_bytes(8, "big") + piece[8:] if len(piece) >= 8 else piece
+            out.write(piece)
+            written += len(piece)
+            n += 1
+
+
+def ingest(data_dir: Path, big: Path, small: list[bytes]) -> tuple[str, list[str]]:
+    """Store the big file and the small objects through the Store API; return their IDs."""
+    from permastore.store import Store
+
+    store = Store.open(data_dir)
+    try:
+        with open(big, "rb") as stream:
+            big_id = store.put_data(stream, content_type="application/octet-stream").id
+        small_ids = [store.put_data(data, content_type="application/octet-stream").id for data in small]
+    finally:
+        store.close()
+    return big_id, small_ids
+
+
+def start_permastore(data_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    command = [sys.executable, "-m", "gateway", "serve", "--data", str(data_dir), "--port", "0", "--mine-interval", "0"]
+    process = subprocess.Popen(command, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    return process, wait_for_line(process, log, lambda line: line.split("listening on ", 1)[1].strip() if "listening on " in line else None)
+
+
+def start_nginx(root: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    (root / "tmp").mkdir(exist_ok=True)
+    conf = root / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(root=root, port=port))
+    process = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    wait_for_http(url + "/", process)
+    return process, url
+
+
+def start_arlocal(log: Path) -> tuple[subprocess.Popen, str]:
+    process = subprocess.Popen(
+        ["node", str(INTEROP / "start_arlocal.js")], cwd=INTEROP, stdout=open(log, "wb"), stderr=subprocess.STDOUT
+    )
+    return process, wait_for_line(process, log, lambda line: json.loads(line).get("url") if line.startswith("{") else None)
+
+
+def wait_for_line(process, log: Path, parse, timeout: float = 120) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in log.read_text(errors="replace").splitlines():
+            found = parse(line)
+            if found:
+                return found
+        if process.poll() is not None:
+            break
+        time.sleep(0.1)
+    raise SystemExit(f"server did not start; log:\n{log.read_text(errors='replace')[-2000:]}")
+
+
+def wait_for_http(url: str, process, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=2)
+            return
+        except httpx.HTTPError:
+            if process.poll() is not None:
+                break
+            time.sleep(0.1)
+    raise SystemExit(f"{url} never answered")
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def download_mb_s(url: str, size: int, repeats: int) -> float:
+    """Return the best of repeats download speeds of url (curl, to /dev/null) in MB/s."""
+    best = 0.0
+    for _ in range(repeats):
+        out = subprocess.run(
+            ["curl", "-sS", "-o", "/dev/null", "-w", "%{size_download} %{time_total}", url],
+            capture_output=True, text=True, check=True,
+        ).stdout.split()
+        got, seconds = int(out[0]), float(out[1])
+        if got != size:
+            raise SystemExit(f"{url}: downloaded {got} bytes, expected {size}")
+        best = max(best, size / seconds / 1e6)
+    return best
+
+
+def wrk(url: str, paths: list[str], workdir: Path, duration: int, concurrency: int, threads: int) -> dict:
+    """Run wrk over the paths with keep-alive; return req/s and latency percentiles (ms)."""
+    script = workdir / "paths.lua"
+    script.write_text(WRK_SCRIPT)
+    paths_file = workdir / f"paths-{free_port()}.txt"
+    paths_file.write_text("\n".join(paths) + "\n")
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{duration}s", "--latency", "-s", str(script), url],
+        capture_output=True, text=True, env={**os.environ, "BENCH_PATHS": str(paths_file)}, check=True,
+    ).stdout
+    result = {"req_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}
+    for pct in ("50", "99"):
+        match = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if match:
+            value, unit = float(match.group(1)), match.group(2)
+            result[f"p{pct}_ms"] = value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    result["non_2xx"] = int(errors.group(1)) if errors else 0
+    return result
+
+
+def ranges(url: str, size: int, count: int, length: int, seed: int = 7) -> dict:
+    """Fetch count random ranges of length bytes over one keep-alive connection; return req/s and MB/s."""
+    rng = random.Random(seed)
+    starts = [rng.randrange(0, max(1, size - length)) for _ in range(count)]
+    with httpx.Client(timeout=60) as client:
+        began = time.perf_counter()
+        for start in starts:
+            response = client.get(url, headers={"Range": f"bytes={start}-{start + length - 1}"})
+            if response.status_code != 206 or len(response.content) != min(length, size - start):
+                raise SystemExit(f"range {start}: HTTP {response.status_code}, {len(response.content)} bytes")
+        seconds = time.perf_counter() - began
+    return {"req_per_s": count / seconds, "mb_per_s": count * length / seconds / 1e6}
+
+
+def small_objects(count: int, size: int) -> list[bytes]:
+    return [os.urandom(size) for _ in range(count)]
+
+
+def signer_address(signer) -> str:
+    from permastore.protocol.wallet import address_of
+
+    return address_of(signer.owner)
+
+
+def arlocal_upload(url: str, small: list[bytes]) -> list[str]:
+    """Post the small objects to arlocal as signed format-2 txs with inline data; mine; return their IDs."""
+    from permastore.protocol.signers import RsaSigner
+    from permastore.protocol.tx import Transaction, sign
+    from permastore.protocol.wallet import generate_jwk
+
+    signer = RsaSigner(generate_jwk())
+    ids = []
+    with httpx.Client(base_url=url, timeout=60) as client:
+        client.get(f"/mint/{signer_address(signer)}/1000000000000000000")  # arlocal wants funds even at reward 0
+        for data in small:
+            tx = sign(Transaction(format=2, data=data, data_size=len(data)), signer)
+            response = client.post("/tx", json=tx.to_json())
+            if response.status_code != 200:
+                raise SystemExit(f"arlocal refused a tx: {response.status_code} {response.text[:200]}")
+            ids.append(tx.id)
+        client.get("/mine")
+    return ids
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--big-size", type=int, default=256 * 1024 * 1024, help="bytes of the big object (full run: 2200000000)")
+    parser.add_argument("--small-count", type=int, default=1000, help="number of 1 KiB objects")
+    parser.add_argument("--small-size", type=int, default=1024)
+    parser.add_argument("--arlocal-count", type=int, default=200, help="1 KiB objects posted to arlocal (signing is slow)")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument("--ranges", type=int, default=1000)
+    parser.add_argument("--range-size", type=int, default=1024 * 1024)
+    parser.add_argument("--repeats", type=int, default=3, help="big downloads per server (best counts)")
+    parser.add_argument("--no-arlocal", action="store_true")
+    parser.add_argument("--workdir", type=Path, default=None, help="where the temp files go (needs ~2x big-size)")
+    args = parser.parse_args(argv)
+    for tool in ("nginx", "wrk", "curl"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is not installed (apt-get install nginx-light wrk curl)")
+
+    results: dict = {"big_size": args.big_size, "small_count": args.small_count, "concurrency": args.concurrency}
+    with tempfile.TemporaryDirectory(dir=args.workdir, prefix="gateway-bench-") as tmp:
+        root = Path(tmp)
+        root.chmod(0o755)  # nginx workers run as an unprivileged user and must read the files
+        www = root / "nginx" / "www"
+        www.mkdir(parents=True)
+        big = www / "big.bin"
+        write_random_file(big, args.big_size)
+        small = small_objects(args.small_count, args.small_size)
+        began = time.perf_counter()
+        big_id, small_ids = ingest(root / "data", big, small)
+        results["ingest_s"] = round(time.perf_counter() - began, 2)
+        for object_id, data in zip(small_ids, small):
+            (www / object_id).write_bytes(data)  # nginx serves the same bytes under the same paths
+        small_paths = [f"/{object_id}" for object_id in small_ids]
+
+        ours, our_url = start_permastore(root / "data", root / "permastore.log")
+        nginx, nginx_url = start_nginx(root / "nginx")
+        try:
+            # 1. big download, verified on our side
+            httpx.get(f"{our_url}/{small_ids[0]}")  # warm up
+            ours_big = download_mb_s(f"{our_url}/{big_id}", args.big_size, args.repeats)
+            nginx_big = download_mb_s(f"{nginx_url}/big.bin", args.big_size, args.repeats)
+            results["big_download"] = {
+                "permastore_mb_s": round(ours_big, 1), "nginx_mb_s": round(nginx_big, 1),
+                "ratio": round(ours_big / nginx_big, 3), "target": 0.8,
+            }
+            # 2. 1 KiB objects at concurrency 64
+            ours_small = wrk(our_url, small_paths, root, args.duration, args.concurrency, args.wrk_threads)
+            nginx_small = wrk(nginx_url, small_paths, root, args.duration, args.concurrency, args.wrk_threads)
+            results["small_objects"] = {
+                "permastore": ours_small, "nginx": nginx_small,
+                "ratio_vs_nginx": round(ours_small["req_per_s"] / nginx_small["req_per_s"], 3), "target_vs_nginx": 0.5,
+            }
+            # 3. random 1 MiB ranges
+            ours_ranges = ranges(f"{our_url}/{big_id}", args.big_size, args.ranges, args.range_size)
+            nginx_ranges = ranges(f"{nginx_url}/big.bin", args.big_size, args.ranges, args.range_size)
+            results["ranges_1mib"] = {
+                "permastore": ours_ranges, "nginx": nginx_ranges,
+                "ratio": round(ours_ranges["req_per_s"] / nginx_ranges["req_per_s"], 3),
+            }
+            results["peak_rss_mib"] = {
+                "permastore": round(peak_rss_kib([ours.pid]) / 1024, 1),
+                "nginx": round(peak_rss_kib([nginx.pid, *children_of(nginx.pid)]) / 1024, 1),
+            }
+        finally:
+            stop(ours)
+            stop(nginx)
+
+        if not args.no_arlocal:
+            arlocal, arlocal_url = start_arlocal(root / "arlocal.log")
+            try:
+                arlocal_ids = arlocal_upload(arlocal_url, small[: args.arlocal_count])
+                arlocal_small = wrk(arlocal_url, [f"/{i}" for i in arlocal_ids], root, args.duration, args.concurrency, args.wrk_threads)
+                results["small_objects"]["arlocal"] = arlocal_small
+                results["small_objects"]["ratio_vs_arlocal"] = round(ours_small["req_per_s"] / arlocal_small["req_per_s"], 3)
+                results["small_objects"]["target_vs_arlocal"] = 3.0
+                results["peak_rss_mib"]["arlocal"] = round(peak_rss_kib([arlocal.pid, *children_of(arlocal.pid)]) / 1024, 1)
+            finally:
+                stop(arlocal)
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""A fast path for small objects: `GET|HEAD /{id}` answered from memory, before routing.
+
+Data under an ID never changes, so once an object's bytes have been read and
+verified by the full route they may be served again from a bounded LRU cache
+without touching SQLite or the disk. Anything unusual (Range, a manifest, an ID
+not in the cache, any other path) goes through the full app.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+ID_PATH = re.compile(rb"/[A-Za-z0-9_-]{43}")
+MAX_CACHED_OBJECT = 64 * 1024
+DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
+
+
+class SmallObjectCache:
+    """Given a byte budget, keep verified small bodies and their response headers, least recently used out first."""
+
+    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES):
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[str, tuple[bytes, list[tuple[bytes, bytes]]]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()  # filled from worker threads, read on the event loop
+
+    def get(self, object_id: str):
+        with self._lock:
+            entry = self._entries.get(object_id)
+            if entry is not None:
+                self._entries.move_to_end(object_id)
+            return entry
+
+    def put(self, object_id: str, body: bytes, headers: dict[str, str]) -> None:
+        """Given a verified full body and its 200 headers, remember them (bodies over 64 KiB are not kept)."""
+        if len(body) > MAX_CACHED_OBJECT or self.max_bytes <= 0:
+            return
+        raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        with self._lock:
+            if object_id in self._entries:
+                return
+            self._entries[object_id] = (body, raw_headers)
+            self._bytes += len(body)
+            while self._bytes > self.max_bytes and self._entries:
+                _, (old, _) = self._entries.popitem(last=False)
+                self._bytes -= len(old)
+
+
+class FastPathMiddleware:
+    """Serve cached small objects for plain `GET|HEAD /{id}`; pass everything else on."""
+
+    def __init__(self, app: ASGIApp, cache: SmallObjectCache):
+        self.app = app
+        self.cache = cache
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        entry = self._lookup(scope)
+        if entry is None:
+            await self.app(scope, receive, send)
+            return
+        body, headers = entry
+        head = scope["method"] == "HEAD"
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if head else body})
+
+    def _lookup(self, scope: Scope):
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+            return None
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        if len(raw_path) != 44 or scope.get("query_string") or not ID_PATH.fullmatch(raw_path):
+            return None
+        for name, _ in scope["headers"]:
+            if name in (b"range", b"if-none-match"):
+                return None  # conditional and partial requests take the full route
+        return self.cache.get(raw_path[1:].decode())
