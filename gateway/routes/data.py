@@ -102,8 +102,7 @@ async def _batched(first: list[bytes], pieces: Iterator[bytes]) -> AsyncIterator
     """Yield pieces, reading them in batches on a worker thread (one thread hop per batch, no copies)."""
     batch = first
     while batch:
-        for piece in batch:
-            yield piece
+        yield batch[0] if len(batch) == 1 else b"".join(batch)
         batch = await run_in_threadpool(_next_batch, pieces)
 
 

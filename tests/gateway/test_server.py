@@ -78,3 +78,46 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
         assert "cannot listen" in result.stderr and "Traceback" not in result.stderr
     finally:
         busy.stop()
+
+
+def flip_byte_of(data_dir, needle: bytes) -> None:
+    """Flip one byte of the stored copy of needle inside the segment files (as disk rot would)."""
+    for segment in (data_dir / "segments").iterdir():
+        raw = segment.read_bytes()
+        at = raw.find(needle)
+        if at >= 0:
+            segment.chmod(0o644)
+            with open(segment, "r+b") as f:
+                f.seek(at + len(needle) // 2)
+                f.write(bytes([raw[at + len(needle) // 2] ^ 0xFF]))
+            return
+    raise AssertionError("needle not found in any segment")
+
+
+def test_corrupt_chunks_are_never_served(tmp_path, ed_signer):
+    small = os.urandom(100_000)
+    big = os.urandom(12 * 1024 * 1024)
+    running = start_server(tmp_path / "data", tmp_path / "server.log", "--mine-interval", "0")
+    try:
+        ids = []
+        for data in (small, big):
+            item = signed_item(ed_signer, data)
+            response = httpx.post(f"{running.url}/tx", content=item, headers={"Content-Type": "application/octet-stream"}, timeout=60)
+            ids.append(response.json()["id"])
+        flip_byte_of(tmp_path / "data", small[5000:5064])
+        at = 9 * 1024 * 1024 + 1000  # past the first batch, so the failure comes mid-stream
+        flip_byte_of(tmp_path / "data", big[at : at + 64])
+
+        response = httpx.get(f"{running.url}/{ids[0]}")
+        assert response.status_code == 500 and "verification" in response.json()["error"]
+        received = b""
+        with pytest.raises(httpx.HTTPError):
+            with httpx.stream("GET", f"{running.url}/{ids[1]}", timeout=60) as stream:
+                assert stream.status_code == 200
+                for piece in stream.iter_bytes():
+                    received += piece
+        assert len(received) < len(big) and big.startswith(received)  # cut short, never a wrong byte
+        ranged = httpx.get(f"{running.url}/{ids[1]}", headers={"Range": "bytes=0-1000"})
+        assert ranged.status_code == 206 and ranged.content == big[:1001]  # intact chunks still serve
+    finally:
+        running.stop()
