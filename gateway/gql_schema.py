@@ -7,6 +7,7 @@ strings both ways (undecodable bytes show as U+FFFD).
 from __future__ import annotations
 
 import enum
+import logging
 from decimal import Decimal
 from typing import Optional
 
@@ -18,6 +19,8 @@ from permastore.protocol import b64url
 from permastore.store import Query
 from permastore.store.query import encode_cursor
 from permastore.store.records import PENDING_HEIGHT_KEY
+
+log = logging.getLogger("gateway.graphql")
 
 MAX_PAGE = 100  # ar.io and arweave.net cap `first` at 100
 WINSTON_PER_AR = Decimal(10**12)
@@ -229,4 +232,12 @@ class QueryRoot:
         return await run_in_threadpool(_connection, info.context["node"], query)
 
 
-schema = strawberry.Schema(query=QueryRoot)
+class QuietSchema(strawberry.Schema):
+    """A schema that reports resolver errors to the client only: a bad cursor is not a server fault."""
+
+    def process_errors(self, errors, execution_context=None) -> None:
+        for error in errors:
+            log.debug("GraphQL error: %s", error.message)
+
+
+schema = QuietSchema(query=QueryRoot)
