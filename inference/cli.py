@@ -8,13 +8,22 @@ from __future__ import annotations
 import argparse
 import sys
 
-from permastore.cli.commands import accept_dash_ids
+import re
+
 from permastore.cli.errors import CliError
 
 from inference.errors import InferenceError
 
 EXIT_DIFFERENT = 1
 EXIT_INVALID = 2
+# One ID in 64 starts with '-'; argparse would take it for an option. Negative numbers
+# (--temperature -1) must still reach the range check as numbers.
+DASH_ID_OR_NUMBER = re.compile(r"^-(\d+|\d*\.\d+|[A-Za-z0-9_-]{42})$")
+
+
+def accept_dash_ids(parser) -> None:
+    """Let positional IDs and option values start with '-' (argparse's negative-number rule, widened)."""
+    parser._negative_number_matcher = DASH_ID_OR_NUMBER
 
 
 def _data_arg(parser) -> None:
@@ -170,17 +179,14 @@ def run_run(args) -> int:
             n_ctx = args.ctx or min(processes.DEFAULT_N_CTX, metadata.context_length or processes.DEFAULT_N_CTX)
             settings = EngineSettings(n_ctx=n_ctx, n_threads=args.threads or default_threads())
             template = None if args.raw else args.chat_template
-            pid = processes.spawn(store, args.model_id, settings, system_prompt=args.system, chat_template=template)
+            draft = processes.draft_process(store, args.model_id, settings, args.system, template)
+            # Check the call before anything is written: a bad prompt leaves no empty process behind.
+            processes.plan_for(draft, **_call_input(draft, args), sampling=sampling)
+            pid = processes.write_process(store, draft)
         process = processes.get_process(store, pid)
         if process.record.model != args.model_id:
             raise CliError(f"process {pid} runs model {process.record.model}, not {args.model_id}")
-        chat = process.template is not None and not args.raw
-        result = processes.send(
-            store, pid, args.caller,
-            prompt=None if chat else args.prompt,
-            messages=[{"role": "user", "content": args.prompt}] if chat else None,
-            sampling=sampling,
-        )
+        result = processes.send(store, pid, args.caller, **_call_input(process, args), sampling=sampling)
     except InferenceError as exc:
         raise CliError(str(exc)) from None
     finally:
@@ -192,6 +198,13 @@ def run_run(args) -> int:
     print(f"seed: {result.seed}  tokens: {result.prompt_tokens} prompt + {result.completion_tokens} output  "
           f"finish: {result.finish_reason}", file=sys.stderr)
     return 0
+
+
+def _call_input(process, args) -> dict:
+    """Chat (the prompt as the user's message) when the process has a template, else raw text."""
+    if process.template is not None and not args.raw:
+        return {"messages": [{"role": "user", "content": args.prompt}]}
+    return {"prompt": args.prompt}
 
 
 def run_replay(args) -> int:

@@ -138,19 +138,21 @@ def model_metadata(store, model_id: str, source=None) -> tuple[Path, ModelMetada
     return path, metadata
 
 
-def spawn(
+def draft_process(
     store,
     model_id: str,
     settings: EngineSettings | None = None,
     system_prompt: str | None = None,
     chat_template: str | None = None,
     source=None,
-) -> str:
-    """Given a model ID and settings, write a Process record and return the process ID.
+) -> Process:
+    """Given a model ID and settings, return the process that spawning would record, unwritten (id "").
 
     chat_template: None uses the model's own template when it has one; "model",
     "chatml", "llama-2" or "phi-3" pick one explicitly.
     """
+    from permastore.protocol.wallet import address_of
+
     path, metadata = model_metadata(store, model_id, source)
     if settings is None:
         settings = EngineSettings(n_ctx=min(DEFAULT_N_CTX, metadata.context_length or DEFAULT_N_CTX))
@@ -166,7 +168,27 @@ def spawn(
         chat_template_sha256=template.source_sha256 if template else None,
         system_prompt=system_prompt,
     )
-    return records.write_record(store, record)
+    return Process("", address_of(store.signer.owner), record, path, template)
+
+
+def write_process(store, draft: Process) -> str:
+    """Given a drafted process, write its Process record and return the process ID."""
+    process_id = records.write_record(store, draft.record)
+    with _cache_lock:
+        _process_cache[process_id] = Process(process_id, draft.owner_address, draft.record, draft.model_path, draft.template)
+    return process_id
+
+
+def spawn(
+    store,
+    model_id: str,
+    settings: EngineSettings | None = None,
+    system_prompt: str | None = None,
+    chat_template: str | None = None,
+    source=None,
+) -> str:
+    """Given a model ID and settings, write a Process record and return the process ID (see draft_process)."""
+    return write_process(store, draft_process(store, model_id, settings, system_prompt, chat_template, source))
 
 
 def get_process(store, process_id: str, source=None) -> Process:
@@ -193,12 +215,16 @@ def get_process(store, process_id: str, source=None) -> Process:
 
 
 def plan_call(store, process_id: str, prompt: str | None = None, messages=None, sampling: SamplingParams | None = None) -> CallPlan:
-    """Given a process and a prompt (raw completion) or chat messages, return the rendered, counted call.
+    """Given a process ID and a prompt (raw completion) or chat messages, return the rendered, counted call."""
+    return plan_for(get_process(store, process_id), prompt=prompt, messages=messages, sampling=sampling)
+
+
+def plan_for(process: Process, prompt: str | None = None, messages=None, sampling: SamplingParams | None = None) -> CallPlan:
+    """Given a process (maybe a draft) and a prompt or chat messages, return the rendered, counted call.
 
     Raw prompts are used verbatim after the process's system prompt (if any) and a newline;
     chat messages follow the process's system prompt as a system message and go through its template.
     """
-    process = get_process(store, process_id)
     sampling = (sampling or SamplingParams()).validate()
     if (prompt is None) == (messages is None):
         raise InvalidRequest("give exactly one of prompt or messages")
@@ -223,7 +249,7 @@ def plan_call(store, process_id: str, prompt: str | None = None, messages=None, 
     n_ctx = process.settings.n_ctx
     if n_prompt >= n_ctx:
         raise PromptTooLong(f"prompt is {n_prompt} tokens; this process's context holds {n_ctx}")
-    return CallPlan(process_id, call_input, rendered, parse_special, sampling, n_prompt)
+    return CallPlan(process.id, call_input, rendered, parse_special, sampling, n_prompt)
 
 
 # ---------------------------------------------------------------------------- messages

@@ -140,9 +140,12 @@ def test_bad_sampling_is_refused_before_anything_is_written(data, cli_model):
     assert rc == 1 and err.strip() == "permastore: temperature must be >= 0"
     rc, _, err = permastore(data, "run", cli_model, "hi", "--chat-template", "nope")
     assert rc == 1 and "unknown chat template" in err
+    rc, _, err = permastore(data, "run", cli_model, "word " * 600)
+    assert rc == 1 and err.strip().startswith("permastore: prompt is") and "context holds 512" in err
     store = Store.open(data)
     try:
         assert records.query_ids(store, [("Type", ["Message"])]) == []
+        assert records.query_ids(store, [("Type", ["Process"])]) == []
     finally:
         store.close()
 
@@ -157,3 +160,10 @@ def test_ids_starting_with_a_dash_are_ids():
     assert parsed.process == dash_id
     parsed = build_parser().parse_args(["run", dash_id, "a prompt", "--process", dash_id])
     assert (parsed.model_id, parsed.prompt, parsed.process) == (dash_id, "a prompt", dash_id)
+
+
+def test_negative_numbers_still_parse_as_numbers():
+    from permastore.cli.main import build_parser
+
+    parsed = build_parser().parse_args(["run", "A" * 43, "hi", "--temperature", "-1", "--seed", "-5"])
+    assert (parsed.temperature, parsed.seed) == (-1.0, -5)
