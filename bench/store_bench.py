@@ -1,0 +1,246 @@
+"""Storage benchmark: put/get of one large incompressible file against its baselines.
+
+Measured in one run, on the same file and machine:
+- `permastore put FILE` wall time vs one hashlib SHA-384 pass over FILE (the hash the
+  new ID cannot do without: the data's deep-hash), as a ratio;
+- `permastore get ID -o FILE2` vs `cp FILE FILE2`, as a ratio;
+- 1,000 random 1 MiB range reads (in-process Store.read_range): latency;
+- peak RSS of every command (os.wait4 rusage of that child alone);
+- store disk use / file size;
+- 10,000 x 1 KiB put/get in-process (ops/s) and a few CLI puts (ops/s).
+
+Usage: python bench/store_bench.py [--size 2.2GB] [--small 10000] [--workdir DIR]
+Prints a table and writes bench/out/store_bench-<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BLOCK = 8 * 1024 * 1024
+SEED = 20261125
+HERE = Path(__file__).resolve().parent
+OUT_DIR = HERE / "out"
+TARGETS = {"put_ratio": 1.25, "get_ratio": 1.5, "disk_ratio": 1.01, "rss_mb": 200}
+
+SHA384_PASS = """
+import hashlib, sys
+h = hashlib.sha384()
+with open(sys.argv[1], 'rb', buffering=0) as f:
+    while True:
+        b = f.read(8 * 1024 * 1024)
+        if not b:
+            break
+        h.update(b)
+print(h.hexdigest())
+"""
+
+
+def parse_size(text: str) -> int:
+    """Given '256MB', '2.2GB', '1048576', return bytes (decimal units, MiB/GiB binary)."""
+    units = {"gib": 2**30, "mib": 2**20, "kib": 2**10, "gb": 10**9, "mb": 10**6, "kb": 10**3, "b": 1}
+    lowered = text.strip().lower()
+    for suffix, factor in units.items():
+        if lowered.endswith(suffix):
+            return int(float(lowered[: -len(suffix)]) * factor)
+    return int(lowered)
+
+
+def synthesize(path: Path, size: int) -> None:
+    """Write a deterministic incompressible file (numpy PCG64 stream) of exactly size bytes."""
+    import numpy as np
+
+    generator = np.random.Generator(np.random.PCG64(SEED))
+    with open(path, "wb") as out:
+        left = size
+        while left:
+            n = min(BLOCK, left)
+            out.write(generator.bytes(n))
+            left -= n
+
+
+def run(cmd: list[str], stdout=subprocess.DEVNULL) -> dict:
+    """Run a command; return wall seconds, peak RSS (MiB) of that child, and its stdout."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.PIPE)
+    out = proc.stdout.read() if stdout == subprocess.PIPE else b""
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({code}): {err.decode()[-2000:]}")
+    return {"seconds": wall, "rss_mb": usage.ru_maxrss / 1024, "stdout": out.decode()}
+
+
+def permastore_cmd() -> str:
+    beside = Path(sys.executable).parent / "permastore"
+    return str(beside) if beside.exists() else shutil.which("permastore") or "permastore"
+
+
+def disk_use(data_dir: Path) -> int:
+    return sum(p.stat().st_blocks * 512 for p in data_dir.rglob("*") if p.is_file())
+
+
+def bench_large(work: Path, size: int, results: dict) -> str:
+    cli = permastore_cmd()
+    data_dir = work / "data"
+    source = work / "source.bin"
+    print(f"synthesizing {size:,} bytes ...", flush=True)
+    synthesize(source, size)
+    run([cli, "--data", str(data_dir), "fsck"])  # first open: wallet and schema, not timed
+    base_disk = disk_use(data_dir)
+    sha_first = run([sys.executable, "-c", SHA384_PASS, str(source)])
+    put = run([cli, "--data", str(data_dir), "put", str(source)], stdout=subprocess.PIPE)
+    sha_second = run([sys.executable, "-c", SHA384_PASS, str(source)])
+    object_id = put["stdout"].strip().splitlines()[-1]
+    sha_seconds = (sha_first["seconds"] + sha_second["seconds"]) / 2
+    results["put"] = {
+        "seconds": put["seconds"], "rss_mb": put["rss_mb"], "sha384_seconds": sha_seconds,
+        "sha384_rss_mb": max(sha_first["rss_mb"], sha_second["rss_mb"]), "ratio": put["seconds"] / sha_seconds,
+    }  # fmt: skip
+    copy = work / "copy.bin"
+    cp_first = run(["cp", str(source), str(copy)])
+    copy.unlink()
+    get = run([cli, "--data", str(data_dir), "get", object_id, "-o", str(copy)])
+    same = _same_file(source, copy)
+    copy.unlink()
+    cp_second = run(["cp", str(source), str(copy)])
+    copy.unlink()
+    cp_seconds = (cp_first["seconds"] + cp_second["seconds"]) / 2
+    results["get"] = {
+        "seconds": get["seconds"], "rss_mb": get["rss_mb"], "cp_seconds": cp_seconds,
+        "ratio": get["seconds"] / cp_seconds, "bytes_identical": same,
+    }  # fmt: skip
+    results["disk"] = {"store_bytes": disk_use(data_dir) - base_disk, "file_bytes": size}
+    results["disk"]["ratio"] = results["disk"]["store_bytes"] / size
+    fsck = run([cli, "--data", str(data_dir), "fsck"])
+    results["fsck"] = {"seconds": fsck["seconds"], "rss_mb": fsck["rss_mb"]}
+    return object_id
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            x, y = fa.read(BLOCK), fb.read(BLOCK)
+            if x != y:
+                return False
+            if not x:
+                return True
+
+
+def bench_ranges(work: Path, object_id: str, size: int, results: dict, count: int = 1000) -> None:
+    from permastore.store import Store
+
+    rng = random.Random(SEED)
+    span = 1024 * 1024
+    latencies = []
+    with Store.open(work / "data") as store:
+        for _ in range(count):
+            start = rng.randrange(0, max(size - span, 1))
+            began = time.perf_counter()
+            got = store.read_range(object_id, start, span)
+            latencies.append(time.perf_counter() - began)
+            assert len(got) == min(span, size - start)
+    latencies.sort()
+    results["range_1mib"] = {
+        "count": count,
+        "mean_ms": statistics.mean(latencies) * 1000,
+        "p50_ms": latencies[len(latencies) // 2] * 1000,
+        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+    }
+
+
+def bench_small(work: Path, count: int, results: dict, cli_count: int = 20) -> None:
+    from permastore.store import Store
+
+    rng = random.Random(SEED)
+    payloads = [rng.randbytes(1024) for _ in range(count)]
+    with Store.open(work / "small") as store:
+        began = time.perf_counter()
+        ids = [store.put_data(p).id for p in payloads]
+        put_seconds = time.perf_counter() - began
+        began = time.perf_counter()
+        for object_id, payload in zip(ids, payloads):
+            assert store.read_range(object_id, 0, 1024) == payload
+        get_seconds = time.perf_counter() - began
+    results["small_api"] = {
+        "count": count, "put_ops_s": count / put_seconds, "get_ops_s": count / get_seconds,
+    }  # fmt: skip
+    cli = permastore_cmd()
+    sample = work / "small.bin"
+    sample.write_bytes(payloads[0])
+    began = time.perf_counter()
+    for _ in range(cli_count):
+        run([cli, "--data", str(work / "small"), "put", str(sample)])
+    results["small_cli"] = {"count": cli_count, "put_ops_s": cli_count / (time.perf_counter() - began)}
+
+
+def print_table(results: dict) -> None:
+    put, get, disk = results.get("put"), results.get("get"), results.get("disk")
+    rows = []
+    if put:
+        rows.append(("put (CLI)", f"{put['seconds']:.2f} s", f"sha384 {put['sha384_seconds']:.2f} s",
+                     f"{put['ratio']:.2f}x (target {TARGETS['put_ratio']}x)", f"{put['rss_mb']:.0f} MiB"))  # fmt: skip
+    if get:
+        rows.append(("get -o (CLI)", f"{get['seconds']:.2f} s", f"cp {get['cp_seconds']:.2f} s",
+                     f"{get['ratio']:.2f}x (target {TARGETS['get_ratio']}x)", f"{get['rss_mb']:.0f} MiB"))  # fmt: skip
+    if disk:
+        rows.append(("disk use", f"{disk['store_bytes']:,} B", f"file {disk['file_bytes']:,} B",
+                     f"{disk['ratio']:.4f}x (target {TARGETS['disk_ratio']}x)", ""))  # fmt: skip
+    if "fsck" in results:
+        rows.append(("fsck (CLI)", f"{results['fsck']['seconds']:.2f} s", "", "", f"{results['fsck']['rss_mb']:.0f} MiB"))
+    if "range_1mib" in results:
+        r = results["range_1mib"]
+        rows.append(("1 MiB range read", f"mean {r['mean_ms']:.2f} ms", f"p50 {r['p50_ms']:.2f} ms", f"p99 {r['p99_ms']:.2f} ms", ""))
+    if "small_api" in results:
+        s = results["small_api"]
+        rows.append((f"{s['count']} x 1 KiB (API)", f"put {s['put_ops_s']:.0f}/s", f"get {s['get_ops_s']:.0f}/s", "", ""))
+    if "small_cli" in results:
+        s = results["small_cli"]
+        rows.append((f"{s['count']} x 1 KiB (CLI)", f"put {s['put_ops_s']:.1f}/s", "", "", ""))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(5)]
+    for row in rows:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", default="2.2GB", help="large file size (default 2.2GB; e.g. 256MB)")
+    parser.add_argument("--small", type=int, default=10_000, help="number of 1 KiB objects (default 10000)")
+    parser.add_argument("--workdir", help="scratch folder (default: a temp folder under bench/out)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    args = parser.parse_args()
+    size = parse_size(args.size)
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="work-", dir=OUT_DIR))
+    work.mkdir(parents=True, exist_ok=True)
+    results: dict = {"size": size, "python": sys.version.split()[0], "cpus": os.cpu_count(),
+                     "load_avg_start": os.getloadavg()}  # fmt: skip
+    try:
+        object_id = bench_large(work, size, results)
+        bench_ranges(work, object_id, size, results)
+        if args.small:
+            bench_small(work, args.small, results)
+    finally:
+        results["load_avg_end"] = os.getloadavg()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    print_table(results)
+    out = OUT_DIR / f"store_bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
