@@ -136,7 +136,8 @@ async def serve_object(request: Request, node: Node, info, head: bool) -> Respon
     try:
         span = parse_range(request.headers.get("range"), size)
     except Unsatisfiable:
-        raise ApiError(416, "range not satisfiable", {"Content-Range": f"bytes */{size}", **headers}) from None
+        refusal = {"Content-Range": f"bytes */{size}", "Accept-Ranges": "bytes", "ETag": headers["ETag"]}
+        raise ApiError(416, "range not satisfiable", refusal) from None
     status = 200 if span is None else 206
     if span is None:
         span = ByteRange(0, size)

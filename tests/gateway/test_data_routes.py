@@ -51,6 +51,7 @@ def test_head_range_and_conditional(client, rsa_signer):
     unsatisfiable = client.get(f"/{object_id}", headers={"Range": f"bytes={len(data)}-"})
     assert unsatisfiable.status_code == 416
     assert unsatisfiable.headers["content-range"] == f"bytes */{len(data)}"
+    assert unsatisfiable.headers["content-type"] == "application/json"
     assert "error" in unsatisfiable.json()
 
     cached = client.get(f"/{object_id}", headers={"If-None-Match": f'"{object_id}"'})
