@@ -11,7 +11,9 @@ Stable API (other modules, the herder and the gateway build on these names):
     Engine.load(store, model_id, EngineSettings(...)) -> Engine
     engine.generate(prompt, SamplingParams(seed=..), special=False, on_text=cb) -> Generation
 
-    pid = processes.spawn(store, model_id, settings=None, system_prompt=None, chat_template=None)
+    pid = processes.spawn(store, model_id, settings=None, system_prompt=None, chat_template=None, source=None)
+    draft = processes.draft_process(store, model_id, ...)   # the same, unwritten: plan_for(draft, ...)
+    pid = processes.write_process(store, draft)             #   checks a call before anything is written
     processes.send(store, pid, caller, prompt=.. | messages=[..], sampling=SamplingParams(..), fee=0,
                    on_text=cb) -> CallResult(process_id, message_id, result_id, text, token_ids,
                                              prompt_tokens, completion_tokens, finish_reason, seed, timings)

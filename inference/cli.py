@@ -63,6 +63,8 @@ def register(subparsers) -> None:
     run.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads (recorded)")
     run.add_argument("--process", metavar="PID", help="send to this existing process instead of spawning one")
     run.add_argument("--caller", default="cli", help="caller recorded in the message (default: cli)")
+    run.add_argument("--upstream", action="append", default=[], metavar="URL",
+                     help="gateway or node to fetch the model through when it is not stored here (repeatable)")
     _data_arg(run)
     accept_dash_ids(run)  # one ID in 64 starts with '-'
     run.set_defaults(handler=run_run)
@@ -169,17 +171,18 @@ def run_run(args) -> int:
             min_p=args.min_p, repeat_penalty=args.repeat_penalty, max_tokens=args.max_tokens,
             stop=tuple(args.stop),
         ).validate()
+        source = _upstream_source(store, args.upstream)
         if args.process:
             if args.system is not None or args.chat_template or args.ctx or args.threads:
                 raise CliError("--system, --chat-template, --ctx and --threads belong to the process; "
                                "they cannot change with --process")
             pid = args.process
         else:
-            _, metadata = processes.model_metadata(store, args.model_id)
+            _, metadata = processes.model_metadata(store, args.model_id, source)
             n_ctx = args.ctx or min(processes.DEFAULT_N_CTX, metadata.context_length or processes.DEFAULT_N_CTX)
             settings = EngineSettings(n_ctx=n_ctx, n_threads=args.threads or default_threads())
             template = None if args.raw else args.chat_template
-            draft = processes.draft_process(store, args.model_id, settings, args.system, template)
+            draft = processes.draft_process(store, args.model_id, settings, args.system, template, source)
             # Check the call before anything is written: a bad prompt leaves no empty process behind.
             processes.plan_for(draft, **_call_input(draft, args), sampling=sampling)
             pid = processes.write_process(store, draft)
@@ -198,6 +201,18 @@ def run_run(args) -> int:
     print(f"seed: {result.seed}  tokens: {result.prompt_tokens} prompt + {result.completion_tokens} output  "
           f"finish: {result.finish_reason}", file=sys.stderr)
     return 0
+
+
+def _upstream_source(store, urls: list[str]):
+    """Given upstream URLs, return a source that verifies and stores what it reads, or None."""
+    if not urls:
+        return None
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise CliError(f"--upstream must be an http(s) URL, got {url!r}")
+    from permastore.sources import FallbackSource, ReadThroughSource, UpstreamSource
+
+    return ReadThroughSource(FallbackSource([UpstreamSource(url) for url in urls]), store)
 
 
 def _call_input(process, args) -> dict:

@@ -57,8 +57,10 @@ class EngineSettings:
                 raise InvalidRequest(f"{name} must be a positive integer, got {value!r}")
         if self.n_ubatch > self.n_batch:
             raise InvalidRequest(f"n_ubatch ({self.n_ubatch}) must not exceed n_batch ({self.n_batch})")
-        if not isinstance(self.penalty_last_n, int) or self.penalty_last_n < 0:
-            raise InvalidRequest(f"penalty_last_n must be >= 0, got {self.penalty_last_n!r}")
+        if not _is_int(self.penalty_last_n) or self.penalty_last_n < 0:
+            raise InvalidRequest(f"penalty_last_n must be an integer >= 0, got {self.penalty_last_n!r}")
+        if not isinstance(self.flash_attn, bool):
+            raise InvalidRequest(f"flash_attn must be true or false, got {self.flash_attn!r}")
         return self
 
     def to_json(self) -> dict:

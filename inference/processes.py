@@ -41,6 +41,7 @@ from inference.models import ModelMetadata, read_gguf_metadata, resolve_model
 DEFAULT_N_CTX = 2048
 ENGINE_CACHE_SIZE = 2  # models kept loaded per OS process (each maps its weights once)
 ERROR_FINISH = "error"
+MAX_CALLER_BYTES = 256  # it is a tag value too (ANS-104 allows 3072)
 
 
 @dataclass(frozen=True)
@@ -280,8 +281,8 @@ def _last_chain(store, process: Process) -> tuple[int, bytes]:
 
 def prepare_message(store, plan: CallPlan, caller: str, fee: int = 0) -> PreparedCall:
     """Given a planned call, its caller and the fee paid, write the Message record and return the call."""
-    if not isinstance(caller, str) or not caller:
-        raise InvalidRequest("caller must be a non-empty string")
+    if not isinstance(caller, str) or not caller or len(caller.encode("utf-8")) > MAX_CALLER_BYTES:
+        raise InvalidRequest(f"caller must be a non-empty string of at most {MAX_CALLER_BYTES} bytes")
     if not isinstance(fee, int) or isinstance(fee, bool) or fee < 0:
         raise InvalidRequest(f"fee must be an integer >= 0, got {fee!r}")
     process = get_process(store, plan.process_id)

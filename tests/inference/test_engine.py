@@ -120,3 +120,12 @@ def test_identity_names_library_build_and_cpu():
     changed = dict(identity, cpu_features=["neon"])
     assert identity_differences(identity, identity) == []
     assert [line.split(":")[0] for line in identity_differences(changed, identity)] == ["cpu_features"]
+
+
+def test_output_stops_where_the_context_ends(engine):
+    prompt = "ab " * 40
+    n_prompt = len(engine.tokenize(prompt, special=False))
+    generation = engine.generate(prompt, SamplingParams(seed=1, temperature=0, max_tokens=500))
+    # Greedy on this model never ends by itself before the context is full.
+    assert n_prompt + len(generation.token_ids) == SETTINGS.n_ctx
+    assert generation.finish_reason == "length"

@@ -128,6 +128,8 @@ def test_bad_calls_write_nothing(store, pid):
         processes.send(store, pid, "e", messages=[{"role": "wizard", "content": "b"}])
     with pytest.raises(InvalidRequest, match="fee"):
         processes.send(store, pid, "e", prompt="a", fee=-1)
+    with pytest.raises(InvalidRequest, match="caller"):
+        processes.send(store, pid, "x" * 300, prompt="a")
     with pytest.raises(InvalidRequest, match="temperature"):
         processes.send(store, pid, "e", prompt="a", sampling=SamplingParams(temperature=-2))
     assert messages_written() == 0
