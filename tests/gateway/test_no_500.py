@@ -47,6 +47,7 @@ def segment(ids):
 def assert_sane(response, method="GET"):
     assert response.status_code < 500, (response.status_code, response.text[:300])
     if response.status_code >= 400 and method != "HEAD":
+        assert response.headers["content-type"].startswith("application/json")
         body = response.json()  # every error is JSON
         assert isinstance(body.get("error"), str) and body["error"]
 
