@@ -101,6 +101,13 @@ async function checkReadBack(arweave, sent, data) {
   check(sameBytes(raw.bytes, data), `GET /${id}: bytes differ (${raw.bytes.length} vs ${data.length})`);
 }
 
+/** Given a client, a pending tx id and its bytes, check GET /{id} already serves them. */
+async function checkServedPending(arweave, id, data) {
+  const raw = await getBytes(arweave, id);
+  check(raw.status === 200, `GET /${id} before mining: expected 200, got HTTP ${raw.status}`);
+  check(sameBytes(raw.bytes, data), `GET /${id} before mining: bytes differ (${raw.bytes.length} vs ${data.length})`);
+}
+
 /** Given a client and a run tag value, return the ids GraphQL finds for that tag. */
 async function idsByTag(arweave, runId) {
   const query = `{ transactions(tags: [{name: "${RUN_TAG}", values: ["${runId}"]}], first: 10) {
@@ -131,6 +138,10 @@ async function main(baseUrl, args) {
   const chunked = await signedTransaction(arweave, jwk, chunkedData,
     [["Content-Type", "application/octet-stream"], [RUN_TAG, runId], ["Kind", "chunked"]]);
   const totalChunks = await postChunked(arweave, chunked);
+
+  // Data is served once stored and verified, pending or not.
+  await checkServedPending(arweave, small.id, smallData);
+  await checkServedPending(arweave, chunked.id, chunkedData);
 
   await mine(arweave);
   const first = await expectStatus(arweave, small.id, 200);
