@@ -205,12 +205,7 @@ def write_file(store, object_id: str, target: Path, bar) -> None:
     tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        for piece in store.read(object_id):
-            view = memoryview(piece)
-            while view:
-                view = view[os.write(fd, view) :]
-            if bar:
-                bar.update(len(piece))
+        store.copy_to(object_id, fd, progress=bar.update if bar else None)
     except BaseException:
         os.close(fd)
         os.unlink(tmp)  # a failed get leaves no partial file behind

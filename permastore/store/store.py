@@ -50,6 +50,7 @@ from permastore.store.segments import (
 )
 from permastore.store.wallet_file import load_or_create_wallet
 from permastore.store.bundles import Unbundler
+from permastore.store.export import Exporter
 from permastore.store.fsck import Checker
 from permastore.store.object_paths import ObjectPaths
 from permastore.store.weave import Weave
@@ -64,7 +65,7 @@ MAX_ITEM_HEADER = 1024 * 1024
 HEADER_READ = 64 * 1024
 
 
-class Store(ObjectPaths, Unbundler, Weave, Checker):
+class Store(ObjectPaths, Unbundler, Weave, Checker, Exporter):
     """A data folder opened for reading and writing; safe to share between threads."""
 
     def __init__(self, root: Path):
@@ -108,7 +109,8 @@ class Store(ObjectPaths, Unbundler, Weave, Checker):
     @property
     def signer(self) -> RsaSigner:
         if self._signer is None:
-            self._signer = RsaSigner(self.wallet)
+            # Our own wallet file (0600, written by this node): skip the slow key self-check.
+            self._signer = RsaSigner(self.wallet, trusted=True)
         return self._signer
 
     @property
@@ -155,6 +157,12 @@ class Store(ObjectPaths, Unbundler, Weave, Checker):
                 raise StoreError(f"segment {segment_id} is not in the index")
             name = self._segment_names[segment_id] = row["name"]
         return name
+
+    def _segments_fd(self, segment_id: int) -> int:
+        """A read descriptor of a segment, from the shared cache."""
+        name = self._segment_name(segment_id)
+        with self._chunks._lock:
+            return self._segments.fd(name)
 
     def _known_chunk(self, address: bytes) -> bool:
         """Given a BLAKE3 address, return True when a committed chunk has it (any thread)."""

@@ -161,3 +161,16 @@ def test_wrapped_item_signature_covers_the_data(store):
     ans104.verify_header(header, deep_hash(b"payload"))
     with pytest.raises(Exception):
         ans104.verify_header(header, deep_hash(b"pAyload"))
+
+
+@pytest.mark.parametrize("size", [0, 5000, SMALL_OBJECT_LIMIT + 3 * MAX_CHUNK_SIZE + 11])
+def test_copy_to_writes_exactly_the_object(store, tmp_path, size):
+    data = pseudo_random(size, 21)
+    info = store.put_data(data)
+    target = tmp_path / "out.bin"
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT)
+    try:
+        assert store.copy_to(info.id, fd) == size
+    finally:
+        os.close(fd)
+    assert target.read_bytes() == data
