@@ -255,7 +255,8 @@ def plan_for(process: Process, prompt: str | None = None, messages=None, samplin
 
 # ---------------------------------------------------------------------------- messages
 
-_chains: dict[str, tuple[int, bytes]] = {}  # process ID -> (last nonce, last chain value)
+# process ID -> (last nonce, last chain value, ID of the newest Message item tagged with the process)
+_chains: dict[str, tuple[int, bytes, str | None]] = {}
 _chain_locks: dict[str, threading.Lock] = {}
 
 
@@ -264,10 +265,21 @@ def _chain_lock(process_id: str) -> threading.Lock:
         return _chain_locks.setdefault(process_id, threading.Lock())
 
 
+def _newest_message_id(store, process_id: str) -> str | None:
+    ids = records.query_ids(store, [("Type", [records.MessageRecord.type]), ("Process", [process_id])], limit=1)
+    return ids[0] if ids else None
+
+
 def _last_chain(store, process: Process) -> tuple[int, bytes]:
-    """Return (nonce, chain value) of the process's latest message, read from the store once."""
-    if process.id in _chains:
-        return _chains[process.id]
+    """Return (nonce, chain value) of the process's latest message.
+
+    Cached, but checked against the store's newest Message item (one indexed query), so
+    messages another OS process wrote into the same data folder are not overwritten.
+    """
+    newest = _newest_message_id(store, process.id)
+    cached = _chains.get(process.id)
+    if cached is not None and cached[2] == newest:
+        return cached[0], cached[1]
     last = (0, records.initial_chain(process.id))
     for message_id in records.message_ids_of(store, process.id):
         stored = records.load_record(store, message_id, records.MessageRecord.type)
@@ -275,7 +287,7 @@ def _last_chain(store, process: Process) -> tuple[int, bytes]:
             continue  # only the process owner's messages are part of its order
         if stored.record.nonce > last[0]:
             last = (stored.record.nonce, b64url.decode(stored.record.hash_chain))
-    _chains[process.id] = last
+    _chains[process.id] = (*last, newest)
     return last
 
 
@@ -303,7 +315,7 @@ def prepare_message(store, plan: CallPlan, caller: str, fee: int = 0) -> Prepare
         chain = records.next_chain(previous, draft.content_hash())
         message = records.MessageRecord(**{**asdict(draft), "hash_chain": b64url.encode(chain)})
         message_id = records.write_record(store, message)
-        _chains[process.id] = (nonce, chain)
+        _chains[process.id] = (nonce, chain, message_id)
     return call_for(process, message_id, message)
 
 

@@ -264,7 +264,7 @@ def query_ids(store, tags: list[tuple[str, list[str]]], limit: int | None = None
     ids: list[str] = []
     after = None
     while True:
-        page = store.query(Query(tags=tags, first=100, after=after))
+        page = store.query(Query(tags=tags, first=min(100, limit or 100), after=after))
         ids += [info.id for info in page.items]
         if not page.has_next or (limit is not None and len(ids) >= limit):
             return ids[:limit] if limit is not None else ids

@@ -94,6 +94,27 @@ def test_nonce_continues_after_a_restart(store, pid):
     assert load(store, second.message_id).nonce == 2
 
 
+def test_nonce_follows_messages_written_by_another_os_process(store, pid):
+    import subprocess
+    import sys
+
+    processes.send(store, pid, "c", prompt="one", sampling=SamplingParams(max_tokens=2))
+    # Another OS process (e.g. `permastore run --process`) sends into the same process.
+    script = (
+        "import sys; from permastore.store import Store; from inference import processes;"
+        "from inference.engine import SamplingParams;"
+        "s = Store.open(sys.argv[1]);"
+        "print(processes.send(s, sys.argv[2], 'other', prompt='two', sampling=SamplingParams(max_tokens=2)).message_id);"
+        "s.close()"
+    )
+    subprocess.run([sys.executable, "-c", script, str(store.root), pid], check=True, capture_output=True, timeout=120)
+    third = processes.send(store, pid, "c", prompt="three", sampling=SamplingParams(max_tokens=2))
+    assert load(store, third.message_id).nonce == 3
+    from inference import replay
+
+    assert replay.replay_process(store, pid).identical
+
+
 def test_split_steps_for_a_herder_worker(store, pid):
     plan = processes.plan_call(store, pid, messages=[{"role": "user", "content": "dogs"}],
                                sampling=SamplingParams(seed=5, max_tokens=8))
