@@ -573,9 +573,12 @@ class PaymentRequired(HerderError):
 class RunningCall:
     """A call accepted by the service: its Message is written, its fee reserved, its job queued.
 
-    Consume it with `text_pieces()` (streaming) and/or `finish()`; `finish()` writes the
-    Result, charges the fee on success or refunds it on failure, exactly once.
+    A follower thread settles it whatever the HTTP side does (a client that leaves early
+    still gets its Result written and its fee charged or refunded): `text_pieces()`
+    streams the output, `finish()` waits for the settled outcome.
     """
+
+    _END = object()
 
     def __init__(self, service: "HerderService", prepared: Any, job: Call, reservation: Any, fee: int):
         self.service = service
@@ -583,44 +586,45 @@ class RunningCall:
         self.job = job
         self.reservation = reservation
         self.fee = fee
-        self._outcomes = job.results()
-        self._final: tuple[str, Any] | None = None
-        self._settled: Any = None
-        self._lock = threading.Lock()
+        self._pieces: "queue.Queue[Any]" = queue.Queue()
+        self._settled = threading.Event()
+        self._outcome: Any = None
+        threading.Thread(target=self._follow, name="herder-call", daemon=True).start()
 
     @property
     def message_id(self) -> str:
         return self.prepared.message_id
 
     def text_pieces(self) -> Iterator[str]:
-        """Yield output text as the worker produces it, until the job ends."""
-        while self._final is None:
-            kind, value = next(self._outcomes)
-            if kind == "event":
-                yield value
-            else:
-                self._final = (kind, value)
+        """Yield output text as the worker produces it, until the call is settled (once)."""
+        while True:
+            piece = self._pieces.get()
+            if piece is self._END:
+                return
+            yield piece
 
     def finish(self) -> Any:
-        """Wait for the job; return the CallResult, or raise HerderError after refunding."""
-        with self._lock:
-            if self._settled is None:
-                for _ in self.text_pieces():
-                    pass
-                self._settled = self._settle(*self._final)
-        if isinstance(self._settled, HerderError):
-            raise self._settled
-        return self._settled
+        """Wait until the call is settled; return the CallResult or raise its HerderError."""
+        self._settled.wait()
+        if isinstance(self._outcome, HerderError):
+            raise self._outcome
+        return self._outcome
 
-    def finish_in_background(self) -> None:
-        """Settle the call on another thread (the client went away; the work still counts)."""
-        threading.Thread(target=self._finish_quietly, name="herder-settle", daemon=True).start()
-
-    def _finish_quietly(self) -> None:
+    def _follow(self) -> None:
+        final: tuple[str, Any] = ("error", HerderError("call ended without a result"))
         try:
-            self.finish()
-        except HerderError:
-            pass
+            for kind, value in self.job.results():
+                if kind == "event":
+                    self._pieces.put(value)
+                else:
+                    final = (kind, value)
+            self._outcome = self._settle(*final)
+        except Exception as exc:  # settling must never leave a caller waiting
+            log.exception("settling call %s failed", self.message_id)
+            self._outcome = HerderError(f"call could not be settled: {exc}")
+        finally:
+            self._settled.set()
+            self._pieces.put(self._END)
 
     def _settle(self, kind: str, value: Any) -> Any:
         from inference.processes import write_failure, write_result

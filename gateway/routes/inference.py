@@ -387,31 +387,26 @@ def _stream_events(call: OpenCall) -> Iterator[str]:
     """Yield the call as server-sent events: chunks, a last chunk with the record, [DONE]."""
     from inference.herder import HerderError
 
-    finished = False
+    # A client that leaves mid-stream only stops this generator; the herder still settles
+    # the call (Result written, fee charged or refunded).
+    if call.kind == "chat":
+        yield _sse(_chunk(call, "", first=True))
+    for piece in call.running.text_pieces():
+        yield _sse(_chunk(call, piece))
     try:
-        if call.kind == "chat":
-            yield _sse(_chunk(call, "", first=True))
-        for piece in call.running.text_pieces():
-            yield _sse(_chunk(call, piece))
-        try:
-            result = call.running.finish()
-        except HerderError as exc:
-            finished = True
-            # The stream has begun (status 200 is sent): the failure travels as an error event,
-            # which OpenAI clients raise as an APIError.
-            status, reason = _error_status(exc)
-            yield _sse({"error": {"message": reason, "type": "herder_error", "code": status},
-                        "record": {"message": call.running.message_id}})
-            yield SSE_DONE
-            return
-        finished = True
-        last = _chunk(call, None, finish=_finish_reason(result.finish_reason))
-        last.update(usage=_usage(result), record=_record(result), fee=call.fee, seed=result.seed)
-        yield _sse(last)
+        result = call.running.finish()
+    except HerderError as exc:
+        # The stream has begun (status 200 is sent): the failure travels as an error event,
+        # which OpenAI clients raise as an APIError.
+        status, reason = _error_status(exc)
+        yield _sse({"error": {"message": reason, "type": "herder_error", "code": status},
+                    "record": {"message": call.running.message_id}})
         yield SSE_DONE
-    finally:
-        if not finished:
-            call.running.finish_in_background()  # the client left; the call is still settled
+        return
+    last = _chunk(call, None, finish=_finish_reason(result.finish_reason))
+    last.update(usage=_usage(result), record=_record(result), fee=call.fee, seed=result.seed)
+    yield _sse(last)
+    yield SSE_DONE
 
 
 async def _completion(request: Request, kind: str):

@@ -159,3 +159,26 @@ def test_crediting_is_for_this_machine_and_positive_amounts_only(node):
         assert client.post(f"/credits/{PAYER}", json={"amount": -5}).status_code == 400
         assert client.post(f"/credits/{PAYER}", json={"amount": "5"}).status_code == 400
         assert client.post("/credits/not-an-address", json={"amount": 5}).status_code == 400
+
+
+def test_a_client_that_leaves_a_stream_early_is_still_recorded_and_charged(node, needed):
+    import json
+    import time
+
+    with _client(node, PAYER) as client:
+        client.post(f"/credits/{PAYER}", json={"amount": 5 * needed})
+        before = _balance(client, PAYER)
+        with client.stream("POST", "/v1/completions", json={
+            "model": node.model_id, "prompt": PROMPT, "max_tokens": MAX_TOKENS, "stream": True,
+            "payment": needed,
+        }) as reply:
+            assert reply.status_code == 200
+            first = next(line for line in reply.iter_lines() if line)
+        # Gone after one chunk; the chunk ID names the Message.
+        message = json.loads(first.removeprefix("data: "))["id"].removeprefix("cmpl-")
+        deadline = time.monotonic() + 60
+        while (result := client.get(f"/results/{message}")).status_code == 404:
+            assert time.monotonic() < deadline, "the abandoned call was never recorded"
+            time.sleep(0.05)
+        assert result.json()["finish_reason"] in ("stop", "length")
+        assert _balance(client, PAYER) == before - needed
