@@ -42,9 +42,20 @@ NAMED_TEMPLATES = {
         "{% endfor %}"
         "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
     ),
+    # Gemma has no system role: the system text opens the first user turn.
+    "gemma": (
+        "{{ bos_token }}{% set ns = namespace(system='') %}"
+        "{% for m in messages %}"
+        "{% if m['role'] == 'system' %}{% set ns.system = m['content'] + '\n\n' %}"
+        "{% elif m['role'] == 'user' %}{{ '<start_of_turn>user\n' + ns.system + m['content'] + '<end_of_turn>\n' }}"
+        "{% set ns.system = '' %}"
+        "{% else %}{{ '<start_of_turn>model\n' + m['content'] + '<end_of_turn>\n' }}{% endif %}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+    ),
 }
 # Text that ends an assistant turn in each named template (the model's own: its EOS).
-NAMED_STOPS = {"chatml": ["<|im_end|>"], "llama-2": [], "phi-3": ["<|end|>"]}
+NAMED_STOPS = {"chatml": ["<|im_end|>"], "llama-2": [], "phi-3": ["<|end|>"], "gemma": ["<end_of_turn>"]}
 
 
 @dataclass(frozen=True)

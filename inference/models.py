@@ -61,31 +61,32 @@ class ModelEntry:
     tags: dict
 
 
-def _field_value(field):
-    """Given a GGUFReader field, return its Python value (str, number, bool or list)."""
-    try:
-        return field.contents()
-    except Exception:  # an exotic field type must not stop reading the ones we need
-        return None
-
-
 def read_gguf_metadata(path) -> ModelMetadata:
-    """Given a GGUF file path, return its header metadata; raise NotAModel if it is not GGUF."""
-    from gguf import GGUFReader, LlamaFileType
+    """Given a GGUF file path, return its header metadata; raise NotAModel if it is not GGUF.
+
+    Parsed by inference.gguf_header (gguf-py's GGUFReader maps every tensor and array
+    and takes ~10 s on a 262k-token vocabulary; this reads the header only).
+    """
+    import mmap
+
+    from gguf import LlamaFileType
+
+    from inference.gguf_header import GGUFError, parse_header
 
     path = Path(path)
-    with open(path, "rb") as f:
-        if f.read(4) != GGUF_MAGIC:
-            raise NotAModel(f"{path.name} is not a GGUF file (bad magic)")
     try:
-        reader = GGUFReader(str(path), "r")
-    except Exception as exc:  # a truncated or corrupt header
+        with open(path, "rb") as f:
+            if f.read(4) != GGUF_MAGIC:
+                raise NotAModel(f"{path.name} is not a GGUF file (bad magic)")
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+                header = parse_header(buf, keep_arrays=("tokenizer.ggml.tokens",))
+    except GGUFError as exc:
         raise NotAModel(f"{path.name}: unreadable GGUF header: {exc}") from None
-    fields = {name: _field_value(field) for name, field in reader.fields.items()}
+    fields = header.fields
     arch = fields.get("general.architecture") or "unknown"
     params = fields.get("general.parameter_count")
     if not isinstance(params, int) or params <= 0:
-        params = sum(int(tensor.n_elements) for tensor in reader.tensors)
+        params = sum(tensor.n_elements for tensor in header.tensors)
     file_type = fields.get("general.file_type")
     try:
         quantization = LlamaFileType(file_type).name.removeprefix("MOSTLY_").removeprefix("ALL_")

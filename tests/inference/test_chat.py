@@ -66,3 +66,12 @@ def test_bad_messages_are_refused(bad):
 def test_named_templates_differ_in_hash():
     hashes = {resolve_template(name, None, "", "").source_sha256 for name in NAMED_TEMPLATES}
     assert len(hashes) == len(NAMED_TEMPLATES)
+
+
+def test_gemma_folds_the_system_prompt_into_the_first_user_turn():
+    template = resolve_template("gemma", None, "<bos>", "<eos>")
+    assert render(template, JOKER) == (
+        "<bos><start_of_turn>user\nTell a joke on the given topic, on one line\n\ncats<end_of_turn>\n"
+        "<start_of_turn>model\n"
+    )
+    assert template.stop == ["<end_of_turn>", "<eos>"]
