@@ -1,0 +1,194 @@
+"""UpstreamSource: another node, arlocal, or any Arweave / ar.io gateway, over HTTP.
+
+What it returns is NOT verified: use it inside ReadThroughSource, which checks every
+byte against the signed header before storing or serving it. It offers:
+
+- ``get(id, start, end)``: the data bytes, by HTTP ranges (``/raw/{id}``, else ``/{id}``),
+  resuming from the last byte received when a connection drops;
+- ``tx_header(id)``: the signed L1 header (``/tx/{id}``, else ``/unconfirmed_tx/{id}``
+  while the tx is pending);
+- ``item_header(id)``: the signed binary ANS-104 header of a data item
+  (``/item/{id}/header`` on permastore nodes);
+- ``parent_of(id)``: the bundle that holds a data item (GraphQL ``bundledIn``), so the
+  item can be verified by fetching and unbundling its parent, as ar.io gateways do.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import httpx
+
+from permastore.protocol import b64url
+from permastore.protocol.errors import ProtocolError
+from permastore.protocol.tx import Transaction
+from permastore.sources.base import DataStream, UpstreamError
+from permastore.store.errors import NotFound
+
+PIECE_SIZE = 1024 * 1024
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_RETRIES = 3
+MAX_HEADER_BYTES = 1024 * 1024  # an ANS-104 header is far smaller; refuse anything bigger
+MAX_TX_JSON_BYTES = 16 * 1024 * 1024  # format-1 txs carry data inline (up to ~10 MiB)
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+PARENT_QUERY = "query($id: ID!) { transaction(id: $id) { id bundledIn { id } } }"
+
+
+class _EndedEarly(Exception):
+    pass
+
+
+class UpstreamSource:
+    """Given a base URL (http:// or https://), fetch headers and data from it."""
+
+    def __init__(self, base_url: str, client: httpx.Client | None = None, timeout: float = DEFAULT_TIMEOUT,
+                 retries: int = DEFAULT_RETRIES):  # fmt: skip
+        if not re.match(r"https?://", base_url or ""):
+            raise ValueError(f"upstream must be an http:// or https:// URL, got {base_url!r}")
+        self.base_url = base_url.rstrip("/")
+        self.client = client or httpx.Client(timeout=timeout, follow_redirects=False)
+        self.retries = retries
+
+    def __repr__(self) -> str:
+        return f"UpstreamSource({self.base_url!r})"
+
+    # -- headers -------------------------------------------------------------------------
+
+    def _get_small(self, path: str, limit: int) -> httpx.Response | None:
+        """GET a small document; None on 404/400 (the upstream does not have it)."""
+        try:
+            with self.client.stream("GET", self.base_url + path) as response:
+                if response.status_code in (400, 404, 410):
+                    return None
+                body = b""
+                for piece in response.iter_bytes():
+                    body += piece
+                    if len(body) > limit:
+                        raise UpstreamError(f"{self.base_url}{path}: answer larger than {limit} bytes")
+                response._content = body
+                return response
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"{self.base_url}{path}: {exc}") from None
+
+    def tx_header(self, id: str) -> Transaction | None:
+        """Given an ID, return the upstream's L1 tx header (unverified), or None when it has none."""
+        b64url.parse_id(id)
+        for path in (f"/tx/{id}", f"/unconfirmed_tx/{id}"):
+            response = self._get_small(path, MAX_TX_JSON_BYTES)
+            if response is None or response.status_code == 202:  # 202: pending, header not shown
+                continue
+            if response.status_code != 200:
+                raise UpstreamError(f"{self.base_url}{path}: HTTP {response.status_code}")
+            try:
+                tx = Transaction.from_json(json.loads(response.content))
+            except (ValueError, ProtocolError) as exc:
+                raise UpstreamError(f"{self.base_url}{path}: not a transaction header: {exc}") from None
+            return tx
+        return None
+
+    def item_header(self, id: str) -> bytes | None:
+        """Given an ID, return the signed binary ANS-104 header the upstream holds (unverified), or None."""
+        b64url.parse_id(id)
+        response = self._get_small(f"/item/{id}/header", MAX_HEADER_BYTES)
+        if response is None or response.status_code != 200:
+            return None
+        return response.content
+
+    def parent_of(self, id: str) -> str | None:
+        """Given a data item ID, return the ID of the bundle holding it per the upstream's GraphQL, or None."""
+        b64url.parse_id(id)
+        try:
+            response = self.client.post(
+                self.base_url + "/graphql", json={"query": PARENT_QUERY, "variables": {"id": id}}
+            )
+            body = response.json() if response.status_code == 200 else {}
+        except (httpx.HTTPError, ValueError):
+            return None  # no GraphQL there: this route to the item is closed, not an error
+        found = ((body or {}).get("data") or {}).get("transaction") or {}
+        parent = (found.get("bundledIn") or {}).get("id")
+        return parent if isinstance(parent, str) and b64url.is_id(parent) else None
+
+    # -- data ----------------------------------------------------------------------------
+
+    def get(self, id: str, start: int = 0, end: int | None = None) -> DataStream:
+        """Given an ID and a range, return a stream of the upstream's (unverified) bytes."""
+        b64url.parse_id(id)
+        if start < 0 or (end is not None and end < start):
+            raise ValueError(f"invalid range start={start} end={end}")
+        path, response = self._open_data(id, start, end)
+        total = _total_size(response, start)
+        stop = end if end is None or total is None else min(end, total)
+        size = None if stop is None else stop - start
+        content_type = response.headers.get("content-type")
+        return DataStream(
+            id, self._pieces(path, response, start, stop), size, content_type, total_size=total, verified=False
+        )
+
+    def _open_data(self, id: str, start: int, end: int | None):
+        """Open the first data URL that has the object; return (path, open response)."""
+        for path in (f"/raw/{id}", f"/{id}"):
+            response = self._request(path, start, end)
+            if response.status_code in (200, 206):
+                return path, response
+            response.close()
+            if response.status_code not in (400, 404):
+                raise UpstreamError(f"{self.base_url}{path}: HTTP {response.status_code}")
+        raise NotFound(id, f"upstream {self.base_url}: object")
+
+    def _request(self, path: str, start: int, end: int | None) -> httpx.Response:
+        headers = {"Accept-Encoding": "identity"}
+        if start or end is not None:
+            headers["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+        request = self.client.build_request("GET", self.base_url + path, headers=headers)
+        try:
+            return self.client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"{self.base_url}{path}: {exc}") from None
+
+    def _pieces(self, path: str, response: httpx.Response, offset: int, stop: int | None):
+        """Yield the bytes [offset, stop), reopening the range after a dropped connection."""
+        failures = 0
+        try:
+            while True:
+                # A server that ignored our Range sends from byte 0: skip up to where we are.
+                skip = offset if response.status_code == 200 else 0
+                try:
+                    for piece in response.iter_raw(PIECE_SIZE):
+                        if skip:
+                            cut = min(skip, len(piece))
+                            piece, skip = piece[cut:], skip - cut
+                        if stop is not None:
+                            piece = piece[: max(stop - offset, 0)]
+                        if piece:
+                            yield piece
+                            offset += len(piece)
+                        if stop is not None and offset >= stop:
+                            return
+                    if stop is None or offset >= stop:
+                        return
+                    raise _EndedEarly(f"connection ended at byte {offset} of {stop}")
+                except (httpx.HTTPError, _EndedEarly) as exc:
+                    response.close()
+                    failures += 1
+                    if failures > self.retries:
+                        raise UpstreamError(
+                            f"{self.base_url}{path}: gave up after {failures} broken transfers: {exc}"
+                        ) from None
+                    response = self._request(path, offset, stop)
+                    if response.status_code not in (200, 206):
+                        raise UpstreamError(f"{self.base_url}{path}: resume answered HTTP {response.status_code}")
+        finally:
+            response.close()
+
+
+def _total_size(response: httpx.Response, start: int) -> int | None:
+    """The whole object's size from Content-Range (206) or Content-Length (200)."""
+    if response.status_code == 206:
+        match = _CONTENT_RANGE.match(response.headers.get("content-range", ""))
+        if match and match.group(3) != "*":
+            return int(match.group(3))
+        return None
+    length = response.headers.get("content-length")
+    return int(length) if length and length.isdigit() else None
