@@ -221,12 +221,18 @@ def identity_differences(recorded: dict, current: dict) -> list[str]:
 
 
 def tokenize_prompt(llama, text: str, special: bool) -> list[int]:
-    """Given a Llama (full or vocab-only) and prompt text, return the tokens a call evaluates."""
-    tokens = llama.tokenize(text.encode("utf-8"), add_bos=True, special=special)
-    bos = llama.token_bos()
-    # A template that writes bos_token itself plus llama.cpp's own BOS would double it.
-    if len(tokens) >= 2 and tokens[0] == bos and tokens[1] == bos:
-        tokens = tokens[1:]
+    """Given a Llama or vocab-only model and prompt text, return the tokens a call evaluates.
+
+    BOS is added once when the model asks for it: a template that already writes
+    bos_token (llama-2, gemma) does not get a second one.
+    """
+    import llama_cpp
+
+    model = getattr(llama, "_model", llama)
+    tokens = model.tokenize(text.encode("utf-8"), add_bos=False, special=special)
+    bos = model.token_bos()
+    if llama_cpp.llama_vocab_get_add_bos(model.vocab) and (not tokens or tokens[0] != bos):
+        tokens = [bos, *tokens]
     return tokens
 
 

@@ -129,3 +129,14 @@ def test_output_stops_where_the_context_ends(engine):
     # Greedy on this model never ends by itself before the context is full.
     assert n_prompt + len(generation.token_ids) == SETTINGS.n_ctx
     assert generation.finish_reason == "length"
+
+
+def test_bos_is_added_exactly_once(engine):
+    bos = engine.llama.token_bos()
+    plain = engine.tokenize("hi", special=False)
+    templated = engine.tokenize("<s>[INST] hi", special=True)  # a template that writes bos_token itself
+    assert plain[0] == bos and plain[1] != bos
+    assert templated[0] == bos and templated[1] != bos
+    # Without special parsing "<s>" is just text after the one real BOS.
+    literal = engine.tokenize("<s>", special=False)
+    assert literal[0] == bos and bos not in literal[1:]
