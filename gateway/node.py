@@ -9,6 +9,7 @@ from fastapi import Request
 from permastore.store import Store
 
 from gateway.config import GatewayConfig
+from gateway.errors import ApiError
 from gateway.ledger import Ledger
 
 
@@ -29,28 +30,31 @@ class Node:
 
     def fetch_through(self, object_id: str):
         """Given an ID missing locally, fetch it through the upstreams (verified, then stored); return its info."""
-        stream = self.upstream.get(object_id)
-        for _ in stream:  # ReadThroughSource stores as it verifies; draining completes the copy
-            pass
-        return self.store.info(object_id)
+        from gateway.upstream import UpstreamRefused
+
+        try:
+            return self.upstream.fetch(object_id)
+        except UpstreamRefused as exc:
+            raise ApiError(502, f"upstream data failed verification, not served: {exc}") from None
 
     def close(self) -> None:
+        if self.upstream is not None:
+            self.upstream.close()
         self.ledger.close()
         self.store.close()
 
 
 def build_upstream(store: Store, upstreams: list[str]):
-    """Given the store and upstream URLs, return the read-through source, or None without any.
+    """Given the store and upstream URLs, return the read-through Upstream, or None without any.
 
-    Upstreams are tried in order; whatever one returns is verified and stored by
-    ReadThroughSource before a byte of it is served.
+    Upstreams are tried in order; whatever one returns is verified and stored
+    before a byte of it is served.
     """
     if not upstreams:
         return None
-    from permastore.sources import FallbackSource, ReadThroughSource, UpstreamSource
+    from gateway.upstream import Upstream
 
-    inner = FallbackSource([UpstreamSource(url) for url in upstreams])
-    return ReadThroughSource(inner, store)
+    return Upstream(store, upstreams)
 
 
 def node_of(request: Request) -> Node:

@@ -29,7 +29,10 @@ def pending_response() -> PlainTextResponse:
 
 def l1_info(node: Node, tx_id: str):
     """Given a tx ID, return the ObjectInfo of that L1 transaction or raise 404."""
-    info = node.store.info(parse_id(tx_id))
+    tx_id = parse_id(tx_id)
+    info = node.store.info(tx_id)
+    if info is None and node.upstream is not None:
+        info = node.fetch_through(tx_id)
     if info is None or info.kind != "tx":
         raise not_found()
     return info
