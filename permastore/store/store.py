@@ -181,17 +181,19 @@ class Store(ObjectPaths, Unbundler, Weave, Checker, Exporter):
         """
         try:
             if ingested.segment is None:
-                seq = self._commit_small(ingested, row, tags, after_insert)
+                self._commit_small(ingested, row, tags, after_insert)
             else:
-                seq = self._commit_large(ingested, row, tags, after_insert)
+                self._commit_large(ingested, row, tags, after_insert)
         except sqlite3.IntegrityError:
             ingested.discard()
             existing = self.info(row["id"])
             if existing is None:
                 raise
             return existing
+        except BaseException:
+            ingested.discard()  # nothing committed refers to what this put wrote
+            raise
         info = self.info(row["id"])
-        assert info is not None and info.seq == seq
         self._maybe_unbundle(info)
         return self.info(row["id"])
 
@@ -204,6 +206,10 @@ class Store(ObjectPaths, Unbundler, Weave, Checker, Exporter):
         return seq
 
     def _commit_large(self, ingested: Ingested, row: dict, tags, after_insert) -> int:
+        return self._commit_segment_with(ingested, lambda c: self._insert_all(c, ingested, row, tags, after_insert))
+
+    def _commit_segment_with(self, ingested: Ingested, inside: Callable) -> int:
+        """Register a large put's sealed segment and its chunks, and run ``inside``, in one commit."""
         segment = ingested.segment
         conn = self.db
         if segment.size == 0:
@@ -211,16 +217,18 @@ class Store(ObjectPaths, Unbundler, Weave, Checker, Exporter):
             segment.discard()
             ingested.segment = None
             with transaction(conn):
-                return self._insert_all(conn, ingested, row, tags, after_insert)
+                return inside(conn)
         with transaction(conn):
             cursor = conn.execute(
                 "INSERT INTO segments(name, kind, committed_size, sealed) VALUES (?, 'object', ?, 1)",
                 (segment.name, segment.size),
             )
             record_chunks(conn, cursor.lastrowid, ingested.new_chunks)
-            seq = self._insert_all(conn, ingested, row, tags, after_insert)
+            result = inside(conn)
+        # Committed: from here on the segment belongs to the store, never to discard().
+        ingested.segment = None
         segment.release()
-        return seq
+        return result
 
     def _commit_small(self, ingested: Ingested | None, row: dict, tags, after_insert) -> int:
         conn = self.db
@@ -372,26 +380,18 @@ class Store(ObjectPaths, Unbundler, Weave, Checker, Exporter):
             conn.execute("UPDATE objects SET data_complete = 1 WHERE seq = ?", (seq,))
             return seq
 
-        if ingested.segment is not None:
-            conn = self.db
-            with transaction(conn):
-                if ingested.segment.size:
-                    cursor = conn.execute(
-                        "INSERT INTO segments(name, kind, committed_size, sealed) VALUES (?, 'object', ?, 1)",
-                        (ingested.segment.name, ingested.segment.size),
-                    )
-                    record_chunks(conn, cursor.lastrowid, ingested.new_chunks)
-                complete(conn)
-            if ingested.segment.size:
-                ingested.segment.release()
+        try:
+            if ingested.segment is not None:
+                self._commit_segment_with(ingested, complete)
+            elif ingested.new_chunks:
+                with PackLock(self.segments_dir):
+                    self._append_to_pack(ingested.new_chunks, complete)
             else:
-                ingested.discard()
-        elif ingested.new_chunks:
-            with PackLock(self.segments_dir):
-                self._append_to_pack(ingested.new_chunks, complete)
-        else:
-            with transaction(self.db) as conn:
-                complete(conn)
+                with transaction(self.db) as conn:
+                    complete(conn)
+        except BaseException:
+            ingested.discard()
+            raise
         info = self.info(tx.id)
         self._maybe_unbundle(info)
         return self.info(tx.id)
