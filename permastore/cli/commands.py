@@ -69,7 +69,9 @@ def opened_store(args):
 
     try:
         store = Store.open(args.data)
-    except (StoreError, OSError, ValueError) as exc:
+    except StoreError as exc:
+        raise CliError(str(exc)) from None
+    except (OSError, ValueError) as exc:
         raise CliError(f"cannot open data folder {args.data}: {exc}") from None
     try:
         yield store

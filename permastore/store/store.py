@@ -18,13 +18,12 @@ from typing import Callable, Iterator
 import blake3
 
 from permastore.protocol import b64url, merkle
-from permastore.protocol.deephash import BlobHasher
 from permastore.protocol.errors import InvalidProof, MalformedData
 from permastore.protocol.signers import RsaSigner
 from permastore.protocol.tags import Tag
 from permastore.protocol.tx import Transaction, verify as verify_tx
 from permastore.store import codec, schema
-from permastore.store.errors import Conflict, DataMismatch, NotFound, StoreError
+from permastore.store.errors import DataMismatch, NotFound, StoreError
 from permastore.store.index import (
     content_type_of,
     insert_chunk_list,
@@ -32,14 +31,13 @@ from permastore.store.index import (
     object_row,
     record_chunks,
     to_info,
-    to_infos,
     tags_of,
     transaction,
 )
 from permastore.store.ingest import Ingested, NewChunk, PrefixedStream, as_stream, ingest
 from permastore.store.query import run_query
 from permastore.store.reader import ChunkReader, chunk_rows
-from permastore.store.records import FsckReport, ObjectInfo, Page, Query
+from permastore.store.records import ObjectInfo, Page, Query
 from permastore.store.segments import (
     SEGMENTS_DIR,
     PackAppender,
@@ -83,6 +81,7 @@ class Store(ObjectPaths, Unbundler, Weave, Checker, Exporter):
         self._chunks = ChunkReader(self._segments, self._segment_name)
         self.wallet: dict = {}
         self._signer: RsaSigner | None = None
+        self.last_bundle_refusals: list[tuple[str, str]] = []
 
     # -- opening and closing ---------------------------------------------------------
 
@@ -92,7 +91,8 @@ class Store(ObjectPaths, Unbundler, Weave, Checker, Exporter):
         store = cls(Path(data_dir))
         try:
             store._open()
-        except OSError as exc:
+        except (OSError, sqlite3.Error) as exc:
+            store.close()
             raise StoreError(f"cannot open data folder {data_dir}: {exc}") from None
         return store
 

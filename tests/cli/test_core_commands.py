@@ -124,3 +124,10 @@ def test_raw_garbage_and_bad_tx_json_are_refused(cli, tmp_path, payload):
     result = cli("put", "--raw", bad, check=False)
     assert result.returncode != 0 and len(result.stderr.decode().strip().splitlines()) == 1
     assert cli("query", "--tag", "App=x").stdout == b""
+
+
+def test_unusable_data_folder_is_one_line(cli, tmp_path):
+    (cli.data_dir / "index.sqlite").write_bytes(b"not a database " * 100)
+    result = cli("fsck", check=False)
+    err = result.stderr.decode()
+    assert result.returncode != 0 and "not a database" in err and len(err.strip().splitlines()) == 1
