@@ -124,3 +124,17 @@ async def post_tx(request: Request) -> Response:
     if status == 208:
         return PlainTextResponse("Transaction already processed.", status_code=208)
     return PlainTextResponse("OK")
+
+
+@router.get("/item/{item_id}/header", summary="A stored data item's signed binary ANS-104 header (octet-stream)")
+async def item_header(item_id: str, request: Request) -> Response:
+    """Serve what a reading node needs to verify an item before storing it (permastore.sources)."""
+    node = node_of(request)
+
+    def header() -> bytes:
+        info = node.store.info(parse_id(item_id))
+        if info is None or info.kind != "item":
+            raise not_found()
+        return node.store.raw_header(info.id)
+
+    return Response(await run_in_threadpool(header), media_type="application/octet-stream")
