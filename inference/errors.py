@@ -51,3 +51,9 @@ class ModelCorrupt(InferenceError):
     """The stored weights do not match their ID (a chunk hash or the signature fails)."""
 
     status = 422
+
+
+class UpstreamFailed(InferenceError):
+    """Upstreams had the object but could not serve it verified."""
+
+    status = 502

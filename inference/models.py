@@ -14,7 +14,7 @@ from pathlib import Path
 
 from permastore.protocol.tags import Tag
 
-from inference.errors import ModelCorrupt, ModelNotFound, NotAModel
+from inference.errors import ModelCorrupt, ModelNotFound, NotAModel, UpstreamFailed
 
 GGUF_MAGIC = b"GGUF"
 MODEL_TYPE = "model"
@@ -233,14 +233,16 @@ def _object_path(store, model_id: str) -> Path:
 
 
 def _fetch_through(source, model_id: str) -> None:
-    """Read the whole object through a storing source, so it lands in the local store."""
-    from permastore.store.errors import NotFound
+    """Have a storing source (ReadThroughSource) fetch, verify and store the whole object."""
+    from permastore.store.errors import NotFound, StoreError
 
     try:
-        for _ in source.get(model_id):
-            pass
+        stream = source.get(model_id)  # a read-through source stores everything before serving a byte
+        stream.close()
     except NotFound:
         raise ModelNotFound(f"model {model_id} is neither stored here nor upstream") from None
+    except StoreError as exc:  # sources.UpstreamError: upstreams failed or served unverifiable bytes
+        raise UpstreamFailed(f"model {model_id} could not be fetched and verified: {exc}") from None
 
 
 def _verify_chunks(store, model_id: str) -> None:

@@ -186,8 +186,8 @@ def test_engine_identity_difference_is_reported_before_running(store, pid, monke
 
 
 def test_unknown_and_wrong_ids(store, pid):
-    with pytest.raises(RecordNotFound):
-        replay.replay_call(store, "B" * 43)
+    with pytest.raises(RecordNotFound, match="not stored here"):
+        replay.replay_call(store, "E" * 43)  # well-formed, absent
     with pytest.raises(RecordNotFound, match="not a valid record ID"):
         replay.replay_call(store, "nope")
     with pytest.raises(RecordInvalid, match="use --process"):

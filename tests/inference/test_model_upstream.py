@@ -1,0 +1,56 @@
+"""A model stored on one node is loaded by ID on another, read through (verified) from the first."""
+
+import subprocess
+import sys
+
+import pytest
+
+from inference import models, processes
+from inference.engine import EngineSettings, SamplingParams
+from inference.errors import ModelNotFound
+from permastore.sources import ReadThroughSource, UpstreamSource
+from permastore.store import Store
+from tests.gateway.servers import start_server
+
+
+@pytest.fixture
+def upstream(tmp_path, tiny_gguf):
+    data = tmp_path / "upstream"
+    store = Store.open(data)
+    try:
+        model_id = models.add_model(store, tiny_gguf)
+    finally:
+        store.close()
+    server = start_server(data, tmp_path / "upstream.log")
+    yield server.url, model_id
+    server.stop()
+
+
+def test_model_is_fetched_verified_and_run_by_id(store, upstream, tiny_gguf):
+    url, model_id = upstream
+    assert store.info(model_id) is None
+    source = ReadThroughSource(UpstreamSource(url), store)
+    path = models.resolve_model(store, model_id, source=source)
+    assert path.read_bytes() == tiny_gguf.read_bytes()
+    assert models.tag_dict(store.info(model_id))["Type"] == "model"  # the upstream's signed item, tags and all
+    pid = processes.spawn(store, model_id, EngineSettings(n_ctx=128, n_batch=32, n_ubatch=32, n_threads=1))
+    result = processes.send(store, pid, "x", prompt="hi", sampling=SamplingParams(seed=1, max_tokens=4))
+    assert result.token_ids
+
+
+def test_unknown_model_upstream_is_not_found(store, upstream):
+    url, _ = upstream
+    source = ReadThroughSource(UpstreamSource(url), store)
+    with pytest.raises(ModelNotFound, match="neither stored here nor upstream"):
+        models.resolve_model(store, "E" * 43, source=source)
+
+
+def test_cli_run_with_upstream(tmp_path, upstream):
+    url, model_id = upstream
+    done = subprocess.run(
+        [sys.executable, "-m", "permastore.cli.main", "--data", str(tmp_path / "local"), "run", model_id, "hi",
+         "--upstream", url, "--max-tokens", "4", "--seed", "2"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "result:" in done.stdout
