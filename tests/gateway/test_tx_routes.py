@@ -195,3 +195,12 @@ def test_info_price_peers_health(client):
     assert client.get("/healthcheck").status_code == 200
     assert client.get("/docs").status_code == 200
     assert "/graphql" in client.get("/openapi.json").json()["paths"]
+
+
+def test_format_1_tx_with_inline_data(client, rsa_signer):
+    tx = sign(Transaction(format=1, data=b"format one data", data_size=15), rsa_signer)
+    response = client.post("/tx", json=tx.to_json())
+    assert response.status_code == 200, response.text
+    assert client.get(f"/{tx.id}").content == b"format one data"
+    mine(client)
+    assert client.get(f"/tx/{tx.id}").json()["data"] == b64url.encode(b"format one data")  # format 1 keeps it inline
