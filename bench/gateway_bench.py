@@ -93,16 +93,13 @@ def children_of(pid: int) -> list[int]:
 
 
 def write_random_file(path: Path, size: int) -> None:
-    """Write size random-ish bytes (a random 8 MiB block, varied per piece so chunks do not dedupe)."""
-    block = os.urandom(PIECE)
+    """Write size random bytes (fresh for every piece, so no chunk dedupes in the store)."""
     with open(path, "wb") as out:
-        written, n = 0, 0
+        written = 0
         while written < size:
-            piece = block[: min(PIECE, size - written)]
-            piece = n.to_bytes(8, "big") + piece[8:] if len(piece) >= 8 else piece
+            piece = os.urandom(min(PIECE, size - written))
             out.write(piece)
             written += len(piece)
-            n += 1
 
 
 def ingest(data_dir: Path, big: Path, small: list[bytes]) -> tuple[str, list[str]]:
