@@ -131,3 +131,33 @@ def test_unusable_data_folder_is_one_line(cli, tmp_path):
     result = cli("fsck", check=False)
     err = result.stderr.decode()
     assert result.returncode != 0 and "not a database" in err and len(err.strip().splitlines()) == 1
+
+
+def test_progress_bar_on_a_terminal(cli, payload):
+    import fcntl
+    import pty
+    import struct
+    import subprocess
+    import termios
+
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a real size: 100 columns
+    try:
+        proc = subprocess.run(
+            [cli.script, "--data", str(cli.data_dir), "put", str(payload)],
+            stdout=subprocess.PIPE, stderr=terminal, timeout=120,
+        )  # fmt: skip
+        os.close(terminal)
+        shown = b""
+        while True:
+            try:
+                piece = os.read(controller, 65536)
+            except OSError:  # the terminal side is closed: all read
+                break
+            if not piece:
+                break
+            shown += piece
+    finally:
+        os.close(controller)
+    assert proc.returncode == 0 and len(proc.stdout.decode().split()) == 1
+    assert b"put" in shown and b"100%" in shown
