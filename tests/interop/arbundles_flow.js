@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // arbundles end to end against one node: data items signed with Arweave (RSA-4096), ed25519 and
 // Ethereum keys, posted raw (POST /tx, application/octet-stream) and read back byte for byte;
-// a bundle of fresh items posted as an L1 transaction, each item then served under its own ID;
+// a bundle of fresh items (one of 600 KiB, so the bundle goes up in chunks) posted as an L1
+// transaction, each item then served under its own ID;
 // a tampered item refused on its own and inside a bundle.
 //
 // Usage: node arbundles_flow.js BASE_URL [--arlocal]
@@ -22,6 +23,11 @@ const ARLOCAL_QUIRKS = {
   noItemVerification: "bundled items are stored without checking their signatures",
   bundledInAlsoMatchesL1: "GraphQL bundledIn also returns unbundled L1 transactions",
 };
+
+const MAX_INLINE_BYTES = 256 * 1024; // larger bundles are posted header first, then chunks
+const SMALL_ITEM_BYTES = 1000;
+// One bundled item this large makes the bundle go up in chunks (getUploader), as bundlers post them.
+const LARGE_ITEM_BYTES = 600 * 1024;
 
 const BASE58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
 
@@ -54,8 +60,8 @@ function newEthereumSigner() {
 }
 
 /** Given a signer, a label and a run id, return a signed, valid data item with fresh random data. */
-async function signedItem(signer, label, runId, options = {}) {
-  const data = Buffer.concat([Buffer.from(`${label} ${runId} `), crypto.randomBytes(1000)]);
+async function signedItem(signer, label, runId, options = {}, randomBytes = SMALL_ITEM_BYTES) {
+  const data = Buffer.concat([Buffer.from(`${label} ${runId} `), crypto.randomBytes(randomBytes)]);
   const tags = [
     { name: "Content-Type", value: "application/x-interop" },
     { name: RUN_TAG, value: runId },
@@ -136,8 +142,16 @@ async function postBundle(arweave, jwk, bundle, tags) {
   const tx = await bundle.toTransaction({}, arweave, jwk);
   for (const [name, value] of tags) tx.addTag(name, value);
   await arweave.transactions.sign(tx, jwk);
-  const response = await arweave.transactions.post(tx);
-  return { tx, response };
+  if (tx.data.byteLength <= MAX_INLINE_BYTES) {
+    const response = await arweave.transactions.post(tx);
+    return { tx, response };
+  }
+  const uploader = await arweave.transactions.getUploader(tx);
+  while (!uploader.isComplete) {
+    await uploader.uploadChunk();
+    if (uploader.lastResponseStatus !== 200) break;
+  }
+  return { tx, response: { status: uploader.lastResponseStatus, data: uploader.lastResponseError } };
 }
 
 async function main(baseUrl, args) {
@@ -178,7 +192,10 @@ async function main(baseUrl, args) {
 
   // Fresh items of each type in one bundle, posted as an L1 transaction and mined.
   const bundled = [];
-  for (const [label, signer] of signers) bundled.push(await signedItem(signer, `bundled-${label}`, runId));
+  for (const [label, signer] of signers) {
+    const size = label === "ed25519" ? LARGE_ITEM_BYTES : SMALL_ITEM_BYTES;
+    bundled.push(await signedItem(signer, `bundled-${label}`, runId, {}, size));
+  }
   const bundle = await bundleOf(bundled.map((r) => r.item), jwk);
   check(await bundle.verify(), "arbundles says the bundle it just built does not verify");
   const { tx: bundleTx, response } = await postBundle(arweave, jwk, bundle, [[RUN_TAG, runId]]);
