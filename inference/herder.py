@@ -570,6 +570,12 @@ class PaymentRequired(HerderError):
         self.quote = quote
 
 
+class InvalidPayment(HerderError):
+    """A payment or fee the ledger cannot hold (beyond its integer range)."""
+
+    status = 400
+
+
 class RunningCall:
     """A call accepted by the service: its Message is written, its fee reserved, its job queued.
 
@@ -722,13 +728,15 @@ class HerderService:
 
         payment None pays the current quote. Raises PaymentRequired (nothing written).
         """
-        from inference.credits import InsufficientCredit
+        from inference.credits import MAX_AMOUNT, InsufficientCredit
         from inference.fees import FeeError, multiplier_of
         from inference.processes import prepare_message, write_failure
 
         needed = self.needed(plan)
         quoted = self.herder.quote(needed)
         fee = quoted if payment is None else payment
+        if fee > MAX_AMOUNT:
+            raise InvalidPayment(f"payment {fee} is beyond the ledger's limit {MAX_AMOUNT}; lower max_tokens or payment")
         try:
             multiplier = multiplier_of(fee, needed)
         except FeeError as exc:

@@ -31,6 +31,7 @@ router = APIRouter()
 
 MAX_REQUEST_BODY = 4 * 1024 * 1024  # prompts and chat histories, never weights
 OCTET_STREAM = "application/octet-stream"
+MAX_CONTEXT = 131072  # for a model whose header names no context length
 SSE_DONE = "data: [DONE]\n\n"
 SAMPLING_FIELDS = ("temperature", "top_k", "top_p", "min_p", "typical_p", "repeat_penalty",
                    "frequency_penalty", "presence_penalty", "seed", "stop")
@@ -214,6 +215,11 @@ def _sampling(body: dict):
     if body.get("logprobs") not in (None, False):
         raise ApiError(400, "logprobs are not supported by this node")
     values = {name: body[name] for name in SAMPLING_FIELDS if body.get(name) is not None}
+    stop = values.get("stop")
+    if stop is not None and not isinstance(stop, str) and not (
+        isinstance(stop, list) and all(isinstance(s, str) for s in stop)
+    ):
+        raise ApiError(400, "stop must be a string or a list of strings")
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     if max_tokens is not None:
         values["max_tokens"] = max_tokens
@@ -300,6 +306,8 @@ def _start_call(service, caller: CallerRequest, request: Request, kind: str, pro
     sampling = _sampling(body)
     if process_id is None:
         process_id = body.get("process")
+        if process_id is not None and not isinstance(process_id, str):
+            raise ApiError(400, "process must be a process ID string")
     if process_id is not None:
         model = get_process(service.store, process_id).record.model
     else:
@@ -415,7 +423,10 @@ async def _completion(request: Request, kind: str):
     started = await _guarded(_start_call, service, caller, request, kind)
     if isinstance(started, JSONResponse):
         return started
-    if caller.body.get("stream"):
+    stream = caller.body.get("stream", False)
+    if not isinstance(stream, bool) and stream is not None:
+        raise ApiError(400, "stream must be true or false")
+    if stream:
         return StreamingResponse(
             _stream_events(started),
             media_type="text/event-stream",
@@ -489,10 +500,14 @@ async def spawn_process(request: Request):
         settings = body.get("settings")
         if settings is not None and not isinstance(settings, dict):
             raise ApiError(400, "settings must be an object")
+        model = _model_of(body)
+        if settings is not None:
+            settings = EngineSettings.from_json(settings)
+            _check_resources(service, model, settings)
         return spawn(
             service.store,
-            _model_of(body),
-            settings=EngineSettings.from_json(settings) if settings is not None else None,
+            model,
+            settings=settings,
             system_prompt=body.get("system_prompt"),
             chat_template=body.get("chat_template"),
             source=service.source,
@@ -502,6 +517,20 @@ async def spawn_process(request: Request):
     if isinstance(process_id, JSONResponse):
         return process_id
     return JSONResponse({"process": process_id}, status_code=201)
+
+
+def _check_resources(service, model: str, settings) -> None:
+    """Refuse settings that would exhaust this machine (a worker would die on every call)."""
+    import os
+
+    from inference.processes import model_metadata
+
+    if settings.n_threads > (os.cpu_count() or 1):
+        raise ApiError(400, f"n_threads must be at most {os.cpu_count()} (this machine's CPUs)")
+    _, metadata = model_metadata(service.store, model, service.source)
+    limit = metadata.context_length or MAX_CONTEXT
+    if settings.n_ctx > limit:
+        raise ApiError(400, f"n_ctx must be at most {limit} (the model's context length)")
 
 
 @router.post("/processes/{process_id}/messages")

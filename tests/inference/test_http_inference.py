@@ -146,3 +146,31 @@ def test_malformed_bodies_and_unknown_records(node, http):
     assert http.get("/results/short").status_code == 400
     assert http.post(f"/processes/{MISSING}/messages", json={"prompt": "x"}).status_code == 404
     assert http.post(f"/replay/{MISSING}").status_code == 404
+
+
+@pytest.mark.parametrize("body, reason", [
+    ({"settings": {"n_ctx": 10**9}}, "n_ctx must be at most"),
+    ({"settings": {"n_threads": 10**6}}, "n_threads must be at most"),
+    ({"settings": {"n_ctx": "big"}}, "n_ctx"),
+    ({"settings": {"nope": 1}}, "unknown engine settings"),
+    ({"settings": [1]}, "settings must be an object"),
+    ({"chat_template": "nope"}, "unknown chat template"),
+    ({"system_prompt": 5}, "system_prompt"),
+])
+def test_bad_spawns_get_a_json_reason(node, http, body, reason):
+    reply = http.post("/processes", json={"model": node.model_id, **body})
+    assert reply.status_code == 400, reply.text
+    assert reason in reply.json()["error"]
+
+
+@pytest.mark.parametrize("extra, reason", [
+    ({"stop": 5}, "stop must be"),
+    ({"stop": [1]}, "stop must be"),
+    ({"process": ["x"]}, "process must be"),
+    ({"stream": "yes"}, "stream must be"),
+    ({"payment": True}, "payment"),
+])
+def test_bad_call_fields_get_a_json_reason(node, http, extra, reason):
+    reply = http.post("/v1/completions", json={"model": node.model_id, "prompt": "x", **extra})
+    assert reply.status_code == 400, reply.text
+    assert reason in reply.json()["error"]

@@ -182,3 +182,13 @@ def test_a_client_that_leaves_a_stream_early_is_still_recorded_and_charged(node,
             time.sleep(0.05)
         assert result.json()["finish_reason"] in ("stop", "length")
         assert _balance(client, PAYER) == before - needed
+
+
+def test_amounts_beyond_the_ledger_are_refused_not_crashed(node):
+    with _client(node, PAYER) as client:
+        before = _balance(client, PAYER)
+        huge_tokens = _call(client, node, max_tokens=10**20)
+        assert huge_tokens.status_code == 400 and "limit" in huge_tokens.json()["error"]
+        huge_payment = _call(client, node, payment=10**30)
+        assert huge_payment.status_code == 400
+        assert _balance(client, PAYER) == before
