@@ -7,6 +7,7 @@ body, never wrong bytes).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 from collections.abc import AsyncIterator, Iterator
@@ -99,11 +100,16 @@ def _next_batch(pieces: Iterator[bytes]) -> list[bytes]:
 
 
 async def _batched(first: list[bytes], pieces: Iterator[bytes]) -> AsyncIterator[bytes]:
-    """Yield pieces, reading them in batches on a worker thread (one thread hop per batch, no copies)."""
+    """Yield batches of pieces; the next batch is read and verified on a worker thread while this one is sent."""
     batch = first
     while batch:
-        yield batch[0] if len(batch) == 1 else b"".join(batch)
-        batch = await run_in_threadpool(_next_batch, pieces)
+        upcoming = asyncio.ensure_future(run_in_threadpool(_next_batch, pieces))
+        try:
+            yield batch[0] if len(batch) == 1 else b"".join(batch)
+        except BaseException:  # the client went away: let the read in flight finish, then stop
+            upcoming.cancel()
+            raise
+        batch = await upcoming
 
 
 def _read_small(node: Node, object_id: str, span: ByteRange, hash_full: bool) -> tuple[bytes, bytes | None]:
