@@ -73,6 +73,8 @@ def register(subparsers) -> None:
     target = replay.add_mutually_exclusive_group(required=True)
     target.add_argument("record_id", nargs="?", metavar="ID", help="a Message or Result record ID")
     target.add_argument("--process", metavar="PID", help="replay every message of a process in nonce order")
+    replay.add_argument("--upstream", action="append", default=[], metavar="URL",
+                        help="gateway or node to fetch the model through when it is not stored here (repeatable)")
     _data_arg(replay)
     accept_dash_ids(replay)
     replay.set_defaults(handler=run_replay)
@@ -240,13 +242,14 @@ def run_replay(args) -> int:
         sys.stdout.flush()
 
     try:
+        source = _upstream_source(store, args.upstream)
         if args.process:
-            outcome = replay.replay_process(store, args.process, on_identity=on_identity, on_call=on_call)
+            outcome = replay.replay_process(store, args.process, on_identity=on_identity, on_call=on_call, source=source)
             identical = outcome.identical
             if identical:
                 print(f"identical: process {args.process}, {len(outcome.calls)} message(s), hash chain intact")
         else:
-            report = replay.replay_call(store, args.record_id, on_identity=on_identity)
+            report = replay.replay_call(store, args.record_id, on_identity=on_identity, source=source)
             on_call(report)
             identical = report.identical or bool(report.skipped)
     except InferenceError as exc:

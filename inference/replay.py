@@ -162,7 +162,7 @@ def _render_notes(process, message: records.MessageRecord) -> list[str]:
 # ---------------------------------------------------------------------------- replay
 
 
-def resolve_call(store, record_id: str):
+def resolve_call(store, record_id: str, source=None):
     """Given a message or result ID, return (process, message_id, message, result StoredRecord).
 
     Checked on the way: owners agree, the message links to its predecessor in the hash
@@ -178,7 +178,7 @@ def resolve_call(store, record_id: str):
     else:
         message_id, message_stored, result_stored = record_id, stored, None
     message = message_stored.record
-    process = processes.get_process(store, message.process)
+    process = processes.get_process(store, message.process, source)
     owner = process.owner_address
     if message_stored.owner_address != owner:
         raise RecordInvalid(f"Message {message_id} is signed by {message_stored.owner_address}, not the process owner")
@@ -234,12 +234,13 @@ def _piece(engine, token: int | None) -> str | None:
         return None
 
 
-def replay_call(store, record_id: str, on_identity: Callable[[list[str]], None] | None = None) -> ReplayReport:
+def replay_call(store, record_id: str, on_identity: Callable[[list[str]], None] | None = None, source=None) -> ReplayReport:
     """Given a message or result ID, check its records, replay it and return the report.
 
-    on_identity is told the engine-identity differences (if any) before the model runs.
+    on_identity is told the engine-identity differences (if any) before the model runs;
+    source (a storing DataSource) fetches the model when it is not stored here.
     """
-    process, message_id, message, result_stored = resolve_call(store, record_id)
+    process, message_id, message, result_stored = resolve_call(store, record_id, source)
     notes = _render_notes(process, message)
     differences = identity_differences(process.record.engine, engine_identity())
     if differences and on_identity:
@@ -247,9 +248,10 @@ def replay_call(store, record_id: str, on_identity: Callable[[list[str]], None] 
     return _run(process, message_id, message, result_stored, notes)
 
 
-def replay_process(store, process_id: str, on_identity=None, on_call: Callable[[ReplayReport], None] | None = None) -> ProcessReplayReport:
+def replay_process(store, process_id: str, on_identity=None, on_call: Callable[[ReplayReport], None] | None = None,
+                   source=None) -> ProcessReplayReport:
     """Given a process ID, check its whole message chain, then replay every call in nonce order."""
-    process = processes.get_process(store, process_id)
+    process = processes.get_process(store, process_id, source)
     owner = process.owner_address
     messages = []
     for message_id in records.message_ids_of(store, process_id):

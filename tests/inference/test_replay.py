@@ -192,3 +192,13 @@ def test_unknown_and_wrong_ids(store, pid):
         replay.replay_call(store, "nope")
     with pytest.raises(RecordInvalid, match="use --process"):
         replay.replay_call(store, pid)
+
+
+def test_result_whose_text_does_not_match_its_tokens_differs(store, pid):
+    plan = processes.plan_call(store, pid, prompt="hello", sampling=SamplingParams(max_tokens=6, seed=2))
+    call = processes.prepare_message(store, plan, "tester")
+    forged_id, generation = forge_result(store, call, text="a different story")
+    report = replay.replay_call(store, forged_id)
+    assert not report.identical and report.first_difference is None
+    assert report.replayed_tokens == len(generation.token_ids)
+    assert "recorded text does not match" in report.summary()
