@@ -27,7 +27,7 @@ LLAMA_RANDOM_SEED = 0xFFFFFFFF
 MAX_SEED = LLAMA_RANDOM_SEED - 1
 # CPU flags (from /proc/cpuinfo) whose presence changes which kernels run, hence the bits.
 ARITHMETIC_CPU_FLAGS = (
-    "sse3", "ssse3", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
+    "pni", "ssse3", "sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
     "avx512_vnni", "avx512_bf16", "avx512vbmi", "avx_vnni", "amx_int8", "amx_bf16",
     "neon", "asimd", "asimdhp", "asimddp", "sve", "sve2", "i8mm", "bf16",
 )
@@ -204,11 +204,40 @@ def engine_identity() -> dict:
             system_info = system_info.decode("utf-8", errors="replace")
         _identity_cache = {
             "llama_cpp_python": llama_cpp.__version__,
+            "llama_cpp_version": _llama_version(llama_cpp),
+            "llama_cpp_build_sha256": native_build_hash(),
             "llama_cpp_system_info": " ".join(system_info.split()),
             "machine": platform.machine(),
             "cpu_features": cpu_features(),
         }
     return dict(_identity_cache)
+
+
+def _llama_version(llama_cpp) -> str:
+    try:
+        version = llama_cpp.llama_version()
+    except (AttributeError, TypeError, OSError):  # older bindings have no llama_version
+        return "unknown"
+    return version.decode("utf-8", "replace") if isinstance(version, bytes) else str(version)
+
+
+def native_build_hash() -> str:
+    """Return sha256 over the native llama.cpp/ggml libraries llama-cpp-python loads.
+
+    A default build compiles for the building CPU (GGML_NATIVE), so the same version
+    can be different machine code; the library bytes name the exact build.
+    """
+    import llama_cpp
+
+    lib_dir = Path(llama_cpp.__file__).parent / "lib"
+    digest = hashlib.sha256()
+    libraries = sorted(p for p in lib_dir.glob("*") if p.is_file() and not p.is_symlink()) if lib_dir.is_dir() else []
+    for library in libraries:
+        digest.update(library.name.encode() + b"\0")
+        with open(library, "rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
+    return digest.hexdigest() if libraries else "unknown"
 
 
 def identity_differences(recorded: dict, current: dict) -> list[str]:

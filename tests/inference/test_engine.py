@@ -116,6 +116,8 @@ def test_identity_names_library_build_and_cpu():
 
     assert identity["llama_cpp_python"] == llama_cpp.__version__
     assert "CPU" in identity["llama_cpp_system_info"]
+    assert identity["llama_cpp_version"] != "unknown"
+    assert len(identity["llama_cpp_build_sha256"]) == 64
     assert isinstance(identity["cpu_features"], list)
     changed = dict(identity, cpu_features=["neon"])
     assert identity_differences(identity, identity) == []
