@@ -69,6 +69,8 @@ CREATE INDEX IF NOT EXISTS objects_owner ON objects(owner_address, seq);
 CREATE INDEX IF NOT EXISTS objects_target ON objects(target, seq);
 CREATE INDEX IF NOT EXISTS objects_bundled_in ON objects(bundled_in, seq);
 CREATE INDEX IF NOT EXISTS objects_height ON objects(height, seq);
+-- The query order (records.PENDING_HEIGHT_KEY for pending objects), so pages need no sort.
+CREATE INDEX IF NOT EXISTS objects_order ON objects(COALESCE(height, 4611686018427387904), seq);
 CREATE INDEX IF NOT EXISTS objects_data_root ON objects(data_root, data_size);
 CREATE INDEX IF NOT EXISTS objects_weave ON objects(weave_offset);
 CREATE INDEX IF NOT EXISTS objects_bundle_state ON objects(bundle_state);
