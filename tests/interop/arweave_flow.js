@@ -107,6 +107,37 @@ async function checkServedPending(arweave, id, data) {
   check(sameBytes(raw.bytes, data), `GET /${id} before mining: bytes differ (${raw.bytes.length} vs ${data.length})`);
 }
 
+/**
+ * Given a client, a key and the two uploads, post a path manifest (arweave/paths 0.1.0) over them,
+ * mine, and check paths, the index, the trailing-slash form and an unknown path; return its id.
+ */
+async function checkManifest(arweave, jwk, runId, small, smallData, chunked, chunkedData) {
+  const manifest = {
+    manifest: "arweave/paths",
+    version: "0.1.0",
+    index: { path: "index.txt" },
+    paths: { "index.txt": { id: small.id }, "data/blob.bin": { id: chunked.id } },
+  };
+  const tx = await signedTransaction(arweave, jwk, Buffer.from(JSON.stringify(manifest)),
+    [["Content-Type", "application/x.arweave-manifest+json"], [RUN_TAG, runId], ["Kind", "manifest"]]);
+  await postInline(arweave, tx);
+  await mine(arweave);
+  const expectations = [
+    [`${tx.id}/index.txt`, smallData],
+    [`${tx.id}/data/blob.bin`, chunkedData],
+    [`${tx.id}/`, smallData],
+    [tx.id, smallData], // a redirect to the trailing slash, followed as a browser would
+  ];
+  for (const [path, data] of expectations) {
+    const got = await getBytes(arweave, path);
+    check(got.status === 200, `GET /${path} (manifest): expected 200, got HTTP ${got.status}`);
+    check(sameBytes(got.bytes, data), `GET /${path} (manifest): bytes differ (${got.bytes.length} vs ${data.length})`);
+  }
+  const missing = await getBytes(arweave, `${tx.id}/no/such/path`);
+  check(missing.status === 404, `GET /${tx.id}/no/such/path (manifest): expected 404, got HTTP ${missing.status}`);
+  return tx.id;
+}
+
 /** Given a client and a run tag value, return the ids GraphQL finds for that tag. */
 async function idsByTag(arweave, runId) {
   const query = `{ transactions(tags: [{name: "${RUN_TAG}", values: ["${runId}"]}], first: 10) {
@@ -157,9 +188,11 @@ async function main(baseUrl, args) {
   await checkReadBack(arweave, small, smallData);
   await checkReadBack(arweave, chunked, chunkedData);
 
+  const manifestId = await checkManifest(arweave, jwk, runId, small, smallData, chunked, chunkedData);
+
   const found = await idsByTag(arweave, runId);
   const foundIds = found.map((node) => node.id).sort();
-  const expected = [small.id, chunked.id].sort();
+  const expected = [small.id, chunked.id, manifestId].sort();
   check(JSON.stringify(foundIds) === JSON.stringify(expected),
     `GraphQL by tag ${RUN_TAG}=${runId}: expected ${expected}, found ${foundIds}`);
   const sizes = Object.fromEntries(found.map((node) => [node.id, String(node.data.size)]));
@@ -169,6 +202,7 @@ async function main(baseUrl, args) {
     run: runId,
     tolerated: Object.values(quirks),
     address,
+    manifest: manifestId,
     small: { id: small.id, size: smallData.length, sha256: sha256Hex(smallData) },
     chunked: { id: chunked.id, size: chunkedData.length, sha256: sha256Hex(chunkedData), chunks: totalChunks },
   };
