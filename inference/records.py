@@ -27,6 +27,7 @@ RECORD_VERSION = 1
 CONTENT_TYPE = "application/json"
 SEED_POLICY = "message-seed-else-message-id"
 MAX_RECORD_BYTES = 16 << 20  # a record is prompts and token IDs, never weights
+MAX_TOKEN_ID = 1 << 31  # llama_token is int32
 
 
 def canonical_json(value) -> bytes:
@@ -220,8 +221,10 @@ def _check_shapes(record) -> None:
             raise RecordInvalid(f"{record.type} field {field.name} must be an integer")
         if not isinstance(value, wanted):
             raise RecordInvalid(f"{record.type} field {field.name} must be {wanted.__name__}")
-    if isinstance(record, ResultRecord) and not all(isinstance(t, int) and not isinstance(t, bool) for t in record.token_ids):
-        raise RecordInvalid("Result field token_ids must be a list of integers")
+    if isinstance(record, ResultRecord) and not all(
+        isinstance(t, int) and not isinstance(t, bool) and 0 <= t < MAX_TOKEN_ID for t in record.token_ids
+    ):
+        raise RecordInvalid(f"Result field token_ids must be a list of integers in 0..{MAX_TOKEN_ID - 1}")
 
 
 def load_record(store, record_id: str, expected_type: str | None = None) -> StoredRecord:

@@ -58,6 +58,8 @@ def test_parse_round_trip():
     (lambda body: body.pop("nonce"), "missing"),
     (lambda body: body.update(extra=1), "unexpected"),
     (lambda body: body.update(nonce="1"), "nonce must be int"),
+    (lambda body: body.update(nonce=True), "nonce must be an integer"),
+    (lambda body: body.update(input="text"), "input must be dict"),
     (lambda body: body.update(type="Bogus"), "unknown record type"),
     (lambda body: body.update(version=99), "version"),
 ])
@@ -86,3 +88,13 @@ def test_tags_are_ao_style():
     assert tags["Process"] == PID
     assert tags["Nonce"] == "7"
     assert tags["Hash-Chain"] == "C"
+
+
+@pytest.mark.parametrize("tokens", [[-1], [1 << 40], [True], ["7"]])
+def test_result_token_ids_must_be_int32(tokens):
+    record = records.ResultRecord(
+        message=PID, process=PID, nonce=1, seed=1, text="", token_ids=tokens, token_hash="", prompt_tokens=1,
+        prompt_token_hash="", completion_tokens=1, finish_reason="stop", timings={},
+    )
+    with pytest.raises(RecordInvalid, match="token_ids"):
+        records.parse_record(records.canonical_json(records.record_json(record)))
