@@ -108,11 +108,13 @@ async function checkServed(arweave, { item, data, label }, quirks) {
 
 /** Given a client and an item record, check GraphQL knows the item with its owner and tags. */
 async function checkIndexed(arweave, { item, label }) {
-  const query = `{ transaction(id: "${item.id}") { id owner { key } tags { name value } } }`;
+  const query = `{ transaction(id: "${item.id}") { id owner { key } recipient anchor tags { name value } } }`;
   const data = await graphql(arweave, query);
   const node = data.transaction;
   check(node && node.id === item.id, `GraphQL transaction(${item.id}) (${label} item): ${JSON.stringify(node)}`);
   check(node.owner.key === item.owner, `GraphQL owner.key of ${label} item: ${node.owner.key}, signed by ${item.owner}`);
+  check(node.recipient === item.target, `GraphQL recipient of ${label} item: ${JSON.stringify(node.recipient)}, signed ${JSON.stringify(item.target)}`);
+  check(node.anchor === item.anchor, `GraphQL anchor of ${label} item: ${JSON.stringify(node.anchor)}, signed ${JSON.stringify(item.anchor)}`);
   const want = item.tags.map((t) => `${t.name}=${t.value}`).join(",");
   const got = node.tags.map((t) => `${t.name}=${t.value}`).join(",");
   check(got === want, `GraphQL tags of ${label} item: ${got}, signed ${want}`);
