@@ -114,6 +114,8 @@ def check_chain(process_id: str, messages: list[tuple[str, records.MessageRecord
     previous = records.initial_chain(process_id)
     for expected_nonce, (message_id, message) in enumerate(ordered, start=1):
         if message.nonce != expected_nonce:
+            if message.nonce < 1:
+                raise RecordInvalid(f"message {message_id} has nonce {message.nonce}; nonces start at 1")
             if message.nonce < expected_nonce:
                 raise RecordInvalid(f"process {process_id}: two messages with nonce {message.nonce}")
             raise RecordNotFound(f"process {process_id}: message with nonce {expected_nonce} is missing")
@@ -130,7 +132,8 @@ def _link_single(store, process, message_id: str, message: records.MessageRecord
     previous = records.initial_chain(process.id)
     if message.nonce > 1:
         found = None
-        for other_id in records.message_ids_of(store, process.id):
+        wanted = [("Type", [records.MessageRecord.type]), ("Process", [process.id]), ("Nonce", [str(message.nonce - 1)])]
+        for other_id in records.query_ids(store, wanted):
             stored = records.load_record(store, other_id, records.MessageRecord.type)
             if stored.owner_address == process.owner_address and stored.record.nonce == message.nonce - 1:
                 found = stored.record
