@@ -202,3 +202,16 @@ def test_result_whose_text_does_not_match_its_tokens_differs(store, pid):
     assert not report.identical and report.first_difference is None
     assert report.replayed_tokens == len(generation.token_ids)
     assert "recorded text does not match" in report.summary()
+
+
+@pytest.mark.parametrize("change", [
+    {"repeat_penalty": 1.5}, {"frequency_penalty": 1.0}, {"presence_penalty": 1.0}, {"top_k": 3},
+    {"top_p": 0.5}, {"min_p": 0.2}, {"temperature": 0.3},
+])
+def test_every_sampling_parameter_is_recorded_and_replayed(store, pid, change):
+    base = {"seed": 21, "max_tokens": 24, "temperature": 1.0, "min_p": 0.0}
+    plain = send(store, pid, "parrots", **base)
+    changed = send(store, pid, "parrots", **{**base, **change})
+    assert changed.token_ids != plain.token_ids  # the parameter matters here...
+    report = replay.replay_call(store, changed.result_id)
+    assert report.identical  # ...so replay used the recorded value
