@@ -371,6 +371,8 @@ class Herder:
         self._threads: list[threading.Thread] = []
         self._job_ids = itertools.count(1)
         self._stopping = threading.Event()
+        self._warmups: list[tuple[str, Any]] = []  # jobs every worker runs once before calls
+        self._warmed: dict[int, tuple[int | None, int]] = {}  # slot -> (worker pid, warmups run)
         self.restarts = 0
 
     # -- lifecycle
@@ -457,15 +459,59 @@ class Herder:
 
     # -- slots
 
+    def warm(self, target: str, payload: Any) -> None:
+        """Have every worker, and every replacement, run this job once before its next call
+        (e.g. load a model, so no caller waits for the load)."""
+        with self._lock:
+            self._warmups.append((target, payload))
+
+    def _run_warmups(self, slot: int, worker: WorkerProcess) -> bool:
+        """Run this worker's pending warm-up jobs; return False when the worker was lost."""
+        with self._lock:
+            pid, done = self._warmed.get(slot, (None, 0))
+            if pid != worker.pid:
+                done = 0
+            pending = self._warmups[done:]
+        for target, payload in pending:
+            job = Call(target=target, payload=payload)
+            job.started_at = time.monotonic()
+            failure = self._exchange(worker, job, next(self._job_ids))
+            if failure is not None:
+                log.error("worker warm-up failed: %s", failure)
+                self._replace(slot, worker)
+                return False
+            done += 1
+            with self._lock:
+                self._warmed[slot] = (worker.pid, done)
+        return True
+
+    def _replace(self, slot: int, worker: WorkerProcess) -> None:
+        """Kill a dead or hung worker so the slot starts a fresh one."""
+        worker.kill()
+        with self._lock:
+            if self._workers.get(slot) is worker:
+                self._workers[slot] = None
+        self.restarts += 1
+
     def _slot_loop(self, slot: int) -> None:
         while not self._stopping.is_set():
             worker = self._ensure_worker(slot)
-            if worker is None:
+            if worker is None or not self._run_warmups(slot, worker):
                 continue
             call = self.queue.get(timeout=0.2)
             if call is None:
                 continue
+            if not self._run_warmups(slot, worker):  # one registered while this slot waited
+                self._requeue(call, WorkerLost("worker died while warming up"))
+                continue
             self._dispatch(slot, worker, call)
+
+    def _requeue(self, call: Call, failure: HerderError) -> None:
+        """Put a call that never started back in the queue, or answer it when closing."""
+        try:
+            self.queue.put_back(call)
+        except HerderClosed as exc:
+            call.outcomes.put(("error", exc if self._stopping.is_set() else failure))
 
     def _ensure_worker(self, slot: int) -> WorkerProcess | None:
         """Return this slot's live worker, starting one when needed (None: try again)."""
@@ -505,12 +551,7 @@ class Herder:
             call.worker_pid = None
         if failure is None:
             return
-        # The worker is dead or hung: kill it so the slot starts a fresh one.
-        worker.kill()
-        with self._lock:
-            if self._workers.get(slot) is worker:
-                self._workers[slot] = None
-        self.restarts += 1
+        self._replace(slot, worker)
         # A retry is only invisible when the caller has seen nothing of the first attempt.
         if call.attempts <= self.config.retries and call.events_sent == 0 and not self._stopping.is_set():
             log.warning("retrying call after: %s", failure)
@@ -556,6 +597,15 @@ class Herder:
 # ---------------------------------------------------------------------------- paid calls
 
 EXECUTE_JOB = "inference.processes:execute_job"  # runs a PreparedCall in a worker
+LOAD_ENGINE_JOB = "inference.herder:load_engine_job"
+
+
+def load_engine_job(payload: dict, emit: Callable[[Any], None]) -> None:
+    """Run in a worker: load (and keep) the engine for a model file and settings."""
+    from inference.engine import EngineSettings
+    from inference.processes import engine_for
+
+    engine_for(payload["model_path"], EngineSettings.from_json(payload["settings"]))
 
 
 class PaymentRequired(HerderError):
@@ -698,11 +748,17 @@ class HerderService:
         """
         from inference.processes import spawn
 
+        from inference.processes import get_process
+
         with self._spawn_lock:
             pid = self._default_processes.get(model_id)
             if pid is None:
                 pid = spawn(self.store, model_id, source=self.source)
                 self._default_processes[model_id] = pid
+                process = get_process(self.store, pid)
+                # Every worker loads the model now, not during some caller's call.
+                self.herder.warm(LOAD_ENGINE_JOB, {"model_path": str(process.model_path),
+                                                   "settings": dict(process.record.settings)})
             return pid
 
     # -- pricing

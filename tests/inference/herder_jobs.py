@@ -32,3 +32,16 @@ def stream_then_sleep(payload, emit):
     emit("first")
     time.sleep(payload)
     return "finished"
+
+
+_memory: list = []
+
+
+def remember(payload, emit):
+    """A warm-up job: remember the payload in this worker."""
+    _memory.append(payload)
+
+
+def remembered(payload, emit):
+    """Return this worker's pid and what its warm-ups left."""
+    return os.getpid(), list(_memory)

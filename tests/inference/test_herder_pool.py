@@ -136,3 +136,24 @@ def test_closing_answers_waiting_calls():
     assert running.wait(5)["slept"] == 0.5
     with pytest.raises(Exception, match="shutting down"):
         waiting.wait(5)
+
+
+def test_every_worker_and_every_replacement_runs_the_warm_ups():
+    herder = _herder(workers=2, call_timeout_s=20)
+    try:
+        herder.warm(f"{JOBS}:remember", "model-a")
+        deadline = time.monotonic() + 30
+        while True:
+            seen = [herder.run(f"{JOBS}:remembered", None) for _ in range(6)]
+            pids = {pid for pid, _ in seen}
+            if len(pids) == 2 or time.monotonic() > deadline:
+                break
+        assert all(memory == ["model-a"] for _, memory in seen)  # warmed once, before any call
+        victim = seen[0][0]
+        os.kill(victim, signal.SIGKILL)
+        assert herder.wait_ready(60)
+        after = [herder.run(f"{JOBS}:remembered", None) for _ in range(6)]
+        assert all(memory == ["model-a"] for _, memory in after)
+        assert victim not in {pid for pid, _ in after}
+    finally:
+        herder.close()
