@@ -46,3 +46,12 @@ def test_node_reads_transactions_through_arlocal(arlocal, start_permastore, run_
     node = start_permastore(arlocal.url)
     ids = [upload["id"] for upload in uploads]
     _expect_same_bytes(run_script("fetch_data.js", node.url, *ids, server=node), uploads, "through arlocal")
+
+
+def test_node_reads_bundled_items_through_arlocal(arlocal, start_permastore, run_script):
+    """A node with arlocal as upstream serves data items bundled on arlocal (one of 600 KiB)."""
+    uploaded = run_script("arbundles_flow.js", arlocal.url, "--arlocal", server=arlocal)
+    uploads = uploaded["bundle"]["items"]
+    node = start_permastore(arlocal.url)
+    ids = [upload["id"] for upload in uploads]
+    _expect_same_bytes(run_script("fetch_data.js", node.url, *ids, server=node), uploads, "through arlocal")
