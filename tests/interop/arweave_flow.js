@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// arweave-js end to end against one node: wallet, mint, small and chunked uploads, mine,
-// get + verify, getData through /tx/{id}/offset and /chunk, getStatus, GraphQL by tag.
+// arweave-js end to end against one node: wallet, mint, small and chunked uploads (the chunked
+// one resumed from a serialised uploader halfway), mine, get + verify, getData through /tx/{id}/offset and /chunk, getStatus, GraphQL by tag.
 //
 // Usage: node arweave_flow.js BASE_URL [CHUNKED_BYTES] [--arlocal]
 //   --arlocal: tolerate arlocal's known departures from the Arweave node (listed in ARLOCAL_QUIRKS),
@@ -34,15 +34,22 @@ async function postInline(arweave, tx) {
   check(response.status === 200, `POST /tx (inline ${tx.data_size} bytes): expected 200, got ${describe(response)}`);
 }
 
-/** Given a client and a signed transaction, upload it with getUploader, one chunk per call. */
-async function postChunked(arweave, tx) {
-  const uploader = await arweave.transactions.getUploader(tx);
+/**
+ * Given a client, a signed transaction and its data, upload it with getUploader one chunk per
+ * call; halfway, serialise the uploader and resume from that JSON, as a restarted client does.
+ */
+async function postChunked(arweave, tx, data) {
+  let uploader = await arweave.transactions.getUploader(tx, data);
   const maxCalls = 1 + uploader.totalChunks * MAX_UPLOAD_CALLS_PER_CHUNK;
   for (let calls = 0; !uploader.isComplete; calls++) {
     check(calls < maxCalls, `upload did not complete after ${calls} calls (${uploader.uploadedChunks}/${uploader.totalChunks})`);
     await uploader.uploadChunk();
     check(uploader.lastResponseStatus === 200,
       `upload chunk ${uploader.uploadedChunks}/${uploader.totalChunks}: got HTTP ${uploader.lastResponseStatus} ${uploader.lastResponseError}`);
+    if (calls === 1 && !uploader.isComplete) {
+      const saved = JSON.parse(JSON.stringify(uploader.toJSON()));
+      uploader = await arweave.transactions.getUploader(saved, data);
+    }
   }
   return uploader.totalChunks;
 }
@@ -167,7 +174,7 @@ async function main(baseUrl, args) {
   const chunkedData = crypto.randomBytes(chunkedBytes);
   const chunked = await signedTransaction(arweave, jwk, chunkedData,
     [["Content-Type", "application/octet-stream"], [RUN_TAG, runId], ["Kind", "chunked"]]);
-  const totalChunks = await postChunked(arweave, chunked);
+  const totalChunks = await postChunked(arweave, chunked, chunkedData);
   if (chunkedBytes === DEFAULT_CHUNKED_BYTES) {
     check(totalChunks >= 3, `expected at least 3 chunks, arweave-js made ${totalChunks}`);
   }
