@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // arweave-js end to end against one node: wallet, mint, small and chunked uploads (the chunked
-// one resumed from a serialised uploader halfway), mine, get + verify, getData through /tx/{id}/offset and /chunk, getStatus, GraphQL by tag.
+// one resumed from a serialised uploader halfway), mine, get + verify, getData through
+// /tx/{id}/offset and /chunk, getStatus, a path manifest, GraphQL by tag.
 //
 // Usage: node arweave_flow.js BASE_URL [CHUNKED_BYTES] [--arlocal]
 //   --arlocal: tolerate arlocal's known departures from the Arweave node (listed in ARLOCAL_QUIRKS),
