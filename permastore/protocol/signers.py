@@ -9,7 +9,6 @@
 from typing import Protocol
 
 import coincurve
-from Crypto.Hash import keccak
 from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
@@ -103,6 +102,9 @@ class Ed25519Signer:
 def eip191_hash(message: bytes) -> bytes:
     """Given a message, return keccak256 of its EIP-191 personal-message form."""
     prefixed = EIP191_PREFIX + str(len(message)).encode("ascii") + message
+    # Imported here: pycryptodome's loader costs ~70 ms, paid only by Ethereum items.
+    from Crypto.Hash import keccak
+
     return keccak.new(digest_bits=256, data=prefixed).digest()
 
 
