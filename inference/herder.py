@@ -39,6 +39,7 @@ DEFAULT_RETRIES = 1
 WORKER_START_TIMEOUT_S = 120.0
 RESTART_BACKOFF_S = 0.5  # between failed worker starts, so a broken setup does not spin
 KILL_WAIT_S = 5.0
+SHUTDOWN_GRACE_S = 10.0  # running calls may finish this long after shutdown begins
 
 
 # ---------------------------------------------------------------------------- config
@@ -398,18 +399,23 @@ class Herder:
             time.sleep(0.02)
         return False
 
-    def close(self) -> None:
-        """Stop the workers; calls still waiting get HerderClosed."""
+    def close(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
+        """Stop the workers: waiting calls get HerderClosed, running ones `grace_s` to finish
+        before their workers are killed (and their callers told)."""
         self._stopping.set()
         for call in self.queue.drain():
             call.outcomes.put(("error", HerderClosed("herder is shutting down")))
+        deadline = time.monotonic() + grace_s
         for thread in self._threads:
-            thread.join(self.config.call_timeout_s + KILL_WAIT_S)
+            thread.join(max(0.0, deadline - time.monotonic()))
         with self._lock:
             workers = [w for w in self._workers.values() if w is not None]
-            self._workers = {slot: None for slot in self._workers}
         for worker in workers:
-            worker.stop()
+            worker.stop()  # a worker still busy is killed; its slot answers the call
+        for thread in self._threads:
+            thread.join(KILL_WAIT_S)
+        with self._lock:
+            self._workers = {slot: None for slot in self._workers}
 
     # -- submitting
 

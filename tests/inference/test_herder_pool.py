@@ -157,3 +157,16 @@ def test_every_worker_and_every_replacement_runs_the_warm_ups():
         assert victim not in {pid for pid, _ in after}
     finally:
         herder.close()
+
+
+def test_closing_kills_a_hung_call_after_the_grace_period_and_answers_it():
+    herder = _herder(workers=1, call_timeout_s=300)
+    call = herder.submit(f"{JOBS}:slow", 0.5)
+    victim = _wait_running(call)
+    os.kill(victim, signal.SIGSTOP)
+    started = time.monotonic()
+    herder.close(grace_s=0.5)
+    assert time.monotonic() - started < 20
+    with pytest.raises(WorkerLost):
+        call.wait(5)
+    assert not os.path.exists(f"/proc/{victim}") or "Z" in open(f"/proc/{victim}/stat").read().split()[2]
