@@ -6,8 +6,9 @@ Measures, each with the server's peak RSS (VmHWM):
   3. random 1 MiB Range requests on the big object (sequential, keep-alive) vs nginx.
 
 Usage (the lead runs full size at the end; defaults are small so a trial run is cheap):
-    python bench/gateway_bench.py --big-size 2200000000 --small-count 1000 --duration 15
-    python bench/gateway_bench.py --big-size 64000000 --duration 5          # quick check
+    python bench/gateway_bench.py --big-size 2200000000 --small-count 1000 --duration 15 --rounds 3
+    python bench/gateway_bench.py --big-size 64000000 --duration 5 --rounds 2   # quick check
+Servers run side by side and rounds alternate between them; medians are reported.
 Needs nginx and wrk (apt-get install nginx-light wrk), curl, and node with
 tests/interop/node_modules for arlocal (--no-arlocal skips that comparison).
 Prints one JSON object with every figure and ratio.
@@ -22,6 +23,7 @@ import random
 import re
 import shutil
 import signal
+import statistics
 import socket
 import subprocess
 import sys
@@ -175,19 +177,45 @@ def stop(process: subprocess.Popen) -> None:
             process.kill()
 
 
-def download_mb_s(url: str, size: int, repeats: int) -> float:
-    """Return the best of repeats download speeds of url (curl, to /dev/null) in MB/s."""
-    best = 0.0
-    for _ in range(repeats):
-        out = subprocess.run(
-            ["curl", "-sS", "-o", "/dev/null", "-w", "%{size_download} %{time_total}", url],
-            capture_output=True, text=True, check=True,
-        ).stdout.split()
-        got, seconds = int(out[0]), float(out[1])
-        if got != size:
-            raise SystemExit(f"{url}: downloaded {got} bytes, expected {size}")
-        best = max(best, size / seconds / 1e6)
-    return best
+def download_mb_s(url: str, size: int) -> float:
+    """Return the speed of one download of url (curl, to /dev/null) in MB/s."""
+    out = subprocess.run(
+        ["curl", "-sS", "-o", "/dev/null", "-w", "%{size_download} %{time_total}", url],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()
+    got, seconds = int(out[0]), float(out[1])
+    if got != size:
+        raise SystemExit(f"{url}: downloaded {got} bytes, expected {size}")
+    return size / seconds / 1e6
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else 0.0
+
+
+def summarise(samples: dict) -> dict:
+    """Given per-server samples of each round, return medians, ratios and the targets."""
+    ours, nginx = samples["permastore"], samples["nginx"]
+
+    def small_stats(runs):
+        return {key: round(median([r[key] for r in runs]), 2) for key in ("req_per_s", "p50_ms", "p99_ms", "non_2xx") if all(key in r for r in runs)}
+
+    big = {name: round(median(s["big"]), 1) for name, s in (("permastore", ours), ("nginx", nginx))}
+    small = {name: small_stats(s["small"]) for name, s in samples.items()}
+    summary = {
+        "big_download_mb_s": {**big, "ratio": round(big["permastore"] / big["nginx"], 3), "target": 0.8,
+                              "rounds": {"permastore": [round(v, 1) for v in ours["big"]], "nginx": [round(v, 1) for v in nginx["big"]]}},
+        "small_objects": {**small, "ratio_vs_nginx": round(small["permastore"]["req_per_s"] / small["nginx"]["req_per_s"], 3),
+                          "target_vs_nginx": 0.5},
+        "ranges_1mib": {name: {"req_per_s": round(median([r["req_per_s"] for r in s["ranges"]]), 1),
+                               "mb_per_s": round(median([r["mb_per_s"] for r in s["ranges"]]), 1)}
+                        for name, s in (("permastore", ours), ("nginx", nginx))},
+    }
+    summary["ranges_1mib"]["ratio"] = round(summary["ranges_1mib"]["permastore"]["req_per_s"] / summary["ranges_1mib"]["nginx"]["req_per_s"], 3)
+    if "arlocal" in small:
+        summary["small_objects"]["ratio_vs_arlocal"] = round(small["permastore"]["req_per_s"] / small["arlocal"]["req_per_s"], 3)
+        summary["small_objects"]["target_vs_arlocal"] = 3.0
+    return summary
 
 
 def wrk(url: str, paths: list[str], workdir: Path, duration: int, concurrency: int, threads: int) -> dict:
@@ -266,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--ranges", type=int, default=1000)
     parser.add_argument("--range-size", type=int, default=1024 * 1024)
-    parser.add_argument("--repeats", type=int, default=3, help="big downloads per server (best counts)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per server (medians reported)")
     parser.add_argument("--no-arlocal", action="store_true")
     parser.add_argument("--workdir", type=Path, default=None, help="where the temp files go (needs ~2x big-size)")
     args = parser.parse_args(argv)
@@ -290,50 +318,43 @@ def main(argv: list[str] | None = None) -> int:
             (www / object_id).write_bytes(data)  # nginx serves the same bytes under the same paths
         small_paths = [f"/{object_id}" for object_id in small_ids]
 
-        ours, our_url = start_permastore(root / "data", root / "permastore.log")
-        nginx, nginx_url = start_nginx(root / "nginx")
+        servers = {"permastore": start_permastore(root / "data", root / "permastore.log")}
+        servers["nginx"] = start_nginx(root / "nginx")
+        arlocal_paths: list[str] = []
         try:
-            # 1. big download, verified on our side
-            httpx.get(f"{our_url}/{small_ids[0]}")  # warm up
-            ours_big = download_mb_s(f"{our_url}/{big_id}", args.big_size, args.repeats)
-            nginx_big = download_mb_s(f"{nginx_url}/big.bin", args.big_size, args.repeats)
-            results["big_download"] = {
-                "permastore_mb_s": round(ours_big, 1), "nginx_mb_s": round(nginx_big, 1),
-                "ratio": round(ours_big / nginx_big, 3), "target": 0.8,
+            if not args.no_arlocal:
+                servers["arlocal"] = start_arlocal(root / "arlocal.log")
+                arlocal_paths = [f"/{i}" for i in arlocal_upload(servers["arlocal"][1], small[: args.arlocal_count])]
+            our_url, nginx_url = servers["permastore"][1], servers["nginx"][1]
+            # Warm-up, not counted: one full read (the first also learns the digest), every small object once.
+            download_mb_s(f"{our_url}/{big_id}", args.big_size)
+            with httpx.Client() as client:
+                for path in small_paths:
+                    client.get(our_url + path)
+            targets = {
+                "permastore": (f"{our_url}/{big_id}", small_paths),
+                "nginx": (f"{nginx_url}/big.bin", small_paths),
             }
-            # 2. 1 KiB objects at concurrency 64
-            ours_small = wrk(our_url, small_paths, root, args.duration, args.concurrency, args.wrk_threads)
-            nginx_small = wrk(nginx_url, small_paths, root, args.duration, args.concurrency, args.wrk_threads)
-            results["small_objects"] = {
-                "permastore": ours_small, "nginx": nginx_small,
-                "ratio_vs_nginx": round(ours_small["req_per_s"] / nginx_small["req_per_s"], 3), "target_vs_nginx": 0.5,
-            }
-            # 3. random 1 MiB ranges
-            ours_ranges = ranges(f"{our_url}/{big_id}", args.big_size, args.ranges, args.range_size)
-            nginx_ranges = ranges(f"{nginx_url}/big.bin", args.big_size, args.ranges, args.range_size)
-            results["ranges_1mib"] = {
-                "permastore": ours_ranges, "nginx": nginx_ranges,
-                "ratio": round(ours_ranges["req_per_s"] / nginx_ranges["req_per_s"], 3),
-            }
+            if arlocal_paths:
+                targets["arlocal"] = (None, arlocal_paths)
+            samples: dict = {name: {"big": [], "small": [], "ranges": []} for name in targets}
+            # Rounds alternate the servers, so load from elsewhere on the machine hits them alike.
+            for _ in range(args.rounds):
+                for name, (big_url, paths) in targets.items():
+                    if big_url:
+                        samples[name]["big"].append(download_mb_s(big_url, args.big_size))
+                        samples[name]["ranges"].append(ranges(big_url, args.big_size, args.ranges, args.range_size))
+                    samples[name]["small"].append(
+                        wrk(servers[name][1], paths, root, args.duration, args.concurrency, args.wrk_threads)
+                    )
+            results.update(summarise(samples))
             results["peak_rss_mib"] = {
-                "permastore": round(peak_rss_kib([ours.pid]) / 1024, 1),
-                "nginx": round(peak_rss_kib([nginx.pid, *children_of(nginx.pid)]) / 1024, 1),
+                name: round(peak_rss_kib([process.pid, *children_of(process.pid)]) / 1024, 1)
+                for name, (process, _) in servers.items()
             }
         finally:
-            stop(ours)
-            stop(nginx)
-
-        if not args.no_arlocal:
-            arlocal, arlocal_url = start_arlocal(root / "arlocal.log")
-            try:
-                arlocal_ids = arlocal_upload(arlocal_url, small[: args.arlocal_count])
-                arlocal_small = wrk(arlocal_url, [f"/{i}" for i in arlocal_ids], root, args.duration, args.concurrency, args.wrk_threads)
-                results["small_objects"]["arlocal"] = arlocal_small
-                results["small_objects"]["ratio_vs_arlocal"] = round(ours_small["req_per_s"] / arlocal_small["req_per_s"], 3)
-                results["small_objects"]["target_vs_arlocal"] = 3.0
-                results["peak_rss_mib"]["arlocal"] = round(peak_rss_kib([arlocal.pid, *children_of(arlocal.pid)]) / 1024, 1)
-            finally:
-                stop(arlocal)
+            for process, _ in servers.values():
+                stop(process)
     print(json.dumps(results, indent=2))
     return 0
 

@@ -12,7 +12,7 @@ import re
 import threading
 from collections import OrderedDict
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope, Send
 
 ID_PATH = re.compile(rb"/[A-Za-z0-9_-]{43}")
 MAX_CACHED_OBJECT = 64 * 1024
@@ -50,22 +50,21 @@ class SmallObjectCache:
                 self._bytes -= len(old)
 
 
-class FastPathMiddleware:
-    """Serve cached small objects for plain `GET|HEAD /{id}`; pass everything else on."""
+class FastPath:
+    """Answer plain `GET|HEAD /{id}` from the cache; say None for everything else."""
 
-    def __init__(self, app: ASGIApp, cache: SmallObjectCache):
-        self.app = app
+    def __init__(self, cache: SmallObjectCache):
         self.cache = cache
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def try_serve(self, scope: Scope, send: Send) -> bool:
+        """Given a request, serve it from the cache and return True, or return False to route it."""
         entry = self._lookup(scope)
         if entry is None:
-            await self.app(scope, receive, send)
-            return
+            return False
         body, headers = entry
-        head = scope["method"] == "HEAD"
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": b"" if head else body})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+        return True
 
     def _lookup(self, scope: Scope):
         if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):

@@ -71,6 +71,7 @@ def serve(config: GatewayConfig) -> None:
             http="auto",  # httptools when installed
             log_level="warning",
             access_log=False,
+            proxy_headers=False,  # bound to loopback by default; no proxy to trust
             timeout_keep_alive=30,
             lifespan="on",
         ),
