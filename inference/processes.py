@@ -198,7 +198,7 @@ def get_process(store, process_id: str, source=None) -> Process:
         cached = _process_cache.get(process_id)
     if cached is not None:
         return cached
-    stored = records.load_record(store, process_id, records.ProcessRecord.type)
+    stored = records.load_record(store, process_id, records.ProcessRecord.type, source)
     record = stored.record
     path, metadata = model_metadata(store, record.model, source)
     template = None
@@ -255,8 +255,8 @@ def plan_for(process: Process, prompt: str | None = None, messages=None, samplin
 
 # ---------------------------------------------------------------------------- messages
 
-# process ID -> (last nonce, last chain value, ID of the newest Message item tagged with the process)
-_chains: dict[str, tuple[int, bytes, str | None]] = {}
+# process ID -> (last nonce, its chain value, its message ID, ID of the newest Message item tagged with the process)
+_chains: dict[str, tuple[int, bytes, str | None, str | None]] = {}
 _chain_locks: dict[str, threading.Lock] = {}
 
 
@@ -270,23 +270,23 @@ def _newest_message_id(store, process_id: str) -> str | None:
     return ids[0] if ids else None
 
 
-def _last_chain(store, process: Process) -> tuple[int, bytes]:
-    """Return (nonce, chain value) of the process's latest message.
+def _last_chain(store, process: Process) -> tuple[int, bytes, str | None]:
+    """Return (nonce, chain value, message ID) of the process's latest message ((0, initial, None) before any).
 
     Cached, but checked against the store's newest Message item (one indexed query), so
     messages another OS process wrote into the same data folder are not overwritten.
     """
     newest = _newest_message_id(store, process.id)
     cached = _chains.get(process.id)
-    if cached is not None and cached[2] == newest:
-        return cached[0], cached[1]
-    last = (0, records.initial_chain(process.id))
+    if cached is not None and cached[3] == newest:
+        return cached[:3]
+    last = (0, records.initial_chain(process.id), None)
     for message_id in records.message_ids_of(store, process.id):
         stored = records.load_record(store, message_id, records.MessageRecord.type)
         if stored.owner_address != process.owner_address:
             continue  # only the process owner's messages are part of its order
         if stored.record.nonce > last[0]:
-            last = (stored.record.nonce, b64url.decode(stored.record.hash_chain))
+            last = (stored.record.nonce, b64url.decode(stored.record.hash_chain), message_id)
     _chains[process.id] = (*last, newest)
     return last
 
@@ -299,7 +299,7 @@ def prepare_message(store, plan: CallPlan, caller: str, fee: int = 0) -> Prepare
         raise InvalidRequest(f"fee must be an integer >= 0, got {fee!r}")
     process = get_process(store, plan.process_id)
     with _chain_lock(process.id):
-        nonce, previous = _last_chain(store, process)
+        nonce, previous, previous_id = _last_chain(store, process)
         nonce += 1
         draft = records.MessageRecord(
             process=process.id,
@@ -310,12 +310,13 @@ def prepare_message(store, plan: CallPlan, caller: str, fee: int = 0) -> Prepare
             parse_special=plan.parse_special,
             sampling=plan.sampling.to_json(),
             fee=fee,
+            previous=previous_id,
             hash_chain="",
         )
         chain = records.next_chain(previous, draft.content_hash())
         message = records.MessageRecord(**{**asdict(draft), "hash_chain": b64url.encode(chain)})
         message_id = records.write_record(store, message)
-        _chains[process.id] = (nonce, chain, message_id)
+        _chains[process.id] = (nonce, chain, message_id, message_id)
     return call_for(process, message_id, message)
 
 

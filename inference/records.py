@@ -87,6 +87,7 @@ class MessageRecord:
     parse_special: bool  # control-token text parsed as tokens (chat templates)
     sampling: dict  # SamplingParams.to_json(); seed None: derived from the message ID
     fee: int
+    previous: str | None  # ID of the message with nonce - 1 (None for nonce 1): the chain walks by ID
     hash_chain: str  # b64url of chain(nonce)
 
     type = "Message"
@@ -135,6 +136,7 @@ class ResultRecord:
         ]
 
 
+NULLABLE_FIELDS = ("chat_template", "chat_template_sha256", "system_prompt", "previous")
 RECORD_TYPES = {cls.type: cls for cls in (ProcessRecord, MessageRecord, ResultRecord)}
 
 
@@ -210,12 +212,12 @@ def _check_shapes(record) -> None:
         "input": dict, "rendered_prompt": str, "parse_special": bool, "sampling": dict, "fee": int,
         "hash_chain": str, "message": str, "seed": int, "text": str, "token_ids": list, "token_hash": str,
         "prompt_tokens": int, "prompt_token_hash": str, "completion_tokens": int, "finish_reason": str,
-        "timings": dict, "seed_policy": str,
+        "timings": dict, "seed_policy": str, "previous": str,
     }
     for field in fields(record):
         value = getattr(record, field.name)
         wanted = expect.get(field.name)
-        if wanted is None or (value is None and field.name in ("chat_template", "chat_template_sha256", "system_prompt")):
+        if wanted is None or (value is None and field.name in NULLABLE_FIELDS):
             continue
         if wanted is int and isinstance(value, bool):
             raise RecordInvalid(f"{record.type} field {field.name} must be an integer")
@@ -227,17 +229,21 @@ def _check_shapes(record) -> None:
         raise RecordInvalid(f"Result field token_ids must be a list of integers in 0..{MAX_TOKEN_ID - 1}")
 
 
-def load_record(store, record_id: str, expected_type: str | None = None) -> StoredRecord:
+def load_record(store, record_id: str, expected_type: str | None = None, source=None) -> StoredRecord:
     """Given a record ID, return the stored record; raise RecordNotFound or RecordInvalid.
 
     The store verified the item's signature when it was stored and checks chunk hashes
-    on read; here the record's tags must also agree with its JSON.
+    on read; here the record's tags must also agree with its JSON. A record not stored
+    here is read through `source` (a storing DataSource over upstream nodes) if given.
     """
     from permastore.store.errors import CorruptChunk
 
     if not isinstance(record_id, str) or not b64url.is_id(record_id):
         raise RecordNotFound(f"{record_id!r} is not a valid record ID (43 base64url characters)")
     info = store.info(record_id)
+    if (info is None or not info.data_complete) and source is not None:
+        _fetch_through(source, record_id)
+        info = store.info(record_id)
     if info is None or not info.data_complete:
         raise RecordNotFound(f"record {record_id} is not stored here")
     if info.data_size > MAX_RECORD_BYTES:
@@ -249,6 +255,18 @@ def load_record(store, record_id: str, expected_type: str | None = None) -> Stor
     record = parse_record(data, expected_type)
     _check_tags(record_id, info, record)
     return StoredRecord(record_id, info.owner_address, record)
+
+
+def _fetch_through(source, record_id: str) -> None:
+    """Have a storing source fetch, verify (signature) and store one record."""
+    from permastore.store.errors import NotFound, StoreError
+
+    try:
+        source.get(record_id).close()
+    except NotFound:
+        raise RecordNotFound(f"record {record_id} is neither stored here nor upstream") from None
+    except StoreError as exc:  # upstreams failed, or served bytes that do not verify
+        raise RecordNotFound(f"record {record_id} could not be fetched and verified: {exc}") from None
 
 
 def _check_tags(record_id: str, info, record) -> None:

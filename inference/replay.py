@@ -72,9 +72,9 @@ def _describe(token: int | None, piece: str | None) -> str:
 # ---------------------------------------------------------------------------- record checks
 
 
-def _load_owned(store, record_id: str, kind: str, owner: str | None):
+def _load_owned(store, record_id: str, kind: str, owner: str | None, source=None):
     """Load a record of a given type; when owner is given it must have signed it."""
-    stored = records.load_record(store, record_id, kind)
+    stored = records.load_record(store, record_id, kind, source)
     if owner is not None and stored.owner_address != owner:
         raise RecordInvalid(f"{kind} {record_id} is signed by {stored.owner_address}, not the process owner {owner}")
     return stored
@@ -109,9 +109,10 @@ def check_result(message_id: str, message: records.MessageRecord, stored: record
 
 
 def check_chain(process_id: str, messages: list[tuple[str, records.MessageRecord]]) -> None:
-    """Given a process's messages (any order), raise unless nonces run 1..n and every chain value links."""
+    """Given a process's messages (any order), raise unless nonces run 1..n, each names the one
+    before it, and every chain value links."""
     ordered = sorted(messages, key=lambda pair: pair[1].nonce)
-    previous = records.initial_chain(process_id)
+    previous, previous_id = records.initial_chain(process_id), None
     for expected_nonce, (message_id, message) in enumerate(ordered, start=1):
         if message.nonce != expected_nonce:
             if message.nonce < 1:
@@ -119,28 +120,39 @@ def check_chain(process_id: str, messages: list[tuple[str, records.MessageRecord
             if message.nonce < expected_nonce:
                 raise RecordInvalid(f"process {process_id}: two messages with nonce {message.nonce}")
             raise RecordNotFound(f"process {process_id}: message with nonce {expected_nonce} is missing")
+        if message.previous != previous_id:
+            raise RecordInvalid(f"process {process_id}: message {message_id} names {message.previous} "
+                                f"as its predecessor, not {previous_id}")
         chain = records.next_chain(previous, message.content_hash())
         if b64url.encode(chain) != message.hash_chain:
             raise RecordInvalid(f"process {process_id}: hash chain broken at message {message_id} (nonce {message.nonce})")
-        previous = chain
+        previous, previous_id = chain, message_id
 
 
-def _link_single(store, process, message_id: str, message: records.MessageRecord) -> None:
-    """Check one message's chain value against its predecessor's (or the process's initial value)."""
+def _link_single(store, process, message_id: str, message: records.MessageRecord, source=None) -> None:
+    """Check one message's chain value against its predecessor's (or the process's initial value).
+
+    The predecessor is found by the ID the message names, so this works on a node that
+    holds (or can fetch) just the records of this one call and the message before it.
+    """
     if message.nonce < 1:
         raise RecordInvalid(f"message {message_id} has nonce {message.nonce}; nonces start at 1")
     previous = records.initial_chain(process.id)
-    if message.nonce > 1:
-        found = None
-        wanted = [("Type", [records.MessageRecord.type]), ("Process", [process.id]), ("Nonce", [str(message.nonce - 1)])]
-        for other_id in records.query_ids(store, wanted):
-            stored = records.load_record(store, other_id, records.MessageRecord.type)
-            if stored.owner_address == process.owner_address and stored.record.nonce == message.nonce - 1:
-                found = stored.record
-                break
-        if found is None:
-            raise RecordNotFound(f"process {process.id}: message with nonce {message.nonce - 1} is missing")
-        previous = b64url.decode(found.hash_chain)
+    if message.nonce == 1:
+        if message.previous is not None:
+            raise RecordInvalid(f"message {message_id} has nonce 1 but names a predecessor")
+    else:
+        if message.previous is None:
+            raise RecordInvalid(f"message {message_id} has nonce {message.nonce} but names no predecessor")
+        try:
+            before = _load_owned(store, message.previous, records.MessageRecord.type, process.owner_address, source)
+        except RecordNotFound:
+            raise RecordNotFound(f"process {process.id}: message with nonce {message.nonce - 1} "
+                                 f"({message.previous}) is missing") from None
+        if before.record.process != process.id or before.record.nonce != message.nonce - 1:
+            raise RecordInvalid(f"message {message_id}: its predecessor {message.previous} is not nonce "
+                                f"{message.nonce - 1} of process {process.id}")
+        previous = b64url.decode(before.record.hash_chain)
     if b64url.encode(records.next_chain(previous, message.content_hash())) != message.hash_chain:
         raise RecordInvalid(f"message {message_id}: hash chain does not link to the previous message")
 
@@ -171,12 +183,12 @@ def resolve_call(store, record_id: str, source=None):
     Checked on the way: owners agree, the message links to its predecessor in the hash
     chain, the Result is consistent with itself and with the message.
     """
-    stored = records.load_record(store, record_id)
+    stored = records.load_record(store, record_id, source=source)
     if isinstance(stored.record, records.ProcessRecord):
         raise RecordInvalid(f"{record_id} is a Process record; replay a message or result, or use --process")
     if isinstance(stored.record, records.ResultRecord):
         message_id = stored.record.message
-        message_stored = records.load_record(store, message_id, records.MessageRecord.type)
+        message_stored = records.load_record(store, message_id, records.MessageRecord.type, source)
         result_stored = stored
     else:
         message_id, message_stored, result_stored = record_id, stored, None
@@ -185,7 +197,7 @@ def resolve_call(store, record_id: str, source=None):
     owner = process.owner_address
     if message_stored.owner_address != owner:
         raise RecordInvalid(f"Message {message_id} is signed by {message_stored.owner_address}, not the process owner")
-    _link_single(store, process, message_id, message)
+    _link_single(store, process, message_id, message, source)
     if result_stored is None:
         result_stored = _result_for(store, message_id, owner)
     elif result_stored.owner_address != owner:

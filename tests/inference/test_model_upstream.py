@@ -54,3 +54,35 @@ def test_cli_run_with_upstream(tmp_path, upstream):
     )
     assert done.returncode == 0, done.stderr
     assert "result:" in done.stdout
+
+
+def test_replay_on_another_node_from_records_fetched_by_id(tmp_path, tiny_gguf):
+    """Node A runs two calls; node B, holding nothing, replays the second by its Result ID alone."""
+    data = tmp_path / "node-a"
+    store = Store.open(data)
+    try:
+        model_id = models.add_model(store, tiny_gguf)
+        pid = processes.spawn(store, model_id, EngineSettings(n_ctx=128, n_batch=32, n_ubatch=32, n_threads=1))
+        processes.send(store, pid, "x", prompt="first", sampling=SamplingParams(max_tokens=4))
+        second = processes.send(store, pid, "x", prompt="second", sampling=SamplingParams(max_tokens=6))
+    finally:
+        store.close()
+    server = start_server(data, tmp_path / "node-a.log")
+    try:
+        local = tmp_path / "node-b"
+        done = subprocess.run(
+            [sys.executable, "-m", "permastore.cli.main", "--data", str(local), "replay", second.result_id,
+             "--upstream", server.url],
+            capture_output=True, text=True, timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines()[-1].startswith(f"identical: message {second.message_id} (nonce 2)")
+        # Node B now holds the records it checked (and the model), each verified against its signature.
+        node_b = Store.open(local)
+        try:
+            held = {second.result_id, second.message_id, pid, model_id}
+            assert all(node_b.info(i) is not None for i in held)
+        finally:
+            node_b.close()
+    finally:
+        server.stop()

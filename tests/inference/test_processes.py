@@ -81,6 +81,7 @@ def test_nonces_count_up_and_chain_links(store, pid):
     for nonce, call in enumerate(sent, start=1):
         message = load(store, call.message_id)
         assert message.nonce == nonce
+        assert message.previous == (sent[nonce - 2].message_id if nonce > 1 else None)
         chain = records.next_chain(chain, message.content_hash())
         assert message.hash_chain == b64url.encode(chain)
         tags = {t.name.decode(): t.value.decode() for t in store.info(call.message_id).tags}

@@ -15,7 +15,7 @@ PID = b64url.encode(bytes(range(32)))
 def message(nonce=1, prompt="hi", chain=""):
     return records.MessageRecord(
         process=PID, caller="me", nonce=nonce, input={"prompt": prompt}, rendered_prompt=prompt,
-        parse_special=False, sampling={"seed": None, "temperature": 0.8}, fee=0, hash_chain=chain,
+        parse_special=False, sampling={"seed": None, "temperature": 0.8}, fee=0, previous=None, hash_chain=chain,
     )
 
 

@@ -104,11 +104,11 @@ def test_failed_call_is_skipped_not_compared(store, pid):
     assert report.skipped and "worker died" in report.skipped
 
 
-def write_message(store, pid, nonce, previous_chain, prompt="forged"):
+def write_message(store, pid, nonce, previous_chain, prompt="forged", previous=None):
     draft = records.MessageRecord(
         process=pid, caller="mallory", nonce=nonce, input={"prompt": prompt},
         rendered_prompt="Tell a joke on the given topic, on one line\n" + prompt, parse_special=False,
-        sampling=SamplingParams(max_tokens=3).to_json(), fee=0, hash_chain="",
+        sampling=SamplingParams(max_tokens=3).to_json(), fee=0, previous=previous, hash_chain="",
     )
     chain = b64url.encode(records.next_chain(previous_chain, draft.content_hash()))
     message = dataclasses.replace(draft, hash_chain=chain)
@@ -117,8 +117,8 @@ def write_message(store, pid, nonce, previous_chain, prompt="forged"):
 
 def test_broken_hash_chain_is_detected(store, pid):
     first = send(store, pid, "cats")
-    # Nonce 2, but chained to the process start instead of to message 1.
-    forged_id, _ = write_message(store, pid, 2, records.initial_chain(pid))
+    # Nonce 2, naming message 1, but chained to the process start instead of to message 1.
+    forged_id, _ = write_message(store, pid, 2, records.initial_chain(pid), previous=first.message_id)
     with pytest.raises(RecordInvalid, match="hash chain broken at message " + forged_id):
         replay.replay_process(store, pid)
     with pytest.raises(RecordInvalid, match="does not link"):
@@ -129,9 +129,23 @@ def test_broken_hash_chain_is_detected(store, pid):
 def test_missing_message_in_the_chain_is_detected(store, pid):
     first = send(store, pid, "cats")
     chain1 = b64url.decode(records.load_record(store, first.message_id).record.hash_chain)
-    write_message(store, pid, 3, chain1)  # nonce 2 never written
+    gap_id, _ = write_message(store, pid, 3, chain1, previous="E" * 43)  # nonce 2 never written
     with pytest.raises(RecordNotFound, match="nonce 2 is missing"):
         replay.replay_process(store, pid)
+    with pytest.raises(RecordNotFound, match=r"nonce 2 \(E+\) is missing"):
+        replay.replay_call(store, gap_id)
+
+
+def test_message_naming_the_wrong_predecessor_is_detected(store, pid):
+    first = send(store, pid, "cats")
+    second = send(store, pid, "dogs")
+    chain2 = b64url.decode(records.load_record(store, second.message_id).record.hash_chain)
+    # Nonce 3 with the right chain value, but it names message 1 as the one before it.
+    forged_id, _ = write_message(store, pid, 3, chain2, previous=first.message_id)
+    with pytest.raises(RecordInvalid, match="names .* as its predecessor"):
+        replay.replay_process(store, pid)
+    with pytest.raises(RecordInvalid, match="is not nonce 2"):
+        replay.replay_call(store, forged_id)
 
 
 def test_duplicate_nonce_is_detected(store, pid):
