@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // arbundles end to end against one node: data items signed with Arweave (RSA-4096), ed25519 and
-// Ethereum keys, posted raw (POST /tx, application/octet-stream) and read back byte for byte;
+// Ethereum keys (the Ethereum one 5 MiB), posted raw (POST /tx, application/octet-stream) and
+// read back byte for byte;
 // a bundle of fresh items (one of 600 KiB, so the bundle goes up in chunks) posted as an L1
 // transaction, each item then served under its own ID;
 // a tampered item refused on its own and inside a bundle.
@@ -24,6 +25,8 @@ const ARLOCAL_QUIRKS = {
   bundledInAlsoMatchesL1: "GraphQL bundledIn also returns unbundled L1 transactions",
 };
 
+// One raw item above the store's 4 MiB small-object limit, so it takes the large-object path.
+const LARGE_RAW_ITEM_BYTES = 5 * 1024 * 1024;
 const MAX_INLINE_BYTES = 256 * 1024; // larger bundles are posted header first, then chunks
 const SMALL_ITEM_BYTES = 1000;
 // One bundled item this large makes the bundle go up in chunks (getUploader), as bundlers post them.
@@ -174,7 +177,9 @@ async function main(baseUrl, args) {
   const posted = [];
   if (!quirks.noRawItemPost) {
     for (const [label, signer] of signers) {
-      const record = await signedItem(signer, label, runId, label === "ed25519" ? withTargetAndAnchor : {});
+      const options = label === "ed25519" ? withTargetAndAnchor : {};
+      const size = label === "ethereum" ? LARGE_RAW_ITEM_BYTES : SMALL_ITEM_BYTES;
+      const record = await signedItem(signer, label, runId, options, size);
       const response = await postRawItem(baseUrl, record.item.getRaw());
       check(response.status >= 200 && response.status < 300, `POST /tx (${label} item, octet-stream): expected 2xx, got ${describe(response)}`);
       if (response.data && typeof response.data === "object" && response.data.id !== undefined) {
