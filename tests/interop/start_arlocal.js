@@ -81,8 +81,13 @@ async function main() {
       process.exit(0);
     }, 300);
   };
-  process.on("SIGINT", stop);
-  process.on("SIGTERM", stop);
+  // Apollo Server (inside arlocal) installs its own SIGINT/SIGTERM handlers that stop it and then
+  // re-raise the signal, killing us before arlocal's db and our temporary folder are cleaned up.
+  // Ours replace them; stop() still stops Apollo through arlocal.stop().
+  for (const signal of ["SIGINT", "SIGTERM"]) {
+    process.removeAllListeners(signal);
+    process.on(signal, stop);
+  }
   if (opts.stdinLifetime) {
     // The parent holds our stdin open; when it dies the pipe closes and we stop too.
     process.stdin.on("end", stop);
