@@ -40,6 +40,9 @@ SAMPLING_FIELDS = ("temperature", "top_k", "top_p", "min_p", "typical_p", "repea
 UNSUPPORTED_FIELDS = ("tools", "tool_choice", "functions", "function_call", "response_format",
                       "logit_bias", "suffix", "best_of", "echo")
 _service_lock = threading.Lock()
+# Replays run llama.cpp in the server process, outside the herder: one at a time, so a
+# burst of replay requests cannot take every CPU or load many models at once.
+_replay_lock = threading.Lock()
 
 
 # ---------------------------------------------------------------------------- service
@@ -590,7 +593,8 @@ async def replay(record_id: str, request: Request):
         from inference.replay import replay_call
 
         notes: list[str] = []
-        report = replay_call(service.store, record_id, on_identity=notes.extend)
+        with _replay_lock:
+            report = replay_call(service.store, record_id, on_identity=notes.extend)
         return {**asdict(report), "summary": report.summary(), "identity_differences": notes}
 
     return await _guarded(run)
