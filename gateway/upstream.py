@@ -67,6 +67,30 @@ def assemble_item_header(signature_type: int, signature: bytes, owner: bytes, ta
     )
 
 
+def item_header_from_graphql(node: object) -> tuple[bytes, int]:
+    """Given an ar.io GraphQL `transaction` answer for a data item, return (its binary header, its data size).
+
+    Raises ProtocolError when the answer lacks a field or carries one of the wrong shape.
+    """
+    try:
+        owner = b64url.decode(node["owner"]["key"])
+        tags = [Tag(t["name"].encode(), t["value"].encode()) for t in node.get("tags") or []]
+        header = assemble_item_header(
+            signature_type_for(owner),
+            b64url.decode(node["signature"]),
+            owner,
+            b64url.decode(node.get("recipient") or ""),
+            b64url.decode(node.get("anchor") or ""),
+            tags,
+        )
+        size = int(node["data"]["size"])
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:  # ProtocolError is a ValueError
+        raise ProtocolError(f"upstream GraphQL answer for an item is malformed: {exc!r:.200}") from None
+    if size < 0:
+        raise ProtocolError("upstream GraphQL answer gives a negative data size")
+    return header, size
+
+
 class ResumingReader(io.RawIOBase):
     """A file-like view of `GET url` that resumes with a Range request when the transfer is cut."""
 
@@ -207,17 +231,7 @@ class Upstream:
             raise _NotThere(f"{base}/graphql has no item {object_id}") from None
         if not node:
             raise _NotThere(f"{base} does not know {object_id}")
-        owner = b64url.decode(node["owner"]["key"])
-        tags = [Tag(t["name"].encode(), t["value"].encode()) for t in node.get("tags") or []]
-        header = assemble_item_header(
-            signature_type_for(owner),
-            b64url.decode(node["signature"]),
-            owner,
-            b64url.decode(node.get("recipient") or ""),
-            b64url.decode(node.get("anchor") or ""),
-            tags,
-        )
-        size = int(node["data"]["size"])
+        header, size = item_header_from_graphql(node)
         reader = self._data_reader(base, object_id, size, prefix=header)
         try:
             info = self.store.put_item(reader)  # security: verifies the signature over header + data

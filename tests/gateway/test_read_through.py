@@ -162,3 +162,29 @@ def test_cut_transfers_resume_with_ranges(tmp_path, tampering_upstream, rsa_sign
         assert "resuming" in node.log()
     finally:
         node.stop()
+
+
+def test_malformed_upstream_answers_are_refused_cleanly(tmp_path, tampering_upstream, ed_signer):
+    server, url = tampering_upstream
+    item = signed_item(ed_signer, b"data")
+    header, data = ans104.parse_item(item)
+    good = {
+        "id": header.id, "signature": b64url.encode(header.signature), "anchor": "", "recipient": "",
+        "owner": {"key": b64url.encode(header.owner)}, "tags": [], "data": {"size": "4"},
+    }
+    answers = [
+        {"owner": {}}, {"owner": {"key": 5}}, ["not", "an", "object"], dict(good, owner={"key": "AAAA"}),
+        dict(good, data={"size": "-1"}), dict(good, data={"size": "many"}), dict(good, tags=[{"name": 1}]),
+        dict(good, signature="!!"), dict(good, data={"size": "3"}),
+    ]
+    node = start_server(tmp_path / "b", tmp_path / "b.log", "--mine-interval", "0", "--upstream", url)
+    try:
+        for answer in answers:
+            TamperingUpstream.objects = {header.id: {"gql": answer, "data": data}}
+            response = httpx.get(f"{node.url}/{header.id}", timeout=60)
+            assert response.status_code in (404, 502), (answer, response.status_code, response.text)
+            assert response.json()["error"]
+        TamperingUpstream.objects = {header.id: {"gql": good, "data": data}}
+        assert httpx.get(f"{node.url}/{header.id}", timeout=60).content == b"data"
+    finally:
+        node.stop()
