@@ -167,8 +167,8 @@ async def caller_request(request: Request) -> CallerRequest:
     )
 
 
-_seen_items: set[str] = set()
-_seen_lock = threading.Lock()
+_items_in_flight: set[str] = set()  # signed requests being stored (the store knows the rest)
+_items_lock = threading.Lock()
 
 
 def _signed_request(service, raw: bytes) -> CallerRequest:
@@ -186,24 +186,19 @@ def _signed_request(service, raw: bytes) -> CallerRequest:
     except ProtocolError as exc:
         raise ApiError(400, f"not a valid signed ANS-104 item: {exc}") from None
     body = _parse_json(data)
-    with _seen_lock:
-        if header.id in _seen_items or service.store.info(header.id) is not None:
+    with _items_lock:
+        if header.id in _items_in_flight or service.store.info(header.id) is not None:
             raise ApiError(409, f"signed request {header.id} was already used")
-        _seen_items.add(header.id)
-    service.store.put_item(io.BytesIO(raw))
+        _items_in_flight.add(header.id)
+    try:
+        service.store.put_item(io.BytesIO(raw))
+    finally:
+        with _items_lock:
+            _items_in_flight.discard(header.id)
     return CallerRequest(header.owner_address, body, signed_item=header.id)
 
 
 # ---------------------------------------------------------------------------- request fields
-
-
-def _int_field(body: dict, name: str, default: int | None = None, minimum: int = 0) -> int | None:
-    value = body.get(name, default)
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ApiError(400, f"{name} must be an integer >= {minimum}")
-    return value
 
 
 def _sampling(body: dict):
