@@ -372,7 +372,7 @@ class Herder:
         self._threads: list[threading.Thread] = []
         self._job_ids = itertools.count(1)
         self._stopping = threading.Event()
-        self._warmups: list[tuple[str, Any]] = []  # jobs every worker runs once before calls
+        self._warmups: list[list] = []  # [target, payload, enabled]: every worker runs them once
         self._warmed: dict[int, tuple[int | None, int]] = {}  # slot -> (worker pid, warmups run)
         self.restarts = 0
 
@@ -469,7 +469,7 @@ class Herder:
         """Have every worker, and every replacement, run this job once before its next call
         (e.g. load a model, so no caller waits for the load)."""
         with self._lock:
-            self._warmups.append((target, payload))
+            self._warmups.append([target, payload, True])
 
     def _run_warmups(self, slot: int, worker: WorkerProcess) -> bool:
         """Run this worker's pending warm-up jobs; return False when the worker was lost."""
@@ -478,14 +478,18 @@ class Herder:
             if pid != worker.pid:
                 done = 0
             pending = self._warmups[done:]
-        for target, payload in pending:
-            job = Call(target=target, payload=payload)
-            job.started_at = time.monotonic()
-            failure = self._exchange(worker, job, next(self._job_ids))
-            if failure is not None:
-                log.error("worker warm-up failed: %s", failure)
-                self._replace(slot, worker)
-                return False
+        for warmup in pending:
+            target, payload, enabled = warmup
+            if enabled:
+                job = Call(target=target, payload=payload)
+                job.started_at = time.monotonic()
+                failure = self._exchange(worker, job, next(self._job_ids))
+                if failure is not None:
+                    # Dropped, so a warm-up that kills workers cannot keep calls waiting forever.
+                    log.error("worker warm-up %s failed, dropped: %s", target, failure)
+                    warmup[2] = False
+                    self._replace(slot, worker)
+                    return False
             done += 1
             with self._lock:
                 self._warmed[slot] = (worker.pid, done)

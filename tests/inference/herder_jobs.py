@@ -45,3 +45,8 @@ def remember(payload, emit):
 def remembered(payload, emit):
     """Return this worker's pid and what its warm-ups left."""
     return os.getpid(), list(_memory)
+
+
+def die(payload, emit):
+    """Kill this worker outright, as a model that crashes llama.cpp on load would."""
+    os._exit(1)

@@ -170,3 +170,13 @@ def test_closing_kills_a_hung_call_after_the_grace_period_and_answers_it():
     with pytest.raises(WorkerLost):
         call.wait(5)
     assert not os.path.exists(f"/proc/{victim}") or "Z" in open(f"/proc/{victim}/stat").read().split()[2]
+
+
+def test_a_warm_up_that_kills_workers_is_dropped_and_calls_still_run():
+    herder = _herder(workers=1, call_timeout_s=20)
+    try:
+        herder.warm(f"{JOBS}:die", None)
+        assert herder.run(f"{JOBS}:echo", "served")["payload"] == "served"
+        assert herder.restarts >= 1
+    finally:
+        herder.close()
