@@ -38,6 +38,7 @@ DEFAULT_CALL_TIMEOUT_S = 300.0
 DEFAULT_RETRIES = 1
 WORKER_START_TIMEOUT_S = 120.0
 RESTART_BACKOFF_S = 0.5  # between failed worker starts, so a broken setup does not spin
+MAX_START_FAILURES = 3  # every slot failing this often in a row: waiting calls are answered
 KILL_WAIT_S = 5.0
 SHUTDOWN_GRACE_S = 10.0  # running calls may finish this long after shutdown begins
 
@@ -257,6 +258,12 @@ class CallQueue:
                 return None
             return self._calls.pop(0)
 
+    def take_all(self) -> list[Call]:
+        """Remove and return every waiting call (the queue stays open)."""
+        with self._cond:
+            taken, self._calls = self._calls, []
+            return taken
+
     def drain(self) -> list[Call]:
         """Close the queue; return the calls still waiting."""
         with self._cond:
@@ -374,6 +381,7 @@ class Herder:
         self._stopping = threading.Event()
         self._warmups: list[list] = []  # [target, payload, enabled]: every worker runs them once
         self._warmed: dict[int, tuple[int | None, int]] = {}  # slot -> (worker pid, warmups run)
+        self._start_failures: dict[int, int] = {}  # slot -> failed starts in a row
         self.restarts = 0
 
     # -- lifecycle
@@ -538,10 +546,17 @@ class Herder:
             log.error("worker slot %d failed to start: %s", slot, exc)
             with self._lock:
                 self._workers[slot] = None
+                self._start_failures[slot] = self._start_failures.get(slot, 0) + 1
+                hopeless = min(self._start_failures.get(s, 0) for s in self._workers) >= MAX_START_FAILURES
+            if hopeless:
+                # No worker can start: answer the waiting calls instead of keeping them forever.
+                for call in self.queue.take_all():
+                    call.outcomes.put(("error", WorkerLost(f"no worker process could be started: {exc}")))
             self._stopping.wait(RESTART_BACKOFF_S)
             return None
         with self._lock:
             self._workers[slot] = worker
+            self._start_failures[slot] = 0
         return worker
 
     def _dispatch(self, slot: int, worker: WorkerProcess, call: Call) -> None:

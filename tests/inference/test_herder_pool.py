@@ -180,3 +180,13 @@ def test_a_warm_up_that_kills_workers_is_dropped_and_calls_still_run():
         assert herder.restarts >= 1
     finally:
         herder.close()
+
+
+def test_calls_are_answered_when_no_worker_can_start():
+    # A start timeout no worker can meet stands in for a machine that cannot run workers.
+    herder = Herder(HerderConfig(workers=1, call_timeout_s=20, worker_start_timeout_s=0.001)).start()
+    try:
+        with pytest.raises(WorkerLost, match="no worker process could be started"):
+            herder.run(f"{JOBS}:echo", "never")
+    finally:
+        herder.close()
