@@ -24,8 +24,8 @@ TRIALS = 50
 MAX_RUN_SECONDS = 0.5
 
 
-def run_trial(data_dir: Path, seed: int, rng: random.Random) -> list[tuple[str, str, int]]:
-    """Start a writer, kill it with SIGKILL after a random time; return the puts it acknowledged."""
+def start_writer(data_dir: Path, seed: int) -> subprocess.Popen:
+    """Start a writer process and wait until its store is open."""
     writer = subprocess.Popen(
         [sys.executable, str(WRITER), str(data_dir), str(seed)],
         stdout=subprocess.PIPE,
@@ -36,7 +36,11 @@ def run_trial(data_dir: Path, seed: int, rng: random.Random) -> list[tuple[str, 
     if first != b"ready\n":
         writer.kill()
         pytest.fail(f"writer did not start: {first!r} {writer.stderr.read().decode()[-2000:]}")
-    time.sleep(rng.uniform(0, MAX_RUN_SECONDS))
+    return writer
+
+
+def kill_and_collect(writer: subprocess.Popen) -> list[tuple[str, str, int]]:
+    """SIGKILL a writer; return the puts it acknowledged."""
     writer.send_signal(signal.SIGKILL)
     out, err = writer.communicate()
     assert writer.returncode == -signal.SIGKILL, err.decode()[-2000:]
@@ -45,6 +49,13 @@ def run_trial(data_dir: Path, seed: int, rng: random.Random) -> list[tuple[str, 
         id, digest, size = line.decode().split()
         acked.append((id, digest, int(size)))
     return acked
+
+
+def run_trial(data_dir: Path, seed: int, rng: random.Random) -> list[tuple[str, str, int]]:
+    """Start a writer, kill it with SIGKILL after a random time; return the puts it acknowledged."""
+    writer = start_writer(data_dir, seed)
+    time.sleep(rng.uniform(0, MAX_RUN_SECONDS))
+    return kill_and_collect(writer)
 
 
 def check_acknowledged(store: Store, acked) -> None:
@@ -76,3 +87,19 @@ def test_sigkill_at_random_points_loses_nothing_acknowledged(data_dir):
     leftovers = {p.name for p in (data_dir / "segments").glob("obj-*.seg")} - committed
     assert not leftovers, f"uncommitted segments survived reopen: {leftovers}"
     print(f"{TRIALS} kills, {len(all_acked)} acknowledged puts verified in {elapsed:.1f}s")
+
+
+@pytest.mark.slow
+def test_two_writers_at_once_then_killed_lose_nothing(data_dir):
+    """Two processes share the pack and the index; kills land while both are writing."""
+    rng = random.Random(7)
+    all_acked = []
+    for trial in range(5):
+        writers = [start_writer(data_dir, 1000 + 2 * trial + n) for n in range(2)]
+        time.sleep(rng.uniform(0.3, 1.0))
+        for writer in writers:
+            all_acked += kill_and_collect(writer)
+    assert len(all_acked) >= 10
+    with Store.open(data_dir) as store:
+        check_acknowledged(store, all_acked)
+        assert store.fsck().ok
