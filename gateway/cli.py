@@ -6,7 +6,15 @@ import argparse
 
 from permastore.cli.errors import CliError
 
-from gateway.config import DEFAULT_HOST, DEFAULT_MINE_INTERVAL, DEFAULT_PORT, GatewayConfig
+from gateway.config import (
+    DEFAULT_HOST,
+    DEFAULT_MAX_BODY,
+    DEFAULT_MAX_CHUNK_BODY,
+    DEFAULT_MAX_ITEM_BODY,
+    DEFAULT_MINE_INTERVAL,
+    DEFAULT_PORT,
+    GatewayConfig,
+)
 
 
 def register(subparsers) -> None:
@@ -29,6 +37,13 @@ def register(subparsers) -> None:
         help=f"seconds between blocks (default {DEFAULT_MINE_INTERVAL:g}; 0 = only on /mine)",
     )
     parser.add_argument("--no-mint", action="store_true", help="refuse arlocal's /mint route")
+    limits = parser.add_argument_group("request body limits (bytes; larger bodies get 413)")
+    limits.add_argument("--max-tx-body", type=int, default=DEFAULT_MAX_BODY, metavar="N",
+                        help=f"POST /tx JSON, inline data included (default {DEFAULT_MAX_BODY})")
+    limits.add_argument("--max-item-body", type=int, default=DEFAULT_MAX_ITEM_BODY, metavar="N",
+                        help=f"POST /tx ANS-104 item (default {DEFAULT_MAX_ITEM_BODY})")
+    limits.add_argument("--max-chunk-body", type=int, default=DEFAULT_MAX_CHUNK_BODY, metavar="N",
+                        help=f"POST /chunk JSON (default {DEFAULT_MAX_CHUNK_BODY})")
     _herder_arguments(parser)
     parser.set_defaults(handler=run_serve)
 
@@ -69,6 +84,9 @@ def run_serve(args: argparse.Namespace) -> int:
             raise CliError(f"invalid upstream {url!r}: expected an http:// or https:// URL")
     if args.mine_interval < 0:
         raise CliError("--mine-interval must be 0 or more")
+    for flag in ("max_tx_body", "max_item_body", "max_chunk_body"):
+        if getattr(args, flag) <= 0:
+            raise CliError(f"--{flag.replace('_', '-')} must be positive")
     config = GatewayConfig(
         data_dir=args.data,
         host=args.host,
@@ -76,6 +94,9 @@ def run_serve(args: argparse.Namespace) -> int:
         upstreams=[url.rstrip("/") for url in args.upstream],
         mine_interval=args.mine_interval,
         enable_mint=not args.no_mint,
+        max_tx_body=args.max_tx_body,
+        max_item_body=args.max_item_body,
+        max_chunk_body=args.max_chunk_body,
         herder=_herder_overrides(args),
     )
     from gateway.server import serve

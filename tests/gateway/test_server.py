@@ -121,3 +121,16 @@ def test_corrupt_chunks_are_never_served(tmp_path, ed_signer):
         assert ranged.status_code == 206 and ranged.content == big[:1001]  # intact chunks still serve
     finally:
         running.stop()
+
+
+def test_body_limits_are_configurable_on_the_command_line(tmp_path, ed_signer):
+    running = start_server(tmp_path / "data", tmp_path / "server.log", "--mine-interval", "0", "--max-item-body", "5000")
+    try:
+        small = signed_item(ed_signer, b"fits")
+        big = signed_item(ed_signer, os.urandom(6000))
+        headers = {"Content-Type": "application/octet-stream"}
+        assert httpx.post(f"{running.url}/tx", content=small, headers=headers).status_code == 200
+        refused = httpx.post(f"{running.url}/tx", content=big, headers=headers)
+        assert refused.status_code == 413 and refused.json()["error"]
+    finally:
+        running.stop()
