@@ -108,7 +108,9 @@ class Weave:
             height = previous["height"] + 1 if previous else 0
             prev_hash = previous["indep_hash"] if previous else ""
             stamp = int(time.time()) if timestamp is None else int(timestamp)
-            tx_ids = [r[0] for r in conn.execute("SELECT id FROM objects WHERE height IS NULL AND kind = 'tx' ORDER BY seq")]
+            tx_ids = [
+                r[0] for r in conn.execute("SELECT id FROM objects WHERE height IS NULL AND kind = 'tx' ORDER BY seq")
+            ]
             weave = conn.execute("SELECT value FROM meta WHERE key = 'weave_size'").fetchone()[0]
             indep_hash = b64url.encode(
                 deep_hash([str(height).encode(), prev_hash.encode(), str(stamp).encode(), str(weave).encode(),
@@ -137,6 +139,5 @@ class Weave:
 def _block(row) -> Block | None:
     if row is None:
         return None
-    return Block(
-        row["height"], row["indep_hash"], row["previous"], row["timestamp"], row["weave_size"], json.loads(row["tx_ids"])
-    )
+    tx_ids = json.loads(row["tx_ids"])
+    return Block(row["height"], row["indep_hash"], row["previous"], row["timestamp"], row["weave_size"], tx_ids)
