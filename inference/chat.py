@@ -88,6 +88,8 @@ def resolve_template(name: str | None, model_template: str | None, bos_token: st
 
     Returns None when no name was asked for and the model has no template (raw prompts only).
     """
+    if name is not None and not isinstance(name, str):
+        raise InvalidRequest(f"chat template must be a name, one of {', '.join(template_names())}")
     if name is None:
         name = MODEL_TEMPLATE if model_template else None
         if name is None:

@@ -157,6 +157,8 @@ def draft_process(
     path, metadata = model_metadata(store, model_id, source)
     if settings is None:
         settings = EngineSettings(n_ctx=min(DEFAULT_N_CTX, metadata.context_length or DEFAULT_N_CTX))
+    if not isinstance(settings, EngineSettings):
+        raise InvalidRequest("settings must be EngineSettings")
     settings.validate()
     if system_prompt is not None and not isinstance(system_prompt, str):
         raise InvalidRequest("system_prompt must be a string")

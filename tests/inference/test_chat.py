@@ -55,6 +55,8 @@ def test_no_template_means_raw_only():
 def test_unknown_template_is_refused():
     with pytest.raises(InvalidRequest, match="unknown chat template 'vicuna'"):
         resolve_template("vicuna", None, "<s>", "</s>")
+    with pytest.raises(InvalidRequest, match="must be a name"):
+        resolve_template(["chatml"], None, "<s>", "</s>")
 
 
 @pytest.mark.parametrize("bad", [[], "hi", [{"role": "robot", "content": "x"}], [{"role": "user"}], ["x"]])
