@@ -228,6 +228,8 @@ def plan_for(process: Process, prompt: str | None = None, messages=None, samplin
     Raw prompts are used verbatim after the process's system prompt (if any) and a newline;
     chat messages follow the process's system prompt as a system message and go through its template.
     """
+    if sampling is not None and not isinstance(sampling, SamplingParams):
+        raise InvalidRequest("sampling must be SamplingParams (SamplingParams.from_json for request bodies)")
     sampling = (sampling or SamplingParams()).validate()
     if (prompt is None) == (messages is None):
         raise InvalidRequest("give exactly one of prompt or messages")
