@@ -122,9 +122,7 @@ class Transaction:
             return None
         miner = info.context["node"].miner
         found = miner.block_at(self.height)
-        if found is None:
-            return None
-        return Block(id=found.indep_hash, timestamp=found.timestamp, height=found.height, previous=found.previous)
+        return block_of(found) if found is not None else None
 
     @strawberry.field(deprecation_reason="use bundledIn")
     def parent(self) -> Optional[Bundle]:
@@ -206,7 +204,72 @@ def _connection(node, query: Query) -> TransactionConnection:
 
 
 @strawberry.type
+class BlockEdge:
+    cursor: str
+    node: Block
+
+
+@strawberry.type
+class BlockConnection:
+    pageInfo: PageInfo
+    edges: list[BlockEdge]
+
+
+def block_of(found) -> Block:
+    """Given a store Block, return its GraphQL Block."""
+    return Block(id=strawberry.ID(found.indep_hash), timestamp=found.timestamp, height=found.height, previous=strawberry.ID(found.previous))
+
+
+def _block_connection(node, ids, height: BlockFilter | None, first: int, after: str | None, sort: SortOrder) -> BlockConnection:
+    """Given block filters, return one page of blocks by height (cursor: the last height seen)."""
+    miner = node.miner
+    tip_height, _ = miner.tip()
+    low = max(0, height.min if height and height.min is not None else 0)
+    high = min(tip_height, height.max if height and height.max is not None else tip_height)
+    if after:
+        if not after.isdigit():
+            raise ValueError("invalid block cursor")
+        high, low = (min(high, int(after) - 1), low) if sort is SortOrder.HEIGHT_DESC else (high, max(low, int(after) + 1))
+    heights = range(high, low - 1, -1) if sort is SortOrder.HEIGHT_DESC else range(low, high + 1)
+    wanted = set(ids or [])
+    edges: list[BlockEdge] = []
+    has_next = False
+    for h in heights:
+        found = miner.block_at(h)
+        if found is None or (wanted and found.indep_hash not in wanted):
+            continue
+        if len(edges) == min(first, MAX_PAGE):
+            has_next = True
+            break
+        edges.append(BlockEdge(cursor=str(h), node=block_of(found)))
+    return BlockConnection(pageInfo=PageInfo(hasNextPage=has_next), edges=edges)
+
+
+@strawberry.type
 class QueryRoot:
+    @strawberry.field
+    async def block(self, info: Info, id: Optional[str] = None, height: Optional[int] = None) -> Optional[Block]:
+        miner = info.context["node"].miner
+        if id is not None:
+            found = await run_in_threadpool(miner.block_by_hash, id)
+        else:
+            found = await run_in_threadpool(miner.block_at, height if height is not None else miner.tip()[0])
+        return block_of(found) if found is not None else None
+
+    @strawberry.field
+    async def blocks(
+        self,
+        info: Info,
+        ids: Optional[list[str]] = None,
+        height: Optional[BlockFilter] = None,
+        first: int = 10,
+        after: Optional[str] = None,
+        sort: SortOrder = SortOrder.HEIGHT_DESC,
+    ) -> BlockConnection:
+        if first < 0:
+            raise ValueError("first must be 0 or more")
+        return await run_in_threadpool(_block_connection, info.context["node"], ids, height, first, after, sort)
+
     @strawberry.field
     async def transaction(self, info: Info, id: strawberry.ID) -> Optional[Transaction]:
         if not b64url.is_id(id):

@@ -85,3 +85,27 @@ def test_bad_requests_are_json_errors(client):
     bad_cursor = client.post("/graphql", json={"query": '{ transactions(after: "zzz") { edges { cursor } } }'})
     assert bad_cursor.status_code in (200, 400) and bad_cursor.json()["errors"]
     assert client.get("/graphql").status_code == 400
+
+
+def test_blocks_and_bundled_items(client, rsa_signer, ed_signer):
+    from permastore.protocol import ans104
+    from permastore.protocol.bundle import build_bundle
+
+    items = [signed_item(ed_signer, b"one", {"In": "bundle"}), signed_item(ed_signer, b"two", {"In": "bundle"})]
+    bundle_tx = signed_tx(rsa_signer, build_bundle(items), {"Bundle-Format": "binary", "Bundle-Version": "2.0.0"})
+    assert client.post("/tx", json=bundle_tx.to_json()).status_code == 200
+    client.post("/mine/3")
+    query = 'query($b: [ID!]) { transactions(bundledIn: $b) { edges { node { id bundledIn { id } data { size } } } } }'
+    edges = gql(client, query, b=[bundle_tx.id])["transactions"]["edges"]
+    assert sorted(e["node"]["id"] for e in edges) == sorted(ans104.parse_header(i).id for i in items)
+    assert all(e["node"]["bundledIn"]["id"] == bundle_tx.id for e in edges)
+
+    blocks = gql(client, "{ blocks(first: 2) { pageInfo { hasNextPage } edges { cursor node { id height previous } } } }")["blocks"]
+    assert [e["node"]["height"] for e in blocks["edges"]] == [3, 2] and blocks["pageInfo"]["hasNextPage"]
+    assert blocks["edges"][0]["node"]["previous"] == blocks["edges"][1]["node"]["id"]
+    rest = gql(client, '{ blocks(after: "%s") { edges { node { height } } } }' % blocks["edges"][-1]["cursor"])["blocks"]
+    assert [e["node"]["height"] for e in rest["edges"]] == [1, 0]
+    ranged = gql(client, "{ blocks(height: {min: 1, max: 2}, sort: HEIGHT_ASC) { edges { node { height } } } }")["blocks"]
+    assert [e["node"]["height"] for e in ranged["edges"]] == [1, 2]
+    one = gql(client, '{ block(height: 2) { id height } }')["block"]
+    assert gql(client, '{ block(id: "%s") { height } }' % one["id"])["block"]["height"] == 2

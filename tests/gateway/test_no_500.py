@@ -114,6 +114,8 @@ def test_graphql_inputs(node, query, variables):
     assert_sane(client.post("/graphql", json={"query": query, "variables": variables}))
     tags_query = "query($t: [TagFilter!], $f: Int, $a: String) { transactions(tags: $t, first: $f, after: $a) { edges { cursor } } }"
     assert_sane(client.post("/graphql", json={"query": tags_query, "variables": {"t": variables, "f": variables, "a": variables}}))
+    blocks_query = "query($h: BlockFilter, $f: Int, $a: String, $i: [String!]) { blocks(height: $h, first: $f, after: $a, ids: $i) { edges { cursor } } block(id: $a) { id } }"
+    assert_sane(client.post("/graphql", json={"query": blocks_query, "variables": {"h": variables, "f": variables, "a": variables, "i": variables}}))
 
 
 def test_oversized_bodies_get_413(tmp_path):
