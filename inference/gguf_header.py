@@ -21,6 +21,7 @@ TYPE_STRING = 8
 TYPE_ARRAY = 9
 MAX_STRING_BYTES = 64 << 20  # a chat template is kilobytes; anything near this is corrupt
 MAX_DIMS = 8
+MAX_ARRAY_NESTING = 4  # GGUF writers nest at most an array of arrays
 
 
 class GGUFError(ValueError):
@@ -82,7 +83,9 @@ class _Cursor:
         self.skip(length)
 
 
-def _value(cursor: _Cursor, value_type: int, keep_arrays: bool):
+def _value(cursor: _Cursor, value_type: int, keep_arrays: bool, depth: int = 0):
+    if depth > MAX_ARRAY_NESTING:
+        raise GGUFError("GGUF arrays nested too deep: corrupt header")
     if value_type in SCALAR_FORMATS:
         return cursor.take(SCALAR_FORMATS[value_type])
     if value_type == TYPE_STRING:
@@ -97,7 +100,11 @@ def _value(cursor: _Cursor, value_type: int, keep_arrays: bool):
             for _ in range(count):
                 cursor.skip_string()
             return None
-        return [_value(cursor, item_type, keep_arrays) for _ in range(count)]
+        if item_type == TYPE_ARRAY and not keep_arrays:
+            for _ in range(count):
+                _value(cursor, item_type, False, depth + 1)
+            return None
+        return [_value(cursor, item_type, keep_arrays, depth + 1) for _ in range(count)]
     raise GGUFError(f"unknown GGUF value type {value_type}")
 
 

@@ -107,8 +107,8 @@ def read_gguf_metadata(path) -> ModelMetadata:
     )
 
 
-def _token_text(tokens: list, token_id) -> str:
-    if isinstance(token_id, int) and 0 <= token_id < len(tokens):
+def _token_text(tokens, token_id) -> str:
+    if isinstance(tokens, list) and isinstance(token_id, int) and 0 <= token_id < len(tokens):
         return str(tokens[token_id])
     return ""
 

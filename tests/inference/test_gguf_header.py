@@ -2,6 +2,8 @@
 
 import pytest
 from gguf import GGUFReader
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from inference.gguf_header import GGUFError, parse_header
 
@@ -53,3 +55,29 @@ def test_absurd_lengths_are_refused():
     data[24:32] = (1 << 60).to_bytes(8, "little")
     with pytest.raises(GGUFError):
         parse_header(bytes(data))
+
+
+def test_deeply_nested_arrays_are_refused():
+    import struct
+
+    key = b"x"
+    body = struct.pack("<Q", len(key)) + key + struct.pack("<I", 9)
+    body += (struct.pack("<I", 9) + struct.pack("<Q", 1)) * 1000  # arrays of arrays of arrays...
+    data = b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + body
+    with pytest.raises(GGUFError, match="nested too deep"):
+        parse_header(data)
+
+
+HEADER = TINY_GGUF.read_bytes()[:parse_header(TINY_GGUF.read_bytes()).size]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, len(HEADER) - 1), st.integers(0, 255)), min_size=1, max_size=8))
+def test_corrupted_headers_fail_only_with_gguf_error(edits):
+    data = bytearray(HEADER)
+    for at, value in edits:
+        data[at] = value
+    try:
+        parse_header(bytes(data), keep_arrays=("tokenizer.ggml.tokens",))
+    except GGUFError:
+        pass
