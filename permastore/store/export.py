@@ -77,12 +77,12 @@ class Exporter:
         verified.put(None)
 
     def _copy_range(self, chunk, lo: int, hi: int, fd: int) -> None:
-        source = self._segments_fd(chunk["segment_id"])
         offset = chunk["seg_offset"] + lo
         left = hi - lo
-        while left:
-            copied = os.copy_file_range(source, fd, left, offset)
-            if copied == 0:
-                raise OSError(f"segment ended early while copying chunk {chunk['idx']}")
-            offset += copied
-            left -= copied
+        with self._segment_file(chunk["segment_id"]) as source:
+            while left:
+                copied = os.copy_file_range(source, fd, left, offset)
+                if copied == 0:
+                    raise OSError(f"segment ended early while copying chunk {chunk['idx']}")
+                offset += copied
+                left -= copied

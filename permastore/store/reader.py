@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 
 import blake3
 
@@ -26,12 +25,11 @@ def chunk_rows(conn, seq: int, start: int, end: int) -> list:
 
 
 class ChunkReader:
-    """Reads chunks by their index rows and verifies them; thread-safe."""
+    """Reads chunks by their index rows and verifies them; safe to share between threads."""
 
     def __init__(self, segments: SegmentReader, segment_name):
         self.segments = segments
         self.segment_name = segment_name  # segment id -> file name
-        self._lock = threading.Lock()
 
     def load(self, id: str, row) -> bytes:
         """Given an object ID and one chunk row, return the chunk's verified raw bytes."""
@@ -40,9 +38,8 @@ class ChunkReader:
             raise CorruptChunk(id, row["idx"], address.hex(), "chunk is missing from the index")
         try:
             name = self.segment_name(row["segment_id"])
-            with self._lock:
-                fd = self.segments.fd(name)
-            stored = _pread_exact(fd, row["stored_size"], row["seg_offset"])
+            with self.segments.opened(name) as fd:
+                stored = _pread_exact(fd, row["stored_size"], row["seg_offset"])
             raw = codec.decode(row["codec"], stored, row["size"])
         except Exception as exc:  # a missing file, a short segment, a broken zstd frame
             raise CorruptChunk(id, row["idx"], address.hex(), f"unreadable: {exc}") from None

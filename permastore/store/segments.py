@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 import uuid
 from collections import OrderedDict
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 SEGMENTS_DIR = "segments"
 PACK_LOCK = ".pack.lock"
@@ -157,44 +160,44 @@ class PackAppender:
 
 
 class SegmentReader:
-    """Reads stored bytes by (segment name, offset, size), keeping a few files open."""
+    """Segment files open for reading, shared by threads; one in use is never closed."""
 
     def __init__(self, folder: Path):
         self.folder = folder
-        self._open: OrderedDict[str, int] = OrderedDict()
+        self._open: OrderedDict[str, list] = OrderedDict()  # name -> [fd, users]
+        self._lock = threading.Lock()
 
-    def fd(self, name: str) -> int:
-        fd = self._open.get(name)
-        if fd is not None:
-            self._open.move_to_end(name)
-            return fd
-        fd = os.open(self.folder / name, os.O_RDONLY)
-        self._open[name] = fd
-        if len(self._open) > OPEN_FILES_CACHE:
-            _, old = self._open.popitem(last=False)
-            os.close(old)
-        return fd
+    @contextmanager
+    def opened(self, name: str) -> Iterator[int]:
+        """Given a segment name, yield a read descriptor of it, kept open while the block runs."""
+        with self._lock:
+            entry = self._open.get(name)
+            if entry is None:
+                entry = self._open[name] = [os.open(self.folder / name, os.O_RDONLY), 0]
+            else:
+                self._open.move_to_end(name)
+            entry[1] += 1
+            self._evict_idle()
+        try:
+            yield entry[0]
+        finally:
+            with self._lock:
+                entry[1] -= 1
 
-    def read(self, name: str, offset: int, size: int) -> bytes:
-        """Given a segment and a range, return exactly those bytes (short file = short result)."""
-        fd = self.fd(name)
-        data = os.pread(fd, size, offset)
-        if len(data) == size or not data:
-            return data
-        parts = [data]
-        got = len(data)
-        while got < size:
-            more = os.pread(fd, size - got, offset + got)
-            if not more:
-                break
-            parts.append(more)
-            got += len(more)
-        return b"".join(parts)
+    def _evict_idle(self) -> None:
+        # Only idle files are closed: a descriptor number closed under a reader could be
+        # reused by the next open and make it read another segment's bytes.
+        while len(self._open) > OPEN_FILES_CACHE:
+            idle = next((name for name, (_, users) in self._open.items() if users == 0), None)
+            if idle is None:
+                return
+            os.close(self._open.pop(idle)[0])
 
     def close(self) -> None:
-        for fd in self._open.values():
-            os.close(fd)
-        self._open.clear()
+        with self._lock:
+            for fd, _ in self._open.values():
+                os.close(fd)
+            self._open.clear()
 
 
 def remove_orphans(folder: Path, is_committed) -> list[str]:

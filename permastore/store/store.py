@@ -158,11 +158,9 @@ class Store(ObjectPaths, Unbundler, Weave, Checker, Exporter):
             name = self._segment_names[segment_id] = row["name"]
         return name
 
-    def _segments_fd(self, segment_id: int) -> int:
-        """A read descriptor of a segment, from the shared cache."""
-        name = self._segment_name(segment_id)
-        with self._chunks._lock:
-            return self._segments.fd(name)
+    def _segment_file(self, segment_id: int):
+        """Context manager: a read descriptor of a segment, open while the block runs."""
+        return self._segments.opened(self._segment_name(segment_id))
 
     def _known_chunk(self, address: bytes) -> bool:
         """Given a BLAKE3 address, return True when a committed chunk has it (any thread)."""

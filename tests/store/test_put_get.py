@@ -174,3 +174,21 @@ def test_copy_to_writes_exactly_the_object(store, tmp_path, size):
     finally:
         os.close(fd)
     assert target.read_bytes() == data
+
+
+def test_concurrent_reads_across_more_segments_than_open_files(store, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from permastore.store import segments
+
+    monkeypatch.setattr(segments, "OPEN_FILES_CACHE", 2)
+    objects = {}
+    for n in range(5):
+        data = pseudo_random(SMALL_OBJECT_LIMIT + MAX_CHUNK_SIZE * (n + 1), 100 + n)
+        objects[store.put_data(data).id] = data
+
+    def read_all(id):
+        return all(b"".join(store.read(id)) == objects[id] for _ in range(3))
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(read_all, list(objects) * 4))
