@@ -171,3 +171,19 @@ def test_named_template_and_model_without_one(store, tmp_path):
     assert load(store, result.message_id).rendered_prompt == "<|system|>\nS<|end|>\n<|user|>\nhi<|end|>\n<|assistant|>\n"
     with pytest.raises(InvalidRequest, match="unknown chat template"):
         processes.spawn(store, plain_id, SETTINGS, chat_template="nope")
+
+
+def test_concurrent_messages_get_distinct_nonces_and_one_chain(store, pid):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from inference import replay
+
+    def prepare(i):
+        plan = processes.plan_call(store, pid, prompt=f"call {i}", sampling=SamplingParams(max_tokens=2))
+        return processes.prepare_message(store, plan, f"caller-{i}")
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        calls = list(pool.map(prepare, range(16)))
+    assert sorted(call.nonce for call in calls) == list(range(1, 17))
+    messages = [(call.message_id, load(store, call.message_id)) for call in calls]
+    replay.check_chain(pid, messages)  # raises on a duplicate, a gap or a broken link
