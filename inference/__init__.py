@@ -24,8 +24,9 @@ Stable API (other modules, the herder and the gateway build on these names):
     res = processes.write_result(store, call, out)      # writes the Result record -> CallResult
     processes.write_failure(store, call, reason)        # a call that could not run gets an "error" Result
 
-    replay.replay_call(store, message_or_result_id) -> ReplayReport
-    replay.replay_process(store, pid) -> ProcessReplayReport
+    replay.replay_call(store, message_or_result_id, on_identity=cb, source=None) -> ReplayReport
+    replay.replay_process(store, pid, on_identity=cb, on_call=cb, source=None) -> ProcessReplayReport
+    # source: a storing DataSource (ReadThroughSource) for models/records not held here
 
 Errors are `inference.errors.InferenceError` subclasses; each has an HTTP `status`.
 """
