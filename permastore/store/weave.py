@@ -44,9 +44,10 @@ class Weave:
         if merkle.compute_root(chunks) != bytes(row["data_root"]):
             raise StoreError(f"tx {id}: stored chunks do not rebuild its data_root")
         proofs = [p for p, c in zip(merkle.build_proofs(chunks), chunks) if c.max_byte_range > c.min_byte_range]
-        if len(self._proof_cache) >= PROOF_CACHE_SIZE:
-            self._proof_cache.pop(next(iter(self._proof_cache)))
-        self._proof_cache[id] = proofs
+        with self._connections_lock:  # the cache is shared by the gateway's threads
+            while len(self._proof_cache) >= PROOF_CACHE_SIZE:
+                self._proof_cache.pop(next(iter(self._proof_cache)))
+            self._proof_cache[id] = proofs
         return proofs
 
     def _chunk_hashes(self, row) -> list[tuple[int, int, bytes]]:
