@@ -105,7 +105,8 @@ class ResumingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def _open(self) -> None:
+    def start(self) -> None:
+        """Send the (first or resumed) request; raise _NotThere unless it answers with the body."""
         headers = {"Range": f"bytes={self.position}-"} if self.position else {}
         request = self.client.build_request("GET", self.url, headers=headers)
         self._response = self.client.send(request, stream=True)
@@ -120,7 +121,7 @@ class ResumingReader(io.RawIOBase):
         while True:
             try:
                 if self._pieces is None:
-                    self._open()
+                    self.start()
                 piece = next(self._pieces, b"")
                 self._resumes = 0
                 return piece
@@ -246,7 +247,7 @@ class Upstream:
         for path in (f"/raw/{object_id}", f"/{object_id}"):
             reader = ResumingReader(self.client, base + path, size, prefix)
             try:
-                reader._open()
+                reader.start()
             except _NotThere:
                 continue
             return reader
