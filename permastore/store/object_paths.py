@@ -17,6 +17,18 @@ from permastore.store.segments import fsync_dir, write_all
 VIEW_MODE = 0o444
 
 
+def remove_stale_views(views_dir: Path) -> None:
+    """Remove half-written views left by processes that died while writing them."""
+    for tmp in views_dir.glob(".*.tmp"):
+        try:
+            pid = int(tmp.name.rsplit(".", 2)[-2])
+            os.kill(pid, 0)  # still alive: its writer may finish
+        except (ValueError, ProcessLookupError):
+            tmp.unlink(missing_ok=True)
+        except PermissionError:
+            pass  # alive, owned by someone else
+
+
 class ObjectPaths:
     """Store mixin: ``object_path``."""
 

@@ -50,7 +50,7 @@ from permastore.store.wallet_file import load_or_create_wallet
 from permastore.store.bundles import Unbundler
 from permastore.store.export import Exporter
 from permastore.store.fsck import Checker
-from permastore.store.object_paths import ObjectPaths
+from permastore.store.object_paths import ObjectPaths, remove_stale_views
 from permastore.store.weave import Weave
 
 WALLET_FILE = "wallet.json"
@@ -104,6 +104,7 @@ class Store(ObjectPaths, Unbundler, Weave, Checker, Exporter):
         self._lookup = schema.connect(self.root / INDEX_FILE, check_same_thread=False)
         self._remember(self._lookup)
         remove_orphans(self.segments_dir, self._segment_committed)
+        remove_stale_views(self.views_dir)
         self._resume_unbundling()
 
     @property

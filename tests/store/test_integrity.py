@@ -105,3 +105,20 @@ def test_bytes_past_the_committed_end_of_a_pack_are_dropped(store, data_dir):
     assert b"".join(store.read(first.id)) == b"first small object"
     assert b"".join(store.read(second.id)) == b"second small object"
     assert b"debris" not in pack.read_bytes()
+
+
+def test_reopen_removes_views_half_written_by_a_dead_process(data_dir):
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # its pid now names no live process
+    views = data_dir / "views"
+    with Store.open(data_dir) as store:
+        info = store.put_data(b"viewed")
+        stale = views / f".{info.id}.{dead.pid}.tmp"
+        stale.write_bytes(b"half")
+        live = views / f".{info.id}.{os.getpid()}.tmp"
+        live.write_bytes(b"being written")
+    with Store.open(data_dir) as store:
+        assert not stale.exists() and live.exists()
+        assert store.object_path(info.id).read_bytes() == b"viewed"
