@@ -536,6 +536,8 @@ async def send_message(process_id: str, request: Request):
     """Send a message to a process: {prompt | messages, sampling..., payment?} -> output and records."""
     caller = await caller_request(request)
     service = service_of(request)
+    if ("messages" in caller.body) == ("prompt" in caller.body):
+        raise ApiError(400, "give exactly one of prompt or messages")
     kind = "chat" if "messages" in caller.body else "text"
     started = await _guarded(_start_call, service, caller, request, kind, process_id)
     if isinstance(started, JSONResponse):

@@ -145,6 +145,8 @@ def test_malformed_bodies_and_unknown_records(node, http):
     assert http.get(f"/results/{MISSING}").status_code == 404
     assert http.get("/results/short").status_code == 400
     assert http.post(f"/processes/{MISSING}/messages", json={"prompt": "x"}).status_code == 404
+    both = http.post(f"/processes/{MISSING}/messages", json={"prompt": "x", "messages": []})
+    assert both.status_code == 400 and "exactly one of prompt or messages" in both.json()["error"]
     assert http.post(f"/replay/{MISSING}").status_code == 404
 
 
