@@ -8,11 +8,12 @@ import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 from gateway.config import GatewayConfig
 from gateway.errors import install_error_handlers
-from gateway.fastpath import FastPath, SmallObjectCache
+from gateway.fastpath import EXPOSED_HEADERS, FastPath, SmallObjectCache
 from gateway.node import Node
 
 log = logging.getLogger("gateway")
@@ -70,6 +71,14 @@ def create_app(config: GatewayConfig) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    # Browser apps fetch from gateways cross-origin, as they do from arweave.net and arlocal.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=["*"],
+        allow_methods=["*"],
+        allow_headers=["*"],
+        expose_headers=list(EXPOSED_HEADERS),
+    )
     small_cache = SmallObjectCache(config.small_cache_bytes)
     app.fast_path = FastPath(small_cache)
     for module in (info, wallet, blocks, tx, chunk, graphql):

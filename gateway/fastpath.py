@@ -17,6 +17,12 @@ from starlette.types import Scope, Send
 ID_PATH = re.compile(rb"/[A-Za-z0-9_-]{43}")
 MAX_CACHED_OBJECT = 64 * 1024
 DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
+# What the CORS middleware would add to a cross-origin GET; cached answers carry it themselves.
+EXPOSED_HEADERS = ("Content-Range", "Content-Length", "ETag", "Accept-Ranges", "X-Ar-Io-Digest", "Digest", "X-Ar-Io-Data-Id")
+CORS_HEADERS = [
+    (b"access-control-allow-origin", b"*"),
+    (b"access-control-expose-headers", ", ".join(EXPOSED_HEADERS).encode()),
+]
 
 
 class SmallObjectCache:
@@ -40,6 +46,7 @@ class SmallObjectCache:
         if len(body) > MAX_CACHED_OBJECT or self.max_bytes <= 0:
             return
         raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        raw_headers.append((b"vary", b"Origin"))  # as the CORS middleware marks every answer
         with self._lock:
             if object_id in self._entries:
                 return
@@ -58,21 +65,28 @@ class FastPath:
 
     async def try_serve(self, scope: Scope, send: Send) -> bool:
         """Given a request, serve it from the cache and return True, or return False to route it."""
-        entry = self._lookup(scope)
-        if entry is None:
+        found = self._lookup(scope)
+        if found is None:
             return False
-        body, headers = entry
+        (body, headers), cross_origin = found
+        if cross_origin:
+            headers = headers + CORS_HEADERS
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
         return True
 
     def _lookup(self, scope: Scope):
+        """Given a request, return (cache entry, has an Origin header) when the cache can answer it."""
         if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
             return None
         raw_path = scope.get("raw_path") or scope["path"].encode()
         if len(raw_path) != 44 or scope.get("query_string") or not ID_PATH.fullmatch(raw_path):
             return None
+        cross_origin = False
         for name, _ in scope["headers"]:
             if name in (b"range", b"if-none-match"):
                 return None  # conditional and partial requests take the full route
-        return self.cache.get(raw_path[1:].decode())
+            if name == b"origin":
+                cross_origin = True
+        entry = self.cache.get(raw_path[1:].decode())
+        return None if entry is None else (entry, cross_origin)

@@ -139,3 +139,15 @@ def test_repeat_reads_from_the_small_object_cache_match_the_full_route(client, r
     assert client.get(f"/{object_id}", headers={"Range": "bytes=3-5"}).content == data[3:6]
     assert client.get(f"/{object_id}", headers={"If-None-Match": f'"{object_id}"'}).status_code == 304
     assert client.get(f"/{object_id}?x=1").content == data
+
+
+def test_cross_origin_reads_are_allowed(client, rsa_signer):
+    object_id = post_item(client, signed_item(rsa_signer, b"for a browser app"))
+    origin = {"Origin": "https://app.example"}
+    answers = [client.get(f"/{object_id}", headers=origin) for _ in range(2)]  # full route, then cache
+    strip = lambda headers: {k: v for k, v in headers.items() if k not in ("date", "server")}
+    assert strip(answers[0].headers) == strip(answers[1].headers)
+    assert answers[1].headers["access-control-allow-origin"] == "*"
+    assert "Content-Range" in answers[1].headers["access-control-expose-headers"]
+    preflight = client.options("/graphql", headers={**origin, "Access-Control-Request-Method": "POST"})
+    assert preflight.status_code == 200 and preflight.headers["access-control-allow-origin"] == "*"
