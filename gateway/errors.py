@@ -10,7 +10,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from permastore.protocol.errors import LimitExceeded, ProtocolError
+from permastore.protocol.errors import ProtocolError
+from permastore.store import CorruptChunk, NotFound, StoreError
 
 log = logging.getLogger("gateway")
 
@@ -40,17 +41,6 @@ def error_response(status: int, reason: str, headers: dict[str, str] | None = No
     return JSONResponse({"error": reason, "status": status}, status_code=status, headers=headers)
 
 
-def _store_errors() -> tuple[type, type, type]:
-    """Return (NotFound, CorruptChunk, StoreError) of permastore.store, tolerating its absence."""
-    try:
-        from permastore.store import CorruptChunk, NotFound, StoreError
-    except ImportError:  # the store package may still be a skeleton
-        class _Never(Exception):
-            pass
-        return _Never, _Never, _Never
-    return NotFound, CorruptChunk, StoreError
-
-
 def _validation_reason(exc: RequestValidationError) -> str:
     """Given FastAPI's validation error, return one readable line."""
     parts = []
@@ -62,8 +52,6 @@ def _validation_reason(exc: RequestValidationError) -> str:
 
 def install_error_handlers(app: FastAPI) -> None:
     """Given the app, make every error a JSON body with the right status."""
-    not_found_cls, corrupt_cls, store_error_cls = _store_errors()
-
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.reason, exc.headers)
@@ -77,25 +65,21 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response(400, _validation_reason(exc))
 
-    @app.exception_handler(LimitExceeded)
-    async def _limit(request: Request, exc: LimitExceeded) -> JSONResponse:
-        return error_response(400, str(exc))
-
     @app.exception_handler(ProtocolError)
     async def _protocol(request: Request, exc: ProtocolError) -> JSONResponse:
         return error_response(400, str(exc))
 
-    @app.exception_handler(not_found_cls)
+    @app.exception_handler(NotFound)
     async def _missing(request: Request, exc: Exception) -> JSONResponse:
         return error_response(404, "Not Found")
 
-    @app.exception_handler(corrupt_cls)
+    @app.exception_handler(CorruptChunk)
     async def _corrupt(request: Request, exc: Exception) -> JSONResponse:
         # Stored bytes failed their hash: a fault on this node, never served.
         log.error("corrupt data refused: %s", exc)
         return error_response(500, f"stored data failed verification: {exc}")
 
-    @app.exception_handler(store_error_cls)
+    @app.exception_handler(StoreError)
     async def _store_error(request: Request, exc: Exception) -> JSONResponse:
         # StoreError subclasses that are the client's fault (Conflict, refused data) are 400s.
         return error_response(400, str(exc) or type(exc).__name__)
