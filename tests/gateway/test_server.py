@@ -134,3 +134,27 @@ def test_body_limits_are_configurable_on_the_command_line(tmp_path, ed_signer):
         assert refused.status_code == 413 and refused.json()["error"]
     finally:
         running.stop()
+
+
+def test_concurrent_chunk_uploads_and_reads(tmp_path, rsa_signer):
+    from concurrent.futures import ThreadPoolExecutor
+
+    running = start_server(tmp_path / "data", tmp_path / "server.log", "--mine-interval", "0")
+    try:
+        uploads = [(tx, data) for data in (os.urandom(2_000_000), os.urandom(1_100_000)) for tx in [signed_tx(rsa_signer, data)]]
+        with httpx.Client(base_url=running.url, timeout=60) as client:
+            for tx, _ in uploads:
+                assert client.post("/tx", json=header_only(tx)).status_code == 200
+        posts = [post for tx, data in uploads for post in chunk_posts(tx, data)]
+        posts += posts[:4]  # some chunks arrive twice, as a retrying uploader sends them
+
+        def post_chunk(body):
+            with httpx.Client(base_url=running.url, timeout=60) as client:
+                return client.post("/chunk", json=body).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            assert set(pool.map(post_chunk, posts)) == {200}
+            fetched = list(pool.map(lambda u: httpx.get(f"{running.url}/{u[0].id}", timeout=60).content, uploads * 4))
+        assert fetched == [data for _, data in uploads] * 4
+    finally:
+        running.stop()
