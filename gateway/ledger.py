@@ -26,6 +26,17 @@ CREATE TABLE IF NOT EXISTS digests (
 """
 
 
+BUSY_TIMEOUT_S = 30.0
+
+
+def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
+    """Given the ledger file and a synchronous level, return an autocommit WAL connection."""
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_S)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    return conn
+
+
 class InsufficientFunds(Exception):
     """The sender cannot cover quantity + reward."""
 
@@ -35,15 +46,16 @@ class Ledger:
 
     def __init__(self, data_dir: Path):
         path = Path(data_dir) / LEDGER_FILE
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db = _connect(path, "FULL")  # balances: a commit is on disk before the answer
         self._db.executescript(SCHEMA)
-        self._lock = threading.Lock()  # one connection shared by the event loop and workers
+        # Digests are a cache of what any full read recomputes: no fsync per first read.
+        self._digest_db = _connect(path, "NORMAL")
+        self._lock = threading.Lock()  # the connections are shared by the event loop and workers
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            self._digest_db.close()
 
     def balance(self, address: str) -> int:
         """Given an address, return its balance in winston (0 when unknown)."""
@@ -96,13 +108,13 @@ class Ledger:
     def digest(self, object_id: str) -> bytes | None:
         """Given an ID, return the SHA-256 of its full data when known."""
         with self._lock:
-            row = self._db.execute("SELECT sha256 FROM digests WHERE id = ?", (object_id,)).fetchone()
+            row = self._digest_db.execute("SELECT sha256 FROM digests WHERE id = ?", (object_id,)).fetchone()
         return row[0] if row else None
 
     def set_digest(self, object_id: str, sha256: bytes) -> None:
         """Given an ID and the SHA-256 of its full data, remember it."""
         with self._lock:
-            self._db.execute("INSERT OR IGNORE INTO digests (id, sha256) VALUES (?, ?)", (object_id, sha256))
+            self._digest_db.execute("INSERT OR IGNORE INTO digests (id, sha256) VALUES (?, ?)", (object_id, sha256))
 
     def _balance_locked(self, address: str) -> int:
         row = self._db.execute("SELECT winston FROM balances WHERE address = ?", (address,)).fetchone()
