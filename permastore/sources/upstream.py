@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 
 import httpx
 
-from permastore.protocol import b64url
+from permastore.protocol import ans104, b64url
+from permastore.protocol.avro_tags import encode_tags
 from permastore.protocol.errors import ProtocolError
+from permastore.protocol.tags import Tag
 from permastore.protocol.tx import Transaction
 from permastore.sources.base import DataStream, UpstreamError
 from permastore.store.errors import NotFound
@@ -34,6 +37,9 @@ MAX_TX_JSON_BYTES = 16 * 1024 * 1024  # format-1 txs carry data inline (up to ~1
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 PARENT_QUERY = "query($id: ID!) { transaction(id: $id) { id bundledIn { id } } }"
+FIELDS_QUERY = (
+    "query($id: ID!) { transaction(id: $id) { id signature anchor recipient owner { key } tags { name value } } }"
+)
 
 
 class _EndedEarly(Exception):
@@ -110,6 +116,30 @@ class UpstreamSource:
         parent = (found.get("bundledIn") or {}).get("id")
         return parent if isinstance(parent, str) and b64url.is_id(parent) else None
 
+    def item_header_from_fields(self, id: str) -> bytes | None:
+        """Given a data item ID, rebuild its binary header from the upstream's GraphQL fields (unverified).
+
+        For upstreams that index items but serve neither their header nor their bundle
+        (arlocal: bundledIn is null). The rebuilt header only verifies if the tags were
+        Avro-encoded the usual way when signed; otherwise the signature check refuses it.
+        """
+        b64url.parse_id(id)
+        try:
+            response = self.client.post(
+                self.base_url + "/graphql", json={"query": FIELDS_QUERY, "variables": {"id": id}}
+            )
+            found = response.json()["data"]["transaction"] if response.status_code == 200 else None
+            if not found:
+                return None
+            owner = b64url.decode(found["owner"]["key"])
+            tags = [Tag(t["name"].encode(), t["value"].encode()) for t in found.get("tags") or []]
+            return _assemble_item_header(
+                owner, b64url.decode(found["signature"]), b64url.decode(found.get("recipient") or ""),
+                b64url.decode(found.get("anchor") or ""), tags,
+            )  # fmt: skip
+        except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError):
+            return None  # no usable answer: this route to the item is closed, not an error
+
     # -- data ----------------------------------------------------------------------------
 
     def get(self, id: str, start: int = 0, end: int | None = None) -> DataStream:
@@ -181,6 +211,25 @@ class UpstreamSource:
                         raise UpstreamError(f"{self.base_url}{path}: resume answered HTTP {response.status_code}")
         finally:
             response.close()
+
+
+def _assemble_item_header(owner: bytes, signature: bytes, target: bytes, anchor: bytes, tags: list) -> bytes:
+    """Given an item's signed fields, return its binary ANS-104 header (the signature type follows the owner size)."""
+    kinds = [t for t, kind in ans104.SIGNATURE_TYPES.items() if kind.owner_size == len(owner)]
+    if not kinds:
+        raise ValueError(f"no data item signature type has {len(owner)}-byte owners")
+    raw_tags = encode_tags(tags)
+    return b"".join(
+        [
+            struct.pack("<H", kinds[0]),
+            signature,
+            owner,
+            b"\x01" + target if target else b"\x00",
+            b"\x01" + anchor if anchor else b"\x00",
+            struct.pack("<QQ", len(tags), len(raw_tags)),
+            raw_tags,
+        ]
+    )
 
 
 def _total_size(response: httpx.Response, start: int) -> int | None:
