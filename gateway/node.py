@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 from fastapi import Request
 
-from permastore.store import Store
+from permastore.store import NotFound, Store
 
 from gateway.config import GatewayConfig
 from gateway.errors import ApiError
 from gateway.ledger import Ledger
+
+log = logging.getLogger("gateway")
 
 
 class Node:
@@ -29,32 +32,39 @@ class Node:
         self.miner = Miner(self.store, config.mine_interval)
 
     def fetch_through(self, object_id: str):
-        """Given an ID missing locally, fetch it through the upstreams (verified, then stored); return its info."""
-        from gateway.upstream import UpstreamRefused
+        """Given an ID missing locally, fetch it through the upstreams (verified, then stored); return its info.
+
+        None when no upstream has it; 502 when upstreams failed or sent what does not verify.
+        """
+        from permastore.sources import UpstreamError
 
         try:
-            return self.upstream.fetch(object_id)
-        except UpstreamRefused as exc:
-            raise ApiError(502, f"upstream data failed verification, not served: {exc}") from None
+            self.upstream.get(object_id, 0, 0).close()  # fetches, verifies and stores the whole object
+        except NotFound:
+            return None
+        except UpstreamError as exc:
+            raise ApiError(502, f"upstream could not give verified data, nothing served: {exc}") from None
+        except Exception as exc:  # an upstream answer of a shape nobody expected is its fault, not ours
+            log.warning("read-through of %s failed on an upstream answer: %r", object_id, exc)
+            raise ApiError(502, f"upstream answer unusable: {type(exc).__name__}") from None
+        return self.store.info(object_id)
 
     def close(self) -> None:
-        if self.upstream is not None:
-            self.upstream.close()
         self.ledger.close()
         self.store.close()
 
 
 def build_upstream(store: Store, upstreams: list[str]):
-    """Given the store and upstream URLs, return the read-through Upstream, or None without any.
+    """Given the store and upstream URLs, return the read-through source, or None without any.
 
-    Upstreams are tried in order; whatever one returns is verified and stored
-    before a byte of it is served.
+    Upstreams are tried in order; whatever one returns is verified and stored by
+    ReadThroughSource before a byte of it is served.
     """
     if not upstreams:
         return None
-    from gateway.upstream import Upstream
+    from permastore.sources import FallbackSource, ReadThroughSource, UpstreamSource
 
-    return Upstream(store, upstreams)
+    return ReadThroughSource(FallbackSource([UpstreamSource(url) for url in upstreams]), store)
 
 
 def node_of(request: Request) -> Node:

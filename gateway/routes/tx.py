@@ -51,6 +51,13 @@ async def pending(request: Request) -> JSONResponse:
     return JSONResponse(await run_in_threadpool(node_of(request).miner.pending_ids))
 
 
+@router.get("/unconfirmed_tx/{tx_id}", summary="The signed tx header, pending or not (as the Arweave node's mempool route)")
+async def unconfirmed_tx(tx_id: str, request: Request) -> JSONResponse:
+    node = node_of(request)
+    info = await run_in_threadpool(l1_info, node, tx_id)
+    return JSONResponse(await run_in_threadpool(header_json, node, info))
+
+
 @router.get("/tx/{tx_id}", summary="The signed tx header (202 Pending until mined)")
 async def get_tx(tx_id: str, request: Request) -> Response:
     node = node_of(request)

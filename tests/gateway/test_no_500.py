@@ -18,7 +18,7 @@ GET_ROUTES = [
     "/{a}", "/raw/{a}", "/{id}/{a}", "/{a}/{b}", "/tx/{a}", "/tx/{a}/status", "/tx/{a}/offset", "/tx/{a}/data",
     "/tx/{a}/{b}", "/tx/{id}/{a}", "/chunk/{a}", "/chunk/{a}/data", "/block/height/{a}", "/block/hash/{a}",
     "/wallet/{a}/balance", "/wallet/{a}/last_tx", "/price/{a}", "/price/{a}/{b}", "/mint/{a}/{b}", "/mine/{a}",
-    "/graphql?query={a}",
+    "/graphql?query={a}", "/unconfirmed_tx/{a}", "/item/{a}/header", "/item/{a}/{b}",
 ]  # fmt: skip
 
 

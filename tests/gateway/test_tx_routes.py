@@ -204,3 +204,20 @@ def test_format_1_tx_with_inline_data(client, rsa_signer):
     assert client.get(f"/{tx.id}").content == b"format one data"
     mine(client)
     assert client.get(f"/tx/{tx.id}").json()["data"] == b64url.encode(b"format one data")  # format 1 keeps it inline
+
+
+def test_item_header_and_unconfirmed_tx_for_other_nodes(client, rsa_signer, ed_signer):
+    from permastore.protocol import ans104
+
+    item = signed_item(ed_signer, b"header me", {"A": "b"})
+    item_id = client.post("/tx", content=item, headers={"Content-Type": "application/octet-stream"}).json()["id"]
+    header = client.get(f"/item/{item_id}/header")
+    assert header.status_code == 200 and header.headers["content-type"] == "application/octet-stream"
+    assert header.content == item[: ans104.parse_header(item).header_size]
+    tx = signed_tx(rsa_signer, b"pending")
+    client.post("/tx", json=tx.to_json())
+    assert client.get(f"/tx/{tx.id}").status_code == 202
+    assert client.get(f"/unconfirmed_tx/{tx.id}").json()["id"] == tx.id
+    assert client.get(f"/item/{tx.id}/header").status_code == 404  # a tx is not an item
+    assert client.get(f"/unconfirmed_tx/{item_id}").status_code == 404
+    assert client.get("/item/bad/header").status_code == 400
