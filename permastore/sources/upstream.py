@@ -112,8 +112,11 @@ class UpstreamSource:
             body = response.json() if response.status_code == 200 else {}
         except (httpx.HTTPError, ValueError):
             return None  # no GraphQL there: this route to the item is closed, not an error
-        found = ((body or {}).get("data") or {}).get("transaction") or {}
-        parent = (found.get("bundledIn") or {}).get("id")
+        try:
+            found = ((body or {}).get("data") or {}).get("transaction") or {}
+            parent = (found.get("bundledIn") or {}).get("id")
+        except AttributeError:  # an answer of another shape (a string, bundledIn not an object)
+            return None
         return parent if isinstance(parent, str) and b64url.is_id(parent) else None
 
     def item_header_from_fields(self, id: str) -> bytes | None:
