@@ -49,7 +49,7 @@ async def accept_item(request: Request, node: Node):
         size = 0
         async for piece in limited_stream(request, node.config.max_item_body):
             size += len(piece)
-            if spool._rolled:  # on disk: keep the event loop free while writing
+            if size > SPOOL_IN_MEMORY:  # going to disk: keep the event loop free while writing
                 await run_in_threadpool(spool.write, piece)
             else:
                 spool.write(piece)
