@@ -7,12 +7,12 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from gateway.bodies import read_json_object
-from gateway.errors import ApiError, bad_request, not_found
+from gateway.errors import bad_request, not_found
 from gateway.node import Node, node_of
 from gateway.params import parse_uint
 from permastore.protocol import b64url, merkle
 from permastore.protocol.errors import InvalidProof, MalformedData
-from permastore.store import NotFound, StoreError
+from permastore.store import NotFound
 
 router = APIRouter(tags=["chunks"])
 
