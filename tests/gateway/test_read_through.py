@@ -184,3 +184,23 @@ def test_malformed_upstream_answers_are_refused_cleanly(tmp_path, tampering_upst
         assert response.status_code in (404, 502) and response.json()["error"]
     finally:
         node.stop()
+
+
+def test_unreachable_upstream_is_a_502_not_a_crash(tmp_path):
+    import socket
+
+    from fastapi.testclient import TestClient
+
+    from gateway.app import create_app
+
+    from .conftest import make_config
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    app = create_app(make_config(tmp_path, upstreams=[dead]))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/" + "A" * 43)
+        assert response.status_code == 502 and response.json()["error"]
+        assert client.get("/not-an-id").status_code == 400
+        assert client.get("/tx/" + "A" * 43 + "/status").status_code == 502
