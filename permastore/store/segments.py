@@ -7,7 +7,8 @@ Two kinds live in ``segments/``:
 
 Sealed segments are read-only (0444). A segment becomes part of the store only
 through a ``segments`` row committed in SQLite; anything else on disk is debris of
-a crashed writer and is removed by ``remove_orphans``.
+a crashed writer and is removed by ``remove_orphans`` (only by a process that has
+the store to itself, see ``Store.open``).
 """
 
 from __future__ import annotations
@@ -126,9 +127,14 @@ class PackLock:
 
 
 class PackAppender:
-    """Appends to one pack segment at its committed end, inside a PackLock."""
+    """Appends to one pack segment at its end, inside a PackLock.
 
-    def __init__(self, folder: Path, name: str, committed_size: int):
+    Appends go after whatever the file holds, never over it: bytes a killed writer left
+    past the committed end are skipped, not reused, because SQLite may still replay
+    that writer's commit from the WAL (when it died inside COMMIT) on the next recovery.
+    """
+
+    def __init__(self, folder: Path, name: str):
         self.folder = folder
         self.name = name
         path = folder / name
@@ -136,10 +142,7 @@ class PackAppender:
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         if created:
             fsync_dir(folder)
-        # A crashed writer may have left bytes past the committed end: drop them.
-        if os.fstat(self.fd).st_size != committed_size:
-            os.ftruncate(self.fd, committed_size)
-        self.size = committed_size
+        self.size = os.fstat(self.fd).st_size
 
     def append(self, data) -> int:
         """Given bytes, write them at the end; return their offset."""

@@ -8,6 +8,7 @@ points at bytes that were not fsynced first.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import sqlite3
@@ -54,6 +55,7 @@ from permastore.store.object_paths import ObjectPaths, remove_stale_views
 from permastore.store.weave import Weave
 
 WALLET_FILE = "wallet.json"
+OPEN_LOCK = ".open.lock"  # shared while a Store is open; exclusive for the first opener's cleanup
 INDEX_FILE = "index.sqlite"
 VIEWS_DIR = "views"
 # A pack is sealed and a new one started once it would pass this size.
@@ -82,6 +84,7 @@ class Store(ObjectPaths, Unbundler, Weave, Checker, Exporter):
         self.wallet: dict = {}
         self._signer: RsaSigner | None = None
         self.last_bundle_refusals: list[tuple[str, str]] = []
+        self._open_lock = -1
 
     # -- opening and closing ---------------------------------------------------------
 
@@ -100,12 +103,28 @@ class Store(ObjectPaths, Unbundler, Weave, Checker, Exporter):
         self.segments_dir.mkdir(parents=True, exist_ok=True)
         self.views_dir.mkdir(exist_ok=True)
         self.wallet = load_or_create_wallet(self.root / WALLET_FILE)
+        alone = self._hold_open_lock()
         schema.create_schema(self.db)
         self._lookup = schema.connect(self.root / INDEX_FILE, check_same_thread=False)
         self._remember(self._lookup)
-        remove_orphans(self.segments_dir, self._segment_committed)
-        remove_stale_views(self.views_dir)
+        if alone:
+            # Only the first opener may delete debris. A writer killed inside COMMIT leaves a
+            # commit in the WAL that live connections do not see but that SQLite's recovery
+            # (run when the first connection opens) replays: only then is "not committed" final.
+            remove_orphans(self.segments_dir, self._segment_committed)
+            remove_stale_views(self.views_dir)
+        fcntl.flock(self._open_lock, fcntl.LOCK_SH)
         self._resume_unbundling()
+
+    def _hold_open_lock(self) -> bool:
+        """Take the store's open lock; return True when no other Store has the folder open."""
+        self._open_lock = os.open(self.root / OPEN_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._open_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            fcntl.flock(self._open_lock, fcntl.LOCK_SH)
+            return False
 
     @property
     def signer(self) -> RsaSigner:
@@ -140,6 +159,9 @@ class Store(ObjectPaths, Unbundler, Weave, Checker, Exporter):
             self._connections.clear()
         self._local = threading.local()
         self._segments.close()
+        if self._open_lock >= 0:
+            os.close(self._open_lock)
+            self._open_lock = -1
 
     def __enter__(self):
         return self
@@ -250,10 +272,10 @@ class Store(ObjectPaths, Unbundler, Weave, Checker, Exporter):
             seal_id, pack = pack["id"], None
         if pack is None:
             count = conn.execute("SELECT COUNT(*) FROM segments WHERE kind = 'pack'").fetchone()[0]
-            name, committed, pack_id = pack_name(count + 1), 0, None
+            name, pack_id = pack_name(count + 1), None
         else:
-            name, committed, pack_id = pack["name"], pack["committed_size"], pack["id"]
-        appender = PackAppender(self.segments_dir, name, committed)
+            name, pack_id = pack["name"], pack["id"]
+        appender = PackAppender(self.segments_dir, name)
         try:
             for chunk in new_chunks:
                 chunk.offset = appender.append(chunk.stored)
