@@ -97,6 +97,9 @@ class Store(ObjectPaths, Unbundler, Weave, Checker, Exporter):
         except (OSError, sqlite3.Error) as exc:
             store.close()
             raise StoreError(f"cannot open data folder {data_dir}: {exc}") from None
+        except BaseException:
+            store.close()
+            raise
         return store
 
     def _open(self) -> None:
