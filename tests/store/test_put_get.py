@@ -192,3 +192,21 @@ def test_concurrent_reads_across_more_segments_than_open_files(store, monkeypatc
 
     with ThreadPoolExecutor(8) as pool:
         assert all(pool.map(read_all, list(objects) * 4))
+
+
+def test_any_range_of_small_and_large_objects(store):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    small = pseudo_random(3 * MAX_CHUNK_SIZE + 999, 31)
+    large = pseudo_random(SMALL_OBJECT_LIMIT + 2 * MAX_CHUNK_SIZE + 12_345, 32)
+    ids = {store.put_data(small).id: small, store.put_data(large).id: large}
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(which=st.sampled_from(sorted(ids)), start=st.integers(0, len(large) + 10), length=st.integers(0, 600_000))
+    def check(which, start, length):
+        data = ids[which]
+        assert store.read_range(which, start, length) == data[start : start + length]
+        assert b"".join(store.read(which, start, start + length)) == data[start : start + length]
+
+    check()
