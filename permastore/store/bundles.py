@@ -16,7 +16,7 @@ import logging
 from permastore.protocol.deephash import BlobHasher
 from permastore.protocol.errors import ProtocolError
 from permastore.store.errors import StoreError
-from permastore.store.index import content_type_of, insert_object, transaction
+from permastore.store.index import b64_or_empty, content_type_of, insert_object, transaction
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +111,8 @@ class Unbundler:
             "signature_type": header.signature_type,
             "owner": header.owner,
             "owner_address": header.owner_address,
-            "target": _b64(header.target),
-            "anchor": _b64(header.anchor),
+            "target": b64_or_empty(header.target),
+            "anchor": b64_or_empty(header.anchor),
             "signature": header.signature,
             "data_size": entry.size - size,
             "data_root": b"",
@@ -140,9 +140,3 @@ class Unbundler:
                 if is_bundle(tags):
                     nested.append(row["id"])
         return nested
-
-
-def _b64(value) -> str:
-    from permastore.protocol import b64url
-
-    return b64url.encode(value) if value else ""

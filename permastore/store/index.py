@@ -6,6 +6,7 @@ import sqlite3
 import time
 from contextlib import contextmanager
 
+from permastore.protocol import b64url
 from permastore.protocol.tags import Tag
 from permastore.store.records import ObjectInfo
 
@@ -27,6 +28,11 @@ def transaction(conn: sqlite3.Connection):
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def b64_or_empty(value: bytes | None) -> str:
+    """Given optional bytes (a target, an anchor), return their base64url, or '' when absent."""
+    return b64url.encode(value) if value else ""
 
 
 def content_type_of(tags) -> str | None:

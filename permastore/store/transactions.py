@@ -1,0 +1,208 @@
+"""Layer-1 transactions: stored with their data, or pending until POST /chunk completes them.
+
+The signature is checked before any byte is written; the data must rebuild the signed
+data_root (and data_size) before the index commit; posted chunks must prove their place
+under data_root with a valid data_path before they are stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import blake3
+
+from permastore.protocol import b64url, merkle
+from permastore.protocol.errors import InvalidProof
+from permastore.protocol.tx import Transaction, verify as verify_tx
+from permastore.store import codec
+from permastore.store.errors import DataMismatch, NotFound
+from permastore.store.index import b64_or_empty, content_type_of, insert_chunk_list, transaction
+from permastore.store.ingest import Ingested, NewChunk
+from permastore.store.records import ObjectInfo
+from permastore.store.segments import PackLock
+
+
+class Transactions:
+    """Store mixin: ``put_tx`` and ``put_chunk``."""
+
+    def put_tx(self, tx: Transaction, data=None, progress=None) -> ObjectInfo:
+        """Given a signed L1 tx and its data (stream, bytes, or None for chunks to come), store it.
+
+        The data must match the tx's data_size and data_root; nothing is stored otherwise.
+        """
+        # Security: the ID and signature are checked before any byte is written.
+        verify_tx(tx)
+        if tx.format == 1 or tx.data:
+            data = tx.data
+        existing = self.info(tx.id)
+        if existing is not None and (existing.data_complete or data is None):
+            return existing
+        if existing is not None:
+            return self._complete_tx(existing, tx, data, progress)
+        row = _tx_row(tx)
+        if tx.data_size == 0:
+            return self._commit_tx(None, row, tx)
+        if data is None:
+            row["data_complete"] = 0
+            return self._commit_tx(None, row, tx)
+        ingested = self._ingest_tx_data(tx, data, progress)
+        return self._commit_tx(ingested, row, tx)
+
+    def _ingest_tx_data(self, tx: Transaction, data, progress) -> Ingested:
+        ingested = self._ingest(data, want_deep_hash=False, want_sha256=True, progress=progress)
+        if ingested.size != tx.data_size:
+            ingested.discard()
+            raise DataMismatch(f"tx {tx.id}: data is {ingested.size} bytes, data_size says {tx.data_size}")
+        # Format 1 has no data_root: its data is covered by the signature itself.
+        if tx.format == 2 and ingested.data_root != tx.data_root:
+            ingested.discard()
+            raise DataMismatch(f"tx {tx.id}: data does not match its data_root")
+        return ingested
+
+    def _commit_tx(self, ingested: Ingested | None, row: dict, tx: Transaction) -> ObjectInfo:
+        def assign_weave_offset(conn, seq):
+            if tx.data_size > 0 and tx.format == 2:
+                # Weave offsets are 0-based; a tx's weave_offset is its last byte, as /tx/{id}/offset says.
+                start = conn.execute("SELECT value FROM meta WHERE key = 'weave_size'").fetchone()[0]
+                end = start + tx.data_size
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'weave_size'", (end,))
+                conn.execute("UPDATE objects SET weave_offset = ? WHERE seq = ?", (end - 1, seq))
+            if not row["data_complete"]:
+                self._try_complete(conn, tx.data_root, tx.data_size)
+
+        if ingested is None:
+            ingested = Ingested()
+        return self._commit(ingested, row, tx.tags, assign_weave_offset)
+
+    def _complete_tx(self, existing: ObjectInfo, tx: Transaction, data, progress) -> ObjectInfo:
+        """Given a pending tx now uploaded with its data, store the data and mark it complete."""
+        ingested = self._ingest_tx_data(tx, data, progress)
+
+        def complete(conn):
+            seq = existing.seq
+            if conn.execute("SELECT data_complete FROM objects WHERE seq = ?", (seq,)).fetchone()[0]:
+                return seq  # completed meanwhile by chunks
+            insert_chunk_list(conn, seq, ingested.chunk_list)
+            conn.execute("UPDATE objects SET data_complete = 1 WHERE seq = ?", (seq,))
+            return seq
+
+        try:
+            if ingested.segment is not None:
+                self._commit_segment_with(ingested, complete)
+            elif ingested.new_chunks:
+                with PackLock(self.segments_dir):
+                    self._append_to_pack(ingested.new_chunks, complete)
+            else:
+                with transaction(self.db) as conn:
+                    complete(conn)
+        except BaseException:
+            ingested.discard()
+            raise
+        info = self.info(tx.id)
+        self._maybe_unbundle(info)
+        return self.info(tx.id)
+
+    def put_chunk(self, data_root: bytes, data_size: int, offset: int, chunk: bytes, data_path: bytes) -> None:
+        """Given a chunk of a pending L1 tx and its data_path, validate and store it.
+
+        The proof must lead to data_root and the chunk must hash to the proven leaf.
+        """
+        # Security: proof validated and chunk hash matched before anything is stored.
+        proven = merkle.validate_path(data_root, offset, 0, data_size, data_path)
+        if len(chunk) != proven.chunk_size or hashlib.sha256(chunk).digest() != proven.data_hash:
+            raise InvalidProof("chunk bytes do not match the data_path's leaf")
+        expected = {(s, e) for s, e in merkle.chunk_ranges(data_size) if e > s}
+        if (proven.left_bound, proven.right_bound) not in expected:
+            raise InvalidProof("chunk bounds do not follow Arweave chunking of data_size")
+        conn = self.db
+        rows = conn.execute(
+            "SELECT data_complete FROM objects WHERE kind = 'tx' AND data_root = ? AND data_size = ?",
+            (data_root, data_size),
+        ).fetchall()
+        if not rows:
+            raise NotFound(b64url.encode(data_root), "transaction with data_root")
+        if all(row["data_complete"] for row in rows):
+            return  # every tx with this data is already whole: nothing to add
+        address = blake3.blake3(chunk).digest()
+        kind, stored = codec.encode(chunk)
+        new = NewChunk(address, len(chunk), kind, stored, stored_size=len(stored), sha256=proven.data_hash)
+
+        def record(conn):
+            conn.execute(
+                "INSERT OR IGNORE INTO pending_chunks(data_root, data_size, offset, hash) VALUES (?, ?, ?, ?)",
+                (data_root, data_size, proven.left_bound, address),
+            )
+            conn.execute("UPDATE chunks SET sha256 = ? WHERE hash = ? AND sha256 IS NULL", (proven.data_hash, address))
+            return self._try_complete(conn, data_root, data_size)
+
+        if self._known_chunk(address):
+            with transaction(conn):
+                completed = record(conn)
+        else:
+            with PackLock(self.segments_dir):
+                completed = self._append_to_pack([new], record)
+        for id in completed:
+            self._maybe_unbundle(self.info(id))
+
+    def _try_complete(self, conn, data_root: bytes, data_size: int) -> list[str]:
+        """Inside a transaction: when every chunk of data_root is here, complete its pending txs."""
+        ranges = [(s, e) for s, e in merkle.chunk_ranges(data_size) if e > s]
+        chunk_list = self._chunk_list_from_complete(conn, data_root, data_size)
+        if chunk_list is None:
+            got = dict(
+                conn.execute(
+                    "SELECT offset, hash FROM pending_chunks WHERE data_root = ? AND data_size = ?",
+                    (data_root, data_size),
+                ).fetchall()
+            )
+            if any(start not in got for start, _ in ranges):
+                return []
+            chunk_list = [(s, e - s, bytes(got[s]), None) for s, e in ranges]
+        pending = conn.execute(
+            "SELECT seq, id FROM objects WHERE kind = 'tx' AND data_root = ? AND data_size = ? AND data_complete = 0",
+            (data_root, data_size),
+        ).fetchall()
+        for row in pending:
+            insert_chunk_list(conn, row["seq"], chunk_list)
+            conn.execute("UPDATE objects SET data_complete = 1 WHERE seq = ?", (row["seq"],))
+        conn.execute("DELETE FROM pending_chunks WHERE data_root = ? AND data_size = ?", (data_root, data_size))
+        return [row["id"] for row in pending]
+
+    def _chunk_list_from_complete(self, conn, data_root: bytes, data_size: int):
+        """A tx already stored whole with the same data_root shares its chunks (no upload needed)."""
+        row = conn.execute(
+            "SELECT seq FROM objects WHERE kind = 'tx' AND data_root = ? AND data_size = ? AND data_complete = 1"
+            " AND data_parent IS NULL LIMIT 1",
+            (data_root, data_size),
+        ).fetchone()
+        if row is None:
+            return None
+        rows = conn.execute(
+            "SELECT offset, size, hash FROM object_chunks WHERE seq = ? ORDER BY idx", (row["seq"],)
+        ).fetchall()
+        return [(r["offset"], r["size"], bytes(r["hash"]), None) for r in rows]
+
+
+def _tx_row(tx: Transaction) -> dict:
+    body = tx.to_json()
+    if tx.format == 2:
+        body["data"] = ""  # format-2 data is served by /{id} and /chunk, not inside the header
+    return {
+        "id": tx.id,
+        "kind": "tx",
+        "format": tx.format,
+        "signature_type": 1,
+        "owner": tx.owner,
+        "owner_address": tx.owner_address,
+        "target": b64_or_empty(tx.target),
+        "anchor": b64_or_empty(tx.last_tx),
+        "quantity": str(tx.quantity),
+        "reward": str(tx.reward),
+        "signature": tx.signature,
+        "data_size": tx.data_size,
+        "data_root": tx.data_root,
+        "content_type": content_type_of(tx.tags),
+        "raw_header": json.dumps(body, separators=(",", ":")).encode(),
+        "data_complete": 1,
+    }
