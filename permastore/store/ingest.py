@@ -56,6 +56,11 @@ class Ingested:
     new_chunks: list = field(default_factory=list)  # NewChunk, in write order
     segment: ObjectSegmentWriter | None = None
 
+    @property
+    def segment_is_object(self) -> bool:
+        """True when the dedicated segment holds every byte of the object, in order."""
+        return self.segment is not None and self.size > 0 and self.segment.size == self.size
+
     def discard(self) -> None:
         """Drop whatever this put wrote (nothing committed refers to it)."""
         if self.segment is not None:
@@ -88,15 +93,22 @@ class PrefixedStream(io.RawIOBase):
 
 
 class _ChunkSink:
-    """Per-chunk work shared by both paths: address, dedupe, SHA-256, data_root."""
+    """Per-chunk work shared by both paths: address, dedupe, SHA-256, data_root.
 
-    def __init__(self, known: Callable[[bytes], bool], want_sha256: bool, result: Ingested, write):
+    With ``rewrite`` (large objects) a chunk that repeats one this put already wrote is
+    written again in place, so the dedicated segment stays byte-for-byte the object
+    (a model file then needs no second copy under views/); the index keeps the first
+    copy's location. Chunks stored by earlier puts are still deduplicated.
+    """
+
+    def __init__(self, known: Callable[[bytes], bool], want_sha256: bool, result: Ingested, write, rewrite=None):
         self.known = known
         self.want_sha256 = want_sha256
         self.result = result
         self.write = write  # (chunk view, hash) -> NewChunk
+        self.rewrite = rewrite  # chunk view -> None: write again, not indexed
         self.roots = DataRootBuilder() if want_sha256 else None
-        self.seen: set[bytes] = set()
+        self.seen: dict[bytes, bool] = {}  # address -> written by this put
         self.offset = 0
 
     def add(self, chunk: memoryview) -> None:
@@ -110,10 +122,14 @@ class _ChunkSink:
         address = blake3.blake3(chunk).digest()
         self.result.chunk_list.append((self.offset, size, address, sha))
         self.offset += size
-        if address in self.seen or self.known(address):
-            self.seen.add(address)
+        written = self.seen.get(address)
+        if written and self.rewrite is not None:
+            self.rewrite(chunk)
             return
-        self.seen.add(address)
+        if written is not None or self.known(address):
+            self.seen[address] = False
+            return
+        self.seen[address] = True
         new = self.write(chunk, address)
         new.sha256 = sha
         self.result.new_chunks.append(new)
@@ -222,7 +238,7 @@ def _ingest_large(head, stream, segments_dir, known, want_deep_hash, want_sha256
         offset = segment.append(chunk)
         return NewChunk(address, len(chunk), codec.RAW, None, offset=offset, stored_size=len(chunk))
 
-    sink = _ChunkSink(known, want_sha256, result, write)
+    sink = _ChunkSink(known, want_sha256, result, write, rewrite=segment.append)
     blocks = _BlockIter()
     chunk_error: list[BaseException] = []
 

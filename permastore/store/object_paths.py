@@ -1,7 +1,8 @@
 """Objects as plain file paths (for mmap by llama.cpp) without a second copy.
 
 A large object whose chunks are one contiguous raw run of a dedicated segment
-covering the whole file *is* that file. Anything else (small objects in packs,
+covering the whole file *is* that file; so is one whose segment was written as an
+object with the same chunk list (chunks repeated inside a file are written again in place). Anything else (small objects in packs,
 objects sharing chunks with others, bundled items) is materialised once, verified,
 under ``views/``.
 """
@@ -60,14 +61,35 @@ class ObjectPaths:
             " FROM object_chunks c JOIN chunks k ON k.hash = c.hash WHERE c.seq = ?",
             (row["seq"],),
         ).fetchone()
-        if not found["n"] or found["lo"] != found["hi"] or found["packed"] or found["moved"]:
+        if not found["n"] or found["lo"] != found["hi"] or found["packed"]:
             return None
         segment = self.db.execute(
             "SELECT name, kind, committed_size FROM segments WHERE id = ?", (found["lo"],)
         ).fetchone()
         if segment["kind"] != "object" or segment["committed_size"] != row["data_size"]:
             return None
+        if found["moved"] and not self._mirrors(found["lo"], row["seq"], found["n"]):
+            return None
         return self.segments_dir / segment["name"]
+
+    def _mirrors(self, segment_id: int, seq: int, count: int) -> bool:
+        """True when the segment was written as an object with exactly this object's chunk list.
+
+        Needed when chunks repeat inside an object: the index points every repeat at its
+        first copy, and only the segment's own object says the repeats were written in place.
+        """
+        mirror = self.db.execute("SELECT seq FROM segment_objects WHERE segment_id = ?", (segment_id,)).fetchone()
+        if mirror is None:
+            return False
+        if mirror["seq"] == seq:
+            return True
+        same = self.db.execute(
+            "SELECT COUNT(*) FROM object_chunks a JOIN object_chunks b"
+            " ON b.seq = ? AND b.idx = a.idx AND b.offset = a.offset AND b.size = a.size AND b.hash = a.hash"
+            " WHERE a.seq = ?",
+            (mirror["seq"], seq),
+        ).fetchone()[0]
+        return same == count
 
     def _view_of(self, row) -> Path:
         """Write (once) a verified, read-only copy of the object under views/; return its path."""

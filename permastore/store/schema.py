@@ -27,6 +27,13 @@ CREATE TABLE IF NOT EXISTS segments (
     sealed INTEGER NOT NULL DEFAULT 0
 );
 
+-- A dedicated segment that is byte-for-byte one object's data (repeated chunks written
+-- again in place), so that object and any with the same chunk list map it directly.
+CREATE TABLE IF NOT EXISTS segment_objects (
+    segment_id INTEGER PRIMARY KEY,
+    seq INTEGER NOT NULL
+);
+
 -- One row per distinct chunk (BLAKE3 of its raw bytes): stored once.
 CREATE TABLE IF NOT EXISTS chunks (
     hash BLOB PRIMARY KEY,

@@ -243,6 +243,10 @@ class Store(Items, Transactions, ObjectPaths, Unbundler, Weave, Checker, Exporte
             )
             record_chunks(conn, cursor.lastrowid, ingested.new_chunks)
             result = inside(conn)
+            if ingested.segment_is_object:
+                conn.execute(
+                    "INSERT INTO segment_objects(segment_id, seq) VALUES (?, ?)", (cursor.lastrowid, result)
+                )
         # Committed: from here on the segment belongs to the store, never to discard().
         ingested.segment = None
         segment.release()

@@ -103,6 +103,47 @@ def test_large_object_path_is_the_object_itself_without_copy(store, data_dir):
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o444  # sealed
 
 
+def _with_repeats(seed: int) -> bytes:
+    """A large object whose 256 KiB chunks repeat inside it (as in GGUF files with equal tensors)."""
+    a, b, c = (pseudo_random(MAX_CHUNK_SIZE, seed + n) for n in range(3))
+    fresh = pseudo_random(SMALL_OBJECT_LIMIT, seed + 3)
+    return a + b + a + fresh + a + c + b + c + pseudo_random(1000, seed + 4)
+
+
+def test_repeated_chunks_keep_the_segment_the_object_without_a_view(store, data_dir):
+    data = _with_repeats(40)
+    info = store.put_data(io.BytesIO(data))
+    path = store.object_path(info.id)
+    assert path.parent == data_dir / "segments"
+    assert list((data_dir / "views").iterdir()) == []
+    assert path.read_bytes() == data
+    assert disk_bytes(data_dir) < 1.01 * len(data)
+    assert b"".join(store.read(info.id)) == data
+
+
+def test_a_copy_of_a_file_with_repeats_maps_the_first_segment(store, data_dir):
+    data = _with_repeats(50)
+    first = store.put_data(io.BytesIO(data), tags=tags(Name="first"))
+    second = store.put_data(io.BytesIO(data), tags=tags(Name="second"))
+    assert store.object_path(second.id) == store.object_path(first.id)
+    assert list((data_dir / "views").iterdir()) == []
+    assert disk_bytes(data_dir) < 1.01 * len(data)
+
+
+def test_chunks_stored_by_other_objects_are_still_deduplicated(store, data_dir):
+    shared = pseudo_random(SMALL_OBJECT_LIMIT + MAX_CHUNK_SIZE, 60)
+    store.put_data(io.BytesIO(shared))
+    before = disk_bytes(data_dir)
+    # Shares most chunks with the first object and repeats one inside itself.
+    tail = pseudo_random(MAX_CHUNK_SIZE, 61)
+    data = shared + tail + tail
+    info = store.put_data(io.BytesIO(data))
+    assert disk_bytes(data_dir) - before == 2 * MAX_CHUNK_SIZE
+    path = store.object_path(info.id)
+    assert path == data_dir / "views" / info.id  # not one segment: a verified copy
+    assert path.read_bytes() == data
+
+
 def test_small_object_path_is_a_verified_read_only_view(store, data_dir):
     data = pseudo_random(5000, 2)
     info = store.put_data(data)
