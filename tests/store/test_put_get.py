@@ -144,6 +144,20 @@ def test_chunks_stored_by_other_objects_are_still_deduplicated(store, data_dir):
     assert path.read_bytes() == data
 
 
+def test_object_path_reads_each_chunk_once_per_process_and_not_at_all_unverified(store, monkeypatch):
+    data = _with_repeats(70)
+    info = store.put_data(io.BytesIO(data))
+    loads = []
+    original = store._chunks.load
+    monkeypatch.setattr(store._chunks, "load", lambda id, row: loads.append(row["idx"]) or original(id, row))
+    store.object_path(info.id, verify=False)  # a caller that checks the bytes itself (resolve_model)
+    assert loads == []
+    store.object_path(info.id)
+    assert sorted(loads) == list(range(len(loads))) and len(loads) == -(-len(data) // MAX_CHUNK_SIZE)
+    store.object_path(info.id)
+    assert len(loads) == -(-len(data) // MAX_CHUNK_SIZE)
+
+
 def test_small_object_path_is_a_verified_read_only_view(store, data_dir):
     data = pseudo_random(5000, 2)
     info = store.put_data(data)
