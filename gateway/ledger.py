@@ -3,6 +3,7 @@
 A local node has no real token economy; like arlocal it lets anyone mint test
 winston (`/mint`), moves `quantity` to a tx's target and burns its `reward`.
 The ledger is a file of its own (`gateway.sqlite`) so the store's schema stays the store's.
+It also caches what upstreams said of the block status of txs read through them.
 """
 
 from __future__ import annotations
@@ -18,6 +19,13 @@ CREATE TABLE IF NOT EXISTS balances (
     address TEXT PRIMARY KEY,
     winston TEXT NOT NULL,          -- decimal string: balances exceed 64 bits
     last_tx TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS upstream_status (
+    id TEXT PRIMARY KEY,            -- an L1 tx this node read through an upstream
+    block_height INTEGER,           -- NULL while no upstream has confirmed it
+    block_indep_hash TEXT,
+    confirmations INTEGER,
+    checked_at REAL NOT NULL        -- unix time of the last answer asked for
 );
 CREATE TABLE IF NOT EXISTS digests (
     id TEXT PRIMARY KEY,
@@ -115,6 +123,30 @@ class Ledger:
         """Given an ID and the SHA-256 of its full data, remember it."""
         with self._lock:
             self._digest_db.execute("INSERT OR IGNORE INTO digests (id, sha256) VALUES (?, ?)", (object_id, sha256))
+
+    def upstream_status(self, tx_id: str) -> tuple[tuple[int, str, int] | None, float] | None:
+        """Given a tx ID, return ((height, indep_hash, confirmations) or None, checked_at), or None when not read through."""
+        with self._lock:
+            row = self._digest_db.execute(
+                "SELECT block_height, block_indep_hash, confirmations, checked_at FROM upstream_status WHERE id = ?",
+                (tx_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        confirmed = (row[0], row[1], row[2]) if row[0] is not None else None
+        return confirmed, row[3]
+
+    def set_upstream_status(self, tx_id: str, confirmed: tuple[int, str, int] | None, checked_at: float) -> None:
+        """Given a tx ID, what its upstream said ((height, indep_hash, confirmations) or None) and when, remember it."""
+        height, indep_hash, confirmations = confirmed or (None, None, None)
+        with self._lock:  # a cache of the upstream's answer: re-asked when lost, so no fsync needed
+            self._digest_db.execute(
+                "INSERT INTO upstream_status (id, block_height, block_indep_hash, confirmations, checked_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET block_height = excluded.block_height, "
+                "block_indep_hash = excluded.block_indep_hash, confirmations = excluded.confirmations, "
+                "checked_at = excluded.checked_at",
+                (tx_id, height, indep_hash, confirmations, checked_at),
+            )
 
     def _balance_locked(self, address: str) -> int:
         row = self._db.execute("SELECT winston FROM balances WHERE address = ?", (address,)).fetchone()

@@ -10,6 +10,7 @@ from fastapi import Request
 from permastore.store import NotFound, Store
 
 from gateway.config import GatewayConfig
+from gateway.chain_status import Confirmation, UpstreamStatus
 from gateway.errors import ApiError
 from gateway.ledger import Ledger
 
@@ -27,6 +28,7 @@ class Node:
         self.accept_lock = threading.Lock()
         self.small_cache = None  # a SmallObjectCache, set by the app
         self.upstream = build_upstream(self.store, config.upstreams)
+        self.upstream_status = UpstreamStatus(self.ledger, config.upstreams) if config.upstreams else None
         from gateway.miner import Miner  # the miner needs the store opened above
 
         self.miner = Miner(self.store, config.mine_interval)
@@ -47,9 +49,29 @@ class Node:
         except Exception as exc:  # an upstream answer of a shape nobody expected is its fault, not ours
             log.warning("read-through of %s failed on an upstream answer: %r", object_id, exc)
             raise ApiError(502, f"upstream answer unusable: {type(exc).__name__}") from None
-        return self.store.info(object_id)
+        info = self.store.info(object_id)
+        if info is not None and info.kind == "tx":
+            self.upstream_status.remember(object_id)  # its status is the upstream chain's, not this node's
+        return info
+
+    def confirmation(self, info) -> Confirmation | None:
+        """Given an L1 tx's info, return (block_height, indep_hash, confirmations), or None while pending.
+
+        A tx read through an upstream that confirmed it reports the upstream's block;
+        otherwise this node's own block, once mined.
+        """
+        if self.upstream_status is not None:
+            confirmed = self.upstream_status.confirmation(info.id)
+            if confirmed is not None:
+                return confirmed
+        if info.height is None:
+            return None
+        tip_height, _ = self.miner.tip()
+        return info.height, info.block_hash, max(1, tip_height - info.height + 1)
 
     def close(self) -> None:
+        if self.upstream_status is not None:
+            self.upstream_status.close()
         self.ledger.close()
         self.store.close()
 

@@ -62,7 +62,7 @@ async def unconfirmed_tx(tx_id: str, request: Request) -> JSONResponse:
 async def get_tx(tx_id: str, request: Request) -> Response:
     node = node_of(request)
     info = await run_in_threadpool(l1_info, node, tx_id)
-    if info.height is None:
+    if await run_in_threadpool(node.confirmation, info) is None:
         return pending_response()
     return JSONResponse(await run_in_threadpool(header_json, node, info))
 
@@ -71,16 +71,11 @@ async def get_tx(tx_id: str, request: Request) -> Response:
 async def tx_status(tx_id: str, request: Request) -> Response:
     node = node_of(request)
     info = await run_in_threadpool(l1_info, node, tx_id)
-    if info.height is None:
+    confirmed = await run_in_threadpool(node.confirmation, info)
+    if confirmed is None:
         return pending_response()
-    tip_height, _ = node.miner.tip()
-    return JSONResponse(
-        {
-            "block_height": info.height,
-            "block_indep_hash": info.block_hash,
-            "number_of_confirmations": max(1, tip_height - info.height + 1),
-        }
-    )
+    height, indep_hash, confirmations = confirmed
+    return JSONResponse({"block_height": height, "block_indep_hash": indep_hash, "number_of_confirmations": confirmations})
 
 
 @router.get("/tx/{tx_id}/offset", summary="End offset of the tx's data in the weave and its size")
@@ -111,7 +106,7 @@ async def tx_field(tx_id: str, field: str, request: Request) -> Response:
         raise bad_request(f"unknown field {field!r:.40}; one of {', '.join(TX_FIELDS)}, data, status, offset")
     node = node_of(request)
     info = await run_in_threadpool(l1_info, node, tx_id)
-    if info.height is None:
+    if await run_in_threadpool(node.confirmation, info) is None:
         return pending_response()
     value = (await run_in_threadpool(header_json, node, info)).get(field, "")
     if isinstance(value, (list, dict)):

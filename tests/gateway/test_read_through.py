@@ -49,7 +49,48 @@ def test_second_node_serves_and_keeps_what_the_first_has(tmp_path, first, rsa_si
             # Kept locally: served with the upstream gone.
             assert b.get(f"/{big.id}").content == big_data
             assert b.get(f"/{item_ids[0]}").content == b"an ed25519 item"
-            assert b.get(f"/tx/{small.id}/status").status_code == 202  # pending here until this node mines
+            # Confirmed upstream when read through: the upstream's block, remembered with it gone.
+            assert b.get(f"/tx/{small.id}/status").json()["block_height"] == 1
+    finally:
+        second.stop()
+
+
+def test_read_through_tx_reports_the_upstream_confirmation(tmp_path, first, rsa_signer):
+    """A tx the upstream has mined is 200 here at once, with the upstream's block; a pending one stays 202."""
+    mined = signed_tx(rsa_signer, b"mined upstream", {"Content-Type": "text/plain"})
+    pending = signed_tx(rsa_signer, b"still pending upstream")
+    with httpx.Client(base_url=first.url, timeout=60) as a:
+        assert a.post("/tx", json=mined.to_json()).status_code == 200
+        a.post("/mine")
+        a.post("/mine")  # two blocks over it: 2 confirmations upstream
+        assert a.post("/tx", json=pending.to_json()).status_code == 200
+        upstream_status = a.get(f"/tx/{mined.id}/status").json()
+    assert upstream_status["number_of_confirmations"] == 2
+    second = start_server(tmp_path / "b", tmp_path / "b.log", "--mine-interval", "0", "--upstream", first.url)
+    try:
+        with httpx.Client(base_url=second.url, timeout=60) as b:
+            header = b.get(f"/tx/{mined.id}")
+            assert header.status_code == 200, header.text
+            assert header.json()["id"] == mined.id
+            assert b.get(f"/tx/{mined.id}/status").json() == upstream_status
+            assert b.get(f"/tx/{mined.id}/data_root").text == b64url.encode(mined.data_root)
+            assert b.get(f"/tx/{pending.id}").status_code == 202
+            assert b.get(f"/tx/{pending.id}/status").text == "Pending"
+            # This node's own txs are its own: pending until it mines them, never asked upstream.
+            own = signed_tx(rsa_signer, b"posted to the second node")
+            assert b.post("/tx", json=own.to_json()).status_code == 200
+            assert b.get(f"/tx/{own.id}/status").status_code == 202
+            b.post("/mine")
+            assert b.get(f"/tx/{own.id}/status").json()["block_height"] == 1
+            # Mining here does not move the upstream-confirmed tx into this node's chain.
+            assert b.get(f"/tx/{mined.id}/status").json() == upstream_status
+            first.stop()
+            assert b.get(f"/tx/{mined.id}/status").json() == upstream_status  # cached in gateway.sqlite
+        second.stop()
+        third = start_server(tmp_path / "b", tmp_path / "b2.log", "--mine-interval", "0", "--upstream", first.url)
+        with httpx.Client(base_url=third.url, timeout=60) as b:
+            assert b.get(f"/tx/{mined.id}/status").json() == upstream_status  # kept across restarts
+        third.stop()
     finally:
         second.stop()
 
