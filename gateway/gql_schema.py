@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import enum
 import logging
+import re
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Optional
 
@@ -23,6 +25,9 @@ from permastore.store.records import PENDING_HEIGHT_KEY
 log = logging.getLogger("gateway.graphql")
 
 MAX_PAGE = 100  # ar.io and arweave.net cap `first` at 100
+SCAN_PAGE = 500  # rows read per store query while NEQ / WILDCARD filters are applied here
+MAX_SCANNED = 200_000  # a filtered query reading more rows than this is refused, not left to run
+SUPPORTED_MATCHES = ("EXACT", "WILDCARD")
 WINSTON_PER_AR = Decimal(10**12)
 
 
@@ -47,11 +52,20 @@ class TagOperator(enum.Enum):
     NEQ = "NEQ"
 
 
+@strawberry.enum
+class TagMatch(enum.Enum):
+    EXACT = "EXACT"
+    WILDCARD = "WILDCARD"
+    FUZZY_AND = "FUZZY_AND"
+    FUZZY_OR = "FUZZY_OR"
+
+
 @strawberry.input
 class TagFilter:
     name: str
     values: list[str]
     op: TagOperator = TagOperator.EQ
+    match: TagMatch = TagMatch.EXACT
 
 
 @strawberry.input
@@ -163,24 +177,64 @@ class TransactionConnection:
     edges: list[TransactionEdge]
 
 
-def _tag_filters(tags: list[TagFilter] | None) -> list[tuple[bytes, list[bytes]]]:
-    filters = []
+def _pattern(value: bytes, match: TagMatch) -> re.Pattern[bytes]:
+    """Given a filter value and its match mode, return the regex a tag value must fully match.
+
+    WILDCARD: `*` stands for any run of bytes (`text/*` is a prefix match); EXACT: the value itself.
+    """
+    if match is TagMatch.EXACT:
+        return re.compile(re.escape(value))
+    return re.compile(b".*".join(re.escape(part) for part in value.split(b"*")), re.DOTALL)
+
+
+@dataclass
+class TagCheck:
+    """A tag filter the store cannot run (NEQ or WILDCARD), applied to each row it returns."""
+
+    name: bytes
+    patterns: list[re.Pattern[bytes]]
+    negated: bool
+
+    def holds(self, tags) -> bool:
+        """Given an object's tags, return whether one tag of this name has a value that (does not) match.
+
+        NEQ, as on arweave.net: the object carries the tag, with a value none of the values match.
+        """
+        for tag in tags:
+            if tag.name == self.name:
+                hit = any(p.fullmatch(tag.value) for p in self.patterns)
+                if hit != self.negated:
+                    return True
+        return False
+
+
+def _tag_filters(tags: list[TagFilter] | None) -> tuple[list[tuple[bytes, list[bytes]]], list[TagCheck]]:
+    """Given the GraphQL tag filters, return (store filters, checks applied here)."""
+    filters, checks = [], []
     for tag in tags or []:
-        if tag.op is not TagOperator.EQ:
-            raise ValueError("tag filter op NEQ is not supported by this node")
-        filters.append((tag.name.encode(), [value.encode() for value in tag.values]))
-    return filters
+        if tag.match.value not in SUPPORTED_MATCHES:
+            raise ValueError(f"tag filter match {tag.match.value} is not supported by this node; use {' or '.join(SUPPORTED_MATCHES)}")
+        name, values = tag.name.encode(), [value.encode() for value in tag.values]
+        if tag.op is TagOperator.EQ and tag.match is TagMatch.EXACT:
+            filters.append((name, values))
+            continue
+        if not values:
+            raise ValueError(f"tag filter {tag.name!r:.60} with op {tag.op.value} / match {tag.match.value} needs values")
+        filters.append((name, []))  # the store narrows to objects carrying the tag at all
+        checks.append(TagCheck(name, [_pattern(v, tag.match) for v in values], tag.op is TagOperator.NEQ))
+    return filters, checks
 
 
-def build_query(ids, owners, recipients, tags, bundled_in, block, first, after, sort) -> Query:
-    """Given the GraphQL arguments, return the store Query."""
+def build_query(ids, owners, recipients, tags, bundled_in, block, first, after, sort) -> tuple[Query, list[TagCheck]]:
+    """Given the GraphQL arguments, return the store Query and the tag checks applied to its rows here."""
     if first < 0:
         raise ValueError("first must be 0 or more")
-    return Query(
+    store_tags, checks = _tag_filters(tags)
+    query = Query(
         ids=list(ids or []),
         owners=list(owners or []),
         recipients=list(recipients or []),
-        tags=_tag_filters(tags),
+        tags=store_tags,
         bundled_in=list(bundled_in) if bundled_in is not None else None,
         min_height=block.min if block else None,
         max_height=block.max if block else None,
@@ -188,6 +242,7 @@ def build_query(ids, owners, recipients, tags, bundled_in, block, first, after, 
         after=after,
         sort=sort.value,
     )
+    return query, checks
 
 
 def cursor_of(item) -> str:
@@ -195,12 +250,35 @@ def cursor_of(item) -> str:
     return encode_cursor(item.height if item.height is not None else PENDING_HEIGHT_KEY, item.seq)
 
 
-def _connection(node, query: Query) -> TransactionConnection:
-    page = node.store.query(query)
-    edges = []
-    for item in page.items:
-        edges.append(TransactionEdge(cursor=cursor_of(item), node=transaction_of(item)))
-    return TransactionConnection(pageInfo=PageInfo(hasNextPage=page.has_next), edges=edges)
+def _checked_page(store, query: Query, checks: list[TagCheck]) -> tuple[list, bool]:
+    """Given a store query and checks, return (up to query.first passing rows, whether more pass).
+
+    Rows are read in the query's order, SCAN_PAGE at a time, so cursors stay the store's.
+    """
+    found, after, scanned = [], query.after, 0
+    while True:
+        page = store.query(replace(query, first=SCAN_PAGE, after=after))
+        for item in page.items:
+            if all(check.holds(item.tags) for check in checks):
+                if len(found) == query.first:
+                    return found, True
+                found.append(item)
+        scanned += len(page.items)
+        if not page.has_next or not page.items:
+            return found, False
+        if scanned >= MAX_SCANNED:
+            raise ValueError(f"tag filters matched too few of {scanned} rows; narrow the query (EXACT tags, owners, block)")
+        after = cursor_of(page.items[-1])
+
+
+def _connection(node, query: Query, checks: list[TagCheck]) -> TransactionConnection:
+    if checks:
+        items, has_next = _checked_page(node.store, query, checks)
+    else:
+        page = node.store.query(query)
+        items, has_next = page.items, page.has_next
+    edges = [TransactionEdge(cursor=cursor_of(item), node=transaction_of(item)) for item in items]
+    return TransactionConnection(pageInfo=PageInfo(hasNextPage=has_next), edges=edges)
 
 
 @strawberry.type
@@ -291,8 +369,8 @@ class QueryRoot:
         after: Optional[str] = None,
         sort: SortOrder = SortOrder.HEIGHT_DESC,
     ) -> TransactionConnection:
-        query = build_query(ids, owners, recipients, tags, bundledIn, block, first, after, sort)
-        return await run_in_threadpool(_connection, info.context["node"], query)
+        query, checks = build_query(ids, owners, recipients, tags, bundledIn, block, first, after, sort)
+        return await run_in_threadpool(_connection, info.context["node"], query, checks)
 
 
 class QuietSchema(strawberry.Schema):
