@@ -19,10 +19,11 @@ Stable API (other modules, the herder and the gateway build on these names):
                                              prompt_tokens, completion_tokens, finish_reason, seed, timings)
     # the same, split for a herder that runs llama.cpp in a worker process:
     plan = processes.plan_call(store, pid, prompt=.. | messages=.., sampling=..)  # plan.prompt_tokens, plan.max_tokens
-    call = processes.prepare_message(store, plan, caller, fee)      # writes the Message record
+    call, msg = processes.start_message(store, plan, caller, fee)  # signs the Message; stores it on a thread
     out = processes.execute_job(call.to_json(), emit)  # in a worker: "inference.processes:execute_job"
-    res = processes.write_result(store, call, out)      # writes the Result record -> CallResult
-    processes.write_failure(store, call, reason)        # a call that could not run gets an "error" Result
+    res = processes.write_result(store, call, out, msg)  # signs the Result, stores it once msg is durable
+    processes.write_failure(store, call, reason, msg)   # a call that could not run gets an "error" Result
+    call = processes.prepare_message(store, plan, caller, fee)  # start_message, then wait until stored
 
     replay.replay_call(store, message_or_result_id, on_identity=cb, source=None) -> ReplayReport
     replay.replay_process(store, pid, on_identity=cb, on_call=cb, source=None) -> ProcessReplayReport

@@ -661,9 +661,11 @@ class RunningCall:
 
     _END = object()
 
-    def __init__(self, service: "HerderService", prepared: Any, job: Call, reservation: Any, fee: int):
+    def __init__(self, service: "HerderService", prepared: Any, job: Call, reservation: Any, fee: int,
+                 message: Any = None):
         self.service = service
         self.prepared = prepared
+        self.message = message  # processes.MessageWrite: the Message being stored meanwhile
         self.job = job
         self.reservation = reservation
         self.fee = fee
@@ -713,7 +715,7 @@ class RunningCall:
         service = self.service
         if kind == "done":
             try:
-                result = write_result(service.store, self.prepared, value)
+                result = write_result(service.store, self.prepared, value, self.message)
             except Exception as exc:
                 # The output could not be recorded: the caller gets no unrecorded answer, and
                 # pays nothing for it.
@@ -724,7 +726,7 @@ class RunningCall:
             return result
         error = value if isinstance(value, HerderError) else HerderError(str(value))
         try:
-            write_failure(service.store, self.prepared, str(error))
+            write_failure(service.store, self.prepared, str(error), self.message)
         except Exception as exc:  # the refund below matters more than the failure record
             log.error("writing failure of %s failed: %s", self.message_id, exc)
         service.refund(self.reservation)
@@ -811,7 +813,7 @@ class HerderService:
         """
         from inference.credits import MAX_AMOUNT, InsufficientCredit
         from inference.fees import FeeError, multiplier_of
-        from inference.processes import prepare_message, write_failure
+        from inference.processes import start_message, write_failure
 
         needed = self.needed(plan)
         quoted = self.herder.quote(needed)
@@ -829,18 +831,21 @@ class HerderService:
             except InsufficientCredit as exc:
                 raise PaymentRequired(str(exc), needed=fee, balance=exc.balance, quote=quoted) from None
         try:
-            prepared = prepare_message(self.store, plan, caller, fee)
+            # Signed now, stored durably while the worker runs; the Result waits for it.
+            prepared, message = start_message(self.store, plan, caller, fee)
         except BaseException:
             self.refund(reservation)
             raise
         try:
             job = self.herder.submit(EXECUTE_JOB, prepared.to_json(), multiplier)
         except HerderError as exc:
-            # The Message is written: answer it with a failure Result, so none is left open.
-            write_failure(self.store, prepared, str(exc))
-            self.refund(reservation)
+            # The Message is being written: answer it with a failure Result, so none is left open.
+            try:
+                write_failure(self.store, prepared, str(exc), message)
+            finally:
+                self.refund(reservation)
             raise
-        return RunningCall(self, prepared, job, reservation, fee)
+        return RunningCall(self, prepared, job, reservation, fee, message)
 
     def charge(self, reservation: Any) -> None:
         """Settle a reservation as spent (no-op for free calls)."""

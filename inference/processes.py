@@ -3,9 +3,9 @@
 A call is split so the herder can run the model in a worker process:
 
     plan = plan_call(store, pid, prompt=... | messages=..., sampling=...)   # render, count tokens
-    call = prepare_message(store, plan, caller, fee)   # nonce, hash chain, signed Message record
+    call, message = start_message(store, plan, caller, fee)  # nonce, hash chain, signed Message (stored on a thread)
     generation = execute(call)                          # pure: llama.cpp only (or execute_job in a worker)
-    result = write_result(store, call, generation)      # signed Result record -> CallResult
+    result = write_result(store, call, generation, message)  # signed Result, stored after the Message -> CallResult
 
 `send` does all four. A call that fails after its Message was written gets
 `write_failure` (a Result with finish_reason "error"), so no message is left unanswered.
@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import threading
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -295,15 +296,60 @@ def _last_chain(store, process: Process) -> tuple[int, bytes, str | None]:
     return last
 
 
-def prepare_message(store, plan: CallPlan, caller: str, fee: int = 0) -> PreparedCall:
-    """Given a planned call, its caller and the fee paid, write the Message record and return the call."""
+class MessageWrite:
+    """A signed Message being stored on the record writer thread.
+
+    `wait()` returns once the Message is durable (or raises why it could not be stored).
+    A call's Result is stored only after its Message, and the caller is answered only
+    after both, so overlapping the write with the model weakens no durability.
+    """
+
+    def __init__(self, message_id: str, future: Future | None = None):
+        self.message_id = message_id
+        self._future = future
+
+    def done(self) -> bool:
+        return self._future is None or self._future.done()
+
+    def wait(self) -> str:
+        if self._future is not None:
+            self._future.result()
+        return self.message_id
+
+
+# One writer thread: Messages are stored in the order their nonces were given, so a
+# failed write fails every later pending Message of the process too (they name it).
+_record_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="record-writer")
+_pending: dict[str, MessageWrite] = {}  # process ID -> its newest Message write
+
+
+def _store_after(store, signed: records.SignedRecord, previous: MessageWrite | None) -> str:
+    if previous is not None:
+        previous.wait()  # a Message must not be stored after the one it names failed
+    return records.store_record(store, signed)
+
+
+def _validate_caller(caller, fee) -> None:
     if not isinstance(caller, str) or not caller or len(caller.encode("utf-8")) > MAX_CALLER_BYTES:
         raise InvalidRequest(f"caller must be a non-empty string of at most {MAX_CALLER_BYTES} bytes")
     if not isinstance(fee, int) or isinstance(fee, bool) or fee < 0:
         raise InvalidRequest(f"fee must be an integer >= 0, got {fee!r}")
+
+
+def start_message(store, plan: CallPlan, caller: str, fee: int = 0) -> tuple[PreparedCall, MessageWrite]:
+    """Given a planned call, its caller and fee, sign its Message and start storing it; return both.
+
+    The call can run at once (its seed comes from the signed Message's ID); pass the
+    MessageWrite to `write_result` / `write_failure`, which wait for it.
+    """
+    _validate_caller(caller, fee)
     process = get_process(store, plan.process_id)
     with _chain_lock(process.id):
-        nonce, previous, previous_id = _last_chain(store, process)
+        pending = _pending.get(process.id)
+        if pending is not None and not pending.done():
+            nonce, previous, previous_id = _chains[process.id][:3]  # ours, still being stored
+        else:
+            nonce, previous, previous_id = _last_chain(store, process)
         nonce += 1
         draft = records.MessageRecord(
             process=process.id,
@@ -319,9 +365,21 @@ def prepare_message(store, plan: CallPlan, caller: str, fee: int = 0) -> Prepare
         )
         chain = records.next_chain(previous, draft.content_hash())
         message = records.MessageRecord(**{**asdict(draft), "hash_chain": b64url.encode(chain)})
-        message_id = records.write_record(store, message)
-        _chains[process.id] = (nonce, chain, message_id, message_id)
-    return call_for(process, message_id, message)
+        signed = records.sign_record(store, message)
+        future = _record_writer.submit(_store_after, store, signed, pending)
+        write = MessageWrite(signed.id, future)
+        _pending[process.id] = write
+        # If this write fails, the store's newest Message differs from this ID and the next
+        # call rescans the store instead of trusting the cache.
+        _chains[process.id] = (nonce, chain, signed.id, signed.id)
+    return call_for(process, signed.id, message), write
+
+
+def prepare_message(store, plan: CallPlan, caller: str, fee: int = 0) -> PreparedCall:
+    """Given a planned call, its caller and the fee paid, write the Message record and return the call."""
+    call, write = start_message(store, plan, caller, fee)
+    write.wait()
+    return call
 
 
 def call_for(process: Process, message_id: str, message: records.MessageRecord) -> PreparedCall:
@@ -417,8 +475,13 @@ def generation_from_json(data: dict) -> Generation:
 # ---------------------------------------------------------------------------- results
 
 
-def write_result(store, call: PreparedCall, generation: Generation | dict) -> CallResult:
-    """Given a call and its generation (or generation_to_json of it), write the Result record."""
+def write_result(store, call: PreparedCall, generation: Generation | dict, message: MessageWrite | None = None) -> CallResult:
+    """Given a call and its generation (or generation_to_json of it), write the Result record.
+
+    With `message` (from start_message) the Result is signed first, then stored once the
+    Message is durable; if the Message could not be stored, its error is raised and no
+    Result is written (it would answer a message that does not exist).
+    """
     if isinstance(generation, dict):
         generation = generation_from_json(generation)
     record = records.ResultRecord(
@@ -435,7 +498,7 @@ def write_result(store, call: PreparedCall, generation: Generation | dict) -> Ca
         finish_reason=generation.finish_reason,
         timings=generation.timings,
     )
-    result_id = records.write_record(store, record)
+    result_id = _store_answer(store, record, message)
     return CallResult(
         process_id=call.process_id,
         message_id=call.message_id,
@@ -449,8 +512,11 @@ def write_result(store, call: PreparedCall, generation: Generation | dict) -> Ca
     )
 
 
-def write_failure(store, call: PreparedCall, reason: str) -> str:
-    """Given a call that could not run, write a Result with finish_reason "error"; return its ID."""
+def write_failure(store, call: PreparedCall, reason: str, message: MessageWrite | None = None) -> str:
+    """Given a call that could not run, write a Result with finish_reason "error"; return its ID.
+
+    `message` as in write_result.
+    """
     from inference.engine import token_hash
 
     record = records.ResultRecord(
@@ -467,7 +533,15 @@ def write_failure(store, call: PreparedCall, reason: str) -> str:
         finish_reason=ERROR_FINISH,
         timings={"error": str(reason)[:500]},
     )
-    return records.write_record(store, record)
+    return _store_answer(store, record, message)
+
+
+def _store_answer(store, record: records.ResultRecord, message: MessageWrite | None) -> str:
+    """Sign a Result, wait until its Message is durable, then store the Result; return its ID."""
+    signed = records.sign_record(store, record)
+    if message is not None:
+        message.wait()
+    return records.store_record(store, signed)
 
 
 def send(
@@ -482,10 +556,10 @@ def send(
 ) -> CallResult:
     """Given a process and a prompt or messages, run one recorded call here and return its result."""
     plan = plan_call(store, process_id, prompt=prompt, messages=messages, sampling=sampling)
-    call = prepare_message(store, plan, caller, fee)
+    call, message = start_message(store, plan, caller, fee)
     try:
         generation = execute(call, on_text=on_text)
     except Exception as exc:
-        write_failure(store, call, f"{type(exc).__name__}: {exc}")
+        write_failure(store, call, f"{type(exc).__name__}: {exc}", message)
         raise
-    return write_result(store, call, generation)
+    return write_result(store, call, generation, message)

@@ -170,13 +170,38 @@ def record_tags(record) -> list[Tag]:
     return [Tag.text(name, value) for name, value in pairs]
 
 
+@dataclass(frozen=True)
+class SignedRecord:
+    """A record signed by the node wallet but maybe not stored yet: its ID is final."""
+
+    id: str
+    item: bytes
+
+
+def sign_record(store, record) -> SignedRecord:
+    """Given a store and a record, return it signed by the store's wallet (nothing is written).
+
+    Signing is the slow part of a record that a call must wait for (its ID seeds the
+    call); storing it durably can then happen while the model runs.
+    """
+    from permastore.protocol import ans104
+
+    tags = [*record_tags(record), Tag.text("Content-Type", CONTENT_TYPE)]
+    item = ans104.build_item(store.signer, canonical_json(record_json(record)), tags)
+    return SignedRecord(ans104.parse_header(item).id, item)
+
+
+def store_record(store, signed: SignedRecord) -> str:
+    """Given a signed record, store it durably (the store checks the signature again); return its ID."""
+    info = store.put_item(signed.item)
+    if info.id != signed.id:  # cannot happen unless the item bytes were altered
+        raise RecordInvalid(f"stored record {info.id} is not the signed record {signed.id}")
+    return info.id
+
+
 def write_record(store, record) -> str:
     """Given a store and a record, sign and store it as a data item; return its ID."""
-    import io
-
-    data = canonical_json(record_json(record))
-    info = store.put_data(io.BytesIO(data), tags=record_tags(record), content_type=CONTENT_TYPE)
-    return info.id
+    return store_record(store, sign_record(store, record))
 
 
 def parse_record(data: bytes, expected_type: str | None = None):
