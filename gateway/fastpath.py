@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 
 from starlette.types import Scope, Send
 
@@ -23,6 +24,26 @@ CORS_HEADERS = [
     (b"access-control-allow-origin", b"*"),
     (b"access-control-expose-headers", ", ".join(EXPOSED_HEADERS).encode()),
 ]
+CORS_LINES = b"".join(name + b": " + value + b"\r\n" for name, value in CORS_HEADERS)
+
+
+# Header values uvicorn would refuse (control bytes): such an answer is never cached, so an
+# uploader's Content-Type tag cannot smuggle header lines into the bytes written directly.
+UNSAFE_HEADER_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+@dataclass(frozen=True, slots=True)
+class CachedAnswer:
+    """One cached 200: the body, its headers for ASGI, and the same headers as HTTP/1.1 lines."""
+
+    body: bytes
+    headers: list[tuple[bytes, bytes]]
+    header_lines: bytes
+
+
+def header_lines(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """Given raw headers, return them as `name: value\r\n` lines."""
+    return b"".join(name + b": " + value + b"\r\n" for name, value in headers)
 
 
 class SmallObjectCache:
@@ -30,11 +51,11 @@ class SmallObjectCache:
 
     def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES):
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[str, tuple[bytes, list[tuple[bytes, bytes]]]] = OrderedDict()
+        self._entries: OrderedDict[str, CachedAnswer] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()  # filled from worker threads, read on the event loop
 
-    def get(self, object_id: str):
+    def get(self, object_id: str) -> CachedAnswer | None:
         with self._lock:
             entry = self._entries.get(object_id)
             if entry is not None:
@@ -47,14 +68,32 @@ class SmallObjectCache:
             return
         raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
         raw_headers.append((b"vary", b"Origin"))  # as the CORS middleware marks every answer
+        if any(UNSAFE_HEADER_VALUE.search(value) for _, value in raw_headers):
+            return  # security: the full route (and uvicorn's checks) answer it instead
+        entry = CachedAnswer(body, raw_headers, header_lines(raw_headers))
         with self._lock:
             if object_id in self._entries:
                 return
-            self._entries[object_id] = (body, raw_headers)
+            self._entries[object_id] = entry
             self._bytes += len(body)
             while self._bytes > self.max_bytes and self._entries:
-                _, (old, _) = self._entries.popitem(last=False)
-                self._bytes -= len(old)
+                _, old = self._entries.popitem(last=False)
+                self._bytes -= len(old.body)
+
+
+def cacheable_request(method: str | bytes, raw_path: bytes, query: bytes, headers) -> tuple[str, bool] | None:
+    """Given a request's method, path, query and lowercased headers, return (ID, has Origin) when the cache may answer."""
+    if method not in ("GET", "HEAD", b"GET", b"HEAD"):
+        return None
+    if len(raw_path) != 44 or query or not ID_PATH.fullmatch(raw_path):
+        return None
+    cross_origin = False
+    for name, _ in headers:
+        if name in (b"range", b"if-none-match"):
+            return None  # conditional and partial requests take the full route
+        if name == b"origin":
+            cross_origin = True
+    return raw_path[1:].decode(), cross_origin
 
 
 class FastPath:
@@ -68,25 +107,19 @@ class FastPath:
         found = self._lookup(scope)
         if found is None:
             return False
-        (body, headers), cross_origin = found
-        if cross_origin:
-            headers = headers + CORS_HEADERS
+        entry, cross_origin = found
+        headers = entry.headers + CORS_HEADERS if cross_origin else entry.headers
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else entry.body})
         return True
 
     def _lookup(self, scope: Scope):
         """Given a request, return (cache entry, has an Origin header) when the cache can answer it."""
-        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+        if scope["type"] != "http":
             return None
         raw_path = scope.get("raw_path") or scope["path"].encode()
-        if len(raw_path) != 44 or scope.get("query_string") or not ID_PATH.fullmatch(raw_path):
+        request = cacheable_request(scope["method"], raw_path, scope.get("query_string"), scope["headers"])
+        if request is None:
             return None
-        cross_origin = False
-        for name, _ in scope["headers"]:
-            if name in (b"range", b"if-none-match"):
-                return None  # conditional and partial requests take the full route
-            if name == b"origin":
-                cross_origin = True
-        entry = self.cache.get(raw_path[1:].decode())
-        return None if entry is None else (entry, cross_origin)
+        entry = self.cache.get(request[0])
+        return None if entry is None else (entry, request[1])

@@ -59,6 +59,17 @@ class AnnouncingServer(uvicorn.Server):
             print(f"permastore gateway listening on {self.url}", flush=True)
 
 
+def http_protocol(app):
+    """Given the app, return uvicorn's `http` setting: httptools answering cache hits itself when installed."""
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return "auto"  # h11: every request through the app (its own fast path still applies)
+    from gateway.fast_protocol import with_cache
+
+    return with_cache(app.fast_path.cache)
+
+
 def serve(config: GatewayConfig) -> None:
     """Given a config, serve until SIGINT or SIGTERM (uvicorn handles both gracefully)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -68,7 +79,7 @@ def serve(config: GatewayConfig) -> None:
         uvicorn.Config(
             app,
             loop="auto",  # uvloop when installed
-            http="auto",  # httptools when installed
+            http=http_protocol(app),
             log_level="warning",
             access_log=False,
             proxy_headers=False,  # bound to loopback by default; no proxy to trust
