@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import codecs
 import hashlib
+import math
 import os
 import platform
 import threading
@@ -25,6 +26,13 @@ from inference.errors import InvalidRequest, PromptTooLong
 # llama.cpp treats this seed as "pick one at random", so it is never a valid call seed.
 LLAMA_RANDOM_SEED = 0xFFFFFFFF
 MAX_SEED = LLAMA_RANDOM_SEED - 1
+# Ceilings that hold on any machine, so a record that passes them can be replayed anywhere
+# (machine-specific limits, CPUs and the model's context, are checked when spawning).
+MAX_N_CTX = 1 << 20  # llama.cpp allocates the KV cache for all of it up front
+MAX_THREADS = 512
+MAX_C_INT = (1 << 31) - 1  # llama.cpp takes counts as C int
+MAX_STOP_STRINGS = 32  # a chat template adds its own to the caller's
+MAX_STOP_CHARS = 256
 # CPU flags (from /proc/cpuinfo) whose presence changes which kernels run, hence the bits.
 ARITHMETIC_CPU_FLAGS = (
     "pni", "ssse3", "sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
@@ -51,14 +59,15 @@ class EngineSettings:
 
     def validate(self) -> "EngineSettings":
         """Return self when every value is usable, else raise InvalidRequest."""
-        for name in ("n_ctx", "n_batch", "n_ubatch", "n_threads"):
+        ceilings = {"n_ctx": MAX_N_CTX, "n_batch": MAX_N_CTX, "n_ubatch": MAX_N_CTX, "n_threads": MAX_THREADS}
+        for name, ceiling in ceilings.items():
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise InvalidRequest(f"{name} must be a positive integer, got {value!r}")
+            if not _is_int(value) or not 1 <= value <= ceiling:
+                raise InvalidRequest(f"{name} must be an integer in 1..{ceiling}, got {value!r}")
         if self.n_ubatch > self.n_batch:
             raise InvalidRequest(f"n_ubatch ({self.n_ubatch}) must not exceed n_batch ({self.n_batch})")
-        if not _is_int(self.penalty_last_n) or self.penalty_last_n < 0:
-            raise InvalidRequest(f"penalty_last_n must be an integer >= 0, got {self.penalty_last_n!r}")
+        if not _is_int(self.penalty_last_n) or not 0 <= self.penalty_last_n <= MAX_N_CTX:
+            raise InvalidRequest(f"penalty_last_n must be an integer in 0..{MAX_N_CTX}, got {self.penalty_last_n!r}")
         if not isinstance(self.flash_attn, bool):
             raise InvalidRequest(f"flash_attn must be true or false, got {self.flash_attn!r}")
         return self
@@ -69,6 +78,8 @@ class EngineSettings:
     @classmethod
     def from_json(cls, data: dict) -> "EngineSettings":
         """Given a record's settings object, return the settings (unknown keys rejected)."""
+        if not isinstance(data, dict):
+            raise InvalidRequest(f"settings must be a JSON object, got {type(data).__name__}")
         known = set(cls.__dataclass_fields__)
         unknown = set(data) - known
         if unknown:
@@ -100,8 +111,9 @@ class SamplingParams:
         for name in ("temperature", "top_p", "min_p", "typical_p", "repeat_penalty",
                      "frequency_penalty", "presence_penalty"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value:
-                raise InvalidRequest(f"{name} must be a number, got {value!r}")
+            # Non-finite numbers arrive through JSON too (Python parses NaN and Infinity).
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise InvalidRequest(f"{name} must be a finite number, got {value!r}")
             floats[name] = float(value)
         if floats["temperature"] < 0:
             raise InvalidRequest("temperature must be >= 0")
@@ -113,16 +125,11 @@ class SamplingParams:
             raise InvalidRequest("typical_p must be in (0, 1]")
         if floats["repeat_penalty"] <= 0:
             raise InvalidRequest("repeat_penalty must be > 0")
-        if not _is_int(self.top_k) or self.top_k < 0:
-            raise InvalidRequest(f"top_k must be an integer >= 0, got {self.top_k!r}")
-        if not _is_int(self.max_tokens) or self.max_tokens < 1:
-            raise InvalidRequest(f"max_tokens must be an integer >= 1, got {self.max_tokens!r}")
-        stop = self.stop
-        if isinstance(stop, str):
-            stop = (stop,)
-        if not all(isinstance(s, str) and s for s in stop):
-            raise InvalidRequest("stop must be a list of non-empty strings")
-        return replace(self, stop=tuple(stop), **floats)
+        if not _is_int(self.top_k) or not 0 <= self.top_k <= MAX_C_INT:
+            raise InvalidRequest(f"top_k must be an integer in 0..{MAX_C_INT}, got {self.top_k!r}")
+        if not _is_int(self.max_tokens) or not 1 <= self.max_tokens <= MAX_C_INT:
+            raise InvalidRequest(f"max_tokens must be an integer in 1..{MAX_C_INT}, got {self.max_tokens!r}")
+        return replace(self, stop=stop_strings(self.stop), **floats)
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -132,15 +139,31 @@ class SamplingParams:
     @classmethod
     def from_json(cls, data: dict) -> "SamplingParams":
         """Given a record's or request's sampling object, return validated params."""
+        if not isinstance(data, dict):
+            raise InvalidRequest(f"sampling must be a JSON object, got {type(data).__name__}")
         known = set(cls.__dataclass_fields__)
         unknown = set(data) - known
         if unknown:
             raise InvalidRequest(f"unknown sampling parameters: {sorted(unknown)}")
         data = dict(data)
         if "stop" in data:
-            stop = data["stop"]
-            data["stop"] = (stop,) if isinstance(stop, str) else tuple(stop or ())
+            data["stop"] = stop_strings(data["stop"])
         return cls(**data).validate()
+
+
+def stop_strings(stop) -> tuple[str, ...]:
+    """Given a stop value (None, a string, or a list of strings), return the stop strings; else InvalidRequest."""
+    if stop is None:
+        return ()
+    if isinstance(stop, str):
+        stop = (stop,)
+    if not isinstance(stop, (list, tuple)):
+        raise InvalidRequest(f"stop must be a string or a list of strings, got {type(stop).__name__}")
+    if len(stop) > MAX_STOP_STRINGS:
+        raise InvalidRequest(f"stop holds at most {MAX_STOP_STRINGS} strings, got {len(stop)}")
+    if not all(isinstance(s, str) and 0 < len(s) <= MAX_STOP_CHARS for s in stop):
+        raise InvalidRequest(f"stop must be a list of non-empty strings of at most {MAX_STOP_CHARS} characters")
+    return tuple(stop)
 
 
 def _is_int(value) -> bool:

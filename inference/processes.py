@@ -17,6 +17,7 @@ server's herder, or one CLI command) per process at a time is assumed.
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -161,6 +162,7 @@ def draft_process(
     if not isinstance(settings, EngineSettings):
         raise InvalidRequest("settings must be EngineSettings")
     settings.validate()
+    _check_machine(settings, metadata)
     if system_prompt is not None and not isinstance(system_prompt, str):
         raise InvalidRequest("system_prompt must be a string")
     template = resolve_template(chat_template, metadata.chat_template, metadata.bos_token, metadata.eos_token)
@@ -173,6 +175,16 @@ def draft_process(
         system_prompt=system_prompt,
     )
     return Process("", address_of(store.signer.owner), record, path, template)
+
+
+def _check_machine(settings: EngineSettings, metadata: ModelMetadata) -> None:
+    """Refuse settings this machine or model cannot honour (every call of the process would fail)."""
+    cpus = os.cpu_count() or 1
+    if settings.n_threads > cpus:
+        raise InvalidRequest(f"n_threads must be at most {cpus} (this machine's CPUs), got {settings.n_threads}")
+    if metadata.context_length and settings.n_ctx > metadata.context_length:
+        raise InvalidRequest(f"n_ctx must be at most {metadata.context_length} (the model's context length), "
+                             f"got {settings.n_ctx}")
 
 
 def write_process(store, draft: Process) -> str:
