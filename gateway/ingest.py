@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from gateway.bodies import limited_stream
 from gateway.errors import ApiError, bad_request
 from gateway.ledger import InsufficientFunds
+from gateway.miner import ANCHOR_DEPTH
 from gateway.node import Node
 from permastore.protocol import b64url
 from permastore.protocol.tx import Transaction, verify
@@ -27,6 +28,7 @@ def accept_tx(node: Node, doc: dict) -> int:
     if not tx.id or not tx.signature:
         raise bad_request("transaction is not signed")
     verify(tx)  # security: signature and id == sha256(signature) before anything is kept
+    check_anchor(node, tx)
     with node.accept_lock:  # one funds check + store + debit at a time
         if node.store.info(tx.id) is not None:
             return 208
@@ -39,6 +41,25 @@ def accept_tx(node: Node, doc: dict) -> int:
         node.store.put_tx(tx, data)
         node.ledger.apply_tx(tx.owner_address, tx.id, target, tx.quantity, tx.reward)
     return 200
+
+
+def check_anchor(node: Node, tx: Transaction) -> None:
+    """Given a verified tx, raise 400 unless its last_tx is a recent block hash or its wallet's last tx.
+
+    As the Arweave node: the anchor bounds how long a signed tx may be replayed. An empty
+    anchor is let through on this development node, as arlocal does, so scripts need no
+    /tx_anchor round trip.
+    """
+    if not tx.last_tx:
+        return
+    anchor = b64url.encode(tx.last_tx)
+    if anchor in node.miner.recent_block_hashes() or anchor == node.ledger.last_tx(tx.owner_address):
+        return
+    raise ApiError(
+        400,
+        f"invalid anchor: last_tx {anchor:.64} is neither one of the last {ANCHOR_DEPTH} block hashes "
+        "(GET /tx_anchor) nor the wallet's last tx",
+    )
 
 
 async def accept_item(request: Request, node: Node):

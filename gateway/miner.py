@@ -19,6 +19,7 @@ from permastore.store import Query
 log = logging.getLogger("gateway.miner")
 
 TX_PATH_CACHE_BLOCKS = 256
+ANCHOR_DEPTH = 50  # the Arweave node accepts a block hash as last_tx for this many blocks
 PENDING_PAGE = 1000
 
 
@@ -32,6 +33,7 @@ class Miner:
         self._lock = asyncio.Lock()
         self._tip = self._ensure_genesis()
         self._proofs = lru_cache(maxsize=TX_PATH_CACHE_BLOCKS)(self._block_proofs)
+        self._anchors: tuple[int, frozenset[str]] = (-1, frozenset())
 
     def _ensure_genesis(self):
         """Return the newest block, mining block 0 first on a fresh store (tx_anchor needs one)."""
@@ -69,6 +71,16 @@ class Miner:
     def tip(self) -> tuple[int, str]:
         """Return (height, indep_hash) of the newest block."""
         return self._tip.height, self._tip.indep_hash
+
+    def recent_block_hashes(self) -> frozenset[str]:
+        """Return the indep_hashes of the newest ANCHOR_DEPTH blocks (recomputed once per new tip)."""
+        height, anchors = self._anchors
+        tip = self._tip
+        if height != tip.height:
+            found = (self.store.block(height=h) for h in range(max(0, tip.height - ANCHOR_DEPTH + 1), tip.height + 1))
+            anchors = frozenset(block.indep_hash for block in found if block is not None)
+            self._anchors = (tip.height, anchors)
+        return anchors
 
     def block_at(self, height: int):
         """Given a height, return that Block or None."""

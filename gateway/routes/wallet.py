@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 
 from gateway.errors import ApiError
 from gateway.node import node_of
@@ -27,10 +27,9 @@ async def last_tx(address: str, request: Request) -> PlainTextResponse:
 @router.post("/mint/{address}/{amount}", include_in_schema=False)
 @router.get(
     "/mint/{address}/{amount}",
-    response_class=PlainTextResponse,
-    summary="Development only (arlocal): credit test winston to a wallet; returns the new balance",
+    summary="Development only (arlocal): credit test winston to a wallet; returns the new balance (a JSON number)",
 )
-async def mint(address: str, amount: str, request: Request) -> PlainTextResponse:
+async def mint(address: str, amount: str, request: Request) -> Response:
     node = node_of(request)
     if not node.config.enable_mint:
         raise ApiError(403, "minting is disabled on this node")
@@ -38,4 +37,5 @@ async def mint(address: str, amount: str, request: Request) -> PlainTextResponse
     if winston > MAX_MINT:
         raise ApiError(400, f"amount above {MAX_MINT}")
     new_balance = node.ledger.mint(parse_address(address), winston)
-    return PlainTextResponse(str(new_balance))
+    # arlocal answers the new balance as a JSON number; digits, not a float, however large it gets.
+    return Response(str(new_balance), media_type="application/json")

@@ -221,3 +221,33 @@ def test_item_header_and_unconfirmed_tx_for_other_nodes(client, rsa_signer, ed_s
     assert client.get(f"/item/{tx.id}/header").status_code == 404  # a tx is not an item
     assert client.get(f"/unconfirmed_tx/{item_id}").status_code == 404
     assert client.get("/item/bad/header").status_code == 400
+
+
+def test_anchors_must_be_recent_blocks_or_the_wallets_last_tx(client, rsa_signer):
+    old_anchor = b64url.decode(client.get("/tx_anchor").text)
+    first = signed_tx(rsa_signer, b"anchored on genesis", last_tx=old_anchor)
+    assert client.post("/tx", json=first.to_json()).status_code == 200
+    chained = signed_tx(rsa_signer, b"anchored on my last tx", last_tx=b64url.decode(first.id))
+    assert client.post("/tx", json=chained.to_json()).status_code == 200
+    stale_wallet_anchor = signed_tx(rsa_signer, b"anchored on an older tx of mine", last_tx=b64url.decode(first.id))
+    response = client.post("/tx", json=stale_wallet_anchor.to_json())
+    assert response.status_code == 400 and "invalid anchor" in response.json()["error"]
+    unknown = signed_tx(rsa_signer, b"anchored on nothing", last_tx=os.urandom(48))
+    response = client.post("/tx", json=unknown.to_json())
+    assert response.status_code == 400 and "invalid anchor" in response.json()["error"]
+    assert client.get(f"/tx/{unknown.id}/status").status_code == 404  # nothing kept
+
+    mine(client, 49)  # genesis is now the 50th newest block: still an anchor
+    still = signed_tx(rsa_signer, b"genesis, 49 blocks on", last_tx=old_anchor)
+    assert client.post("/tx", json=still.to_json()).status_code == 200
+    mine(client, 1)
+    too_old = signed_tx(rsa_signer, b"genesis, 50 blocks on", last_tx=old_anchor)
+    response = client.post("/tx", json=too_old.to_json())
+    assert response.status_code == 400 and "last 50 block hashes" in response.json()["error"]
+
+
+def test_mint_answers_the_new_balance_as_a_json_number_like_arlocal(client):
+    first = client.get(f"/mint/{KEY_ADDRESS}/1000")
+    assert first.status_code == 200 and first.headers["content-type"] == "application/json"
+    assert first.json() == 1000
+    assert client.post(f"/mint/{KEY_ADDRESS}/{10**20}").text == str(10**20 + 1000)  # digits, never 1e+20
