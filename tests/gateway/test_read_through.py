@@ -2,7 +2,10 @@
 
 import json
 import os
+import shutil
+import subprocess
 import threading
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
@@ -91,6 +94,44 @@ def test_read_through_tx_reports_the_upstream_confirmation(tmp_path, first, rsa_
         with httpx.Client(base_url=third.url, timeout=60) as b:
             assert b.get(f"/tx/{mined.id}/status").json() == upstream_status  # kept across restarts
         third.stop()
+    finally:
+        second.stop()
+
+
+NODE_MODULES = Path(__file__).resolve().parents[1] / "interop" / "node_modules"
+ARWEAVE_JS_GET = """
+const Arweave = require("arweave");
+const url = new URL(process.argv[1]);
+const arweave = Arweave.init({host: url.hostname, port: Number(url.port), protocol: "http", logging: false});
+(async () => {
+  const tx = await arweave.transactions.get(process.argv[2]);  // throws on 202 Pending
+  const status = await arweave.transactions.getStatus(process.argv[2]);
+  const text = await arweave.transactions.getData(process.argv[2], {decode: true, string: true});
+  console.log(JSON.stringify({id: tx.id, status, text}));
+})().catch((error) => { console.log(JSON.stringify({error: String(error.type || error.message || error)})); });
+"""
+
+
+@pytest.mark.interop
+def test_arweave_js_gets_a_tx_read_through_once_the_upstream_confirmed_it(tmp_path, first, rsa_signer):
+    """arweave-js `transactions.get` works on a read-through node as soon as the upstream has mined the tx."""
+    node = shutil.which("node")
+    if node is None or not (NODE_MODULES / "arweave" / "package.json").is_file():
+        pytest.fail(f"needs node and arweave in {NODE_MODULES} (npm ci in tests/interop)")
+    tx = signed_tx(rsa_signer, b"read through, confirmed upstream", {"Content-Type": "text/plain"})
+    with httpx.Client(base_url=first.url, timeout=60) as a:
+        assert a.post("/tx", json=tx.to_json()).status_code == 200
+        a.post("/mine")
+    second = start_server(tmp_path / "b", tmp_path / "b.log", "--mine-interval", "0", "--upstream", first.url)
+    try:
+        run = subprocess.run(
+            [node, "-e", ARWEAVE_JS_GET, second.url, tx.id],
+            capture_output=True, text=True, timeout=120, env={**os.environ, "NODE_PATH": str(NODE_MODULES)},
+        )  # fmt: skip
+        result = json.loads(run.stdout.strip().splitlines()[-1])
+        assert result.get("id") == tx.id, result
+        assert result["status"]["status"] == 200 and result["status"]["confirmed"]["block_height"] == 1
+        assert result["text"] == "read through, confirmed upstream"
     finally:
         second.stop()
 
