@@ -10,6 +10,7 @@ Measured in one run, on the same file and machine:
 - 10,000 x 1 KiB put/get in-process (ops/s) and a few CLI puts (ops/s).
 
 Usage: python bench/store_bench.py [--size 2.2GB] [--small 10000] [--repeat 3] [--workdir DIR]
+(--size 0: small puts only; --small 0: no small puts.)
 (--repeat N: N put/get runs, each timed right after its own baseline; the best ratio is reported
 and every run is in the JSON: on a shared machine, the best run is the one least disturbed.)
 Prints a table and writes bench/out/store_bench-<time>.json.
@@ -179,6 +180,7 @@ def bench_ranges(work: Path, object_id: str, size: int, results: dict, count: in
 
 
 def bench_small(work: Path, count: int, results: dict, cli_count: int = 20) -> None:
+    from permastore.protocol.tags import Tag
     from permastore.store import Store
 
     rng = random.Random(SEED)
@@ -191,8 +193,39 @@ def bench_small(work: Path, count: int, results: dict, cli_count: int = 20) -> N
         for object_id, payload in zip(ids, payloads):
             assert store.read_range(object_id, 0, 1024) == payload
         get_seconds = time.perf_counter() - began
+        # Baseline inside put_data: the node wallet's RSA-4096 signature alone.
+        signs = max(count // 10, 1)
+        began = time.perf_counter()
+        for n in range(signs):
+            store.signer.sign(n.to_bytes(48, "big"))
+        sign_ms = 1000 * (time.perf_counter() - began) / signs
+    # The same puts as items already signed (ed25519): the store's own cost without RSA-4096 signing.
+    from permastore.protocol import ans104
+    from permastore.protocol.signers import Ed25519Signer
+
+    from permastore.store import codec
+
+    signer = Ed25519Signer(rng.randbytes(32))
+    items = [ans104.build_item(signer, p, [Tag(b"Path", b"inline" if n % 2 else b"pack")]) for n, p in enumerate(payloads)]
+    # Baseline in the same run, alternating put by put: the two-fsync path (pack fsync, then WAL
+    # fsync) that every small put took before tiny chunks were kept inline in the index.
+    seconds = {"inline": 0.0, "pack": 0.0}
+    default_limit = codec.INLINE_LIMIT
+    with Store.open(work / "small_items") as store:
+        for n, item in enumerate(items):
+            path = "inline" if n % 2 else "pack"
+            codec.INLINE_LIMIT = default_limit if path == "inline" else -1
+            began = time.perf_counter()
+            store.put_item(item)
+            seconds[path] += time.perf_counter() - began
+    codec.INLINE_LIMIT = default_limit
+    halves = {"inline": count // 2, "pack": count - count // 2}
+    item_seconds = seconds["inline"] * count / max(halves["inline"], 1)
     results["small_api"] = {
         "count": count, "put_ops_s": count / put_seconds, "get_ops_s": count / get_seconds,
+        "put_item_ops_s": count / item_seconds, "put_item_ms": 1000 * item_seconds / count,
+        "put_data_ms": 1000 * put_seconds / count, "rsa_sign_ms": sign_ms,
+        "put_item_two_fsync_ms": 1000 * seconds["pack"] / max(halves["pack"], 1),
     }  # fmt: skip
     cli = permastore_cmd()
     sample = work / "small.bin"
@@ -225,7 +258,10 @@ def print_table(results: dict) -> None:
         rows.append(("1 MiB range read", f"mean {r['mean_ms']:.2f} ms", f"p50 {r['p50_ms']:.2f} ms", f"p99 {r['p99_ms']:.2f} ms", ""))
     if "small_api" in results:
         s = results["small_api"]
-        rows.append((f"{s['count']} x 1 KiB (API)", f"put {s['put_ops_s']:.0f}/s", f"get {s['get_ops_s']:.0f}/s", "", ""))
+        rows.append((f"{s['count']} x 1 KiB (API)", f"put {s['put_ops_s']:.0f}/s ({s['put_data_ms']:.2f} ms)",
+                     f"get {s['get_ops_s']:.0f}/s", f"signed items {s['put_item_ops_s']:.0f}/s ({s['put_item_ms']:.2f} ms;"
+                     f" two-fsync path {s['put_item_two_fsync_ms']:.2f} ms)",
+                     f"RSA sign {s['rsa_sign_ms']:.2f} ms"))  # fmt: skip
     if "small_cli" in results:
         s = results["small_cli"]
         rows.append((f"{s['count']} x 1 KiB (CLI)", f"put {s['put_ops_s']:.1f}/s", "", "", ""))
@@ -249,8 +285,9 @@ def main() -> None:
     results: dict = {"size": size, "python": sys.version.split()[0], "cpus": os.cpu_count(),
                      "load_avg_start": os.getloadavg()}  # fmt: skip
     try:
-        object_id = bench_large(work, size, results, max(args.repeat, 1))
-        bench_ranges(work, object_id, size, results)
+        if size:
+            object_id = bench_large(work, size, results, max(args.repeat, 1))
+            bench_ranges(work, object_id, size, results)
         if args.small:
             bench_small(work, args.small, results)
     finally:

@@ -11,6 +11,9 @@ ZSTD = 1
 ZSTD_LEVEL = 3
 # Compress only when it saves at least 10%: weights and media barely compress.
 MIN_SAVING = 0.10
+# Chunks stored in at most this many bytes are kept in the SQLite index, not in a pack:
+# a small put then costs one fsync (the WAL's) instead of two (pack, then WAL).
+INLINE_LIMIT = 8 * 1024
 
 _local = threading.local()
 

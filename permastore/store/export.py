@@ -14,6 +14,7 @@ import threading
 
 from permastore.store import codec
 from permastore.store.errors import NotFound
+from permastore.store.index import INLINE_SEGMENT
 from permastore.store.reader import chunk_rows
 from permastore.store.segments import write_all
 
@@ -70,7 +71,8 @@ class Exporter:
                 if stop.is_set():
                     return
                 raw = self._chunks.load(id, chunk)  # raises CorruptChunk
-                verified.put((chunk, None if chunk["codec"] == codec.RAW else raw))
+                in_file = chunk["codec"] == codec.RAW and chunk["segment_id"] != INLINE_SEGMENT
+                verified.put((chunk, None if in_file else raw))
         except BaseException as exc:
             verified.put((None, exc))
             return

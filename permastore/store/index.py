@@ -71,6 +71,19 @@ def insert_chunk_list(conn: sqlite3.Connection, seq: int, chunk_list) -> None:
     )
 
 
+# chunks.segment_id of a chunk kept in table inline_chunks (chunks.offset is its row id there).
+INLINE_SEGMENT = 0
+
+
+def record_inline_chunks(conn: sqlite3.Connection, new_chunks) -> None:
+    """Inside a write transaction: keep tiny chunks' bytes in the index itself (first writer wins)."""
+    for chunk in new_chunks:
+        if conn.execute("SELECT 1 FROM chunks WHERE hash = ?", (chunk.hash,)).fetchone():
+            continue  # stored meanwhile by another writer: no orphan bytes
+        chunk.offset = conn.execute("INSERT INTO inline_chunks(stored) VALUES (?)", (chunk.stored,)).lastrowid
+        record_chunks(conn, INLINE_SEGMENT, [chunk])
+
+
 def record_chunks(conn: sqlite3.Connection, segment_id: int, new_chunks) -> None:
     """Given a segment and the chunks written to it, add their rows (first writer wins)."""
     conn.executemany(

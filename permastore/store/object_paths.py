@@ -66,7 +66,7 @@ class ObjectPaths:
         segment = self.db.execute(
             "SELECT name, kind, committed_size FROM segments WHERE id = ?", (found["lo"],)
         ).fetchone()
-        if segment["kind"] != "object" or segment["committed_size"] != row["data_size"]:
+        if segment is None or segment["kind"] != "object" or segment["committed_size"] != row["data_size"]:
             return None
         if found["moved"] and not self._mirrors(found["lo"], row["seq"], found["n"]):
             return None

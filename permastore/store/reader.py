@@ -9,6 +9,7 @@ import blake3
 from permastore.protocol.merkle import MAX_CHUNK_SIZE
 from permastore.store import codec
 from permastore.store.errors import CorruptChunk
+from permastore.store.index import INLINE_SEGMENT
 from permastore.store.segments import SegmentReader
 
 CHUNK_ROWS_SQL = (
@@ -27,9 +28,10 @@ def chunk_rows(conn, seq: int, start: int, end: int) -> list:
 class ChunkReader:
     """Reads chunks by their index rows and verifies them; safe to share between threads."""
 
-    def __init__(self, segments: SegmentReader, segment_name):
+    def __init__(self, segments: SegmentReader, segment_name, inline_bytes):
         self.segments = segments
         self.segment_name = segment_name  # segment id -> file name
+        self.inline_bytes = inline_bytes  # inline_chunks id -> stored bytes or None
 
     def load(self, id: str, row) -> bytes:
         """Given an object ID and one chunk row, return the chunk's verified raw bytes."""
@@ -37,9 +39,7 @@ class ChunkReader:
         if row["segment_id"] is None:
             raise CorruptChunk(id, row["idx"], address.hex(), "chunk is missing from the index")
         try:
-            name = self.segment_name(row["segment_id"])
-            with self.segments.opened(name) as fd:
-                stored = _pread_exact(fd, row["stored_size"], row["seg_offset"])
+            stored = self._stored(row)
             raw = codec.decode(row["codec"], stored, row["size"])
         except Exception as exc:  # a missing file, a short segment, a broken zstd frame
             raise CorruptChunk(id, row["idx"], address.hex(), f"unreadable: {exc}") from None
@@ -47,6 +47,15 @@ class ChunkReader:
         if len(raw) != row["size"] or blake3.blake3(raw).digest() != address:
             raise CorruptChunk(id, row["idx"], address.hex())
         return raw
+
+    def _stored(self, row) -> bytes:
+        if row["segment_id"] == INLINE_SEGMENT:
+            stored = self.inline_bytes(row["seg_offset"])
+            if stored is None or len(stored) != row["stored_size"]:
+                raise OSError("inline chunk bytes are missing from the index")
+            return stored
+        with self.segments.opened(self.segment_name(row["segment_id"])) as fd:
+            return _pread_exact(fd, row["stored_size"], row["seg_offset"])
 
 
 def _pread_exact(fd: int, size: int, offset: int) -> bytes:

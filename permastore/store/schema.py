@@ -34,6 +34,13 @@ CREATE TABLE IF NOT EXISTS segment_objects (
     seq INTEGER NOT NULL
 );
 
+-- Tiny chunks kept inside the index itself (chunks.segment_id = 0, chunks.offset = this id):
+-- their bytes commit with the object in the one WAL fsync, with no segment write or fsync.
+CREATE TABLE IF NOT EXISTS inline_chunks (
+    id INTEGER PRIMARY KEY,
+    stored BLOB NOT NULL
+);
+
 -- One row per distinct chunk (BLAKE3 of its raw bytes): stored once.
 CREATE TABLE IF NOT EXISTS chunks (
     hash BLOB PRIMARY KEY,

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from permastore.protocol.signers import RsaSigner
-from permastore.store import schema
+from permastore.store import codec, schema
 from permastore.store.bundles import Unbundler
 from permastore.store.errors import NotFound, StoreError
 from permastore.store.export import Exporter
@@ -27,6 +27,7 @@ from permastore.store.fsck import Checker
 from permastore.store.index import (
     insert_chunk_list,
     insert_object,
+    record_inline_chunks,
     object_row,
     record_chunks,
     tags_of,
@@ -74,7 +75,7 @@ class Store(Items, Transactions, ObjectPaths, Unbundler, Weave, Checker, Exporte
         self._verified_paths: set[str] = set()
         self._proof_cache: dict[str, list] = {}
         self._segments = SegmentReader(self.segments_dir)
-        self._chunks = ChunkReader(self._segments, self._segment_name)
+        self._chunks = ChunkReader(self._segments, self._segment_name, self._inline_bytes)
         self.wallet: dict = {}
         self._signer: RsaSigner | None = None
         self.last_bundle_refusals: list[tuple[str, str]] = []
@@ -178,6 +179,10 @@ class Store(Items, Transactions, ObjectPaths, Unbundler, Weave, Checker, Exporte
             name = self._segment_names[segment_id] = row["name"]
         return name
 
+    def _inline_bytes(self, inline_id: int) -> bytes | None:
+        row = self.db.execute("SELECT stored FROM inline_chunks WHERE id = ?", (inline_id,)).fetchone()
+        return None if row is None else bytes(row[0])
+
     def _segment_file(self, segment_id: int):
         """Context manager: a read descriptor of a segment, open while the block runs."""
         return self._segments.opened(self._segment_name(segment_id))
@@ -258,8 +263,26 @@ class Store(Items, Transactions, ObjectPaths, Unbundler, Weave, Checker, Exporte
         if not new_chunks:
             with transaction(conn):
                 return self._insert_all(conn, ingested, row, tags, after_insert)
+        return self._store_new_chunks(new_chunks, lambda c: self._insert_all(c, ingested, row, tags, after_insert))
+
+    def _store_new_chunks(self, new_chunks: list[NewChunk], inside: Callable) -> int:
+        """Store a small put's new chunks and commit them with ``inside``.
+
+        Tiny chunks go into the index in the same transaction: with no pack bytes the
+        put costs one fsync (SQLite's WAL at COMMIT), and nothing is visible before it.
+        """
+        inline = [c for c in new_chunks if c.stored_size <= codec.INLINE_LIMIT]
+        packed = [c for c in new_chunks if c.stored_size > codec.INLINE_LIMIT]
+
+        def with_inline(conn):
+            record_inline_chunks(conn, inline)
+            return inside(conn)
+
+        if not packed:
+            with transaction(self.db) as conn:
+                return with_inline(conn)
         with PackLock(self.segments_dir):
-            return self._append_to_pack(new_chunks, lambda c: self._insert_all(c, ingested, row, tags, after_insert))
+            return self._append_to_pack(packed, with_inline)
 
     def _append_to_pack(self, new_chunks: list[NewChunk], inside: Callable) -> int:
         """Under the pack lock: append chunks to the open pack, fsync, then commit with ``inside``."""

@@ -20,7 +20,6 @@ from permastore.store.errors import DataMismatch, NotFound
 from permastore.store.index import b64_or_empty, content_type_of, insert_chunk_list, transaction
 from permastore.store.ingest import Ingested, NewChunk
 from permastore.store.records import ObjectInfo
-from permastore.store.segments import PackLock
 
 
 class Transactions:
@@ -91,8 +90,7 @@ class Transactions:
             if ingested.segment is not None:
                 self._commit_segment_with(ingested, complete)
             elif ingested.new_chunks:
-                with PackLock(self.segments_dir):
-                    self._append_to_pack(ingested.new_chunks, complete)
+                self._store_new_chunks(ingested.new_chunks, complete)
             else:
                 with transaction(self.db) as conn:
                     complete(conn)
@@ -140,8 +138,7 @@ class Transactions:
             with transaction(conn):
                 completed = record(conn)
         else:
-            with PackLock(self.segments_dir):
-                completed = self._append_to_pack([new], record)
+            completed = self._store_new_chunks([new], record)
         for id in completed:
             self._maybe_unbundle(self.info(id))
 

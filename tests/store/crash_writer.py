@@ -19,10 +19,12 @@ from permastore.store import Store
 
 
 def payload(rng: random.Random, history: list[bytes]) -> bytes:
-    """Given a random source and earlier payloads, return the next: small, medium, large or a repeat."""
+    """Given a random source and earlier payloads, return the next: tiny, small, medium, large or a repeat."""
     roll = rng.random()
     if history and roll < 0.1:
         return rng.choice(history)  # dedupe path: every chunk already stored
+    if roll < 0.3:
+        return rng.randbytes(rng.randrange(0, 6000))  # inline path: bytes inside the SQLite commit
     if roll < 0.55:
         return rng.randbytes(rng.randrange(0, 300_000))
     if roll < 0.65:

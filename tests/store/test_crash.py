@@ -88,6 +88,12 @@ def test_sigkill_at_random_points_loses_nothing_acknowledged(data_dir):
         report = store.fsck()
         assert report.ok, report.failures
         committed = {row[0] for row in store.db.execute("SELECT name FROM segments")}
+        inline_acked = store.db.execute(
+            "SELECT COUNT(*) FROM objects o JOIN object_chunks c ON c.seq = o.seq JOIN chunks k ON k.hash = c.hash"
+            f" WHERE k.segment_id = 0 AND o.id IN ({','.join('?' * len(all_acked))})",
+            [id for id, _, _ in all_acked],
+        ).fetchone()[0]
+    assert inline_acked, "no acknowledged put took the inline (one fsync) path"
     leftovers = {p.name for p in (data_dir / "segments").glob("obj-*.seg")} - committed
     assert not leftovers, f"uncommitted segments survived reopen: {leftovers}"
     print(f"{TRIALS} kills, {len(all_acked)} acknowledged puts verified in {elapsed:.1f}s")

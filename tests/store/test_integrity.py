@@ -54,7 +54,8 @@ def test_corrupt_chunk_is_never_served_and_error_names_id_and_chunk(store):
 
 
 def test_corrupt_compressed_chunk_in_a_pack_is_detected(store):
-    info = store.put_data(b"compress me please " * 1000)
+    # Compressible, yet more than codec.INLINE_LIMIT once compressed: it goes to a pack.
+    info = store.put_data(pseudo_random(20_000, 5) + b"compress me please " * 3000)
     path, offset = chunk_location(store, info.id, 0)
     flip_byte(path, offset + 20)
     with pytest.raises(CorruptChunk):
@@ -74,6 +75,21 @@ def test_fsck_passes_on_a_healthy_store_and_lists_every_failure(store):
     assert not report.ok
     assert {(id, index) for id, index, _ in report.failures} == {(first.id, 1), (second.id, 1)}
     assert small.id not in {f[0] for f in report.failures}
+
+
+def test_corrupt_inline_chunk_is_detected_on_read_and_by_fsck(store):
+    info = store.put_data(b"a tiny record kept inside the index")
+    row = store.db.execute(
+        "SELECT k.segment_id, k.offset FROM objects o JOIN object_chunks c ON c.seq = o.seq"
+        " JOIN chunks k ON k.hash = c.hash WHERE o.id = ?",
+        (info.id,),
+    ).fetchone()
+    assert row[0] == 0  # inline: no pack write, no second fsync
+    store.db.execute("UPDATE inline_chunks SET stored = ? WHERE id = ?", (b"a tiny record kept inside the indeX", row[1]))
+    with pytest.raises(CorruptChunk):
+        b"".join(store.read(info.id))
+    report = store.fsck()
+    assert not report.ok and {f[0] for f in report.failures} == {info.id}
 
 
 def test_fsck_reports_a_missing_segment(store):
@@ -97,14 +113,15 @@ def test_first_open_creates_an_rsa_4096_wallet_readable_only_by_owner(tmp_path):
 
 
 def test_bytes_past_the_committed_end_of_a_pack_are_never_overwritten(store, data_dir):
-    first = store.put_data(b"first small object")
+    first_data, second_data = pseudo_random(20_000, 6), pseudo_random(30_000, 7)  # over INLINE_LIMIT
+    first = store.put_data(first_data)
     pack = next((data_dir / "segments").glob("pack-*.seg"))
     debris = b"bytes of a writer killed inside its commit"
     with open(pack, "ab") as f:
         f.write(debris)  # SQLite may yet replay that commit, so they must stay as they are
-    second = store.put_data(b"second small object")
-    assert b"".join(store.read(first.id)) == b"first small object"
-    assert b"".join(store.read(second.id)) == b"second small object"
+    second = store.put_data(second_data)
+    assert b"".join(store.read(first.id)) == first_data
+    assert b"".join(store.read(second.id)) == second_data
     assert debris in pack.read_bytes()
     assert store.fsck().ok
 
