@@ -25,7 +25,8 @@ Stable API (other modules, the herder and the gateway build on these names):
     processes.write_failure(store, call, reason, msg)   # a call that could not run gets an "error" Result
     call = processes.prepare_message(store, plan, caller, fee)  # start_message, then wait until stored
 
-    replay.replay_call(store, message_or_result_id, on_identity=cb, source=None) -> ReplayReport
+    replay.replay_call(store, message_or_result_id, on_identity=cb, source=None, runner=None) -> ReplayReport
+    # runner: replay.run_here (default) or replay.herder_runner(herder): the model runs in a worker
     replay.replay_process(store, pid, on_identity=cb, on_call=cb, source=None) -> ProcessReplayReport
     # source: a storing DataSource (ReadThroughSource) for models/records not held here
 

@@ -212,7 +212,51 @@ def identity_notes(store, process_id: str) -> list[str]:
     return identity_differences(process.record.engine, engine_identity())
 
 
-def _run(process, message_id, message, result_stored, notes) -> ReplayReport:
+# A runner: given a call to execute and the recorded token IDs, return (generation as
+# generation_to_json, {token ID: its text} for the tokens at the first difference).
+Runner = Callable[[processes.PreparedCall, list], tuple[dict, dict]]
+REPLAY_JOB = "inference.replay:replay_job"  # the herder's worker entry for replays
+
+
+def first_difference(recorded, replayed) -> int | None:
+    """Given two token ID lists, return the first index where they differ (None: identical)."""
+    for index in range(max(len(recorded), len(replayed))):
+        a = recorded[index] if index < len(recorded) else None
+        b = replayed[index] if index < len(replayed) else None
+        if a != b:
+            return index
+    return None
+
+
+def run_here(call: processes.PreparedCall, recorded: list) -> tuple[dict, dict]:
+    """Runner in this OS process: the engine is loaded (and cached) here."""
+    engine = processes.engine_for(call.model_path, processes.EngineSettings.from_json(call.settings))
+    generation = processes.execute(call, engine=engine)
+    replayed = list(generation.token_ids)
+    pieces = {}
+    index = first_difference(recorded, replayed)
+    if index is not None:
+        for tokens in (recorded, replayed):
+            if index < len(tokens):
+                pieces[tokens[index]] = _piece(engine, tokens[index])
+    return processes.generation_to_json(generation), pieces
+
+
+def replay_job(payload: dict, emit) -> dict:
+    """Herder worker entry (REPLAY_JOB): payload {"call": PreparedCall.to_json(), "recorded": [ids]}."""
+    generation, pieces = run_here(processes.PreparedCall.from_json(payload["call"]), payload["recorded"])
+    return {"generation": generation, "pieces": [[token, piece] for token, piece in pieces.items()]}
+
+
+def herder_runner(herder) -> Runner:
+    """Given a started Herder, return a runner that replays in its worker processes (queued like calls)."""
+    def run(call: processes.PreparedCall, recorded: list) -> tuple[dict, dict]:
+        answer = herder.run(REPLAY_JOB, {"call": call.to_json(), "recorded": list(recorded)})
+        return answer["generation"], {token: piece for token, piece in answer["pieces"]}
+    return run
+
+
+def _run(process, message_id, message, result_stored, notes, runner: Runner | None = None) -> ReplayReport:
     result = result_stored.record
     report = ReplayReport(process.id, message_id, result_stored.id, message.nonce, False,
                           len(result.token_ids), 0, notes=notes)
@@ -220,23 +264,21 @@ def _run(process, message_id, message, result_stored, notes) -> ReplayReport:
         report.skipped = "the original call failed (" + str(result.timings.get("error", "no reason")) + ")"
         return report
     call = processes.call_for(process, message_id, message)
-    engine = processes.engine_for(call.model_path, process.settings)
-    generation = processes.execute(call, engine=engine)
-    replayed = list(generation.token_ids)
     recorded = list(result.token_ids)
+    generation, pieces = (runner or run_here)(call, recorded)
+    replayed = list(generation["token_ids"])
     report.replayed_tokens = len(replayed)
-    if generation.prompt_token_hash != result.prompt_token_hash:
+    if generation["prompt_token_hash"] != result.prompt_token_hash:
         report.notes.append("the prompt tokenized differently than recorded")
-    for index in range(max(len(recorded), len(replayed))):
+    index = first_difference(recorded, replayed)
+    if index is not None:
         a = recorded[index] if index < len(recorded) else None
         b = replayed[index] if index < len(replayed) else None
-        if a != b:
-            report.first_difference = index
-            report.recorded_token, report.replayed_token = a, b
-            report.recorded_piece = _piece(engine, a)
-            report.replayed_piece = _piece(engine, b)
-            return report
-    report.identical = generation.text == result.text
+        report.first_difference = index
+        report.recorded_token, report.replayed_token = a, b
+        report.recorded_piece, report.replayed_piece = pieces.get(a), pieces.get(b)
+        return report
+    report.identical = generation["text"] == result.text
     return report
 
 
@@ -249,18 +291,20 @@ def _piece(engine, token: int | None) -> str | None:
         return None
 
 
-def replay_call(store, record_id: str, on_identity: Callable[[list[str]], None] | None = None, source=None) -> ReplayReport:
+def replay_call(store, record_id: str, on_identity: Callable[[list[str]], None] | None = None, source=None,
+                runner: Runner | None = None) -> ReplayReport:
     """Given a message or result ID, check its records, replay it and return the report.
 
     on_identity is told the engine-identity differences (if any) before the model runs;
-    source (a storing DataSource) fetches the model when it is not stored here.
+    source (a storing DataSource) fetches the model when it is not stored here; runner
+    (default run_here; herder_runner(herder) for a server) runs the model.
     """
     process, message_id, message, result_stored = resolve_call(store, record_id, source)
     notes = _render_notes(process, message)
     differences = identity_differences(process.record.engine, engine_identity())
     if differences and on_identity:
         on_identity(differences)
-    return _run(process, message_id, message, result_stored, notes)
+    return _run(process, message_id, message, result_stored, notes, runner)
 
 
 def replay_process(store, process_id: str, on_identity=None, on_call: Callable[[ReplayReport], None] | None = None,

@@ -40,9 +40,6 @@ SAMPLING_FIELDS = ("temperature", "top_k", "top_p", "min_p", "typical_p", "repea
 UNSUPPORTED_FIELDS = ("tools", "tool_choice", "functions", "function_call", "response_format",
                       "logit_bias", "suffix", "best_of", "echo")
 _service_lock = threading.Lock()
-# Replays run llama.cpp in the server process, outside the herder: one at a time, so a
-# burst of replay requests cannot take every CPU or load many models at once.
-_replay_lock = threading.Lock()
 
 
 # ---------------------------------------------------------------------------- service
@@ -587,11 +584,13 @@ async def replay(record_id: str, request: Request):
     service = service_of(request)
 
     def run():
-        from inference.replay import replay_call
+        from inference.replay import herder_runner, replay_call
 
         notes: list[str] = []
-        with _replay_lock:
-            report = replay_call(service.store, record_id, on_identity=notes.extend)
+        # Records are checked here; the model runs in a herder worker, queued with the calls,
+        # so replays neither load models into the server process nor take more CPUs than calls.
+        report = replay_call(service.store, record_id, on_identity=notes.extend,
+                             runner=herder_runner(service.herder))
         return {**asdict(report), "summary": report.summary(), "identity_differences": notes}
 
     return await _guarded(run)

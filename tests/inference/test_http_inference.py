@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from inference import processes
 from inference.models import add_model
 from tests.inference.inference_server import start_server
 
@@ -107,6 +108,20 @@ def test_ao_style_spawn_send_result_and_replay(node, http):
     assert replayed.status_code == 200, replayed.text
     assert replayed.json()["identical"] is True
     assert replayed.json()["summary"].startswith("identical")
+
+
+def test_replay_runs_in_a_herder_worker_not_the_server(node, http, monkeypatch):
+    sent = http.post("/v1/completions", json={"model": node.model_id, "prompt": "owls", "max_tokens": 6, "seed": 9})
+    assert sent.status_code == 200, sent.text
+
+    def not_here(*args, **kwargs):
+        raise AssertionError("replay loaded a model into the server process")
+
+    # The server runs in this process; herder workers are other processes, untouched by this.
+    monkeypatch.setattr(processes, "engine_for", not_here)
+    replayed = http.post(f"/replay/{sent.json()['record']['result']}")
+    assert replayed.status_code == 200, replayed.text
+    assert replayed.json()["identical"] is True
 
 
 def test_models_are_listed_by_id(node, http):

@@ -229,3 +229,26 @@ def test_every_sampling_parameter_is_recorded_and_replayed(store, pid, change):
     assert changed.token_ids != plain.token_ids  # the parameter matters here...
     report = replay.replay_call(store, changed.result_id)
     assert report.identical  # ...so replay used the recorded value
+
+
+def test_replay_in_a_herder_worker_finds_the_same_difference(store, pid):
+    from inference.herder import Herder, HerderConfig
+
+    plan = processes.plan_call(store, pid, messages=[{"role": "user", "content": "owls"}],
+                               sampling=SamplingParams(seed=3, max_tokens=12, temperature=0.9))
+    call = processes.prepare_message(store, plan, "tester")
+    true_tokens = list(processes.execute(call).token_ids)
+    lie = list(true_tokens)
+    lie[4] = (lie[4] + 1) % 300 + 3
+    forged_id, _ = forge_result(store, call, token_ids=lie, token_hash=token_hash(lie))
+    honest = send(store, pid, "cats")
+    here = replay.replay_call(store, forged_id)
+    herder = Herder(HerderConfig(workers=1)).start()
+    try:
+        in_worker = replay.replay_call(store, forged_id, runner=replay.herder_runner(herder))
+        honest_in_worker = replay.replay_call(store, honest.result_id, runner=replay.herder_runner(herder))
+    finally:
+        herder.close()
+    assert in_worker == here and in_worker.first_difference == 4
+    assert in_worker.recorded_piece is not None and in_worker.replayed_piece is not None
+    assert honest_in_worker.identical
