@@ -27,7 +27,7 @@ router = APIRouter(tags=["data"])
 
 CACHE_IMMUTABLE = "public, max-age=31536000, immutable"  # data under an ID never changes
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
-INLINE_LIMIT = 256 * 1024  # bodies up to one chunk are read at once, larger ones streamed
+INLINE_LIMIT = 4 * 1024 * 1024  # bodies up to one batch are read at once (one worker hop), larger ones streamed
 BATCH_BYTES = 4 * 1024 * 1024  # streamed bodies are read this much per worker-thread hop
 
 
