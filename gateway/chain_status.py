@@ -12,6 +12,7 @@ upstream cannot be reached the cached answer stands.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -88,16 +89,22 @@ class UpstreamStatus:
     def _ask(self, base_url: str, tx_id: str) -> tuple[bool, Confirmation | None]:
         """Given an upstream, return (whether it answered, its confirmation or None)."""
         try:
-            response = self.client.get(f"{base_url}/tx/{tx_id}/status")
+            with self.client.stream("GET", f"{base_url}/tx/{tx_id}/status") as response:
+                status = response.status_code
+                body = b""
+                for piece in response.iter_bytes():
+                    body += piece
+                    if len(body) > MAX_STATUS_BYTES:  # a status is ~150 bytes; more is not one
+                        return False, None
         except httpx.HTTPError as exc:
             log.info("upstream %s gave no status for %s: %s", base_url, tx_id, exc)
             return False, None
-        if response.status_code in (202, 404):  # pending there, or unknown: not confirmed
+        if status in (202, 404):  # pending there, or unknown: not confirmed
             return True, None
-        if response.status_code != 200 or len(response.content) > MAX_STATUS_BYTES:
+        if status != 200:
             return False, None
         try:
-            confirmed = parse_status(response.json())
+            confirmed = parse_status(json.loads(body))
         except ValueError:
             confirmed = None
         return confirmed is not None, confirmed  # an answer of another shape says nothing

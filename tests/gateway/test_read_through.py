@@ -139,7 +139,7 @@ def test_arweave_js_gets_a_tx_read_through_once_the_upstream_confirmed_it(tmp_pa
 class TamperingUpstream(BaseHTTPRequestHandler):
     """A tiny upstream gateway: serves what `objects` says, true or not.
 
-    objects[id] may hold "tx" (the /tx/{id} JSON), "header" (/item/{id}/header bytes),
+    objects[id] may hold "tx" (the /tx/{id} JSON), "status" (/tx/{id}/status bytes), "header" (/item/{id}/header bytes),
     "data" (for /raw/{id} and /{id}, with Range), "cut" (the first data answer hangs up
     a third of the way in) and "graphql" (the whole POST /graphql answer).
     """
@@ -161,6 +161,8 @@ class TamperingUpstream(BaseHTTPRequestHandler):
     def do_GET(self):
         parts = self.path.strip("/").split("/")
         entry = self.objects.get(parts[1] if parts[0] in ("tx", "item", "raw") and len(parts) > 1 else parts[0], {})
+        if parts[0] == "tx" and parts[2:] == ["status"] and "status" in entry:
+            return self._send(200, entry["status"])
         if parts[0] == "tx":
             return self._send(200, json.dumps(entry["tx"]).encode()) if "tx" in entry else self._send(404, b"{}")
         if parts[0] == "item":
@@ -242,6 +244,26 @@ def test_cut_transfers_resume_with_ranges(tmp_path, tampering_upstream, rsa_sign
     try:
         assert httpx.get(f"{node.url}/{tx.id}", timeout=60).content == data
         assert TamperingUpstream.objects[tx.id]["requests"] >= 2  # cut once, then resumed
+    finally:
+        node.stop()
+
+
+def test_upstream_status_answers_of_another_shape_leave_the_tx_pending(tmp_path, tampering_upstream, rsa_signer):
+    server, url = tampering_upstream
+    good = {"block_height": 3, "block_indep_hash": "b" * 64, "number_of_confirmations": 4}
+    answers = [b"not json", b"x" * 100_000, json.dumps({**good, "block_height": "3"}).encode(), json.dumps(good).encode()]
+    txs = [signed_tx(rsa_signer, f"status {n}".encode()) for n in range(len(answers))]
+    TamperingUpstream.objects = {
+        tx.id: {"tx": dict(tx.to_json(), data=""), "data": f"status {n}".encode(), "status": answer}
+        for n, (tx, answer) in enumerate(zip(txs, answers))
+    }
+    node = start_server(tmp_path / "b", tmp_path / "b.log", "--mine-interval", "0", "--upstream", url)
+    try:
+        for tx in txs[:-1]:
+            assert httpx.get(f"{node.url}/tx/{tx.id}/status", timeout=60).status_code == 202
+            assert httpx.get(f"{node.url}/tx/{tx.id}", timeout=60).status_code == 202
+        assert httpx.get(f"{node.url}/tx/{txs[-1].id}/status", timeout=60).json() == good
+        assert "Traceback" not in node.log()
     finally:
         node.stop()
 
