@@ -166,6 +166,12 @@ def stop_strings(stop) -> tuple[str, ...]:
     return tuple(stop)
 
 
+def _checked_seed(seed) -> int:
+    if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
+        raise InvalidRequest(f"seed must be an integer in 0..{MAX_SEED}, got {seed!r}")
+    return seed
+
+
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -371,19 +377,22 @@ class Engine:
         sampling: SamplingParams,
         special: bool = False,
         on_text: Callable[[str], None] | None = None,
+        seed_later: Callable[[], int] | None = None,
     ) -> Generation:
         """Given a rendered prompt and sampling params with a seed, return the generation.
 
         `special` parses control-token text (chat templates) as tokens. `on_text` gets
-        the output text as it grows (never a partial stop string).
+        the output text as it grows (never a partial stop string). Without a seed in
+        `sampling`, `seed_later()` is asked for it once the prompt is evaluated (the
+        prompt does not depend on it), so a seed still being derived costs no time.
         """
-        if sampling.seed is None:
+        if sampling.seed is None and seed_later is None:
             raise InvalidRequest("a call needs a seed; derive one before generating")
         sampling = sampling.validate()
         with self._lock:
-            return self._generate(prompt, sampling, special, on_text)
+            return self._generate(prompt, sampling, special, on_text, seed_later)
 
-    def _generate(self, prompt, sampling, special, on_text) -> Generation:
+    def _generate(self, prompt, sampling, special, on_text, seed_later=None) -> Generation:
         import llama_cpp
 
         started = time.perf_counter()
@@ -402,6 +411,11 @@ class Engine:
         first_token_at = None
         # Fresh context and sampler every call: no cached prefix, the call's own seed.
         llama.reset()
+        if sampling.seed is None:
+            # The same prompt evaluation generate() would do; generate() then finds the
+            # whole prompt evaluated and samples from these very logits.
+            llama.eval(prompt_ids)
+            sampling = replace(sampling, seed=_checked_seed(seed_later()))
         llama.set_seed(sampling.seed)
         generator = llama.generate(
             prompt_ids,

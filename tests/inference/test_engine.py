@@ -142,3 +142,18 @@ def test_bos_is_added_exactly_once(engine):
     # Without special parsing "<s>" is just text after the one real BOS.
     literal = engine.tokenize("<s>", special=False)
     assert literal[0] == bos and bos not in literal[1:]
+
+
+@pytest.mark.parametrize("seed", [1, 42, 4000000000])
+def test_a_seed_given_after_the_prompt_is_evaluated_gives_the_same_tokens(engine, seed):
+    asked = []
+    upfront = engine.generate("tell a joke about owls", SamplingParams(seed=seed, max_tokens=24, temperature=1.0))
+    later = engine.generate("tell a joke about owls", SamplingParams(max_tokens=24, temperature=1.0),
+                            seed_later=lambda: asked.append(seed) or seed)
+    assert asked == [seed]
+    assert later.token_ids == upfront.token_ids and later.text == upfront.text
+
+
+def test_a_late_seed_must_be_a_valid_seed(engine):
+    with pytest.raises(InvalidRequest, match="seed must be"):
+        engine.generate("hi", SamplingParams(max_tokens=2), seed_later=lambda: -1)
