@@ -22,6 +22,7 @@ import queue
 import signal
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field, fields
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -183,6 +184,7 @@ class Call:
     outcomes: "queue.Queue[tuple[str, Any]]" = field(default_factory=queue.Queue)
     worker_pid: int | None = None
     started_at: float | None = None
+    late: Future | None = None  # a value the job asks for while it runs (late_value)
 
     def sort_key(self) -> tuple[float, int]:
         """Return the queue order: higher multiplier first, then earlier arrival."""
@@ -287,6 +289,32 @@ def _resolve(target: str) -> Callable[..., Any]:
     return getattr(importlib.import_module(module_name), function_name)
 
 
+LATE = "late"  # tag of a late value sent to a running job: (LATE, job_id, value, error)
+_worker_job: dict[str, Any] = {}  # in a worker: the running job's pipe and ID
+
+
+def _send_late(worker: "WorkerProcess", job_id: int, done: Future) -> None:
+    error = done.exception()
+    message = (LATE, job_id, None if error else done.result(), str(error) if error else None)
+    try:
+        worker.conn.send(message)
+    except (OSError, ValueError):
+        pass  # the worker is gone; a retry sends the value again to its replacement
+
+
+def late_value() -> Any:
+    """In a worker job: wait for the call's late value (see Herder.submit); raise if it failed."""
+    conn, job_id = _worker_job["conn"], _worker_job["id"]
+    while True:
+        message = conn.recv()
+        if message is None:
+            raise HerderClosed("the herder closed while the job waited for its late value")
+        if message[0] == LATE and message[1] == job_id:
+            if message[3] is not None:
+                raise HerderError(f"the call's late value failed: {message[3]}")
+            return message[2]
+
+
 def worker_main(conn: Connection) -> None:
     """Run in a worker process: execute jobs from the pipe until it closes."""
     # The server handles Ctrl-C; a worker only stops when the herder says so or kills it.
@@ -299,7 +327,10 @@ def worker_main(conn: Connection) -> None:
             return
         if message is None:
             return
+        if message[0] == LATE:
+            continue  # meant for a job that has ended (it did not need the value)
         job_id, target, payload = message
+        _worker_job.update(conn=conn, id=job_id)
 
         def emit(event: Any, _job_id: int = job_id) -> None:
             conn.send(("event", _job_id, event))
@@ -427,9 +458,14 @@ class Herder:
 
     # -- submitting
 
-    def submit(self, target: str, payload: Any, multiplier: float = DEFAULT_MULTIPLIER) -> Call:
-        """Queue a job; return its Call (iterate `results()` or `wait()` for the outcome)."""
-        call = Call(target=target, payload=payload, multiplier=multiplier)
+    def submit(self, target: str, payload: Any, multiplier: float = DEFAULT_MULTIPLIER,
+               late: Future | None = None) -> Call:
+        """Queue a job; return its Call (iterate `results()` or `wait()` for the outcome).
+
+        `late`: a future whose value the job reads with `late_value()` once it is set
+        (the job starts without waiting for it).
+        """
+        call = Call(target=target, payload=payload, multiplier=multiplier, late=late)
         self.queue.put(call)
         return call
 
@@ -593,6 +629,9 @@ class Herder:
             worker.conn.send((job_id, call.target, call.payload))
         except (OSError, ValueError, BrokenPipeError):
             return WorkerLost("worker died before the call started")
+        if call.late is not None:
+            # Sent from whichever thread sets the value; this thread only receives from now on.
+            call.late.add_done_callback(lambda done: _send_late(worker, job_id, done))
         deadline = call.started_at + self.config.call_timeout_s
         while True:
             remaining = deadline - time.monotonic()
@@ -813,7 +852,7 @@ class HerderService:
         """
         from inference.credits import MAX_AMOUNT, InsufficientCredit
         from inference.fees import FeeError, multiplier_of
-        from inference.processes import start_message, write_failure
+        from inference.processes import get_process, start_message, unsigned_call
 
         needed = self.needed(plan)
         quoted = self.herder.quote(needed)
@@ -830,21 +869,23 @@ class HerderService:
                 reservation = self.ledger.reserve(caller, fee)
             except InsufficientCredit as exc:
                 raise PaymentRequired(str(exc), needed=fee, balance=exc.balance, quote=quoted) from None
+        # The worker starts on the prompt at once; the Message is signed meanwhile (its ID
+        # seeds the sampler, sent as the job's late value) and stored durably while the
+        # model runs; the Result waits for it.
+        late: Future = Future()
         try:
-            # Signed now, stored durably while the worker runs; the Result waits for it.
-            prepared, message = start_message(self.store, plan, caller, fee)
+            job = self.herder.submit(EXECUTE_JOB, unsigned_call(get_process(self.store, plan.process_id), plan).to_json(),
+                                     multiplier, late=late)
         except BaseException:
             self.refund(reservation)
             raise
         try:
-            job = self.herder.submit(EXECUTE_JOB, prepared.to_json(), multiplier)
-        except HerderError as exc:
-            # The Message is being written: answer it with a failure Result, so none is left open.
-            try:
-                write_failure(self.store, prepared, str(exc), message)
-            finally:
-                self.refund(reservation)
+            prepared, message = start_message(self.store, plan, caller, fee)
+        except BaseException as exc:
+            late.set_exception(exc)  # the job fails; nothing was written
+            self.refund(reservation)
             raise
+        late.set_result(prepared.message_id)
         return RunningCall(self, prepared, job, reservation, fee, message)
 
     def charge(self, reservation: Any) -> None:

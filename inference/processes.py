@@ -333,6 +333,7 @@ class MessageWrite:
 # failed write fails every later pending Message of the process too (they name it).
 _record_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="record-writer")
 _pending: dict[str, MessageWrite] = {}  # process ID -> its newest Message write
+_signer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="record-signer")
 
 
 def _store_after(store, signed: records.SignedRecord, previous: MessageWrite | None) -> str:
@@ -445,21 +446,48 @@ def close_engines() -> None:
 atexit.register(close_engines)
 
 
-def execute(call: PreparedCall, on_text=None, engine: Engine | None = None) -> Generation:
-    """Given a prepared call, run it on llama.cpp and return the generation (no store access)."""
+def execute(call: PreparedCall, on_text=None, engine: Engine | None = None, message_id_later=None) -> Generation:
+    """Given a prepared call, run it on llama.cpp and return the generation (no store access).
+
+    A call whose Message is still being signed has no seed and no message_id yet:
+    `message_id_later()` gives the ID once the prompt is evaluated, and the seed follows
+    from it as it always does.
+    """
     settings = EngineSettings.from_json(call.settings)
     engine = engine or engine_for(call.model_path, settings)
     sampling = SamplingParams.from_json(call.sampling)
-    return engine.generate(call.prompt, sampling, special=call.parse_special, on_text=on_text)
+    seed_later = None
+    if sampling.seed is None and message_id_later is not None:
+        seed_later = lambda: records.seed_from_message_id(message_id_later())  # noqa: E731
+    return engine.generate(call.prompt, sampling, special=call.parse_special, on_text=on_text, seed_later=seed_later)
 
 
 def execute_job(payload: dict, emit) -> dict:
     """Herder worker entry ("inference.processes:execute_job"): payload is PreparedCall.to_json().
 
     Emits text pieces as they are generated; returns generation_to_json(generation).
+    A payload without a seed gets its message ID from the herder once the server has
+    signed the Message (herder.late_value).
     """
-    generation = execute(PreparedCall.from_json(payload), on_text=emit)
+    from inference.herder import late_value
+
+    generation = execute(PreparedCall.from_json(payload), on_text=emit, message_id_later=late_value)
     return generation_to_json(generation)
+
+
+def unsigned_call(process: Process, plan: CallPlan) -> PreparedCall:
+    """Given a planned call, return what a worker can start on before its Message is signed."""
+    return PreparedCall(
+        process_id=process.id,
+        message_id="",
+        nonce=0,
+        model_id=process.record.model,
+        model_path=str(process.model_path),
+        settings=dict(process.record.settings),
+        prompt=plan.rendered_prompt,
+        parse_special=plan.parse_special,
+        sampling=plan.sampling.to_json(),  # seed None: derived from the Message's ID
+    )
 
 
 def generation_to_json(generation: Generation) -> dict:
@@ -568,10 +596,21 @@ def send(
 ) -> CallResult:
     """Given a process and a prompt or messages, run one recorded call here and return its result."""
     plan = plan_call(store, process_id, prompt=prompt, messages=messages, sampling=sampling)
-    call, message = start_message(store, plan, caller, fee)
+    return run_planned(store, plan, caller, fee, on_text)
+
+
+def run_planned(store, plan: CallPlan, caller: str, fee: int = 0, on_text=None) -> CallResult:
+    """Given a planned call, run it here with its records and return the result (see send)."""
+    process_id = plan.process_id
+    _validate_caller(caller, fee)
+    # The Message is signed on another thread while llama.cpp evaluates the prompt.
+    started = _signer.submit(start_message, store, plan, caller, fee)
     try:
-        generation = execute(call, on_text=on_text)
+        generation = execute(unsigned_call(get_process(store, process_id), plan), on_text=on_text,
+                             message_id_later=lambda: started.result()[0].message_id)
     except Exception as exc:
+        call, message = started.result()  # a Message that could not be signed raises here
         write_failure(store, call, f"{type(exc).__name__}: {exc}", message)
         raise
+    call, message = started.result()
     return write_result(store, call, generation, message)
