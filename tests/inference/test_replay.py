@@ -1,7 +1,6 @@
 """Replay from records alone: identical calls, lying or tampered results, broken or gapped chains."""
 
 import dataclasses
-import os
 
 import pytest
 
@@ -173,15 +172,14 @@ def test_records_signed_by_someone_else_are_not_part_of_the_process(store, pid, 
 
 def test_corrupted_record_bytes_are_detected(store, pid):
     result = send(store, pid, "cats")
-    # The Result was the last object written: its (maybe compressed) chunk ends the newest pack.
-    packs = sorted((store.root / "segments").glob("pack-*.seg"), key=lambda p: p.stat().st_mtime_ns)
-    pack = packs[-1]
-    os.chmod(pack, 0o644)
-    with open(pack, "r+b") as f:
-        f.seek(-8, os.SEEK_END)
-        byte = f.read(1)
-        f.seek(-8, os.SEEK_END)
-        f.write(bytes([byte[0] ^ 0x55]))
+    # A record is small: its one chunk is kept inline in the index; the Result was the last
+    # object written, so its chunk is the newest inline row.
+    db = store.db
+    newest = db.execute("SELECT id, stored FROM inline_chunks ORDER BY id DESC LIMIT 1").fetchone()
+    stored = bytearray(newest[1])
+    stored[-8] ^= 0x55
+    with db:
+        db.execute("UPDATE inline_chunks SET stored = ? WHERE id = ?", (bytes(stored), newest[0]))
     with pytest.raises(RecordInvalid, match="corrupt"):
         replay.replay_call(store, result.result_id)
 
