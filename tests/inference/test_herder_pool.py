@@ -190,3 +190,37 @@ def test_calls_are_answered_when_no_worker_can_start():
             herder.run(f"{JOBS}:echo", "never")
     finally:
         herder.close()
+
+
+def test_a_job_gets_its_late_value_while_running(herder):
+    from concurrent.futures import Future
+
+    value: Future = Future()
+    call = herder.submit(f"{JOBS}:late", None, late=value)
+    outcomes = call.results(timeout=30)
+    assert next(outcomes) == ("event", "started")  # running before the value exists
+    value.set_result("message-id")
+    kind, result = next(outcomes)
+    assert kind == "done" and result["late"] == "message-id"
+    # The worker serves the next call normally (a late value never confuses its loop).
+    assert herder.submit(f"{JOBS}:echo", 1).wait(30)["payload"] == 1
+
+
+def test_a_failed_late_value_fails_the_job(herder):
+    from concurrent.futures import Future
+
+    value: Future = Future()
+    call = herder.submit(f"{JOBS}:late", None, late=value)
+    value.set_exception(ValueError("could not sign"))
+    with pytest.raises(CallFailed, match="could not sign"):
+        call.wait(30)
+
+
+def test_a_retried_job_gets_the_late_value_again(herder, tmp_path):
+    from concurrent.futures import Future
+
+    value: Future = Future()
+    value.set_result("again")
+    call = herder.submit(f"{JOBS}:die_then_late", str(tmp_path / "died-once"), late=value)
+    assert call.wait(60) == {"late": "again"}
+    assert call.attempts == 2
