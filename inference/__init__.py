@@ -24,6 +24,8 @@ Stable API (other modules, the herder and the gateway build on these names):
     res = processes.write_result(store, call, out, msg)  # signs the Result, stores it once msg is durable
     processes.write_failure(store, call, reason, msg)   # a call that could not run gets an "error" Result
     call = processes.prepare_message(store, plan, caller, fee)  # start_message, then wait until stored
+    processes.run_planned(store, plan, caller, fee, on_text=cb)  # send after planning: prompt evaluated
+                                                                 # while the Message is signed
 
     replay.replay_call(store, message_or_result_id, on_identity=cb, source=None, runner=None) -> ReplayReport
     # runner: replay.run_here (default) or replay.herder_runner(herder): the model runs in a worker
