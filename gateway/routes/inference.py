@@ -5,7 +5,8 @@ recorded as Message + Result items; responses carry their IDs in `record`.
 
 Callers are identified by `Authorization: Bearer <API key>` (bound to an address), or
 by sending the request JSON as the data of an ANS-104 item signed with their own key
-(`Content-Type: application/octet-stream`; the caller is the item's owner address).
+(`Content-Type: application/octet-stream`; the caller is the item's owner address; the item's
+target must be this node's address, so it cannot be replayed against another node).
 Without either, only a caller on this machine is served, and only while keys are not
 required.
 """
@@ -182,6 +183,7 @@ def _signed_request(service, raw: bytes) -> CallerRequest:
         ans104.verify_item(raw)  # Security: the signature binds the owner to this exact body
     except ProtocolError as exc:
         raise ApiError(400, f"not a valid signed ANS-104 item: {exc}") from None
+    _check_bound_to(service, header)
     body = _parse_json(data)
     with _items_lock:
         if header.id in _items_in_flight or service.store.info(header.id) is not None:
@@ -193,6 +195,22 @@ def _signed_request(service, raw: bytes) -> CallerRequest:
         with _items_lock:
             _items_in_flight.discard(header.id)
     return CallerRequest(header.owner_address, body, signed_item=header.id)
+
+
+def _check_bound_to(service, header) -> None:
+    """Refuse a signed request whose ANS-104 target is not this node's wallet address.
+
+    Security: without it, a request signed for one node could be replayed against another
+    node (each remembers only its own used items) and charged to the signer there too.
+    """
+    from permastore.protocol import b64url
+
+    node = service.node_address
+    if header.target is None:
+        raise ApiError(400, f"a signed request must name this node: set the item's target to {node}")
+    target = b64url.encode(header.target)
+    if target != node:
+        raise ApiError(403, f"this signed request is for node {target}, not this node ({node})")
 
 
 # ---------------------------------------------------------------------------- request fields

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from inference.models import add_model
-from permastore.protocol import ans104
+from permastore.protocol import ans104, b64url
 from permastore.protocol.signers import Ed25519Signer
 from permastore.protocol.tags import Tag
 from tests.inference.inference_server import start_server
@@ -21,6 +21,7 @@ def node(tmp_path_factory, tiny_gguf):
         "fee_base": 5, "fee_token": 1, "require_keys": True,
     })
     server.model_id = add_model(server.store, tiny_gguf)
+    _NODE["address"] = _node_address(server)
     yield server
     server.stop()
 
@@ -30,9 +31,21 @@ def signer():
     return Ed25519Signer(bytes(range(32)))
 
 
-def _item(signer, body: dict, nonce: str) -> bytes:
+def _node_address(node) -> str:
+    from permastore.protocol.wallet import address_of
+
+    return address_of(node.store.signer.owner)
+
+
+def _item(signer, body: dict, nonce: str, target: str | None = None) -> bytes:
+    """Return the request signed as an item; target: the node it is for (the test node by default)."""
     tags = [Tag.text("Content-Type", "application/json"), Tag.text("Request-Nonce", nonce)]
-    return ans104.build_item(signer, json.dumps(body).encode(), tags)
+    target = target or _NODE["address"]
+    return ans104.build_item(signer, json.dumps(body).encode(), tags,
+                             target=b64url.decode(target) if target != "none" else None)
+
+
+_NODE: dict = {}
 
 
 def test_a_signed_request_is_charged_to_its_owner(node, signer):
@@ -73,5 +86,22 @@ def test_a_tampered_or_garbled_item_is_refused(node, signer):
         assert tampered.status_code == 400 and "signed ANS-104" in tampered.json()["error"]
         garbled = client.post("/v1/completions", content=b"\x02\x00garbage", headers=OCTET)
         assert garbled.status_code == 400
-        not_json = client.post("/v1/completions", content=ans104.build_item(signer, b"\xff", []), headers=OCTET)
+        not_json_item = ans104.build_item(signer, b"\xff", [], target=b64url.decode(_NODE["address"]))
+        not_json = client.post("/v1/completions", content=not_json_item, headers=OCTET)
         assert not_json.status_code == 400 and "JSON" in not_json.json()["error"]
+
+
+@pytest.mark.parametrize("target, status, reason", [
+    ("none", 400, "must name this node"),
+    ("A" * 43, 403, "is for node " + "A" * 43),
+])
+def test_a_signed_request_for_another_node_is_refused_and_kept_nowhere(node, signer, target, status, reason):
+    item = _item(signer, {"model": node.model_id, "prompt": "elsewhere", "max_tokens": 2}, "9" + target[:1], target)
+    owner = ans104.parse_header(item).owner_address
+    with node.client() as client:
+        client.post(f"/credits/{owner}", json={"amount": 1000})
+        balance = client.get(f"/credits/{owner}").json()["balance"]
+        reply = client.post("/v1/completions", content=item, headers=OCTET)
+        assert reply.status_code == status and reason in reply.json()["error"], reply.text
+        assert client.get(f"/credits/{owner}").json()["balance"] == balance
+    assert node.store.info(ans104.parse_header(item).id) is None
