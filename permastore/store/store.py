@@ -38,7 +38,7 @@ from permastore.store.ingest import Ingested, NewChunk, ingest
 from permastore.store.items import Items
 from permastore.store.object_paths import ObjectPaths, remove_stale_views
 from permastore.store.query import run_query
-from permastore.store.reader import ChunkReader, chunk_rows
+from permastore.store.reader import ChunkReader, chunk_rows, contiguous_runs
 from permastore.store.records import ObjectInfo, Page, Query
 from permastore.store.segments import (
     SEGMENTS_DIR,
@@ -361,11 +361,15 @@ class Store(Items, Transactions, ObjectPaths, Unbundler, Weave, Checker, Exporte
         return self._read_chunks(row["id"], rows, start, end)
 
     def _read_chunks(self, id: str, rows, start: int, end: int) -> Iterator[bytes]:
-        for chunk in rows:
-            raw = self._chunks.load(id, chunk)
-            lo = max(start - chunk["offset"], 0)
-            hi = min(end - chunk["offset"], chunk["size"])
-            yield raw if (lo == 0 and hi == len(raw)) else raw[lo:hi]
+        for run in contiguous_runs(rows):
+            data = self._chunks.load_run(id, run)
+            if data is None:
+                # Some chunk failed: go chunk by chunk so every verified one before it is still
+                # served and the error names the chunk.
+                for chunk in run:
+                    yield _within(self._chunks.load(id, chunk), chunk["offset"], start, end)
+                continue
+            yield _within(data, run[0]["offset"], start, end)
 
     def read_range(self, id: str, start: int, length: int) -> bytes:
         """Given an ID, a start and a length, return those bytes (fewer at the end of the data)."""
@@ -388,6 +392,12 @@ class Store(Items, Transactions, ObjectPaths, Unbundler, Weave, Checker, Exporte
     def query(self, q: Query) -> Page:
         """Given a Query, return one Page of matching objects."""
         return run_query(self.db, q)
+
+def _within(data: bytes, offset: int, start: int, end: int) -> bytes:
+    """Given bytes that begin at offset in the object, return the part inside [start, end)."""
+    lo, hi = max(start - offset, 0), min(end - offset, len(data))
+    return data if (lo == 0 and hi == len(data)) else data[lo:hi]
+
 
 def _clamp(start: int, end: int | None, size: int) -> tuple[int, int]:
     if start < 0 or (end is not None and end < start):

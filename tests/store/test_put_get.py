@@ -148,14 +148,32 @@ def test_object_path_reads_each_chunk_once_per_process_and_not_at_all_unverified
     data = _with_repeats(70)
     info = store.put_data(io.BytesIO(data))
     loads = []
-    original = store._chunks.load
-    monkeypatch.setattr(store._chunks, "load", lambda id, row: loads.append(row["idx"]) or original(id, row))
+    load, load_run = store._chunks.load, store._chunks.load_run
+    monkeypatch.setattr(store._chunks, "load", lambda id, row: loads.append(row["idx"]) or load(id, row))
+
+    def counted_run(id, run):  # a run of one goes through load
+        loads.extend(r["idx"] for r in run if len(run) > 1)
+        return load_run(id, run)
+
+    monkeypatch.setattr(store._chunks, "load_run", counted_run)
     store.object_path(info.id, verify=False)  # a caller that checks the bytes itself (resolve_model)
     assert loads == []
     store.object_path(info.id)
     assert sorted(loads) == list(range(len(loads))) and len(loads) == -(-len(data) // MAX_CHUNK_SIZE)
     store.object_path(info.id)
     assert len(loads) == -(-len(data) // MAX_CHUNK_SIZE)
+
+
+def test_large_reads_come_in_verified_runs_of_many_chunks(store):
+    from permastore.store.reader import READ_RUN_BYTES
+
+    data = pseudo_random(3 * READ_RUN_BYTES + 5 * MAX_CHUNK_SIZE + 3, 80)
+    info = store.put_data(io.BytesIO(data))
+    pieces = list(store.read(info.id))
+    assert b"".join(pieces) == data
+    assert len(pieces) <= 5 and all(isinstance(p, bytes) for p in pieces)  # not one per 256 KiB chunk
+    start, end = READ_RUN_BYTES - 7, 2 * READ_RUN_BYTES + 11
+    assert b"".join(store.read(info.id, start, end)) == data[start:end]
 
 
 def test_small_object_path_is_a_verified_read_only_view(store, data_dir):
