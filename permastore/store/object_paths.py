@@ -2,9 +2,9 @@
 
 A large object whose chunks are one contiguous raw run of a dedicated segment
 covering the whole file *is* that file; so is one whose segment was written as an
-object with the same chunk list (chunks repeated inside a file are written again in place). Anything else (small objects in packs,
-objects sharing chunks with others, bundled items) is materialised once, verified,
-under ``views/``.
+object with the same chunk list (chunks repeated inside a file are written again in
+place). Anything else (small objects in packs, objects sharing chunks with others,
+bundled items) is materialised once, verified, under ``views/``.
 """
 
 from __future__ import annotations

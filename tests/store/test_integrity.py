@@ -85,7 +85,8 @@ def test_corrupt_inline_chunk_is_detected_on_read_and_by_fsck(store):
         (info.id,),
     ).fetchone()
     assert row[0] == 0  # inline: no pack write, no second fsync
-    store.db.execute("UPDATE inline_chunks SET stored = ? WHERE id = ?", (b"a tiny record kept inside the indeX", row[1]))
+    tampered = b"a tiny record kept inside the indeX"
+    store.db.execute("UPDATE inline_chunks SET stored = ? WHERE id = ?", (tampered, row[1]))
     with pytest.raises(CorruptChunk):
         b"".join(store.read(info.id))
     report = store.fsck()
