@@ -437,9 +437,10 @@ def main() -> None:
         report["disk"] = {"model_file_bytes": model.stat().st_size, "after_add_bytes": dir_size(data)}
         if args.records_only:
             report["records"] = record_overhead(data, model_id, args.calls)
+            report["bench_peak_rss_mib"] = peak_rss_mib()
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(report, indent=2))
-            print(records_summary(report["records"]))
+            print(records_summary(report["records"]) + f"; bench peak RSS {report['bench_peak_rss_mib']:.1f} MiB")
             return
         settings = EngineSettings(n_ctx=args.ctx).to_json()
         report["settings"] = settings
