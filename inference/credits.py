@@ -14,10 +14,11 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+from inference.sqlite_file import SqliteFile
 from typing import Any
 
 LEDGER_FILE = "credits.sqlite"
-BUSY_TIMEOUT_S = 30.0
 MAX_AMOUNT = 2**62  # SQLite INTEGER is signed 64-bit; stay clear of overflow on sums
 
 SCHEMA = """
@@ -76,30 +77,11 @@ def _check_amount(amount: int) -> None:
         raise CreditError(f"amount must be between 0 and {MAX_AMOUNT}")
 
 
-class Ledger:
+class Ledger(SqliteFile):
     """The credit ledger of one node. Thread-safe; safe across processes via SQLite locks."""
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
-
-    @classmethod
-    def open(cls, data_dir: Path | str) -> "Ledger":
-        """Given the node's data folder, return its ledger (created when missing)."""
-        data_dir = Path(data_dir)
-        data_dir.mkdir(parents=True, exist_ok=True)
-        return cls(data_dir / LEDGER_FILE)
-
-    def close(self) -> None:
-        """Close the database connection."""
-        with self._lock:
-            self._db.close()
+    FILE_NAME = LEDGER_FILE
+    SCHEMA = SCHEMA
 
     def _transaction(self):
         return _Immediate(self._db, self._lock)

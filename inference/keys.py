@@ -11,15 +11,14 @@ import hashlib
 import hmac
 import re
 import secrets
-import sqlite3
-import threading
 import time
 from pathlib import Path
+
+from inference.sqlite_file import SqliteFile
 
 KEYS_FILE = "keys.sqlite"
 KEY_PREFIX = "psk_"
 KEY_BYTES = 32
-BUSY_TIMEOUT_S = 30.0
 ADDRESS_PATTERN = re.compile(r"^[A-Za-z0-9_-]{43}$")  # an Arweave address: b64url of 32 bytes
 KEY_PATTERN = re.compile(r"^psk_[A-Za-z0-9_-]{43}$")
 
@@ -54,30 +53,11 @@ def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-class KeyStore:
+class KeyStore(SqliteFile):
     """API keys of one node. Thread-safe."""
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
-
-    @classmethod
-    def open(cls, data_dir: Path | str) -> "KeyStore":
-        """Given the node's data folder, return its key store (created when missing)."""
-        data_dir = Path(data_dir)
-        data_dir.mkdir(parents=True, exist_ok=True)
-        return cls(data_dir / KEYS_FILE)
-
-    def close(self) -> None:
-        """Close the database connection."""
-        with self._lock:
-            self._db.close()
+    FILE_NAME = KEYS_FILE
+    SCHEMA = SCHEMA
 
     def create(self, address: str, label: str | None = None) -> str:
         """Given a wallet address, store a new key bound to it; return the key (shown once)."""
