@@ -13,6 +13,7 @@ from gateway.errors import ApiError, bad_request, not_found
 from gateway.ingest import accept_item, accept_tx
 from gateway.node import Node, node_of
 from gateway.params import parse_id
+from gateway.routes.data import lookup
 from permastore.protocol import b64url
 
 router = APIRouter(tags=["transactions"])
@@ -29,11 +30,8 @@ def pending_response() -> PlainTextResponse:
 
 def l1_info(node: Node, tx_id: str):
     """Given a tx ID, return the ObjectInfo of that L1 transaction or raise 404."""
-    tx_id = parse_id(tx_id)
-    info = node.store.info(tx_id)
-    if info is None and node.upstream is not None:
-        info = node.fetch_through(tx_id)
-    if info is None or info.kind != "tx":
+    info = lookup(node, parse_id(tx_id))
+    if info.kind != "tx":
         raise not_found()
     return info
 
