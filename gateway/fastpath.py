@@ -24,7 +24,6 @@ CORS_HEADERS = [
     (b"access-control-allow-origin", b"*"),
     (b"access-control-expose-headers", ", ".join(EXPOSED_HEADERS).encode()),
 ]
-CORS_LINES = b"".join(name + b": " + value + b"\r\n" for name, value in CORS_HEADERS)
 
 
 # Header values uvicorn would refuse (control bytes): such an answer is never cached, so an
@@ -44,6 +43,9 @@ class CachedAnswer:
 def header_lines(headers: list[tuple[bytes, bytes]]) -> bytes:
     """Given raw headers, return them as `name: value\r\n` lines."""
     return b"".join(name + b": " + value + b"\r\n" for name, value in headers)
+
+
+CORS_LINES = header_lines(CORS_HEADERS)
 
 
 class SmallObjectCache:

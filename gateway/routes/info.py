@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from gateway.node import node_of
 from gateway.params import parse_address, parse_uint
+from permastore.protocol.merkle import MAX_CHUNK_SIZE as CHUNK_SIZE
 
 router = APIRouter(tags=["node"])
 
@@ -16,7 +17,6 @@ NETWORK_NAME = "permastore.localnet"
 PROTOCOL_VERSION = 5  # what the Arweave node reports as "version"
 RELEASE = 1
 
-CHUNK_SIZE = 256 * 1024
 WINSTON_PER_BYTE = 1000  # a development price: storage is charged per started 256 KiB chunk
 
 
