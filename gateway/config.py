@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.fastpath import DEFAULT_CACHE_BYTES
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 1984  # the Arweave node's and arlocal's port, so clients need only the host
 # arlocal mines only on /mine; a real node every ~2 minutes. Ten seconds keeps getStatus
@@ -29,7 +31,7 @@ class GatewayConfig:
     max_item_body: int = DEFAULT_MAX_ITEM_BODY
     max_chunk_body: int = DEFAULT_MAX_CHUNK_BODY
     max_graphql_body: int = DEFAULT_MAX_GRAPHQL_BODY
-    small_cache_bytes: int = 64 * 1024 * 1024  # verified bodies of objects up to 64 KiB kept in memory
+    small_cache_bytes: int = DEFAULT_CACHE_BYTES  # verified bodies of small objects kept in memory
     enable_mint: bool = True  # arlocal's /mint: a development node hands out test tokens
     herder: dict = field(default_factory=dict)  # inference herder settings from serve flags (HerderConfig names)
 
