@@ -10,6 +10,7 @@ import json
 import mimetypes
 import os
 import re
+import stat
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -130,11 +131,11 @@ def open_input(name: str):
         stream = open(name, "rb")
     except OSError as exc:
         raise CliError(f"cannot read {name}: {exc.strerror}") from None
-    size = os.fstat(stream.fileno()).st_size
-    if not Path(name).is_file():
+    st = os.fstat(stream.fileno())
+    if not stat.S_ISREG(st.st_mode):
         stream.close()
         raise CliError(f"cannot read {name}: not a regular file")
-    return stream, size, name
+    return stream, st.st_size, name
 
 
 # -- put -------------------------------------------------------------------------------

@@ -63,10 +63,13 @@ class ReadThroughSource:
 
     def get(self, id: str, start: int = 0, end: int | None = None) -> DataStream:
         """Given an ID and a range, return verified bytes: local, or fetched, verified and stored first."""
-        if not self._held(id):
-            with self._lock_for(id):  # one download per ID, however many ask at once
-                if not self._held(id):
-                    self.fetch(id)
+        try:
+            return self.local.get(id, start, end)  # the common case: one index lookup
+        except NotFound:
+            pass
+        with self._lock_for(id):  # one download per ID, however many ask at once
+            if not self._held(id):
+                self.fetch(id)
         return self.local.get(id, start, end)
 
     def _held(self, id: str) -> bool:

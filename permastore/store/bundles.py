@@ -16,15 +16,14 @@ import logging
 from permastore.protocol.deephash import BlobHasher
 from permastore.protocol.errors import ProtocolError
 from permastore.store.errors import StoreError
-from permastore.store.index import b64_or_empty, content_type_of, insert_object, transaction
+from permastore.store.index import insert_object, transaction
+from permastore.store.items import HEADER_READ, MAX_ITEM_HEADER, item_row
 
 log = logging.getLogger(__name__)
 
 BUNDLE_FORMAT = (b"bundle-format", b"binary")
 BUNDLE_VERSION = (b"bundle-version", b"2.0.0")
 MAX_NESTING = 8
-HEADER_PROBE = 64 * 1024
-MAX_ITEM_HEADER = 1024 * 1024
 BATCH = 200
 
 
@@ -89,7 +88,7 @@ class Unbundler:
 
         if self.info(entry.id) is not None:
             return None
-        probe = self.read_range(parent.id, entry.offset, min(entry.size, HEADER_PROBE))
+        probe = self.read_range(parent.id, entry.offset, min(entry.size, HEADER_READ))
         size = ans104.header_size_of(probe)
         if size is None and entry.size > len(probe):
             probe = self.read_range(parent.id, entry.offset, min(entry.size, MAX_ITEM_HEADER))
@@ -105,25 +104,12 @@ class Unbundler:
         for piece in self.read(parent.id, start, entry.offset + entry.size):
             hasher.update(piece)
         ans104.verify_header(header, hasher.digest())
-        row = {
-            "id": header.id,
-            "kind": "item",
-            "signature_type": header.signature_type,
-            "owner": header.owner,
-            "owner_address": header.owner_address,
-            "target": b64_or_empty(header.target),
-            "anchor": b64_or_empty(header.anchor),
-            "signature": header.signature,
-            "data_size": entry.size - size,
-            "data_root": b"",
-            "content_type": content_type_of(header.tags),
+        row = item_row(header, probe[:size], entry.size - size) | {
             "bundled_in": parent.id,
             "data_parent": parent.id,
             "data_parent_offset": start,
-            "raw_header": bytes(probe[:size]),
             "height": parent.height,
             "block_hash": parent.block_hash,
-            "data_complete": 1,
         }
         return row, header.tags
 

@@ -36,7 +36,7 @@ class Items:
         except BaseException:
             ingested.discard()
             raise
-        return self._commit(ingested, _item_row(header, header_bytes, ingested.size), header.tags)
+        return self._commit(ingested, item_row(header, header_bytes, ingested.size), header.tags)
 
     def put_item(self, stream, progress=None) -> ObjectInfo:
         """Given a signed binary ANS-104 item (bytes or stream), verify and store it; return its info.
@@ -56,7 +56,7 @@ class Items:
         except BaseException:
             ingested.discard()
             raise
-        return self._commit(ingested, _item_row(header, header_bytes, ingested.size), header.tags)
+        return self._commit(ingested, item_row(header, header_bytes, ingested.size), header.tags)
 
 
 def _read_item_header(stream) -> tuple[bytes, bytes]:
@@ -79,9 +79,8 @@ def _check_tags(tags) -> None:
     avro_tags.encode_tags(tags)
 
 
-
-
-def _item_row(header, header_bytes: bytes, data_size: int) -> dict:
+def item_row(header, header_bytes: bytes, data_size: int) -> dict:
+    """Given a parsed item header, its bytes and its data size, return its objects row."""
     return {
         "id": header.id,
         "kind": "item",

@@ -217,8 +217,8 @@ class Store(Items, Transactions, ObjectPaths, Unbundler, Weave, Checker, Exporte
             ingested.discard()  # nothing committed refers to what this put wrote
             raise
         info = self.info(row["id"])
-        self._maybe_unbundle(info)
-        return self.info(row["id"])
+        self._maybe_unbundle(info)  # indexes the items inside; the parent's info stays as it is
+        return info
 
     def _insert_all(self, conn, ingested: Ingested, row: dict, tags, after_insert) -> int:
         seq = insert_object(conn, row, tags)

@@ -98,8 +98,8 @@ class Transactions:
             ingested.discard()
             raise
         info = self.info(tx.id)
-        self._maybe_unbundle(info)
-        return self.info(tx.id)
+        self._maybe_unbundle(info)  # indexes the items inside; the tx's info stays as it is
+        return info
 
     def put_chunk(self, data_root: bytes, data_size: int, offset: int, chunk: bytes, data_path: bytes) -> None:
         """Given a chunk of a pending L1 tx and its data_path, validate and store it.
