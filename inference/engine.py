@@ -105,8 +105,8 @@ class SamplingParams:
 
     def validate(self) -> "SamplingParams":
         """Return self with numbers normalised when every value is in range, else raise InvalidRequest."""
-        if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed <= MAX_SEED):
-            raise InvalidRequest(f"seed must be an integer in 0..{MAX_SEED}, got {self.seed!r}")
+        if self.seed is not None:
+            _checked_seed(self.seed)
         floats = {}
         for name in ("temperature", "top_p", "min_p", "typical_p", "repeat_penalty",
                      "frequency_penalty", "presence_penalty"):
@@ -364,9 +364,6 @@ class Engine:
         path = resolve_model(store, model_id, source=source)
         return cls.from_path(path, settings, model_id=model_id)
 
-    def identity(self) -> dict:
-        return engine_identity()
-
     def tokenize(self, text: str, special: bool) -> list[int]:
         """Given prompt text, return its tokens with the model's BOS rule applied once."""
         return tokenize_prompt(self.llama, text, special)
@@ -497,5 +494,3 @@ class _TextAssembler:
         if self.on_text is not None and upto > self.emitted:
             self.on_text(self.text[self.emitted:upto])
             self.emitted = upto
-        elif self.on_text is None:
-            self.emitted = max(self.emitted, upto)

@@ -215,21 +215,14 @@ def resolve_model(store, model_id: str, source=None, verify: bool = True) -> Pat
         raise ModelNotFound(f"model {model_id} is stored without its data yet")
     if tag_dict(info).get("Type") != MODEL_TYPE:
         raise NotAModel(f"{model_id} is not tagged Type=model")
-    path = _object_path(store, model_id)
+    # The store's own chunk pass is skipped: _verify_chunks below also checks the signature.
+    path = Path(store.object_path(model_id, verify=False))
     key = (model_id, _file_identity(path))
     if verify and key not in _verified:
         _verify_chunks(store, model_id)
         with _verified_lock:
             _verified.add(key)
     return path
-
-
-def _object_path(store, model_id: str) -> Path:
-    """Return the store's path of the object, skipping its own chunk pass (ours below is stronger)."""
-    try:
-        return Path(store.object_path(model_id, verify=False))
-    except TypeError:  # a store without the verify switch checks chunks itself
-        return Path(store.object_path(model_id))
 
 
 def _fetch_through(source, model_id: str) -> None:

@@ -34,6 +34,7 @@ from inference.engine import (
     Generation,
     SamplingParams,
     engine_identity,
+    token_hash,
     tokenize_prompt,
     vocabulary,
 )
@@ -115,10 +116,6 @@ class CallResult:
 
     @property
     def completion_tokens(self) -> int:
-        return len(self.token_ids)
-
-    @property
-    def tokens(self) -> int:
         return len(self.token_ids)
 
 
@@ -557,8 +554,6 @@ def write_failure(store, call: PreparedCall, reason: str, message: MessageWrite 
 
     `message` as in write_result.
     """
-    from inference.engine import token_hash
-
     record = records.ResultRecord(
         message=call.message_id,
         process=call.process_id,

@@ -35,10 +35,6 @@ def canonical_json(value) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def initial_chain(process_id: str) -> bytes:
     """Given a process ID, return the hash chain value before its first message."""
     return b64url.parse_id(process_id)
@@ -298,9 +294,9 @@ def _fetch_through(source, record_id: str) -> None:
 
 
 def _check_tags(record_id: str, info, record) -> None:
-    tags: dict[str, str] = {}
-    for tag in info.tags:
-        tags.setdefault(tag.name.decode("utf-8", "replace"), tag.value.decode("utf-8", "replace"))
+    from inference.models import tag_dict
+
+    tags = tag_dict(info)
     for name, value in [("Type", record.type), *record.tags()]:
         if tags.get(name) != value:
             raise RecordInvalid(f"record {record_id}: tag {name}={tags.get(name)!r} disagrees with its data ({value!r})")

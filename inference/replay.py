@@ -206,12 +206,6 @@ def resolve_call(store, record_id: str, source=None):
     return process, message_id, message, result_stored
 
 
-def identity_notes(store, process_id: str) -> list[str]:
-    """Return how this machine's engine identity differs from the one the process recorded."""
-    process = processes.get_process(store, process_id)
-    return identity_differences(process.record.engine, engine_identity())
-
-
 # A runner: given a call to execute and the recorded token IDs, return (generation as
 # generation_to_json, {token ID: its text} for the tokens at the first difference).
 Runner = Callable[[processes.PreparedCall, list], tuple[dict, dict]]
