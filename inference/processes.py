@@ -232,6 +232,16 @@ def plan_call(store, process_id: str, prompt: str | None = None, messages=None, 
     return plan_for(get_process(store, process_id), prompt=prompt, messages=messages, sampling=sampling)
 
 
+def raw_prompt(system: str | None, prompt: str) -> str:
+    """Return the text a raw prompt is tokenized as: the process's system prompt (if any), a newline, the prompt."""
+    return f"{system}\n{prompt}" if system else prompt
+
+
+def with_system(system: str | None, messages) -> list:
+    """Return chat messages preceded by the process's system prompt (if any) as a system message."""
+    return ([{"role": "system", "content": system}] if system else []) + list(messages)
+
+
 def plan_for(process: Process, prompt: str | None = None, messages=None, sampling: SamplingParams | None = None) -> CallPlan:
     """Given a process (maybe a draft) and a prompt or chat messages, return the rendered, counted call.
 
@@ -248,15 +258,14 @@ def plan_for(process: Process, prompt: str | None = None, messages=None, samplin
         if not isinstance(prompt, str):
             raise InvalidRequest("prompt must be a string")
         call_input = {"prompt": prompt}
-        rendered = f"{system}\n{prompt}" if system else prompt
+        rendered = raw_prompt(system, prompt)
         parse_special = False  # user text that looks like a control token stays text
     else:
         if process.template is None:
             raise InvalidRequest("this process has no chat template; send a prompt, or spawn with a chat template")
         messages = validate_messages(messages)
         call_input = {"messages": messages}
-        full = ([{"role": "system", "content": system}] if system else []) + messages
-        rendered = render(process.template, full)
+        rendered = render(process.template, with_system(system, messages))
         parse_special = True
         stops = list(sampling.stop) + [s for s in process.template.stop if s not in sampling.stop]
         sampling = SamplingParams.from_json({**sampling.to_json(), "stop": stops})

@@ -161,14 +161,12 @@ def _render_notes(process, message: records.MessageRecord) -> list[str]:
     """Re-render the prompt from the message input; return notes (raw prompts must match exactly)."""
     system = process.record.system_prompt
     if "prompt" in message.input:
-        expected = f"{system}\n{message.input['prompt']}" if system else message.input["prompt"]
-        if expected != message.rendered_prompt:
+        if processes.raw_prompt(system, message.input["prompt"]) != message.rendered_prompt:
             raise RecordInvalid("message's rendered prompt does not match its prompt and the process's system prompt")
         return []
     if process.template is None:
         raise RecordInvalid("message has chat messages but its process has no chat template")
-    full = ([{"role": "system", "content": system}] if system else []) + list(message.input.get("messages", []))
-    if render(process.template, full) != message.rendered_prompt:
+    if render(process.template, processes.with_system(system, message.input.get("messages", []))) != message.rendered_prompt:
         # Templates may print today's date (strftime_now), so this is a note, not a failure.
         return ["re-rendering the chat messages gives a different prompt; replaying the recorded prompt"]
     return []
