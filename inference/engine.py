@@ -78,12 +78,7 @@ class EngineSettings:
     @classmethod
     def from_json(cls, data: dict) -> "EngineSettings":
         """Given a record's settings object, return the settings (unknown keys rejected)."""
-        if not isinstance(data, dict):
-            raise InvalidRequest(f"settings must be a JSON object, got {type(data).__name__}")
-        known = set(cls.__dataclass_fields__)
-        unknown = set(data) - known
-        if unknown:
-            raise InvalidRequest(f"unknown engine settings: {sorted(unknown)}")
+        _check_fields(cls, data, "settings", "engine settings")
         return cls(**data).validate()
 
 
@@ -139,16 +134,20 @@ class SamplingParams:
     @classmethod
     def from_json(cls, data: dict) -> "SamplingParams":
         """Given a record's or request's sampling object, return validated params."""
-        if not isinstance(data, dict):
-            raise InvalidRequest(f"sampling must be a JSON object, got {type(data).__name__}")
-        known = set(cls.__dataclass_fields__)
-        unknown = set(data) - known
-        if unknown:
-            raise InvalidRequest(f"unknown sampling parameters: {sorted(unknown)}")
+        _check_fields(cls, data, "sampling", "sampling parameters")
         data = dict(data)
         if "stop" in data:
             data["stop"] = stop_strings(data["stop"])
         return cls(**data).validate()
+
+
+def _check_fields(cls, data, what: str, plural: str) -> None:
+    """Raise InvalidRequest unless data is a JSON object whose keys are all fields of the dataclass."""
+    if not isinstance(data, dict):
+        raise InvalidRequest(f"{what} must be a JSON object, got {type(data).__name__}")
+    unknown = set(data) - set(cls.__dataclass_fields__)
+    if unknown:
+        raise InvalidRequest(f"unknown {plural}: {sorted(unknown)}")
 
 
 def stop_strings(stop) -> tuple[str, ...]:
