@@ -28,6 +28,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from inference.errors import InferenceError
 from inference.fees import DEFAULT_MULTIPLIER, FEE_BUMP, FeeSchedule, quote
 
 log = logging.getLogger("inference.herder")
@@ -134,7 +135,7 @@ def _coerce(type_name: Any, name: str, value: Any) -> Any:
 # ---------------------------------------------------------------------------- errors
 
 
-class HerderError(Exception):
+class HerderError(InferenceError):
     """A call the herder could not complete; `status` is the HTTP status to answer with."""
 
     status = 503

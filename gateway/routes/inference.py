@@ -264,9 +264,8 @@ def _model_of(body: dict) -> str:
 def _error_status(exc: Exception) -> tuple[int, str]:
     """Given an inference or herder failure, return (HTTP status, reason)."""
     from inference.errors import InferenceError
-    from inference.herder import HerderError
 
-    if isinstance(exc, (InferenceError, HerderError)):
+    if isinstance(exc, InferenceError):  # HerderError included
         return exc.status, str(exc)
     from permastore.protocol.errors import ProtocolError
 
@@ -288,12 +287,11 @@ def _error_response(exc: Exception) -> JSONResponse:
 async def _guarded(function, *args):
     """Run a blocking inference step; turn its refusals into JSON errors."""
     from inference.errors import InferenceError
-    from inference.herder import HerderError
     from permastore.protocol.errors import ProtocolError
 
     try:
         return await run_in_threadpool(function, *args)
-    except (InferenceError, HerderError, ProtocolError) as exc:
+    except (InferenceError, ProtocolError) as exc:
         return _error_response(exc)
 
 
