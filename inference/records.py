@@ -302,23 +302,26 @@ def _check_tags(record_id: str, info, record) -> None:
             raise RecordInvalid(f"record {record_id}: tag {name}={tags.get(name)!r} disagrees with its data ({value!r})")
 
 
-def query_ids(store, tags: list[tuple[str, list[str]]], limit: int | None = None) -> list[str]:
-    """Given tag filters, return the IDs of every matching item (all pages, store order)."""
+def query_ids(
+    store, tags: list[tuple[str, list[str]]], limit: int | None = None, owners: list[str] | None = None
+) -> list[str]:
+    """Given tag filters (and optionally owner addresses), return the IDs of every matching item (all pages, store order)."""
     from permastore.store.records import Query
 
     ids: list[str] = []
     after = None
     while True:
-        page = store.query(Query(tags=tags, first=min(100, limit or 100), after=after))
+        page = store.query(Query(tags=tags, owners=owners or [], first=min(100, limit or 100), after=after))
         ids += [info.id for info in page.items]
         if not page.has_next or (limit is not None and len(ids) >= limit):
             return ids[:limit] if limit is not None else ids
         after = page.next_cursor
 
 
-def find_result_for(store, message_id: str) -> str | None:
-    """Given a message ID, return the ID of its Result record, if one is stored."""
-    ids = query_ids(store, [("Type", [ResultRecord.type]), ("Message", [message_id])], limit=1)
+def find_result_for(store, message_id: str, owner: str) -> str | None:
+    """Given a message ID and the address that writes its process's records, return its Result's ID, if stored."""
+    # Security: anyone can post an item tagged Message=<id>; only a Result signed by the owner counts.
+    ids = query_ids(store, [("Type", [ResultRecord.type]), ("Message", [message_id])], limit=1, owners=[owner])
     return ids[0] if ids else None
 
 

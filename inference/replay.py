@@ -82,12 +82,10 @@ def _load_owned(store, record_id: str, kind: str, owner: str | None, source=None
 
 def _result_for(store, message_id: str, owner: str) -> records.StoredRecord:
     """Return the process owner's Result for a message; raise RecordNotFound when there is none."""
-    ids = records.query_ids(store, [("Type", [records.ResultRecord.type]), ("Message", [message_id])])
-    for result_id in ids:
-        stored = records.load_record(store, result_id, records.ResultRecord.type)
-        if stored.owner_address == owner:  # anyone can post an item tagged Message=...; only ours count
-            return stored
-    raise RecordNotFound(f"no Result record for message {message_id}")
+    result_id = records.find_result_for(store, message_id, owner)
+    if result_id is None:
+        raise RecordNotFound(f"no Result record for message {message_id}")
+    return records.load_record(store, result_id, records.ResultRecord.type)
 
 
 def check_result(message_id: str, message: records.MessageRecord, stored: records.StoredRecord) -> None:

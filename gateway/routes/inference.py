@@ -584,7 +584,10 @@ async def get_result(message_id: str, request: Request):
 
         if not is_id(message_id):
             raise ApiError(400, f"{message_id!r} is not a valid ID")
-        result_id = records.find_result_for(store, message_id)
+        from permastore.protocol.wallet import address_of
+
+        # This node's calls are recorded by its own wallet; a Result from anyone else is not the answer.
+        result_id = records.find_result_for(store, message_id, address_of(store.signer.owner))
         if result_id is None:
             raise ApiError(404, f"no result for message {message_id}")
         stored = records.load_record(store, result_id, records.ResultRecord.type)

@@ -120,10 +120,11 @@ def test_a_hung_worker_hits_the_timeout_and_the_call_is_refunded(not_retrying):
         # The Message is answered by a failure Result, so no recorded call is left open.
         from inference import records
 
+        owner = node.service.node_address
         [message_id] = [
             mid for mid in records.query_ids(node.store, [("Type", [records.MessageRecord.type])])
-            if records.find_result_for(node.store, mid) is not None
-            and records.load_record(node.store, records.find_result_for(node.store, mid)).record.finish_reason == "error"
+            if records.find_result_for(node.store, mid, owner) is not None
+            and records.load_record(node.store, records.find_result_for(node.store, mid, owner)).record.finish_reason == "error"
         ]
         failure = client.get(f"/results/{message_id}").json()
         assert failure["finish_reason"] == "error" and "timed out" in failure["timings"]["error"]

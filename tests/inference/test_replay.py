@@ -170,6 +170,29 @@ def test_records_signed_by_someone_else_are_not_part_of_the_process(store, pid, 
     assert replay.replay_call(store, result.message_id).result_id == result.result_id
 
 
+def test_a_strangers_result_for_an_unanswered_message_is_not_its_result(store, pid):
+    import io
+
+    from permastore.protocol.ans104 import build_item
+    from permastore.protocol.signers import Ed25519Signer
+    from permastore.protocol.wallet import address_of
+
+    plan = processes.plan_call(store, pid, prompt="never answered", sampling=SamplingParams(max_tokens=3))
+    call = processes.prepare_message(store, plan, "tester")
+    record = records.ResultRecord(
+        message=call.message_id, process=pid, nonce=call.nonce, seed=call.sampling["seed"], text="forged",
+        token_ids=[1], token_hash=token_hash([1]), prompt_tokens=1, prompt_token_hash="",
+        completion_tokens=1, finish_reason="stop", timings={},
+    )
+    body = records.canonical_json(records.record_json(record))
+    store.put_item(io.BytesIO(build_item(Ed25519Signer(bytes(range(32))), body, records.record_tags(record))))
+    node = address_of(store.signer.owner)
+    assert records.query_ids(store, [("Type", ["Result"]), ("Message", [call.message_id])])  # it is stored
+    assert records.find_result_for(store, call.message_id, node) is None
+    with pytest.raises(RecordNotFound, match=f"no Result record for message {call.message_id}"):
+        replay.replay_call(store, call.message_id)
+
+
 def test_corrupted_record_bytes_are_detected(store, pid):
     result = send(store, pid, "cats")
     # A record is small: its one chunk is kept inline in the index; the Result was the last
