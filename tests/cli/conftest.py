@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-VECTORS = Path(__file__).resolve().parents[2] / ".." / "shared" / "vectors" / "arweave"
+VECTORS = Path(__file__).resolve().parents[2] / "fixtures" / "vectors" / "arweave"
 KEYFILE = VECTORS / "arweave-keyfile-fOVzBRTBnyt4VrUUYadBH8yras_-jhgpmNgg-5b3vEw.json"
 
 

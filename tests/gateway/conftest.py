@@ -16,7 +16,7 @@ from permastore.protocol.signers import Ed25519Signer, RsaSigner
 from permastore.protocol.tags import Tag
 from permastore.protocol.tx import Transaction, sign
 
-VECTORS = Path(__file__).resolve().parents[2] / ".." / "shared" / "vectors" / "arweave"
+VECTORS = Path(__file__).resolve().parents[2] / "fixtures" / "vectors" / "arweave"
 KEYFILE = VECTORS / "arweave-keyfile-fOVzBRTBnyt4VrUUYadBH8yras_-jhgpmNgg-5b3vEw.json"
 KEY_ADDRESS = "fOVzBRTBnyt4VrUUYadBH8yras_-jhgpmNgg-5b3vEw"
 

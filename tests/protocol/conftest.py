@@ -1,10 +1,10 @@
-"""Locate the shared conformance vectors (../shared/vectors beside the repo)."""
+"""Locate the conformance vectors copied into the project (fixtures/vectors, see its README)."""
 
 from pathlib import Path
 
 import pytest
 
-VECTORS = Path(__file__).resolve().parents[2] / ".." / "shared" / "vectors"
+VECTORS = Path(__file__).resolve().parents[2] / "fixtures" / "vectors"
 ARWEAVE = VECTORS / "arweave"
 
 
