@@ -9,6 +9,7 @@ A6W_3e2W... and its address Z7RxkVjL...).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 
@@ -45,7 +46,7 @@ def test_fixture_verifies_and_round_trips_exactly(fixture_json):
     assert tx.id == "CODy9eol1Y70rm42BPucVxvacAXqfgm-Ktn6t-KqfTo"
     assert tx.signature_type == SECP256K1_KEY
     assert len(tx.owner) == 33 and tx.owner[0] in (2, 3)  # compressed public key
-    assert tx.owner_address == b64url.encode(__import__("hashlib").sha256(tx.owner).digest())
+    assert tx.owner_address == b64url.encode(hashlib.sha256(tx.owner).digest())
     assert tx.tags == [Tag(b"Test", b"ecdsa-tx")] and tx.quantity == 1
     assert b64url.encode(tx.target) == "Qa8AAZv-sEhQRIm7xZr3CVLtlzIH8NezaY0GZhURcAc"
     assert tx.to_json() == fixture_json
