@@ -18,9 +18,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from permastore.protocol import ans104, avro_tags, b64url, bundle
+from permastore.protocol import ans104, avro_tags, b64url, bundle, merkle
 from permastore.protocol.deephash import BlobHasher
-from permastore.protocol.errors import InvalidSignature, LimitExceeded, MalformedData, ProtocolError
+from permastore.protocol.errors import InvalidProof, InvalidSignature, LimitExceeded, MalformedData, ProtocolError
 from permastore.protocol.signers import Ed25519Signer, EthereumSigner, Secp256k1Signer
 from permastore.protocol.tags import Tag
 from permastore.protocol.tx import Transaction, sign, verify
@@ -272,6 +272,32 @@ def test_valid_tx_with_a_mutated_binary_field(doc, field, data):
     check_tx_json(changed)
 
 
+PROOF_DATA = bytes(range(256)) * 2500  # 640,000 bytes: three chunks
+PROOF_CHUNKS = merkle.chunks_for(PROOF_DATA)
+PROOF_ROOT = merkle.compute_root(PROOF_CHUNKS)
+PROOFS = merkle.build_proofs(PROOF_CHUNKS)
+
+
+def check_path(offset: int, size: int, path: bytes) -> None:
+    try:
+        proven = merkle.validate_path(PROOF_ROOT, offset, 0, size, path)
+    except InvalidProof:
+        return
+    assert 0 <= proven.left_bound < proven.right_bound and proven.chunk_size == proven.right_bound - proven.left_bound
+
+
+@FUZZ
+@given(st.integers(-(2**70), 2**70), st.integers(-10, 2**70), mutated([proof.proof for proof in PROOFS]))
+def test_mutated_data_paths(offset, size, path):
+    check_path(offset, size, path)
+
+
+@FUZZ
+@given(st.integers(0, len(PROOF_DATA)), st.binary(max_size=400))
+def test_arbitrary_data_paths(offset, path):
+    check_path(offset, len(PROOF_DATA), path)
+
+
 def test_the_valid_inputs_are_valid():
     """The seeds the mutations start from parse and verify (else the fuzz would test nothing)."""
     for item in VALID_ITEMS:
@@ -279,6 +305,8 @@ def test_the_valid_inputs_are_valid():
     assert len(bundle.parse_bundle_index(lambda o, n: VALID_BUNDLE[o : o + n], len(VALID_BUNDLE))) == 3
     for doc in VALID_TXS:
         verify(Transaction.from_json(doc))
+    for proof in PROOFS:
+        merkle.validate_path(PROOF_ROOT, proof.offset, 0, len(PROOF_DATA), proof.proof)
     try:
         Transaction.from_json(dict(MAINNET_TX, quantity="9" * 5000))
     except LimitExceeded:
