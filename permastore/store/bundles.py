@@ -122,7 +122,7 @@ class Unbundler:
             except Exception:  # security: nothing a stranger uploaded may stop the store from opening
                 log.exception("bundle %s: not resumed", id)
 
-    def refusals(self, id: str | None = None, bundle_id: str | None = None, limit: int = -1) -> list[tuple[str, str, str]]:
+    def refusals(self, id: str | None = None, bundle_id: str | None = None, limit: int = -1) -> list[tuple]:
         """Return recorded refusals as (bundle ID, item ID, reason), oldest first: of one item ID,
         of one bundle, or all (up to ``limit``); a bundle that failed as a whole has its own ID as item."""
         sql, args = "SELECT bundle_id, item_id, reason FROM bundle_refusals", ()

@@ -13,7 +13,16 @@ from permastore.protocol.errors import InvalidSignature, LimitExceeded
 from permastore.protocol.tags import Tag
 from permastore.store import Store
 
-from .hostile import BAD_RSA_OWNERS, BUNDLE_TAGS, bundle_item, forged_rsa_item, forged_rsa_tx, item_id, mixed_bundle, tx_from
+from .hostile import (
+    BAD_RSA_OWNERS,
+    BUNDLE_TAGS,
+    bundle_item,
+    forged_rsa_item,
+    forged_rsa_tx,
+    item_id,
+    mixed_bundle,
+    tx_from,
+)
 
 
 def simulate_crash_during_unbundling(data_dir, bundle_id: str) -> None:
