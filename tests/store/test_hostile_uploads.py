@@ -83,10 +83,10 @@ def test_an_unexpected_error_while_unbundling_at_open_is_recorded_and_the_store_
     simulate_crash_during_unbundling(data_dir, bundle_id)
     real = Store._verified_entry
 
-    def flaky(self, parent, entry):
+    def flaky(self, parent, entry, window):
         if entry.id == item_id(good[1]):
             raise RuntimeError("simulated bug")
-        return real(self, parent, entry)
+        return real(self, parent, entry, window)
 
     monkeypatch.setattr(Store, "_verified_entry", flaky)
     with Store.open(data_dir) as store:
