@@ -179,3 +179,16 @@ def test_put_item_streaming_refuses_a_huge_declared_tag_block_before_reading_it(
 
     with pytest.raises(LimitExceeded):
         store.put_item(EndlessAfterHeader())
+
+
+def test_items_around_the_read_window_size_unbundle_with_their_exact_bytes(store, ed_signer):
+    from permastore.store.bundles import WINDOW_BYTES
+
+    from .conftest import pseudo_random
+
+    sizes = [10, WINDOW_BYTES - 300, 5, WINDOW_BYTES + 1, 3 * WINDOW_BYTES, 1]
+    items = [ans104.build_item(ed_signer, pseudo_random(size, size), []) for size in sizes]
+    store.put_item(bundle_item(ed_signer, items))
+    assert store.last_bundle_refusals == []
+    for item in items:
+        assert b"".join(store.item_bytes(item_id(item))) == item
