@@ -176,8 +176,8 @@ def put_raw(store, stream, progress):
         text = head + stream.read()
         try:
             body = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise CliError(f"--raw input looks like JSON but is not valid: {exc}") from None
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            raise CliError(f"--raw input looks like JSON but is not valid: {str(exc)[:200]}") from None
         return store.put_tx(Transaction.from_json(body))
     return store.put_item(PrefixedStream(head, stream), progress=progress)
 
@@ -264,6 +264,10 @@ def cmd_info(args) -> int:
     object_id = parse_id(args.id)
     with opened_store(args) as store, user_errors():
         info = store.info(object_id)
+        refused = store.refusals(object_id) if info is None else []
+    if info is None and refused:
+        bundle_id, _, reason = refused[-1]
+        raise CliError(f"{object_id} not found: refused from bundle {bundle_id}: {reason}")
     if info is None:
         raise CliError(f"{object_id} not found")
     print(json.dumps(info_json(info), indent=2))
@@ -298,8 +302,13 @@ def cmd_query(args) -> int:
 def cmd_fsck(args) -> int:
     with opened_store(args) as store, user_errors():
         report = store.fsck()
+    for bundle_id, item_id, reason in report.refused:
+        print(f"{item_id} refused from bundle {bundle_id}: {reason}")
+    if report.refused_total > len(report.refused):
+        print(f"... and {report.refused_total - len(report.refused)} more refused bundle item(s)")
     if report.ok:
-        print(f"ok: {report.objects_checked} objects, {report.chunks_checked} chunks verified")
+        refused = f" ({report.refused_total} bundle item(s) refused, not indexed)" if report.refused_total else ""
+        print(f"ok: {report.objects_checked} objects, {report.chunks_checked} chunks verified{refused}")
         return 0
     for object_id, chunk_index, reason in report.failures:
         where = "object" if chunk_index < 0 else f"chunk {chunk_index}"

@@ -8,6 +8,8 @@ from permastore.protocol.merkle import chunk_ranges
 from permastore.store.errors import CorruptChunk
 from permastore.store.records import FsckReport
 
+MAX_LISTED_REFUSALS = 1000  # refused items listed in a report (refused_total counts them all)
+
 
 class Checker:
     """Store mixin: ``fsck``."""
@@ -33,8 +35,24 @@ class Checker:
             problem = self._object_problem(row)
             if problem:
                 report.failures.append((row["id"], problem[0], problem[1]))
+        self._check_bundles(report)
         report.ok = not report.failures
         return report
+
+    def _check_bundles(self, report: FsckReport) -> None:
+        """Report bundles whose unbundling failed (failures) and the items refused in bundles."""
+        failed = self.db.execute(
+            "SELECT o.id, r.reason FROM objects o LEFT JOIN bundle_refusals r ON r.bundle_id = o.id"
+            " AND r.item_id = o.id WHERE o.bundle_state = 'failed'"
+        ).fetchall()
+        for row in failed:
+            report.failures.append((row["id"], -1, row["reason"] or "unbundling failed"))
+        failed_ids = {row["id"] for row in failed}
+        report.refused_total = self.db.execute("SELECT COUNT(*) FROM bundle_refusals").fetchone()[0]
+        for bundle_id, item_id, reason in self.refusals(limit=MAX_LISTED_REFUSALS + len(failed_ids)):
+            if not (bundle_id in failed_ids and item_id == bundle_id) and len(report.refused) < MAX_LISTED_REFUSALS:
+                report.refused.append((bundle_id, item_id, reason))
+        report.refused_total -= sum(1 for row in failed if row["reason"] is not None)
 
     def _check_segments(self, report: FsckReport) -> None:
         for row in self.db.execute("SELECT name, committed_size FROM segments").fetchall():

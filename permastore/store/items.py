@@ -41,14 +41,16 @@ class Items:
     def put_item(self, stream, progress=None) -> ObjectInfo:
         """Given a signed binary ANS-104 item (bytes or stream), verify and store it; return its info.
 
-        Storing the same item again returns the stored one.
+        Storing the same item again returns the stored one, once the copy verified; a copy
+        that does not verify is refused even when its ID is stored (InvalidSignature), and
+        one that verifies but differs from the stored item is a Conflict.
         """
         stream = as_stream(stream)
         header_bytes, rest = _read_item_header(stream)
         header = ans104.parse_header(header_bytes)
         existing = self.info(header.id)
         if existing is not None:
-            return existing
+            return self._check_known_item(existing, header, header_bytes, PrefixedStream(rest, stream), progress)
         ingested = self._ingest(PrefixedStream(rest, stream), want_deep_hash=True, want_sha256=False, progress=progress)
         try:
             # Security: the signature covers the data's deep-hash; nothing is indexed unless it verifies.

@@ -119,6 +119,17 @@ CREATE TABLE IF NOT EXISTS pending_chunks (
     PRIMARY KEY (data_root, data_size, offset)
 ) WITHOUT ROWID;
 
+-- Items of a bundle that were not indexed, and why (bad signature, ID not the index's, a
+-- malformed header...). A bundle whose unbundling failed as a whole has its own ID as item_id.
+CREATE TABLE IF NOT EXISTS bundle_refusals (
+    bundle_id TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (bundle_id, item_id)
+);
+CREATE INDEX IF NOT EXISTS bundle_refusals_item ON bundle_refusals(item_id);
+
 CREATE TABLE IF NOT EXISTS blocks (
     height INTEGER PRIMARY KEY,
     indep_hash TEXT NOT NULL UNIQUE,

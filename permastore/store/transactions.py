@@ -35,6 +35,8 @@ class Transactions:
         if tx.format == 1 or tx.data:
             data = tx.data
         existing = self.info(tx.id)
+        if existing is not None:  # a known ID proves nothing: the copy must be the stored tx
+            self.check_known_tx(tx, data if existing.data_complete else None)
         if existing is not None and (existing.data_complete or data is None):
             return existing
         if existing is not None:
@@ -189,7 +191,7 @@ def _tx_row(tx: Transaction) -> dict:
         "id": tx.id,
         "kind": "tx",
         "format": tx.format,
-        "signature_type": 1,
+        "signature_type": tx.signature_type,
         "owner": tx.owner,
         "owner_address": tx.owner_address,
         "target": b64_or_empty(tx.target),
