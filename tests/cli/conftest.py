@@ -95,3 +95,40 @@ def home(tmp_path) -> Path:
 @pytest.fixture
 def cli(tmp_path, home) -> Cli:
     return Cli(make_store(tmp_path / "data"), home)
+
+
+def start_serve(log_path: Path, *args: str, env: dict, cwd: Path | None = None):
+    """Start `permastore serve --port 0 ARGS...` (no --data added) with env; return a RunningServer."""
+    import time
+
+    import httpx
+
+    from tests.gateway.servers import LISTENING_PREFIX, START_TIMEOUT_S, RunningServer
+
+    log = open(log_path, "wb")
+    command = [console_script(), "serve", "--port", "0", "--mine-interval", "0", *args]
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        for line in log_path.read_text(errors="replace").splitlines():
+            if LISTENING_PREFIX in line:
+                server = RunningServer(line.split(LISTENING_PREFIX, 1)[1].strip(), process, log_path)
+                assert httpx.get(f"{server.url}/healthcheck", timeout=10).status_code == 200
+                return server
+        if process.poll() is not None:
+            break
+        time.sleep(0.1)
+    process.kill()
+    process.wait()
+    raise AssertionError(f"server did not start; log:\n{log_path.read_text(errors='replace')[-3000:]}")
+
+
+def tree_of(root: Path) -> dict[str, bytes | None]:
+    """Given a folder, return {relative path: bytes (files) or None (folders)}; {} when it does not exist."""
+    if not root.exists():
+        return {}
+    found: dict[str, bytes | None] = {}
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root).as_posix()
+        found[relative] = path.read_bytes() if path.is_file() and not path.is_symlink() else None
+    return found
