@@ -6,6 +6,7 @@ import json
 import mimetypes
 import os
 import sys
+from pathlib import Path
 
 from permastore.cli.errors import CliError
 from permastore.cli.helpers import open_input, parse_tag, progress_bar, user_errors
@@ -90,6 +91,9 @@ def put_folder(args) -> int:
     tags = [parse_tag(text) for text in args.tag]
     if any(tag.name.lower() == b"content-type" for tag in tags):
         raise CliError("a folder's manifest has its own Content-Type; drop the Content-Type tag")
+    root, data = Path(args.file).resolve(), Path(args.data).resolve()
+    if data == root or root in data.parents:
+        raise CliError(f"{args.file} holds the data folder {args.data}: put a folder outside it")
     with user_errors():
         scan = folders.scan_folder(args.file, include_hidden=args.hidden)
         folders.pick_index(scan, args.index)  # a wrong --index or --fallback fails before anything is stored

@@ -73,7 +73,8 @@ def test_put_a_folder_then_get_it_back(cli, site, tmp_path):
     assert list(manifest["paths"]) == sorted(files)
     info = json.loads(cli("info", manifest_id).stdout)
     assert info["content_type"] == MANIFEST_CONTENT_TYPE
-    assert {"name": "App-Name", "value": "site-test"} in info["tags"] and {"name": "Type", "value": "manifest"} in info["tags"]
+    assert {"name": "App-Name", "value": "site-test"} in info["tags"]
+    assert {"name": "Type", "value": "manifest"} in info["tags"]
     types = {path: json.loads(cli("info", ids[path]).stdout)["content_type"] for path in files}
     assert types["index.html"] == "text/html" and types["css/site.css"] == "text/css"
     assert types["data/table.json"] == "application/json" and types["notes.unknownext"] == "application/octet-stream"
@@ -134,7 +135,8 @@ def test_links_and_special_files_are_refused_before_anything_is_stored(cli, site
     os.symlink(tmp_path, root / "dir-link")
     os.mkfifo(root / "pipe")
     err = one_line_error(cli("put", root, check=False))
-    assert f"{root / 'data' / 'link.txt'} is a symbolic link" in err and f"{root / 'dir-link'} is a symbolic link" in err
+    assert f"{root / 'data' / 'link.txt'} is a symbolic link" in err
+    assert f"{root / 'dir-link'} is a symbolic link" in err
     assert f"{root / 'pipe'} is not a regular file" in err
     assert count(cli) == 0  # nothing stored, not even the regular files
     os.symlink(outside, root / ".hidden-link")  # skipped with the other hidden entries: no refusal of its own
@@ -156,6 +158,13 @@ def test_odd_names_are_refused_by_name(cli, tmp_path, name, message):
     with open(os.path.join(os.fsencode(root), name), "wb") as out:
         out.write(b"odd")
     assert message in one_line_error(cli("put", root, check=False))
+    assert count(cli) == 0
+
+
+def test_a_folder_holding_the_data_folder_is_refused(cli, tmp_path):
+    (tmp_path / "file.txt").write_bytes(b"x")
+    assert "holds the data folder" in one_line_error(cli("put", tmp_path, check=False))
+    assert "holds the data folder" in one_line_error(cli("put", cli.data_dir, check=False))
     assert count(cli) == 0
 
 
