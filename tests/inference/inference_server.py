@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import uvicorn
 
+from inference.settings import HerderSettings
+
 from gateway.app import create_app
 from gateway.config import GatewayConfig
 
@@ -56,10 +58,13 @@ class InferenceServer:
         self.thread.join(60)
 
 
-def start_server(data_dir: Path, herder: dict | None = None, **config) -> InferenceServer:
-    """Given a data folder and herder settings (written to data/herder.json), serve it."""
+def start_server(data_dir: Path, herder: dict | HerderSettings | None = None, **config) -> InferenceServer:
+    """Given a data folder and herder settings (a dict: written to data/herder.json; HerderSettings:
+    as `serve` passes its flags), serve it."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    if herder is not None:
+    if isinstance(herder, HerderSettings):
+        config["herder"] = herder
+    elif herder is not None:
         (data_dir / "herder.json").write_text(json.dumps(herder))
     app = create_app(GatewayConfig(data_dir=data_dir, mine_interval=0, **config))
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
