@@ -22,7 +22,12 @@ from typing import Any
 
 from inference.context import Inference
 from inference.credits import MAX_AMOUNT, CreditLedger, InsufficientCredit, Reservation
-from inference.errors import HerderError, InferenceError, InvalidPayment, PaymentRequired
+from inference.errors import (
+    HerderError,
+    InferenceError,
+    InvalidPayment,
+    PaymentRequired,
+)
 from inference.execution import execute_job, load_engine_job, prepare_worker
 from inference.fees import FEE_BUMP, FeeError, multiplier_of, needed_fee, quote
 from inference.generation import Generation
