@@ -31,6 +31,7 @@ from inference.sampling import SamplingParams
 from inference.store_types import InferenceStore, StoringSource
 from inference.template_sandbox import TemplateSandbox
 from inference.vocabulary import Vocabularies
+from permastore.protocol.wallet import address_of
 
 
 class Inference:
@@ -56,7 +57,7 @@ class Inference:
     def open(cls, store: InferenceStore, source: StoringSource | None = None, trusted_owners: Iterable[str] = (),
              operator: bool = True) -> Inference:
         """Given a store, return its inference context; `operator` False applies the node's model trust."""
-        node_address = RecordStore(store, Fetcher(None)).node_address
+        node_address = address_of(store.signer.owner)
         return cls(store, ModelTrust.open(store.root, node_address, trusted_owners, operator), source)
 
     @property

@@ -166,7 +166,7 @@ class ProcessBook:
         model = self.models.get(model_id)
         metadata = model.metadata
         if settings is None:
-            settings = EngineSettings(n_ctx=min(DEFAULT_N_CTX, metadata.context_length or DEFAULT_N_CTX))
+            settings = default_settings(metadata)
         if not isinstance(settings, EngineSettings):
             raise InvalidRequest("settings must be EngineSettings")
         settings.validate()
@@ -281,6 +281,11 @@ class ProcessBook:
         if process.template is None:
             raise InvalidRequest("this process has no chat template")
         return render(self.templates, process.template, with_system(process.record.system_prompt, messages))
+
+
+def default_settings(metadata: ModelMetadata) -> EngineSettings:
+    """Given a model's header, return the settings of a process spawned without any."""
+    return EngineSettings(n_ctx=min(DEFAULT_N_CTX, metadata.context_length or DEFAULT_N_CTX))
 
 
 def _template_of(chat_template: str | None, metadata: ModelMetadata) -> ChatTemplate | None:

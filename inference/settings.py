@@ -45,6 +45,7 @@ class HerderSettings(BaseSettings):
     retries: int = Field(1, ge=0, description="attempts after a worker dies or hangs")
     worker_start_timeout_s: float = Field(120.0, gt=0)
     trust_model_owners: tuple[str, ...] = Field((), description="owners whose models this node lists and loads")
+    preload_models: int = Field(1, ge=0, description="newest trusted models every worker loads when it starts")
 
     @field_validator("trust_model_owners")
     @classmethod

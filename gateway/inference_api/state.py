@@ -29,6 +29,9 @@ log = logging.getLogger("gateway.inference")
 # server's shared pool: however many calls arrive, plain data routes keep their threads.
 # None of them waits for a model: a running call is awaited, holding no thread.
 STEP_THREADS = 8
+# The server announces itself once its workers have started and warmed (preloaded models
+# included), so a first call finds them ready; a start slower than this is not waited for.
+WORKERS_READY_WAIT_S = 30.0
 T = TypeVar("T")
 
 
@@ -38,10 +41,13 @@ def open_service(node: Node) -> CallService:
     inference = Inference.open(node.store, source=node.upstream, trusted_owners=settings.trust_model_owners,
                                operator=False)
     try:
-        return CallService.open(inference, node.config.data_dir, settings)
+        service = CallService.open(inference, node.config.data_dir, settings)
     except BaseException:
         inference.close()
         raise
+    if not service.pool.wait_ready(WORKERS_READY_WAIT_S):
+        log.warning("inference workers not ready after %.0f s; serving meanwhile", WORKERS_READY_WAIT_S)
+    return service
 
 
 def close_service(service: CallService) -> None:

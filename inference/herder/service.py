@@ -39,6 +39,7 @@ from inference.processes import (
     CallResult,
     PreparedCall,
     Process,
+    default_settings,
     unsigned_call,
 )
 from inference.settings import HerderSettings
@@ -199,8 +200,26 @@ class CallService:
         self._settlers = ThreadPoolExecutor(max_workers=SETTLERS, thread_name_prefix="call-settler")
         self._default_processes: dict[str, str] = {}
         self._spawn_lock = threading.Lock()
+        self._preload(settings.preload_models)
         # Hashing the native libraries for the engine identity takes a moment: not on a caller's time.
         threading.Thread(target=inference.identity, name="engine-identity", daemon=True).start()
+
+    def _preload(self, count: int) -> None:
+        """Have every worker load the newest trusted models as it starts; verify them meanwhile.
+
+        A model's first call then finds its weights loaded and checked; the engines are the
+        ones a default process uses (same file, same settings), so no record is written.
+        """
+        for entry in self.inference.models.list()[:count]:
+            try:
+                model = self.inference.models.get(entry.id)  # starts its verification
+            except InferenceError as exc:
+                log.warning("not preloading model %s: %s", entry.id, exc)
+                continue
+            self.pool.warm(load_engine_job, {"model_path": str(model.path),
+                                             "settings": default_settings(model.metadata).to_json()})
+            threading.Thread(target=self.inference.vocabularies.count_tokens, args=(model.path, "", False),
+                             name="vocabulary-preload", daemon=True).start()
 
     @classmethod
     def open(cls, inference: Inference, data_dir: Path | str, settings: HerderSettings) -> CallService:

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from inference.errors import HerderClosed, HerderError, WorkerLost
 
@@ -42,6 +42,13 @@ class JobContext(Protocol):
     def late_value(self) -> Any: ...
 
     def resource(self, name: str, factory: Callable[[], T]) -> T: ...
+
+
+@runtime_checkable
+class Closeable(Protocol):
+    """A kept resource that holds native memory (an engine cache) and must be freed before exit."""
+
+    def close(self) -> None: ...
 
 
 class WorkerContext:
@@ -92,9 +99,8 @@ class WorkerContext:
     def close(self) -> None:
         """Close every kept resource that can be closed (llama.cpp frees badly at interpreter exit)."""
         for value in self._resources.values():
-            close = getattr(value, "close", None)
-            if callable(close):
-                close()
+            if isinstance(value, Closeable):
+                value.close()
         self._resources.clear()
 
 
