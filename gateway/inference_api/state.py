@@ -29,8 +29,9 @@ log = logging.getLogger("gateway.inference")
 # server's shared pool: however many calls arrive, plain data routes keep their threads.
 # None of them waits for a model: a running call is awaited, holding no thread.
 STEP_THREADS = 8
-# The server announces itself once its workers have started and warmed (preloaded models
-# included), so a first call finds them ready; a start slower than this is not waited for.
+# A node with models announces itself once its workers have started and loaded the newest
+# (so a first call finds them ready); a start slower than this is not waited for. A node
+# without models starts its workers with the first call.
 WORKERS_READY_WAIT_S = 30.0
 T = TypeVar("T")
 
@@ -45,7 +46,7 @@ def open_service(node: Node) -> CallService:
     except BaseException:
         inference.close()
         raise
-    if not service.pool.wait_ready(WORKERS_READY_WAIT_S):
+    if service.preloaded and not service.pool.wait_ready(WORKERS_READY_WAIT_S):
         log.warning("inference workers not ready after %.0f s; serving meanwhile", WORKERS_READY_WAIT_S)
     return service
 

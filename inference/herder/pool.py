@@ -77,6 +77,7 @@ class WorkerPool:
         self._busy: dict[int, Call] = {}
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._started = False
         self._job_ids = itertools.count(1)
         self._stopping = threading.Event()
         self._warmups: list[_Warmup] = []  # every worker runs them once, before its first call
@@ -86,13 +87,24 @@ class WorkerPool:
     # -- lifecycle
 
     def start(self) -> WorkerPool:
-        """Start the worker slots (each starts its process on its own thread)."""
+        """Start the worker slots (each starts its process on its own thread); again: no-op."""
+        with self._lock:
+            if self._started or self._stopping.is_set():
+                return self
+            self._started = True
+        threads = []
         for slot in range(self.config.workers):
             self._workers[slot] = None
             thread = threading.Thread(target=self._slot_loop, args=(slot,), name=f"herder-slot-{slot}", daemon=True)
             thread.start()
-            self._threads.append(thread)
+            threads.append(thread)
+        with self._lock:
+            self._threads = threads
         return self
+
+    @property
+    def started(self) -> bool:
+        return self._started
 
     def wait_ready(self, timeout: float) -> bool:
         """Block until every worker process is up and has run the warm-ups; return False on timeout."""
@@ -148,6 +160,7 @@ class WorkerPool:
         """
         call = Call(job=job, payload=payload, multiplier=multiplier, late=late, listener=listener)
         self.queue.put(call)
+        self.start()  # a pool nobody has used yet starts with its first call
         return call
 
     def run(self, job: Callable[..., Any], payload: Any, multiplier: float = DEFAULT_MULTIPLIER) -> Any:

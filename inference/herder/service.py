@@ -196,20 +196,24 @@ class CallService:
             log.warning("refunded %d calls left open by the previous run", refunded)
         self.pool = WorkerPool(settings.pool())
         self.pool.warm(prepare_worker, None)  # every worker imports llama.cpp before its first call
-        self.pool.start()
         self._settlers = ThreadPoolExecutor(max_workers=SETTLERS, thread_name_prefix="call-settler")
         self._default_processes: dict[str, str] = {}
         self._spawn_lock = threading.Lock()
-        self._preload(settings.preload_models)
+        # A node with models starts its workers now (loading them); an empty one with its first call.
+        self.preloaded = self._preload(settings.preload_models)
+        if self.preloaded:
+            self.pool.start()
         # Hashing the native libraries for the engine identity takes a moment: not on a caller's time.
         threading.Thread(target=inference.identity, name="engine-identity", daemon=True).start()
 
-    def _preload(self, count: int) -> None:
+    def _preload(self, count: int) -> int:
         """Have every worker load the newest trusted models as it starts; verify them meanwhile.
 
         A model's first call then finds its weights loaded and checked; the engines are the
         ones a default process uses (same file, same settings), so no record is written.
+        Returns how many models the workers will load.
         """
+        preloaded = 0
         for entry in self.inference.models.list()[:count]:
             try:
                 model = self.inference.models.get(entry.id)  # starts its verification
@@ -220,6 +224,8 @@ class CallService:
                                              "settings": default_settings(model.metadata).to_json()})
             threading.Thread(target=self.inference.vocabularies.count_tokens, args=(model.path, "", False),
                              name="vocabulary-preload", daemon=True).start()
+            preloaded += 1
+        return preloaded
 
     @classmethod
     def open(cls, inference: Inference, data_dir: Path | str, settings: HerderSettings) -> CallService:
