@@ -298,3 +298,22 @@ def header_payment(value: str | None) -> int | None:
     if not (value.isascii() and value.isdigit() and len(value) <= 20):
         raise ApiError(400, "payment must be a non-negative integer")
     return int(value)
+
+
+ERROR_BODY = {"content": {"application/json": {"schema": {
+    "type": "object", "required": ["error", "status"],
+    "properties": {"error": {"type": "string"}, "status": {"type": "integer"}}}}}}
+
+
+def openapi_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """Given the statuses a route answers besides 200, return their OpenAPI responses (the JSON error body)."""
+    return {status: {"description": "refused, with a reason", **ERROR_BODY} for status in statuses}
+
+
+def openapi_body(model: type[BaseModel], signed: bool = True) -> dict[str, Any]:
+    """Given a body model, return its OpenAPI requestBody (JSON, or a signed ANS-104 item holding it)."""
+    content: dict[str, Any] = {"application/json": {"schema": {
+        "type": "object", "properties": {name: {} for name in model.model_fields}}}}
+    if signed:
+        content["application/octet-stream"] = {"schema": {"type": "string", "format": "binary"}}
+    return {"requestBody": {"required": True, "content": content}}

@@ -27,6 +27,8 @@ from gateway.inference_api.schemas import (
     SamplingBody,
     SpawnBody,
     header_payment,
+    openapi_body,
+    openapi_errors,
     parse_body,
 )
 from gateway.inference_api.state import blocking, lifespan, service_of
@@ -38,6 +40,7 @@ from inference.replay import herder_runner, replay_call
 
 router = APIRouter(lifespan=lifespan)
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+CALL_ERRORS = openapi_errors(400, 401, 402, 403, 404, 409, 413, 422, 502, 503, 504)
 
 
 # ---------------------------------------------------------------------------- calls
@@ -85,13 +88,13 @@ async def _openai_call(request: Request, model: type[OpenAICallBody], kind: str)
     return openai.completion_body(call, await call.running.result())
 
 
-@router.post("/v1/chat/completions")
+@router.post("/v1/chat/completions", responses=CALL_ERRORS, openapi_extra=openapi_body(ChatBody))
 async def chat_completions(request: Request) -> Any:
     """OpenAI chat completion on a model by ID; the answer carries its record IDs."""
     return await _openai_call(request, ChatBody, "chat")
 
 
-@router.post("/v1/completions")
+@router.post("/v1/completions", responses=CALL_ERRORS, openapi_extra=openapi_body(CompletionBody))
 async def completions(request: Request) -> Any:
     """OpenAI text completion on a model by ID; the answer carries its record IDs."""
     return await _openai_call(request, CompletionBody, "text")
@@ -100,7 +103,7 @@ async def completions(request: Request) -> Any:
 # ---------------------------------------------------------------------------- models
 
 
-@router.get("/v1/models")
+@router.get("/v1/models", responses=openapi_errors(503))
 async def list_models(request: Request) -> dict[str, Any]:
     """OpenAI model list: every model this node trusts, by ID."""
     service = service_of(request)
@@ -108,7 +111,7 @@ async def list_models(request: Request) -> dict[str, Any]:
     return {"object": "list", "data": [openai.model_object(entry) for entry in entries]}
 
 
-@router.get("/v1/models/{model_id}")
+@router.get("/v1/models/{model_id}", responses=openapi_errors(404, 503))
 async def get_model(model_id: str, request: Request) -> dict[str, Any]:
     """OpenAI model object for one model this node trusts."""
     service = service_of(request)
@@ -121,7 +124,7 @@ async def get_model(model_id: str, request: Request) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- AO-style
 
 
-@router.post("/processes")
+@router.post("/processes", status_code=201, responses=CALL_ERRORS, openapi_extra=openapi_body(SpawnBody))
 async def spawn_process(request: Request) -> JSONResponse:
     """Spawn a llama process: {model, settings?, system_prompt?, chat_template?} -> 201 {process}."""
     service = service_of(request)
@@ -139,7 +142,7 @@ def _start_message(service: CallService, caller: callers.CallerRequest, process_
     return _start(service, caller, plan, payment)
 
 
-@router.post("/processes/{process_id}/messages")
+@router.post("/processes/{process_id}/messages", responses=CALL_ERRORS, openapi_extra=openapi_body(MessageBody))
 async def send_message(process_id: str, request: Request) -> dict[str, Any]:
     """Send a message to a process: {prompt | messages, sampling..., payment?} -> output and records."""
     service = service_of(request)
@@ -171,7 +174,7 @@ def _load_result(service: CallService, message_id: str) -> dict[str, Any]:
     return {"id": found, "owner": stored.owner_address, **records.record_json(stored.record)}
 
 
-@router.get("/results/{message_id}")
+@router.get("/results/{message_id}", responses=openapi_errors(400, 404, 422, 503))
 async def get_result(message_id: str, request: Request) -> dict[str, Any]:
     """Return the Result record of a message (404 until it is written)."""
     service = service_of(request)
@@ -186,7 +189,7 @@ def _replay(service: CallService, record_id: str) -> dict[str, Any]:
     return {**asdict(report), "summary": report.summary(), "identity_differences": notes}
 
 
-@router.post("/replay/{record_id}")
+@router.post("/replay/{record_id}", responses=CALL_ERRORS)
 async def replay(record_id: str, request: Request) -> dict[str, Any]:
     """Replay a recorded call (message or result ID) and compare token for token."""
     service = service_of(request)
@@ -197,13 +200,13 @@ async def replay(record_id: str, request: Request) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- herder and credits
 
 
-@router.get("/herder/info")
+@router.get("/herder/info", responses=openapi_errors(503))
 async def herder_info(request: Request) -> dict[str, Any]:
     """Base fee, token fee, last multiplier, queue length and workers."""
     return service_of(request).info()
 
 
-@router.get("/credits/{address}")
+@router.get("/credits/{address}", responses=openapi_errors(400, 503))
 async def get_credit(address: str, request: Request) -> dict[str, Any]:
     """Return an address's credit balance."""
     service = service_of(request)
@@ -211,7 +214,7 @@ async def get_credit(address: str, request: Request) -> dict[str, Any]:
     return {"address": address, "balance": await blocking(request, service.ledger.balance, address)}
 
 
-@router.post("/credits/{address}")
+@router.post("/credits/{address}", responses=openapi_errors(400, 403, 413, 503), openapi_extra=openapi_body(CreditBody, signed=False))
 async def add_credit(address: str, request: Request) -> dict[str, Any]:
     """Credit an address ({"amount": N}); admin only: callers on this machine."""
     # Security: crediting mints spendable balance, so only the node's own machine may do it.
