@@ -85,6 +85,7 @@ def service_of(request: Request) -> CallService:
     if service is None:
         problem = getattr(request.app.state, "inference_problem", None)
         raise ApiError(503, problem or "inference is not running on this node")
+    service.pool.start()  # an empty node starts its workers when inference is first asked for
     return service
 
 
