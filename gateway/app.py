@@ -3,31 +3,20 @@
 from __future__ import annotations
 
 import gc
-import importlib
 import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from starlette.concurrency import run_in_threadpool
 
 from gateway.config import GatewayConfig
 from gateway.errors import install_error_handlers
 from gateway.fastpath import EXPOSED_HEADERS, FastPath, SmallObjectCache
+from gateway.inference_api.errors import install_inference_errors
 from gateway.node import Node
+from gateway.routes import inference as inference_routes
 
 log = logging.getLogger("gateway")
-
-
-def _optional_router(module_name: str):
-    """Given a routes module name, return its router, or None while that module does not exist yet."""
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:  # the module exists but is broken: that must be loud
-            raise
-        return None
-    return module.router
 
 
 class GatewayApp(FastAPI):
@@ -59,10 +48,7 @@ def create_app(config: GatewayConfig) -> FastAPI:
             yield
         finally:
             await node.miner.stop()
-            inference = getattr(app.state, "inference", None)
-            if inference is not None:  # herder workers and ledger, before the store they record into
-                await run_in_threadpool(inference.close)
-            node.close()
+            node.close()  # the inference service (nested lifespan) has closed before the store
 
     app = GatewayApp(
         title="permastore gateway",
@@ -71,6 +57,7 @@ def create_app(config: GatewayConfig) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_inference_errors(app)
     # Browser apps fetch from gateways cross-origin, as they do from arweave.net and arlocal.
     app.add_middleware(
         CORSMiddleware,
@@ -83,8 +70,6 @@ def create_app(config: GatewayConfig) -> FastAPI:
     app.fast_path = FastPath(small_cache)
     for module in (info, wallet, blocks, tx, chunk, graphql):
         app.include_router(module.router)
-    inference_router = _optional_router("gateway.routes.inference")
-    if inference_router is not None:
-        app.include_router(inference_router)
+    app.include_router(inference_routes.router)  # its lifespan starts and stops the inference service
     app.include_router(data.router)  # last: `/{id}` would otherwise shadow one-segment routes
     return app

@@ -6,6 +6,8 @@ import argparse
 
 from permastore.cli.errors import CliError
 
+from inference.settings import HerderSettings, SettingsError
+
 from gateway.config import (
     DEFAULT_HOST,
     DEFAULT_MAX_BODY,
@@ -57,22 +59,21 @@ def _herder_arguments(parser) -> None:
     group.add_argument("--require-keys", action="store_true", default=None,
                        help="every caller needs an API key or a signed request, local ones too")
     group.add_argument("--call-timeout", type=float, metavar="S", help="seconds per call attempt (default 300)")
+    group.add_argument("--trust-model-owner", action="append", default=None, metavar="ADDRESS",
+                       help="list and load models this wallet uploaded (repeatable; this node's own always are)")
 
 
-def _herder_overrides(args: argparse.Namespace) -> dict:
-    """Given parsed serve flags, return the herder settings they set, validated."""
-    overrides = {
+def _herder_settings(args: argparse.Namespace) -> HerderSettings:
+    """Given parsed serve flags, return the herder settings (file < env < flags), loaded once."""
+    flags = {
         "workers": args.workers, "fee_base": args.fee_base, "fee_token": args.fee_token,
         "require_keys": args.require_keys, "call_timeout_s": args.call_timeout,
+        "trust_model_owners": tuple(args.trust_model_owner) if args.trust_model_owner else None,
     }
-    overrides = {name: value for name, value in overrides.items() if value is not None}
-    from inference.herder import HerderConfig
-
     try:
-        HerderConfig.load(args.data, **overrides)
-    except ValueError as exc:
+        return HerderSettings.load(args.data, **flags)
+    except SettingsError as exc:
         raise CliError(f"invalid herder settings: {exc}") from None
-    return overrides
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -97,7 +98,7 @@ def run_serve(args: argparse.Namespace) -> int:
         max_tx_body=args.max_tx_body,
         max_item_body=args.max_item_body,
         max_chunk_body=args.max_chunk_body,
-        herder=_herder_overrides(args),
+        herder=_herder_settings(args),
     )
     from gateway.server import serve
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from inference.settings import HerderSettings
+
 from gateway.fastpath import DEFAULT_CACHE_BYTES
 
 DEFAULT_HOST = "127.0.0.1"
@@ -33,7 +35,8 @@ class GatewayConfig:
     max_graphql_body: int = DEFAULT_MAX_GRAPHQL_BODY
     small_cache_bytes: int = DEFAULT_CACHE_BYTES  # verified bodies of small objects kept in memory
     enable_mint: bool = True  # arlocal's /mint: a development node hands out test tokens
-    herder: dict = field(default_factory=dict)  # inference herder settings from serve flags (HerderConfig names)
+    # Inference herder settings as `serve` loaded them (file < env < flags); None: loaded at start.
+    herder: HerderSettings | None = None
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
