@@ -1,4 +1,4 @@
-"""Inference commands' arguments: `model add|list`, `run`, `replay`, `keys create` (handlers: inference.commands).
+"""Inference commands' arguments: `model add|name|list`, `run`, `replay`, `keys create` (handlers: inference.commands).
 
 Errors print one line and exit non-zero (CliError); no traceback, nothing half-written.
 """
@@ -46,14 +46,21 @@ def register(subparsers: Any) -> None:
     model_commands.required = True
     add = model_commands.add_parser("add", help="store a GGUF file; print its model ID")
     add.add_argument("file", metavar="FILE.gguf")
+    add.add_argument("--name", metavar="NAME[:TAG]", help="also record a name for it, Ollama-style (tag: latest)")
     _data_arg(add)
     add.set_defaults(handler=_handler("run_model_add"))
-    listing = model_commands.add_parser("list", help="list stored models")
+    naming = model_commands.add_parser("name", help="record a name for a stored model (re-points a name in use)")
+    naming.add_argument("model_id", metavar="MODEL", help="model ID (or a name already recorded)")
+    naming.add_argument("name", metavar="NAME[:TAG]")
+    _data_arg(naming)
+    accept_dash_ids(naming)
+    naming.set_defaults(handler=_handler("run_model_name"))
+    listing = model_commands.add_parser("list", help="list stored models and their names")
     _data_arg(listing)
     listing.set_defaults(handler=_handler("run_model_list"))
 
-    run = subparsers.add_parser("run", help="run a model by ID on a prompt; print output and record IDs")
-    run.add_argument("model_id", metavar="MODEL_ID")
+    run = subparsers.add_parser("run", help="run a model by ID or name on a prompt; print output and record IDs")
+    run.add_argument("model_id", metavar="MODEL", help="model ID or name (NAME[:TAG])")
     run.add_argument("prompt", metavar="PROMPT")
     run.add_argument("--system", metavar="TEXT", help="system prompt of the process")
     run.add_argument("--seed", type=int, help="sampling seed (default: derived from the message ID)")
