@@ -336,6 +336,12 @@ class ModelCatalog:
         located.verified.result()
         return located.path, located.metadata
 
+    def header_fields(self, model_id: str) -> dict[str, Any]:
+        """Given a model ID, return every key/value of its verified file's GGUF header (arrays as None)."""
+        path, _ = self.metadata(model_id)
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            return dict(parse_header(buf).fields)
+
     def get(self, model_id: str) -> LocatedModel:
         """Given a model ID, return its file, header and verification (running, or done once per file).
 
