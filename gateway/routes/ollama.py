@@ -43,7 +43,18 @@ from inference.model_names import InvalidModelName
 from permastore.protocol.errors import ProtocolError
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+OLLAMA_ERROR = {"content": {"application/json": {"schema": {
+    "type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}}}}
+STREAMED = {200: {"description": "NDJSON (one JSON object a line), or one object with stream: false",
+                  "content": {"application/x-ndjson": {}, "application/json": {}}}}
 PERMANENT = "models on this node are permanent: nothing is deleted (re-point a name with `permastore model name`)"
+
+
+def refusals(*statuses: int, streamed: bool = False) -> dict[int | str, dict[str, Any]]:
+    """Given the statuses a route answers besides 200, return their OpenAPI responses (Ollama's error body)."""
+    out: dict[int | str, dict[str, Any]] = dict(STREAMED) if streamed else {}
+    out.update({status: {"description": "refused, with a reason", **OLLAMA_ERROR} for status in statuses})
+    return out
 
 
 def ollama_error(status: int, reason: str, extra: dict[str, Any] | None = None) -> JSONResponse:
@@ -79,6 +90,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 router = APIRouter(route_class=OllamaRoute, lifespan=lifespan, tags=["ollama"])
+CALL_REFUSALS = refusals(400, 401, 402, 403, 404, 409, 413, 422, 502, 503, 504, streamed=True)
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
@@ -92,7 +104,8 @@ def _payment(request: Request) -> int | None:
 # ---------------------------------------------------------------------------- models
 
 
-@router.api_route("/api/version", methods=["GET", "HEAD"])
+@router.head("/api/version", include_in_schema=False)
+@router.get("/api/version", summary="The Ollama API version this node follows; HEAD too")
 async def version() -> dict[str, str]:
     """The Ollama API version this node follows."""
     return {"version": wire.API_VERSION}
@@ -104,14 +117,15 @@ def _tags(service: Any) -> dict[str, Any]:
     return wire.tags_body(models.list(), named_at)
 
 
-@router.api_route("/api/tags", methods=["GET", "HEAD"])
+@router.head("/api/tags", include_in_schema=False)
+@router.get("/api/tags", responses=refusals(503), summary="Every trusted model by name and ID; HEAD too")
 async def tags(request: Request) -> dict[str, Any]:
     """Every trusted model, under each of its names and as `ID:latest`."""
     service = service_of(request)
     return await blocking(request, _tags, service)
 
 
-@router.post("/api/show", openapi_extra=openapi_body(ShowBody, signed=False))
+@router.post("/api/show", responses=refusals(400, 403, 404, 413, 422, 503), openapi_extra=openapi_body(ShowBody, signed=False))
 async def show(request: Request) -> dict[str, Any]:
     """A model's details, GGUF header (`model_info`), chat template and capabilities."""
     service = service_of(request)
@@ -119,7 +133,7 @@ async def show(request: Request) -> dict[str, Any]:
     return wire.show_body(await blocking(request, calls.show_facts, service, body.model))
 
 
-@router.get("/api/ps")
+@router.get("/api/ps", responses=refusals(503))
 async def ps(request: Request) -> dict[str, Any]:
     """The models the last calls ran on (the workers keep them loaded)."""
     service = service_of(request)
@@ -147,19 +161,19 @@ async def _call(request: Request, model: type[GenerateBody] | type[ChatBody], ki
     return JSONResponse(wire.final_body(call, result, result.text))
 
 
-@router.post("/api/generate", openapi_extra=openapi_body(GenerateBody))
+@router.post("/api/generate", responses=CALL_REFUSALS, openapi_extra=openapi_body(GenerateBody))
 async def generate(request: Request) -> Response:
     """A completion (chat-templated as one user turn, or raw); NDJSON unless `stream: false`."""
     return await _call(request, GenerateBody, "generate")
 
 
-@router.post("/api/chat", openapi_extra=openapi_body(ChatBody))
+@router.post("/api/chat", responses=CALL_REFUSALS, openapi_extra=openapi_body(ChatBody))
 async def chat(request: Request) -> Response:
     """A chat completion through the model's chat template; NDJSON unless `stream: false`."""
     return await _call(request, ChatBody, "chat")
 
 
-@router.post("/api/embed", openapi_extra=openapi_body(EmbedBody, signed=False))
+@router.post("/api/embed", responses=refusals(400, 403, 404, 413, 422, 501, 503), openapi_extra=openapi_body(EmbedBody, signed=False))
 async def embed(request: Request) -> dict[str, Any]:
     """Embeddings, for models whose GGUF declares a pooling type; a 400 for the others."""
     service = service_of(request)
@@ -167,7 +181,7 @@ async def embed(request: Request) -> dict[str, Any]:
     return await blocking(request, calls.embed, service, body)
 
 
-@router.post("/api/embeddings", openapi_extra=openapi_body(EmbedBody, signed=False))
+@router.post("/api/embeddings", responses=refusals(400, 403, 404, 413, 422, 501, 503), openapi_extra=openapi_body(EmbedBody, signed=False))
 async def embeddings(request: Request) -> dict[str, Any]:
     """Ollama's deprecated single-prompt embedding: `{"embedding": [...]}`."""
     service = service_of(request)
@@ -197,7 +211,7 @@ async def _pull_lines(request: Request, steps: Iterator[dict[str, Any]]) -> Asyn
         yield wire.line({"error": str(exc)})
 
 
-@router.post("/api/pull", openapi_extra=openapi_body(PullBody, signed=False))
+@router.post("/api/pull", responses=refusals(400, 403, 404, 413, 422, 502, 503, streamed=True), openapi_extra=openapi_body(PullBody, signed=False))
 async def pull(request: Request) -> Response:
     """Get a model onto this node (held already, or from its upstreams); Ollama's status stream."""
     service = service_of(request)
@@ -213,7 +227,7 @@ async def pull(request: Request) -> Response:
     return JSONResponse(last)
 
 
-@router.delete("/api/delete", openapi_extra=openapi_body(OllamaBody, signed=False))
+@router.delete("/api/delete", responses=refusals(400, 403, 404, 413, 503), openapi_extra=openapi_body(OllamaBody, signed=False))
 async def delete(request: Request) -> Response:
     """Refused: this store is permanent (404 first for a model that is not here)."""
     service = service_of(request)
@@ -233,7 +247,7 @@ def _copy(service: Any, body: CopyBody) -> None:
         raise ApiError(400, f'destination "{body.destination}" is invalid') from None
 
 
-@router.post("/api/copy", openapi_extra=openapi_body(CopyBody, signed=False))
+@router.post("/api/copy", responses=refusals(400, 403, 404, 413, 503), openapi_extra=openapi_body(CopyBody, signed=False))
 async def copy(request: Request) -> Response:
     """Record `destination` as a name of the `source` model (a name record signed by the node wallet)."""
     # Security: the name record is signed by the node wallet, so only this machine may ask for one.
@@ -245,19 +259,20 @@ async def copy(request: Request) -> Response:
     return Response(status_code=200)
 
 
-@router.post("/api/create")
+@router.post("/api/create", responses=refusals(501))
 async def create() -> Response:
     """Refused: models are added by file, with a name."""
     raise ApiError(501, "create is not supported: store a GGUF with `permastore model add FILE --name NAME`")
 
 
-@router.post("/api/push")
+@router.post("/api/push", responses=refusals(501))
 async def push() -> Response:
     """Refused: there is no registry; peers pull models by ID or name."""
     raise ApiError(501, "push is not supported: models are stored permanently and other nodes pull them by ID")
 
 
-@router.api_route("/api/blobs/{digest}", methods=["POST", "HEAD"])
+@router.head("/api/blobs/{digest}", include_in_schema=False)
+@router.post("/api/blobs/{digest}", responses=refusals(501))
 async def blobs(digest: str) -> Response:
     """Refused: blobs belong to create, which this node does not support."""
     raise ApiError(501, "blobs are not supported: store a GGUF with `permastore model add FILE --name NAME`")
