@@ -40,7 +40,7 @@ GO_DURATION = re.compile(r"^[-+]?((\d+(\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h))+$|^[-
 
 @dataclass(frozen=True)
 class OllamaOptions:
-    """`options` mapped: sampling fields (SamplingParams names), engine overrides, and whether num_predict was unbounded."""
+    """`options` mapped: sampling fields (SamplingParams names), engine overrides, whether num_predict was unbounded."""
 
     sampling: dict[str, Any] = field(default_factory=dict)
     engine: dict[str, int] = field(default_factory=dict)
@@ -320,6 +320,26 @@ class EmbedBody(OllamaBody):
 
     input: Any = None
     prompt: Any = None
+    truncate: bool = True
+    dimensions: int | None = None
+    options: Any = None
+    keep_alive: Any = None
+
+    @field_validator("truncate", mode="before")
+    @classmethod
+    def _truncate(cls, value: Any) -> bool:
+        if value is None:
+            return True
+        if not isinstance(value, bool):
+            raise _refuse("truncate must be true or false")
+        return value
+
+    @field_validator("dimensions", mode="before")
+    @classmethod
+    def _dimensions(cls, value: Any) -> Any:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise _refuse("dimensions must be a positive integer")
+        return value
 
     def texts(self) -> list[str]:
         """Return the inputs as a list of strings; 400 `invalid input type` otherwise."""

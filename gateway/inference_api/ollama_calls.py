@@ -16,14 +16,16 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import Any
 
 from gateway.errors import ApiError
 from gateway.inference_api import callers
 from gateway.inference_api import ollama_wire as wire
-from gateway.inference_api.ollama_bodies import CallBody, ChatBody, GenerateBody, OllamaOptions
+from gateway.inference_api.ollama_bodies import CallBody, ChatBody, EmbedBody, GenerateBody, OllamaOptions
 from gateway.inference_api.ollama_wire import OllamaCall
+from inference.embeddings import Embedding, EmbeddingUnsupported, pooling_type, plan_embedding, start_embedding
 from inference.engine import ENGINE_CACHE_SIZE
 from inference.errors import InvalidRequest, ModelNotFound
 from inference.herder.service import CallService, RunningCall
@@ -204,7 +206,7 @@ def show_facts(service: CallService, ref: str) -> wire.ShowFacts:
     models = service.inference.models
     fields = models.header_fields(entry.id)
     draft = service.inference.processes.draft(entry.id)  # the default process's settings, nothing written
-    capabilities = ["completion"] + (["embedding"] if embedding_pooling(fields) else [])
+    capabilities = ["completion"] + (["embedding"] if pooling_type(fields) else [])
     return wire.ShowFacts(entry, models.get(entry.id).metadata, fields, capabilities, draft.settings.n_ctx,
                           draft.settings.penalty_last_n, draft.template.stop if draft.template else [])
 
@@ -223,19 +225,19 @@ def ps_body(service: CallService, state: OllamaState) -> dict[str, Any]:
                        for model_id, name, n_ctx, used_at in shown]}
 
 
-def embedding_pooling(fields: dict[str, Any]) -> int | None:
-    """Given GGUF header fields, return the pooling type (1 mean, 2 CLS, 3 last) when the model embeds, else None."""
-    arch = fields.get("general.architecture")
-    pooling = fields.get(f"{arch}.pooling_type")
-    return pooling if isinstance(pooling, int) and pooling in (1, 2, 3) else None
-
-
-def embed(service: CallService, body: Any) -> dict[str, Any]:
-    """Given an embed body, refuse models whose GGUF declares no pooling (they were not made to embed)."""
-    entry = entry_of(service, body.model)
-    texts = body.texts()
-    if embedding_pooling(service.inference.models.header_fields(entry.id)) is None:
-        raise ApiError(400, f'"{body.model}" does not support embedding')
-    if not texts:
-        return {"model": body.model, "embeddings": []}
-    raise ApiError(501, "embeddings are not implemented on this node yet")
+def start_embed(service: CallService, caller: callers.CallerRequest, body: EmbedBody,
+                payment: int | None) -> Future[Embedding] | None:
+    """Plan and start /api/embed; None when there is nothing to embed (the model is still checked)."""
+    model_id = resolve(service, body.model)
+    try:
+        plan = plan_embedding(service.inference, model_id, body.texts(), body.truncate)
+    except EmbeddingUnsupported:
+        raise ApiError(400, f'"{body.model}" does not support embedding') from None
+    if not plan.texts:
+        return None
+    callers.use(service, caller)
+    try:
+        return start_embedding(service, plan, caller.address, payment)
+    except BaseException:
+        callers.release(service, caller)
+        raise

@@ -9,12 +9,14 @@ clients ignore. Durations are integer nanoseconds, timestamps RFC 3339 in UTC.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from gateway.errors import ApiError
 from inference.errors import InferenceError
 from inference.herder.service import RunningCall
 from inference.models import ModelEntry, ModelMetadata
@@ -207,6 +209,28 @@ async def ndjson_stream(call: OllamaCall) -> AsyncIterator[bytes]:
         yield line({"error": str(exc), "record": {"message": call.running.message_id}})
         return
     yield line(final_body(call, result, ""))
+
+
+def shortened(vectors: list[list[float]], dimensions: int | None) -> list[list[float]]:
+    """Given L2-normalised vectors and Ollama's `dimensions`, return them cut to that length and normalised again."""
+    if dimensions is None:
+        return vectors
+    out = []
+    for vector in vectors:
+        if dimensions > len(vector):
+            raise ApiError(400, f"dimensions must be at most {len(vector)} (the model's embedding length)")
+        cut = vector[:dimensions]
+        norm = math.sqrt(sum(x * x for x in cut)) or 1.0
+        out.append([x / norm for x in cut])
+    return out
+
+
+def embed_body(model: str, vectors: list[list[float]], prompt_tokens: int, started_ns: int) -> dict[str, Any]:
+    """Return the /api/embed object."""
+    body: dict[str, Any] = {"model": model, "embeddings": vectors}
+    if vectors:
+        body.update(total_duration=time.monotonic_ns() - started_ns, prompt_eval_count=prompt_tokens)
+    return body
 
 
 def pull_status(status: str, digest: str | None = None, total: int | None = None,

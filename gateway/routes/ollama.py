@@ -13,6 +13,7 @@ the `ollama` clients raise as ResponseError. Registered before the data routes, 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager
@@ -125,7 +126,8 @@ async def tags(request: Request) -> dict[str, Any]:
     return await blocking(request, _tags, service)
 
 
-@router.post("/api/show", responses=refusals(400, 403, 404, 413, 422, 503), openapi_extra=openapi_body(ShowBody, signed=False))
+@router.post("/api/show", responses=refusals(400, 403, 404, 413, 422, 503),
+             openapi_extra=openapi_body(ShowBody, signed=False))
 async def show(request: Request) -> dict[str, Any]:
     """A model's details, GGUF header (`model_info`), chat template and capabilities."""
     service = service_of(request)
@@ -173,20 +175,32 @@ async def chat(request: Request) -> Response:
     return await _call(request, ChatBody, "chat")
 
 
-@router.post("/api/embed", responses=refusals(400, 403, 404, 413, 422, 501, 503), openapi_extra=openapi_body(EmbedBody, signed=False))
-async def embed(request: Request) -> dict[str, Any]:
-    """Embeddings, for models whose GGUF declares a pooling type; a 400 for the others."""
+async def _embed(request: Request) -> tuple[EmbedBody, list[list[float]], int, int]:
+    """Return the body, the vectors, the tokens read and when the request came (monotonic ns)."""
+    started_ns = time.monotonic_ns()
     service = service_of(request)
-    body = parse_body(EmbedBody, await _json_body(request))
-    return await blocking(request, calls.embed, service, body)
+    caller = await callers.identify(request, service)
+    body = parse_body(EmbedBody, caller.body)
+    future = await blocking(request, calls.start_embed, service, caller, body, _payment(request))
+    if future is None:
+        return body, [], 0, started_ns
+    embedding = await asyncio.wrap_future(future)
+    return body, wire.shortened(embedding.vectors, body.dimensions), embedding.prompt_tokens, started_ns
 
 
-@router.post("/api/embeddings", responses=refusals(400, 403, 404, 413, 422, 501, 503), openapi_extra=openapi_body(EmbedBody, signed=False))
+@router.post("/api/embed", responses=refusals(400, 401, 402, 403, 404, 413, 422, 503, 504),
+             openapi_extra=openapi_body(EmbedBody))
+async def embed(request: Request) -> dict[str, Any]:
+    """Embeddings (L2-normalised), for models whose GGUF declares a pooling type; a 400 for the others."""
+    body, vectors, tokens, started_ns = await _embed(request)
+    return wire.embed_body(body.model, vectors, tokens, started_ns)
+
+
+@router.post("/api/embeddings", responses=refusals(400, 401, 402, 403, 404, 413, 422, 503, 504),
+             openapi_extra=openapi_body(EmbedBody))
 async def embeddings(request: Request) -> dict[str, Any]:
     """Ollama's deprecated single-prompt embedding: `{"embedding": [...]}`."""
-    service = service_of(request)
-    body = parse_body(EmbedBody, await _json_body(request))
-    vectors = (await blocking(request, calls.embed, service, body))["embeddings"]
+    _, vectors, *_ = await _embed(request)
     return {"embedding": vectors[0] if vectors else []}
 
 
@@ -211,7 +225,8 @@ async def _pull_lines(request: Request, steps: Iterator[dict[str, Any]]) -> Asyn
         yield wire.line({"error": str(exc)})
 
 
-@router.post("/api/pull", responses=refusals(400, 403, 404, 413, 422, 502, 503, streamed=True), openapi_extra=openapi_body(PullBody, signed=False))
+@router.post("/api/pull", responses=refusals(400, 403, 404, 413, 422, 502, 503, streamed=True),
+             openapi_extra=openapi_body(PullBody, signed=False))
 async def pull(request: Request) -> Response:
     """Get a model onto this node (held already, or from its upstreams); Ollama's status stream."""
     service = service_of(request)
@@ -227,7 +242,8 @@ async def pull(request: Request) -> Response:
     return JSONResponse(last)
 
 
-@router.delete("/api/delete", responses=refusals(400, 403, 404, 413, 503), openapi_extra=openapi_body(OllamaBody, signed=False))
+@router.delete("/api/delete", responses=refusals(400, 403, 404, 413, 503),
+               openapi_extra=openapi_body(OllamaBody, signed=False))
 async def delete(request: Request) -> Response:
     """Refused: this store is permanent (404 first for a model that is not here)."""
     service = service_of(request)
@@ -247,7 +263,8 @@ def _copy(service: Any, body: CopyBody) -> None:
         raise ApiError(400, f'destination "{body.destination}" is invalid') from None
 
 
-@router.post("/api/copy", responses=refusals(400, 403, 404, 413, 503), openapi_extra=openapi_body(CopyBody, signed=False))
+@router.post("/api/copy", responses=refusals(400, 403, 404, 413, 503),
+             openapi_extra=openapi_body(CopyBody, signed=False))
 async def copy(request: Request) -> Response:
     """Record `destination` as a name of the `source` model (a name record signed by the node wallet)."""
     # Security: the name record is signed by the node wallet, so only this machine may ask for one.

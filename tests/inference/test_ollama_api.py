@@ -256,9 +256,36 @@ def test_copy_records_a_name(node, client):
 
 
 def test_embed_is_refused_for_a_model_made_to_generate(client):
-    with pytest.raises(ollama.ResponseError) as refused:
-        client.embed(model="tiny", input="hello")
-    assert refused.value.status_code == 400 and '"tiny" does not support embedding' in refused.value.error
+    for call in (lambda: client.embed(model="tiny", input="hello"),
+                 lambda: client.embeddings(model="tiny", prompt="x")):
+        with pytest.raises(ollama.ResponseError) as refused:
+            call()
+        assert refused.value.status_code == 400 and '"tiny" does not support embedding' in refused.value.error
+    assert "embedding" not in client.show("tiny").capabilities
+
+
+def test_embed_with_a_model_whose_gguf_pools(node, client, tmp_path):
+    models = node.service.inference.models
+    models.add(make_gguf(tmp_path / "embedder.gguf", name="embedder", pooling_type=1), name="embedder")
+    assert client.show("embedder").capabilities == ["completion", "embedding"]
+    reply = client.embed(model="embedder", input=["hello world", "cats", "hello world"])
+    vectors = reply.embeddings
+    assert len(vectors) == 3 and len(vectors[0]) == 64  # the tiny model's embedding length
+    assert all(abs(sum(x * x for x in v) - 1) < 1e-6 for v in vectors)  # L2-normalised, as Ollama's
+    assert vectors[0] == vectors[2] and vectors[0] != vectors[1]
+    assert client.embed(model="embedder", input="hello world").embeddings == [vectors[0]]
+    assert client.embeddings(model="embedder", prompt="hello world").embedding == vectors[0]
+    short = client.embed(model="embedder", input="cats", dimensions=8).embeddings[0]
+    assert len(short) == 8 and abs(sum(x * x for x in short) - 1) < 1e-6
+    assert client.embed(model="embedder", input=[]).embeddings == []
+    with node.client() as http:
+        raw = http.post("/api/embed", json={"model": "embedder", "input": "cats"}).json()
+        assert raw["prompt_eval_count"] > 0 and raw["total_duration"] > 0
+        for bad, reason in (({"input": 3}, "invalid input type"), ({"input": "x", "dimensions": 65}, "dimensions"),
+                            ({"input": "x " * 3000, "truncate": False}, "exceeds the context length")):
+            refused = http.post("/api/embed", json={"model": "embedder", **bad})
+            assert refused.status_code == 400 and reason in refused.json()["error"], refused.text
+        assert http.post("/api/embed", json={"model": "embedder", "input": "x " * 3000}).status_code == 200
 
 
 def test_pull_from_an_upstream_node(node, tmp_path):
