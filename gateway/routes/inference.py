@@ -112,7 +112,7 @@ async def list_models(request: Request) -> dict[str, Any]:
     return {"object": "list", "data": [openai.model_object(entry) for entry in entries]}
 
 
-@router.get("/v1/models/{model_id}", responses=openapi_errors(404, 503))
+@router.get("/v1/models/{model_id:path}", responses=openapi_errors(404, 503))
 async def get_model(model_id: str, request: Request) -> dict[str, Any]:
     """OpenAI model object for one model this node trusts (by ID or name)."""
     service = service_of(request)

@@ -85,6 +85,8 @@ def test_openai_and_process_routes_take_names(node, tmp_path):
         listed = {m.id: m.model_extra["names"] for m in client.models.list().data}
         assert listed[node.model_id] == ["tiny:latest", "tiny:v1"]
         assert client.models.retrieve("tiny:v1").id == node.model_id
+        node.service.inference.models.name(node.model_id, "org/tiny:x")
+        assert client.models.retrieve("org/tiny:x").id == node.model_id  # a name with a namespace: a '/'
         with pytest.raises(openai.NotFoundError):
             client.models.retrieve("nosuch")
         by = {}
