@@ -225,8 +225,9 @@ class ModelCatalog:
     def name(self, model_id: str, name: str) -> NameBinding:
         """Given a stored model's ID and a name, record the name for it (signed by the node wallet).
 
-        The model must be stored here and be a model this node trusts; a name already in
-        use is re-pointed to this model.
+        The model must be stored here and be a model this node trusts (the command line may
+        name any stored model, which approves it, as `run` does); a name already in use is
+        re-pointed to this model.
         """
         if not is_id(model_id):
             raise InvalidModelName(f"{model_id!r} is not a model ID (43 base64url characters)")
@@ -238,7 +239,10 @@ class ModelCatalog:
             raise NotAModel(f"{model_id} is not tagged Type=model")
         if not self.trust.allows(info):
             raise ModelNotTrusted(f"model {model_id} is not trusted here; add it (permastore model add) first")
-        return self.names.record(name, model_id)
+        binding = self.names.record(name, model_id)
+        if self.trust.operator:
+            self.trust.approve(model_id, "named")  # the operator chose this model by naming it
+        return binding
 
     def model_id(self, ref: str) -> str:
         """Given a model reference (ID, `ID:latest`, or name), return the model ID; raise ModelNotFound."""

@@ -58,9 +58,10 @@ def refusals(*statuses: int, streamed: bool = False) -> dict[int | str, dict[str
     return out
 
 
-def ollama_error(status: int, reason: str, extra: dict[str, Any] | None = None) -> JSONResponse:
+def ollama_error(status: int, reason: str, extra: dict[str, Any] | None = None,
+                 headers: dict[str, str] | None = None) -> JSONResponse:
     """Return Ollama's error body: `{"error": reason}` (and this node's details, if any)."""
-    return JSONResponse({"error": reason, **(extra or {})}, status_code=status)
+    return JSONResponse({"error": reason, **(extra or {})}, status_code=status, headers=headers)
 
 
 class OllamaRoute(APIRoute):
@@ -73,7 +74,7 @@ class OllamaRoute(APIRoute):
             try:
                 return await handler(request)
             except ApiError as exc:
-                return ollama_error(exc.status, exc.reason)
+                return ollama_error(exc.status, exc.reason, headers=exc.headers)
             except PaymentRequired as exc:
                 return ollama_error(exc.status, str(exc), exc.details())
             except InferenceError as exc:

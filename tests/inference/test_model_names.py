@@ -171,3 +171,18 @@ def test_names_travel_with_the_data(tmp_path, tiny_gguf):
         finally:
             two.close()
             second.close()
+
+
+def test_the_operator_naming_a_stored_model_approves_it(tmp_path, tiny_gguf):
+    store = Store.open(tmp_path / "data")
+    stranger_model = store.put_item(ans104.build_item(MALLORY, tiny_gguf.read_bytes(), [Tag.text("Type", "model")])).id
+    operator, server_side = Inference.open(store), Inference.open(store, operator=False)
+    try:
+        assert server_side.models.list() == []
+        operator.models.name(stranger_model, "theirs")
+        assert [(e.id, e.names) for e in server_side.models.list()] == [(stranger_model, ("theirs:latest",))]
+        assert server_side.models.get(server_side.models.model_id("theirs")).path.is_file()
+    finally:
+        operator.close()
+        server_side.close()
+        store.close()

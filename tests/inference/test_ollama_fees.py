@@ -43,6 +43,8 @@ def test_keys_and_credit_are_required(node):
     with pytest.raises(ollama.ResponseError) as refused:
         client_of(node).generate(model="tiny", prompt="hi", options={"num_predict": 2})
     assert refused.value.status_code == 401 and "API key" in refused.value.error
+    with node.client() as http:
+        assert http.post("/api/chat", json={"model": "tiny"}).headers["www-authenticate"] == "Bearer"
     for call in (lambda c: c.generate(model="tiny", prompt="hi", options={"num_predict": 2}),
                  lambda c: list(c.chat(model="tiny", messages=[{"role": "user", "content": "x"}], stream=True)),
                  lambda c: c.embed(model="embedder", input="x")):
