@@ -10,6 +10,7 @@ from gateway.config import (
     DEFAULT_HOST,
     DEFAULT_MAX_BODY,
     DEFAULT_MAX_CHUNK_BODY,
+    DEFAULT_MAX_DATA_SIZE,
     DEFAULT_MAX_ITEM_BODY,
     DEFAULT_MINE_INTERVAL,
     DEFAULT_PORT,
@@ -44,6 +45,8 @@ def register(subparsers) -> None:
                         help=f"POST /tx ANS-104 item (default {DEFAULT_MAX_ITEM_BODY})")
     limits.add_argument("--max-chunk-body", type=int, default=DEFAULT_MAX_CHUNK_BODY, metavar="N",
                         help=f"POST /chunk JSON (default {DEFAULT_MAX_CHUNK_BODY})")
+    limits.add_argument("--max-data-size", type=int, default=DEFAULT_MAX_DATA_SIZE, metavar="N",
+                        help=f"largest data_size a tx may claim, posted or fetched (default {DEFAULT_MAX_DATA_SIZE})")
     _herder_arguments(parser)
     parser.set_defaults(handler=run_serve)
 
@@ -84,7 +87,7 @@ def run_serve(args: argparse.Namespace) -> int:
             raise CliError(f"invalid upstream {url!r}: expected an http:// or https:// URL")
     if args.mine_interval < 0:
         raise CliError("--mine-interval must be 0 or more")
-    for flag in ("max_tx_body", "max_item_body", "max_chunk_body"):
+    for flag in ("max_tx_body", "max_item_body", "max_chunk_body", "max_data_size"):
         if getattr(args, flag) <= 0:
             raise CliError(f"--{flag.replace('_', '-')} must be positive")
     config = GatewayConfig(
@@ -97,6 +100,7 @@ def run_serve(args: argparse.Namespace) -> int:
         max_tx_body=args.max_tx_body,
         max_item_body=args.max_item_body,
         max_chunk_body=args.max_chunk_body,
+        max_data_size=args.max_data_size,
         herder=_herder_overrides(args),
     )
     from gateway.server import serve

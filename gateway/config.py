@@ -16,6 +16,7 @@ DEFAULT_MAX_BODY = 12 * 1024 * 1024  # the Arweave node's limit for a tx with in
 DEFAULT_MAX_ITEM_BODY = 2 * 1024 * 1024 * 1024  # a streamed ANS-104 item (POST /tx, octet-stream)
 DEFAULT_MAX_CHUNK_BODY = 2 * 1024 * 1024  # one JSON chunk: 256 KiB b64url + proof, with headroom
 DEFAULT_MAX_GRAPHQL_BODY = 256 * 1024
+DEFAULT_MAX_DATA_SIZE = 64 * 1024**3  # the largest data_size a tx may claim (POST /tx, /chunk, fetches)
 
 
 @dataclass
@@ -31,6 +32,7 @@ class GatewayConfig:
     max_item_body: int = DEFAULT_MAX_ITEM_BODY
     max_chunk_body: int = DEFAULT_MAX_CHUNK_BODY
     max_graphql_body: int = DEFAULT_MAX_GRAPHQL_BODY
+    max_data_size: int = DEFAULT_MAX_DATA_SIZE
     small_cache_bytes: int = DEFAULT_CACHE_BYTES  # verified bodies of small objects kept in memory
     enable_mint: bool = True  # arlocal's /mint: a development node hands out test tokens
     herder: dict = field(default_factory=dict)  # inference herder settings from serve flags (HerderConfig names)

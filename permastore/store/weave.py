@@ -1,7 +1,8 @@
 """The weave as this node keeps it: L1 txs' global byte offsets, chunk proofs, and blocks.
 
-Offsets are 0-based. Each L1 tx with data takes the next ``data_size`` bytes of the
-weave when it is stored; its ``weave_offset`` is the offset of its last byte (what
+Offsets are 0-based. Each format-2 L1 tx takes the next ``data_size`` bytes of the
+weave when its data is complete here (a header waiting for its chunks takes none, so a
+huge claimed data_size moves no other tx's offset); its ``weave_offset`` is the offset of its last byte (what
 ``GET /tx/{id}/offset`` reports), so its first byte is ``weave_offset - data_size + 1``.
 """
 
@@ -19,6 +20,19 @@ from permastore.store.records import Block, WeaveChunk
 
 PROOF_CACHE_SIZE = 16
 _EMPTY_SHA256 = hashlib.sha256(b"").digest()
+
+
+def assign_weave_range(conn, seq: int, tx_format: int | None, data_size: int) -> None:
+    """Inside a write transaction: give a tx whose data just became complete the next weave bytes."""
+    if tx_format != 2 or data_size <= 0:
+        return
+    if conn.execute("SELECT weave_offset FROM objects WHERE seq = ?", (seq,)).fetchone()[0] is not None:
+        return
+    # Weave offsets are 0-based; a tx's weave_offset is its last byte, as /tx/{id}/offset says.
+    start = conn.execute("SELECT value FROM meta WHERE key = 'weave_size'").fetchone()[0]
+    end = start + data_size
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'weave_size'", (end,))
+    conn.execute("UPDATE objects SET weave_offset = ? WHERE seq = ?", (end - 1, seq))
 
 
 class Weave:
