@@ -16,6 +16,10 @@ from gateway.ledger import Ledger
 
 log = logging.getLogger("gateway")
 
+# Requests that may wait on a read-through at once. Each holds one of the server's worker
+# threads (40): the rest stay free for local reads however slow the upstreams are.
+MAX_READ_THROUGH_WAITERS = 16
+
 
 class Node:
     """Given a config, open everything a gateway serves from."""
@@ -28,7 +32,8 @@ class Node:
         self.ledger = Ledger(config.data_dir)
         self.accept_lock = threading.Lock()
         self.small_cache = None  # a SmallObjectCache, set by the app
-        self.upstream = build_upstream(self.store, config.upstreams)
+        self.upstream = build_upstream(self.store, config.upstreams, config.max_data_size)
+        self.read_through_slots = threading.BoundedSemaphore(MAX_READ_THROUGH_WAITERS)
         self.upstream_status = UpstreamStatus(self.ledger, config.upstreams) if config.upstreams else None
         from gateway.miner import Miner  # the miner needs the store opened above
 
@@ -41,6 +46,9 @@ class Node:
         """
         from permastore.sources import UpstreamError
 
+        # Security: a bounded number of requests wait on upstreams; the next ones are told to retry.
+        if not self.read_through_slots.acquire(blocking=False):
+            raise ApiError(503, "too many reads through upstreams in progress; retry later", {"Retry-After": "5"})
         try:
             self.upstream.get(object_id, 0, 0).close()  # fetches, verifies and stores the whole object
         except NotFound:
@@ -50,6 +58,8 @@ class Node:
         except Exception as exc:  # an upstream answer of a shape nobody expected is its fault, not ours
             log.warning("read-through of %s failed on an upstream answer: %r", object_id, exc)
             raise ApiError(502, f"upstream answer unusable: {type(exc).__name__}") from None
+        finally:
+            self.read_through_slots.release()
         info = self.store.info(object_id)
         if info is not None and info.kind == "tx":
             self.upstream_status.remember(object_id)  # its status is the upstream chain's, not this node's
@@ -77,7 +87,7 @@ class Node:
         self.store.close()
 
 
-def build_upstream(store: Store, upstreams: list[str]):
+def build_upstream(store: Store, upstreams: list[str], max_data_size: int):
     """Given the store and upstream URLs, return the read-through source, or None without any.
 
     Upstreams are tried in order; whatever one returns is verified and stored by
@@ -86,8 +96,10 @@ def build_upstream(store: Store, upstreams: list[str]):
     if not upstreams:
         return None
     from permastore.sources import FallbackSource, ReadThroughSource, UpstreamSource
+    from permastore.sources.limits import FetchLimits
 
-    return ReadThroughSource(FallbackSource([UpstreamSource(url) for url in upstreams]), store)
+    limits = FetchLimits(max_data_size=max_data_size)
+    return ReadThroughSource(FallbackSource([UpstreamSource(url, limits=limits) for url in upstreams]), store)
 
 
 def node_of(request: Request) -> Node:

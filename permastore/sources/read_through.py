@@ -115,7 +115,7 @@ class ReadThroughSource:
             parsed = ans104.parse_header(header)
             if parsed.id != id:
                 raise UpstreamError(f"upstream answered item {id} with the header of {parsed.id}")
-            data = IterReader(upstream.get(id))
+            data = IterReader(_declared(upstream.get(id)))
             self.store.put_item(PrefixedStream(header[: parsed.header_size], data))  # verifies signature
             return True
         parent = upstream.parent_of(id)
@@ -129,9 +129,21 @@ class ReadThroughSource:
         # Last resort (arlocal): the header rebuilt from GraphQL fields; put_item checks its signature.
         rebuilt = upstream.item_header_from_fields(id) if hasattr(upstream, "item_header_from_fields") else None
         if rebuilt is not None:
-            data = IterReader(upstream.get(id))
+            data = IterReader(_declared(upstream.get(id)))
             info = self.store.put_item(PrefixedStream(rebuilt, data))
             if info.id != id:
                 raise UpstreamError(f"upstream fields for item {id} rebuild item {info.id}")
             return True
         return False
+
+
+def _declared(stream: DataStream) -> DataStream:
+    """Given an upstream's data stream of an item, return it if it declares its length, else refuse it.
+
+    An item's header does not say how long its data is: without a declared length an
+    upstream could stream forever, so such an answer is refused before a byte is read.
+    """
+    if stream.size is None:
+        stream.close()
+        raise UpstreamError(f"{stream.id}: the upstream declared no length for the item's data")
+    return stream
