@@ -39,10 +39,12 @@ class Node:
 
         self.miner = Miner(self.store, config.mine_interval)
 
-    def fetch_through(self, object_id: str):
+    def fetch_through(self, object_id: str, want_data: bool = True):
         """Given an ID missing locally, fetch it through the upstreams (verified, then stored); return its info.
 
-        None when no upstream has it; 502 when upstreams failed or sent what does not verify.
+        Without want_data only an L1 tx's signed header is needed: it is kept even when its
+        data cannot be had. None when no upstream has it; 502 when upstreams failed or sent
+        what does not verify (and, for want_data=False, not even a header was kept).
         """
         from permastore.sources import UpstreamError
 
@@ -50,16 +52,26 @@ class Node:
         if not self.read_through_slots.acquire(blocking=False):
             raise ApiError(503, "too many reads through upstreams in progress; retry later", {"Retry-After": "5"})
         try:
-            self.upstream.get(object_id, 0, 0).close()  # fetches, verifies and stores the whole object
+            if want_data:
+                self.upstream.fetch(object_id)  # fetches, verifies and stores the whole object
+            else:
+                self.upstream.fetch_header(object_id)
         except NotFound:
-            return None
+            return self._read_through_info(object_id)
         except UpstreamError as exc:
-            raise ApiError(502, f"upstream could not give verified data, nothing served: {exc}") from None
+            info = self._read_through_info(object_id)
+            if want_data or info is None:
+                raise ApiError(502, f"upstream could not give verified data, nothing served: {exc}") from None
+            return info
         except Exception as exc:  # an upstream answer of a shape nobody expected is its fault, not ours
             log.warning("read-through of %s failed on an upstream answer: %r", object_id, exc)
             raise ApiError(502, f"upstream answer unusable: {type(exc).__name__}") from None
         finally:
             self.read_through_slots.release()
+        return self._read_through_info(object_id)
+
+    def _read_through_info(self, object_id: str):
+        """The info of what a read-through kept (None if nothing); an L1 tx's status is the upstream chain's."""
         info = self.store.info(object_id)
         if info is not None and info.kind == "tx":
             self.upstream_status.remember(object_id)  # its status is the upstream chain's, not this node's

@@ -57,11 +57,12 @@ def digest_headers(sha256: bytes | None) -> dict[str, str]:
     }
 
 
-def lookup(node: Node, object_id: str):
-    """Given an ID, return its ObjectInfo, fetching it through upstreams when missing locally."""
+def lookup(node: Node, object_id: str, want_data: bool = True):
+    """Given an ID, return its ObjectInfo, fetching it through upstreams when missing locally
+    (only its verified header when not want_data)."""
     info = node.store.info(object_id)
-    if info is None and node.upstream is not None:
-        info = node.fetch_through(object_id)
+    if (info is None or (want_data and not info.data_complete)) and node.upstream is not None:
+        info = node.fetch_through(object_id, want_data) or info
     if info is None:
         raise not_found()
     return info

@@ -80,6 +80,31 @@ class ReadThroughSource:
         with self._locks_guard:
             return self._locks.setdefault(id, threading.Lock())
 
+    def fetch_header(self, id: str) -> None:
+        """Given an L1 tx ID, store its verified header (data pending) from the first upstream that has it.
+
+        Anything else (a data item, whose header proves nothing without its data) is fetched whole.
+        """
+        if self.store.info(id) is not None:
+            return
+        for upstream in self.upstreams():
+            if not hasattr(upstream, "tx_header"):
+                continue
+            try:
+                tx = upstream.tx_header(id)
+            except (StoreError, ProtocolError, ValueError) as exc:
+                log.warning("header of %s from %r refused: %s", id, upstream, exc)
+                continue
+            if tx is not None and tx.id == id:
+                try:
+                    self.store.put_tx(tx, None)
+                    return
+                except (StoreError, ProtocolError) as exc:
+                    log.warning("header of %s from %r refused: %s", id, upstream, exc)
+        with self._lock_for(id):
+            if not self._held(id):
+                self.fetch(id)
+
     def fetch(self, id: str, depth: int = 0) -> None:
         """Given an ID, store it verified from the first upstream that can prove it; raise otherwise."""
         errors = []
@@ -105,11 +130,11 @@ class ReadThroughSource:
         if tx is not None:
             if tx.id != id:
                 raise UpstreamError(f"upstream answered /tx/{id} with tx {tx.id}")
-            data = None
-            if tx.data_size and not tx.data:
-                data = IterReader(upstream.get(id, 0, tx.data_size))
-            info = self.store.put_tx(tx, data)  # verifies signature, then data_root
-            return info.data_complete or tx.data_size == 0
+            # The verified header is kept first: it stands even if the data cannot be had.
+            info = self.store.put_tx(tx, None)  # verifies the signature (and the size limit)
+            if not info.data_complete:
+                info = self.store.put_tx(tx, IterReader(upstream.get(id, 0, tx.data_size)))  # checks data_root
+            return info.data_complete
         header = upstream.item_header(id)
         if header is not None:
             parsed = ans104.parse_header(header)

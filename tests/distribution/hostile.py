@@ -1,6 +1,6 @@
 """A hostile upstream on 127.0.0.1: serves signed headers, then drips, floods or lies about data.
 
-``objects[id]`` may hold ``tx`` (the /tx/{id} JSON), ``header`` (/item/{id}/header bytes),
+``objects[id]`` may hold ``tx`` (the /tx/{id} JSON), ``status`` (/tx/{id}/status JSON), ``header`` (/item/{id}/header bytes),
 ``data`` (bytes for /raw/{id} and /{id}), and a ``mode`` for the data answer:
 - ``drip``: the declared body, one byte every ``drip_s`` seconds;
 - ``drip_header``: the /tx/{id} JSON itself is dripped;
@@ -80,13 +80,17 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(404, b"{}")
             body = json.dumps(entry["tx"]).encode()
             return self._drip(body, "application/json") if mode == "drip_header" else self._send(200, body)
+        if parts[0] == "tx" and parts[2:] == ["status"] and "status" in entry:
+            return self._send(200, json.dumps(entry["status"]).encode())
         if parts[0] == "tx":
-            return self._send(404, b"{}")  # no status, offsets or fields here
+            return self._send(404, b"{}")  # no offsets or fields here
         if parts[0] == "item":
             if "header" not in entry:
                 return self._send(404, b"{}")
             return self._send(200, entry["header"], "application/octet-stream")
-        data = entry.get("data", b"")
+        if "data" not in entry:
+            return self._send(404, b'{"error":"no data here"}')
+        data = entry["data"]
         if mode == "drip":
             return self._drip(data, "application/octet-stream")
         if mode == "endless":

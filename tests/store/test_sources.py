@@ -83,8 +83,12 @@ def test_tampered_bytes_are_refused_and_nothing_is_kept(store, upstream, upstrea
     for object_id in (tx.id, item_id):
         with pytest.raises(UpstreamError):
             source.get(object_id)
-        assert store.info(object_id) is None
+    # No byte of the data is kept; the tx's signed header is (verified alone), its data pending.
+    assert store.info(item_id) is None
+    assert not store.info(tx.id).data_complete and store.info(tx.id).weave_offset is None
     assert segment_files(store) == 0
+    upstream.tamper = False  # a later read fetches the data again
+    assert source.get(tx.id).read_all() == data
 
 
 def test_dropped_connection_resumes_from_the_last_byte(store, upstream, upstream_store, rsa_signer):
