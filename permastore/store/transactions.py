@@ -56,7 +56,7 @@ class Transactions:
             return existing
         if existing is not None:
             return self._complete_tx(existing, tx, data, progress)
-        row = _tx_row(tx)
+        row = tx_row(tx)
         if tx.data_size == 0:
             return self._commit_tx(None, row, tx)
         if data is None:
@@ -207,7 +207,8 @@ class Transactions:
         return [(r["offset"], r["size"], bytes(r["hash"]), None) for r in rows]
 
 
-def _tx_row(tx: Transaction) -> dict:
+def tx_row(tx: Transaction) -> dict:
+    """Given a verified tx, return its objects row (data complete unless changed)."""
     body = tx.to_json()
     if tx.format == 2:
         body["data"] = ""  # format-2 data is served by /{id} and /chunk, not inside the header
