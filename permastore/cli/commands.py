@@ -264,9 +264,14 @@ def cmd_info(args) -> int:
     object_id = parse_id(args.id)
     with opened_store(args) as store, user_errors():
         info = store.info(object_id)
-    if info is None:
+        partial = store.partial_info(object_id)
+    if info is None and partial is None:
         raise CliError(f"{object_id} not found")
-    print(json.dumps(info_json(info), indent=2))
+    doc = info_json(info) if info is not None else {"id": object_id, "kind": partial.kind, "data_size": partial.data_size}
+    if partial is not None:  # being fetched from peers: how much of it is here
+        doc["held"] = {"bytes": partial.held_bytes, "of": partial.data_size, "ranges": partial.ranges,
+                       "proof": partial.proof, "percent": round(100 * partial.held_bytes / partial.data_size, 1)}
+    print(json.dumps(doc, indent=2))
     return 0
 
 
@@ -299,7 +304,8 @@ def cmd_fsck(args) -> int:
     with opened_store(args) as store, user_errors():
         report = store.fsck()
     if report.ok:
-        print(f"ok: {report.objects_checked} objects, {report.chunks_checked} chunks verified")
+        partial = f", {report.partial_objects} partially held" if report.partial_objects else ""
+        print(f"ok: {report.objects_checked} objects, {report.chunks_checked} chunks verified{partial}")
         return 0
     for object_id, chunk_index, reason in report.failures:
         where = "object" if chunk_index < 0 else f"chunk {chunk_index}"

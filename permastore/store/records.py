@@ -102,3 +102,4 @@ class FsckReport:
     failures: list = field(default_factory=list)
     objects_checked: int = 0
     chunks_checked: int = 0
+    partial_objects: int = 0  # being fetched: what they hold is checked, the rest is not missing
