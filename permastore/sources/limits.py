@@ -16,6 +16,10 @@ from permastore.sources.base import UpstreamError
 DEFAULT_MAX_DATA_SIZE = 64 * 1024**3  # as the store's own limit on a claimed data_size
 
 
+class TransferTooSlow(UpstreamError):
+    """A transfer passed its deadline or fell under the minimum rate: that peer is of no use now."""
+
+
 @dataclass(frozen=True)
 class FetchLimits:
     """How much one fetch may take.
@@ -64,12 +68,12 @@ class TransferWatch:
         self.total += count
         self.since_mark += count
         if now > self.deadline:
-            raise UpstreamError(f"{self.what}: deadline passed after {self.total} bytes")
+            raise TransferTooSlow(f"{self.what}: deadline passed after {self.total} bytes")
         elapsed = now - self.mark
         if elapsed >= self.window_s:
             rate = self.since_mark / elapsed
             if rate < self.min_rate:
-                raise UpstreamError(
+                raise TransferTooSlow(
                     f"{self.what}: {rate:.0f} bytes/s over {elapsed:.1f} s, under the minimum {self.min_rate}"
                 )
             self.mark, self.since_mark = now, 0
