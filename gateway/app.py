@@ -43,7 +43,7 @@ class GatewayApp(FastAPI):
 
 def create_app(config: GatewayConfig) -> FastAPI:
     """Given a config, return the FastAPI app serving the Arweave / ar.io API."""
-    from gateway.routes import blocks, chunk, data, graphql, info, tx, wallet
+    from gateway.routes import blocks, chunk, data, graphql, info, peers, tx, wallet
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -81,7 +81,7 @@ def create_app(config: GatewayConfig) -> FastAPI:
     )
     small_cache = SmallObjectCache(config.small_cache_bytes)
     app.fast_path = FastPath(small_cache)
-    for module in (info, wallet, blocks, tx, chunk, graphql):
+    for module in (info, wallet, blocks, tx, chunk, graphql, peers):
         app.include_router(module.router)
     inference_router = _optional_router("gateway.routes.inference")
     if inference_router is not None:

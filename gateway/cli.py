@@ -33,6 +33,15 @@ def register(subparsers) -> None:
         "--upstream", action="append", default=[], metavar="URL",
         help="gateway or node to read missing IDs through (repeatable; tried in order)",
     )
+    peers = parser.add_argument_group("fetching from peers (Arweave nodes, ar.io gateways, permastore nodes)")
+    peers.add_argument(
+        "--peer", action="append", default=[], metavar="URL",
+        help="node to fetch missing IDs from, many at once, every chunk proven (repeatable)",
+    )
+    peers.add_argument("--learn-peers", type=int, default=0, metavar="N",
+                       help="also fetch from up to N peers listed on the peers' GET /peers (default 0: off)")
+    peers.add_argument("--max-rate", type=parse_rate, default=None, metavar="RATE",
+                       help="cap on fetching from peers, bytes/s (K, M, G suffixes: 50M); default none")
     parser.add_argument(
         "--mine-interval", type=float, default=DEFAULT_MINE_INTERVAL, metavar="S",
         help=f"seconds between blocks (default {DEFAULT_MINE_INTERVAL:g}; 0 = only on /mine)",
@@ -49,6 +58,19 @@ def register(subparsers) -> None:
                         help=f"largest data_size a tx may claim, posted or fetched (default {DEFAULT_MAX_DATA_SIZE})")
     _herder_arguments(parser)
     parser.set_defaults(handler=run_serve)
+
+
+def parse_rate(text: str) -> float:
+    """Given a rate such as 1000000, 500K, 50M or 1G (bytes/s), return it as a number; raise on nonsense."""
+    scale = {"k": 1e3, "m": 1e6, "g": 1e9}
+    number, unit = (text[:-1], text[-1].lower()) if text and text[-1].lower() in scale else (text, "")
+    try:
+        rate = float(number) * scale.get(unit, 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a rate: {text!r} (bytes/s, e.g. 50M)") from None
+    if not 0 < rate < float("inf"):
+        raise argparse.ArgumentTypeError(f"rate must be positive: {text!r}")
+    return rate
 
 
 def _herder_arguments(parser) -> None:
@@ -82,9 +104,11 @@ def run_serve(args: argparse.Namespace) -> int:
     """Given parsed arguments, run the gateway until stopped; return the exit status."""
     if not 0 <= args.port <= 65535:
         raise CliError(f"invalid port {args.port}")
-    for url in args.upstream:
+    for url in args.upstream + args.peer:
         if not url.startswith(("http://", "https://")):
-            raise CliError(f"invalid upstream {url!r}: expected an http:// or https:// URL")
+            raise CliError(f"invalid upstream or peer {url!r}: expected an http:// or https:// URL")
+    if not 0 <= args.learn_peers <= 1000:
+        raise CliError("--learn-peers must be between 0 and 1000")
     if args.mine_interval < 0:
         raise CliError("--mine-interval must be 0 or more")
     for flag in ("max_tx_body", "max_item_body", "max_chunk_body", "max_data_size"):
@@ -95,6 +119,9 @@ def run_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         upstreams=[url.rstrip("/") for url in args.upstream],
+        peers=[url.rstrip("/") for url in args.peer],
+        learn_peers=args.learn_peers,
+        max_rate=args.max_rate,
         mine_interval=args.mine_interval,
         enable_mint=not args.no_mint,
         max_tx_body=args.max_tx_body,

@@ -27,6 +27,10 @@ class GatewayConfig:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     upstreams: list[str] = field(default_factory=list)
+    peers: list[str] = field(default_factory=list)  # fetched from like upstreams; see gateway.node.build_fetcher
+    learn_peers: int = 0  # peers that may be learnt from the peers' /peers (0: none)
+    max_rate: float | None = None  # bytes/s over every fetch from peers (None: no cap)
+    max_fetches: int = 8  # objects fetched from peers at once
     mine_interval: float = DEFAULT_MINE_INTERVAL  # 0 or less: mine only on /mine
     max_tx_body: int = DEFAULT_MAX_BODY
     max_item_body: int = DEFAULT_MAX_ITEM_BODY

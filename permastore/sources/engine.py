@@ -29,6 +29,8 @@ ASKING_THREADS = 32  # headers, offsets, leaf lists: asked of every peer at once
 class FetcherBusy(UpstreamError):
     """As many fetches as the node allows are running: retry later."""
 
+    busy = True
+
 
 class Fetcher:
     """Given the store and the peers (a PeerSet, or URLs), fetch objects by ID, every chunk proven."""

@@ -41,6 +41,8 @@ _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 class PeerClient(UpstreamSource):
     """Given a base URL, ask one peer for headers, chunks, leaf lists and raw ranges."""
 
+    raw_route = True  # False once the peer answered /raw/{id} with 404 and /{id} with the data
+
     def __repr__(self) -> str:
         return f"PeerClient({self.base_url!r})"
 
@@ -62,7 +64,7 @@ class PeerClient(UpstreamSource):
     def chunk(self, offset: int) -> tuple[bytes, bytes]:
         """Given a weave offset, return (chunk bytes, data_path) from ``/chunk/{offset}`` (unverified)."""
         response = self._get_small(f"/chunk/{offset}", MAX_CHUNK_JSON)
-        if response is None:
+        if response is None or response.status_code == 204:  # arlocal: 204 for chunks it does not serve
             raise NotFound(str(offset), f"{self.base_url}: chunk at")
         if response.status_code != 200:
             raise UpstreamError(f"{self.base_url}/chunk/{offset}: HTTP {response.status_code}")
@@ -91,38 +93,47 @@ class PeerClient(UpstreamSource):
         The answer must be exactly that span (206 with its Content-Range, or 200 for a whole
         object of that size); it ends early only with an UpstreamError. Watched for rate and deadline.
         """
-        path = f"/raw/{id}"
         headers = {"Accept-Encoding": "identity", "Range": f"bytes={start}-{end - 1}"}
-        request = self.client.build_request("GET", self.base_url + path, headers=headers)
+        for path in (f"/raw/{id}", f"/{id}") if self.raw_route else (f"/{id}",):
+            request = self.client.build_request("GET", self.base_url + path, headers=headers)
+            try:
+                response = self.client.send(request, stream=True)
+            except httpx.HTTPError as exc:
+                raise UpstreamError(f"{self.base_url}{path}: {exc}") from None
+            if response.status_code not in (400, 404) or not path.startswith("/raw/"):
+                break
+            response.close()  # no /raw route there (arlocal): the data route answers the same bytes
+            self.raw_route = False
         try:
-            response = self.client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"{self.base_url}{path}: {exc}") from None
-        try:
-            self._check_span(response, path, start, end)
+            skip = self._check_span(response, path, start, end)
             watch = TransferWatch(f"{self.base_url}{path}", deadline, self.limits.min_rate, self.limits.rate_window_s)
-            yield self._span_pieces(response, path, end - start, watch)
+            yield self._span_pieces(response, path, skip, end - start, watch)
         finally:
             response.close()
 
-    def _check_span(self, response: httpx.Response, path: str, start: int, end: int) -> None:
+    def _check_span(self, response: httpx.Response, path: str, start: int, end: int) -> int:
+        """Check the answer is the span (206) or a whole object holding it (200); return the bytes to skip."""
         status = response.status_code
         if status in (404, 410):
             raise NotFound(path, f"{self.base_url}:")
         if status == 206:
             match = _CONTENT_RANGE.match(response.headers.get("content-range", ""))
             if match and (int(match.group(1)), int(match.group(2)) + 1) == (start, end):
-                return
+                return 0
             raise UpstreamError(f"{self.base_url}{path}: answered {response.headers.get('content-range')!r}")
-        if status == 200 and start == 0 and response.headers.get("content-length") == str(end):
-            return
+        length = response.headers.get("content-length", "")
+        if status == 200 and length.isdigit() and int(length) >= end:
+            return start  # Range ignored (a whole answer): read past what comes before the span
         raise UpstreamError(f"{self.base_url}{path}: HTTP {status} for bytes {start}-{end - 1}")
 
-    def _span_pieces(self, response: httpx.Response, path: str, size: int, watch: TransferWatch) -> Iterator[bytes]:
+    def _span_pieces(self, response, path: str, skip: int, size: int, watch: TransferWatch) -> Iterator[bytes]:
         got = 0
         try:
             for piece in response.iter_raw():
                 watch.update(len(piece))
+                if skip:
+                    cut = min(skip, len(piece))
+                    piece, skip = piece[cut:], skip - cut
                 if got + len(piece) > size:
                     piece = piece[: size - got]
                 if piece:
@@ -137,18 +148,27 @@ class PeerClient(UpstreamSource):
     def declared_size(self, id: str) -> int | None:
         """Given an ID, return the data size the peer declares for ``/raw/{id}`` (Content-Range total), or None."""
         deadline = time.monotonic() + self.limits.header_deadline_s
-        try:
-            request = self.client.build_request("GET", f"{self.base_url}/raw/{id}", headers={"Range": "bytes=0-0"})
-            response = self.client.send(request, stream=True)
-        except httpx.HTTPError:
-            return None
-        try:
-            if time.monotonic() > deadline or response.status_code != 206:
+        for path in (f"/raw/{id}", f"/{id}") if self.raw_route else (f"/{id}",):
+            try:
+                request = self.client.build_request("GET", self.base_url + path, headers={"Range": "bytes=0-0"})
+                response = self.client.send(request, stream=True)
+            except httpx.HTTPError:
                 return None
-            match = _CONTENT_RANGE.match(response.headers.get("content-range", ""))
-            return int(match.group(3)) if match and match.group(3) != "*" else None
-        finally:
-            response.close()
+            try:
+                if response.status_code in (400, 404) and path.startswith("/raw/"):
+                    continue
+                if time.monotonic() > deadline:
+                    return None
+                if response.status_code == 200:  # Range ignored: the whole answer's length
+                    length = response.headers.get("content-length", "")
+                    return int(length) if length.isdigit() else None
+                match = _CONTENT_RANGE.match(response.headers.get("content-range", ""))
+                if response.status_code != 206 or not match or match.group(3) == "*":
+                    return None
+                return int(match.group(3))
+            finally:
+                response.close()
+        return None
 
     def peer_list(self) -> list[str]:
         """Return the peers this peer lists on ``GET /peers`` (Arweave's "host:port", or URLs), unchecked."""

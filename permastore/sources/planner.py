@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from permastore.protocol import ans104, bundle
 from permastore.protocol.errors import InvalidProof, ProtocolError
-from permastore.protocol.merkle import chunk_ranges
+from permastore.protocol.merkle import MAX_CHUNK_SIZE, chunk_ranges
 from permastore.protocol.tx import verify as verify_tx
 from permastore.sources import proofs
 from permastore.sources.base import UpstreamError
@@ -167,8 +167,20 @@ class FetchPlanner:
         """Given a verified tx header, ask every peer for its leaf list and weave offset; return the route."""
         size, root = tx.data_size, tx.data_root
 
+        last = chunk_ranges(size)[-1] if size % MAX_CHUNK_SIZE else chunk_ranges(size)[-2]
+
         def probe(peer):
-            return peer.leaves(tx.id, size), peer.tx_offset(tx.id)
+            blob, offset = peer.leaves(tx.id, size), peer.tx_offset(tx.id)
+            if blob is None and offset is not None and offset[1] == size:
+                # An offset is only worth something with the chunk route behind it (arlocal has the one,
+                # not the other): one chunk is asked, and must prove itself, before the peer counts.
+                try:
+                    chunk, path = peer.chunk(offset[0] - size + 1 + last[1] - 1)
+                    proofs.check_chunk(root, size, last[0], last[1], chunk, path)
+                except (StoreError, ProtocolError, OSError) as exc:
+                    log.info("%s: no usable /chunk route for %s: %s", peer.base_url, tx.id, exc)
+                    offset = None
+            return blob, offset
 
         answers = self._all(probe)
         leaves, blob = None, None

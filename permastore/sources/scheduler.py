@@ -91,7 +91,7 @@ class ChunkScheduler:
     """Given the units, the peers' lanes, settings and the units already held, hand out work."""
 
     def __init__(self, units: list[Unit], lanes: list[Lane], settings: FetchSettings, held=()):
-        self.units = units
+        self.units = {u.index: u for u in units}  # a bundled item's units are a slice of its root's
         self.lanes = lanes
         self.settings = settings
         held = set(held)
@@ -309,6 +309,8 @@ class ChunkScheduler:
                 return
 
     def fail(self, reason: str) -> None:
+        """Given a reason, end the fetch as failed (unless every unit is already in)."""
         with self.cond:
-            self.failed = self.failed or reason
+            if self.missing:
+                self.failed = self.failed or reason
             self.cond.notify_all()

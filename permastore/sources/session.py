@@ -124,6 +124,8 @@ class FetchSession:
                 scheduler.cond.wait(COMMIT_POLL_S)
             if self.writer.flush_due():
                 self.writer.flush()
+            if not any(worker.is_alive() for worker in workers):
+                scheduler.fail("every worker ended with chunks still missing")  # no-op once all are in
         for worker in workers:
             worker.join()
         self.writer.flush()
@@ -167,6 +169,13 @@ class FetchSession:
     # -- workers -------------------------------------------------------------------------------
 
     def _work(self, lane: Lane) -> None:
+        try:
+            self._work_on(lane)
+        except BaseException as exc:  # a bug must end the fetch with a reason, not leave it waiting
+            log.exception("fetch worker for %s failed", lane.name)
+            self.scheduler.fail(f"internal error: {exc!r}")
+
+    def _work_on(self, lane: Lane) -> None:
         scheduler = self.scheduler
         while True:
             job = scheduler.next(lane)

@@ -48,11 +48,7 @@ class Weave:
         if cached is not None:
             return cached
         row = self._row(id)
-        if row["kind"] != "tx" or row["format"] != 2 or row["data_size"] == 0:
-            raise StoreError(f"{id} has no chunked data (only format-2 L1 txs with data do)")
-        if not row["data_complete"]:
-            raise NotFound(id, "data of")
-        chunks = [merkle.Chunk(sha, start, start + size) for start, size, sha in self._chunk_hashes(row)]
+        chunks = self._leaf_chunks(row)
         if row["data_size"] % merkle.MAX_CHUNK_SIZE == 0:
             chunks.append(merkle.Chunk(_EMPTY_SHA256, row["data_size"], row["data_size"]))
         if merkle.compute_root(chunks) != bytes(row["data_root"]):
@@ -63,6 +59,17 @@ class Weave:
                 self._proof_cache.pop(next(iter(self._proof_cache)))
             self._proof_cache[id] = proofs
         return proofs
+
+    def chunk_leaves(self, id: str) -> list:
+        """Given a stored L1 tx with data, return its non-empty chunks (merkle.Chunk: SHA-256 and range)."""
+        return self._leaf_chunks(self._row(id))
+
+    def _leaf_chunks(self, row) -> list:
+        if row["kind"] != "tx" or row["format"] != 2 or row["data_size"] == 0:
+            raise StoreError(f"{row['id']} has no chunked data (only format-2 L1 txs with data do)")
+        if not row["data_complete"]:
+            raise NotFound(row["id"], "data of")
+        return [merkle.Chunk(sha, start, start + size) for start, size, sha in self._chunk_hashes(row)]
 
     def _chunk_hashes(self, row) -> list[tuple[int, int, bytes]]:
         """(offset, size, sha256) of each stored chunk; SHA-256s missing from the index are computed."""
