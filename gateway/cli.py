@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from permastore.cli.errors import CliError
+from permastore.sources.rate_limit import parse_rate
 
 from gateway.config import (
     DEFAULT_HOST,
@@ -58,19 +59,6 @@ def register(subparsers) -> None:
                         help=f"largest data_size a tx may claim, posted or fetched (default {DEFAULT_MAX_DATA_SIZE})")
     _herder_arguments(parser)
     parser.set_defaults(handler=run_serve)
-
-
-def parse_rate(text: str) -> float:
-    """Given a rate such as 1000000, 500K, 50M or 1G (bytes/s), return it as a number; raise on nonsense."""
-    scale = {"k": 1e3, "m": 1e6, "g": 1e9}
-    number, unit = (text[:-1], text[-1].lower()) if text and text[-1].lower() in scale else (text, "")
-    try:
-        rate = float(number) * scale.get(unit, 1)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a rate: {text!r} (bytes/s, e.g. 50M)") from None
-    if not 0 < rate < float("inf"):
-        raise argparse.ArgumentTypeError(f"rate must be positive: {text!r}")
-    return rate
 
 
 def _herder_arguments(parser) -> None:

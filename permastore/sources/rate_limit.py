@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import threading
 import time
 
@@ -34,3 +35,16 @@ class TokenBucket:
             wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
         if wait > 0:
             time.sleep(wait)
+
+
+def parse_rate(text: str) -> float:
+    """Given a rate such as 1000000, 500K, 50M or 1G (bytes/s), return it."""
+    scale = {"k": 1e3, "m": 1e6, "g": 1e9}
+    number, unit = (text[:-1], text[-1].lower()) if text and text[-1].lower() in scale else (text, "")
+    try:
+        rate = float(number) * scale.get(unit, 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a rate: {text!r} (bytes/s, e.g. 50M)") from None
+    if not 0 < rate < float("inf"):
+        raise argparse.ArgumentTypeError(f"rate must be positive: {text!r}")
+    return rate

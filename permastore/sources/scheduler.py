@@ -46,6 +46,7 @@ class FetchSettings:
     piece_chunks: int = 8  # chunks per ranged request (2 MiB)
     stall_s: float = 5.0
     hedge: bool = True
+    hedge_after_s: float = 0.5  # an assignment is duplicated only once it runs this late (and 2x its expected time)
     max_bad: int = 3
     max_failures: int = 5
     max_rate: float | None = None  # bytes/s over every transfer of the node (None: no cap)
@@ -79,6 +80,7 @@ class Assignment:
     started: float = field(default_factory=time.monotonic)
     last_progress: float = field(default_factory=time.monotonic)
     stalled: bool = False
+    refused: bool = False
     received: int = 0
     number: int = 0
 
@@ -151,10 +153,12 @@ class ChunkScheduler:
         return job
 
     def _faster_waiting(self, lane: Lane) -> bool:
-        mine = lane.rate or 0.0
+        """True when another waiting peer is faster (a peer not measured yet counts as fastest: try it)."""
+        unmeasured = float("inf")
+        mine = lane.rate if lane.rate is not None else unmeasured
         return any(
-            other is not lane and not other.dropped and (other.rate or 0.0) > 1.2 * mine
-            and other.in_flight < self.settings.per_peer
+            other is not lane and not other.dropped and other.in_flight < self.settings.per_peer
+            and (other.rate if other.rate is not None else unmeasured) > 1.2 * mine
             for other in self.waiting
         )  # fmt: skip
 
@@ -181,9 +185,10 @@ class ChunkScheduler:
         return []
 
     def _hedge_pick(self, lane: Lane, room: int) -> list[Unit]:
-        """Duplicate the oldest single-copy assignment of another peer (the slowest of the tail)."""
+        """Duplicate the oldest single-copy assignment of another peer that runs late (the slow tail)."""
+        now = time.monotonic()
         for job in sorted(self._live, key=lambda j: j.started):
-            if job.lane is lane or job.hedge:
+            if job.lane is lane or job.hedge or now - job.started < self._late_after(job):
                 continue
             units = [
                 u for u in job.units
@@ -197,6 +202,13 @@ class ChunkScheduler:
             if units:
                 return units[:1]
         return []
+
+    def _late_after(self, job: Assignment) -> float:
+        """Seconds after which an assignment is late: twice what its peer's rate predicts (a floor for the unmeasured)."""
+        size = sum(u.end - u.start for u in job.units)
+        rate = job.lane.rate
+        expected = size / rate if rate else self.settings.hedge_after_s
+        return max(2 * expected, self.settings.hedge_after_s)
 
     def _still_missing(self, index: int) -> bool:
         at = bisect.bisect_left(self.missing, index)
@@ -247,6 +259,7 @@ class ChunkScheduler:
         with self.cond:
             lane = job.lane
             lane.bad.append(f"chunk {unit.index}: {reason}")
+            job.refused = True
             self.excluded.setdefault(unit.index, set()).add(lane)
             self.refetched += 1
             if len(lane.bad) >= self.settings.max_bad and not lane.dropped:
@@ -268,7 +281,7 @@ class ChunkScheduler:
             for unit in job.units:
                 self._unassign(unit.index, job)
             elapsed = max(time.monotonic() - job.started, 1e-3)
-            if job.received:
+            if job.received and not job.refused:  # bad bytes earn no rate: the peer is retried, then dropped
                 rate = job.received / elapsed
                 lane.rate = rate if lane.rate is None else (1 - RATE_SMOOTHING) * lane.rate + RATE_SMOOTHING * rate
             if error is not None:
