@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
+import time
 
 from permastore.sources.base import UpstreamError
 from permastore.sources.limits import FetchLimits
@@ -86,6 +87,15 @@ class Fetcher:
             if self._sessions.get(session.id) is session:
                 del self._sessions[session.id]
 
-    def close(self) -> None:
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop fetching: running sessions end (what they wrote is flushed, to resume later;
+        one whose chunks are all in completes first), then the peers' connections close."""
+        with self._lock:
+            running = list(self._sessions.values())
+        for session in running:
+            session.stop("the node is shutting down")
+        deadline = time.monotonic() + timeout
+        for session in running:
+            session.thread.join(max(deadline - time.monotonic(), 0.1))
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.peers.close()

@@ -9,7 +9,8 @@ and, between permastore nodes, the faster path:
 - ``GET /leaves/{id}``: the tx's whole leaf list in one answer (40 bytes a chunk: SHA-256
   and end offset; it proves itself by rebuilding the signed data_root);
 - ``GET /raw/{id}`` with ``Range``: raw bytes in large chunk-aligned pieces, each chunk
-  checked against its proven leaf as it arrives (any gateway with Range can serve these).
+  checked against its proven leaf as it arrives (any gateway with Range can serve these;
+  read by ``RangeReader`` straight into the caller's buffer).
 Nothing returned here is verified: ``permastore.sources.proofs`` checks it all.
 """
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 import json
 import re
 import time
-from contextlib import contextmanager
 from typing import Iterator
 
 import httpx
@@ -28,6 +28,7 @@ from permastore.protocol.errors import ProtocolError
 from permastore.sources.base import UpstreamError
 from permastore.sources.limits import TransferWatch
 from permastore.sources.proofs import LEAF_RECORD
+from permastore.sources.range_reader import RangeReader
 from permastore.sources.upstream import UpstreamSource
 from permastore.store import chunk_layout
 from permastore.store.errors import NotFound
@@ -41,7 +42,6 @@ _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 class PeerClient(UpstreamSource):
     """Given a base URL, ask one peer for headers, chunks, leaf lists and raw ranges."""
 
-    raw_route = True  # False once the peer answered /raw/{id} with 404 and /{id} with the data
 
     def __repr__(self) -> str:
         return f"PeerClient({self.base_url!r})"
@@ -86,69 +86,29 @@ class PeerClient(UpstreamSource):
             return None
         return response.content
 
-    @contextmanager
-    def open_range(self, id: str, start: int, end: int, deadline: float) -> Iterator[Iterator[bytes]]:
-        """Given an ID and a span, yield an iterator of the raw bytes [start, end) as they arrive.
+    @property
+    def ranges(self) -> RangeReader:
+        """This peer's RangeReader (raw bytes by Range into buffers, one connection per thread)."""
+        reader = self.__dict__.get("_ranges")
+        if reader is None:
+            reader = self.__dict__["_ranges"] = RangeReader(self.base_url, self.limits)
+        return reader
 
-        The answer must be exactly that span (206 with its Content-Range, or 200 for a whole
-        object of that size); it ends early only with an UpstreamError. Watched for rate and deadline.
-        """
-        headers = {"Accept-Encoding": "identity", "Range": f"bytes={start}-{end - 1}"}
-        for path in (f"/raw/{id}", f"/{id}") if self.raw_route else (f"/{id}",):
-            request = self.client.build_request("GET", self.base_url + path, headers=headers)
-            try:
-                response = self.client.send(request, stream=True)
-            except httpx.HTTPError as exc:
-                raise UpstreamError(f"{self.base_url}{path}: {exc}") from None
-            if response.status_code not in (400, 404) or not path.startswith("/raw/"):
-                break
-            response.close()  # no /raw route there (arlocal): the data route answers the same bytes
-            self.raw_route = False
-        try:
-            skip = self._check_span(response, path, start, end)
-            watch = TransferWatch(f"{self.base_url}{path}", deadline, self.limits.min_rate, self.limits.rate_window_s)
-            yield self._span_pieces(response, path, skip, end - start, watch)
-        finally:
-            response.close()
+    def read_into(self, id: str, start: int, view: memoryview, deadline: float) -> Iterator[int]:
+        """Given an ID, an offset and a buffer, fill it with the object's bytes from there (see RangeReader)."""
+        return self.ranges.read_into(id, start, view, deadline)
 
-    def _check_span(self, response: httpx.Response, path: str, start: int, end: int) -> int:
-        """Check the answer is the span (206) or a whole object holding it (200); return the bytes to skip."""
-        status = response.status_code
-        if status in (404, 410):
-            raise NotFound(path, f"{self.base_url}:")
-        if status == 206:
-            match = _CONTENT_RANGE.match(response.headers.get("content-range", ""))
-            if match and (int(match.group(1)), int(match.group(2)) + 1) == (start, end):
-                return 0
-            raise UpstreamError(f"{self.base_url}{path}: answered {response.headers.get('content-range')!r}")
-        length = response.headers.get("content-length", "")
-        if status == 200 and length.isdigit() and int(length) >= end:
-            return start  # Range ignored (a whole answer): read past what comes before the span
-        raise UpstreamError(f"{self.base_url}{path}: HTTP {status} for bytes {start}-{end - 1}")
-
-    def _span_pieces(self, response, path: str, skip: int, size: int, watch: TransferWatch) -> Iterator[bytes]:
-        got = 0
-        try:
-            for piece in response.iter_raw():
-                watch.update(len(piece))
-                if skip:
-                    cut = min(skip, len(piece))
-                    piece, skip = piece[cut:], skip - cut
-                if got + len(piece) > size:
-                    piece = piece[: size - got]
-                if piece:
-                    got += len(piece)
-                    yield piece
-                if got >= size:
-                    return
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"{self.base_url}{path}: transfer broke after {got} bytes: {exc}") from None
-        raise UpstreamError(f"{self.base_url}{path}: answer ended after {got} of {size} bytes")
+    def read_range(self, id: str, start: int, end: int, deadline: float) -> bytes:
+        """Given an ID and a span, return its raw bytes (unverified)."""
+        buffer = bytearray(end - start)
+        for _ in self.read_into(id, start, memoryview(buffer), deadline):
+            pass
+        return bytes(buffer)
 
     def declared_size(self, id: str) -> int | None:
         """Given an ID, return the data size the peer declares for ``/raw/{id}`` (Content-Range total), or None."""
         deadline = time.monotonic() + self.limits.header_deadline_s
-        for path in (f"/raw/{id}", f"/{id}") if self.raw_route else (f"/{id}",):
+        for path in (f"/raw/{id}", f"/{id}") if self.ranges.raw_route else (f"/{id}",):
             try:
                 request = self.client.build_request("GET", self.base_url + path, headers={"Range": "bytes=0-0"})
                 response = self.client.send(request, stream=True)

@@ -352,8 +352,7 @@ def _proven_unit(lane, tx, unit) -> bytes:
         return chunk
     import time
 
-    with lane.client.open_range(tx.id, unit.start, unit.end, time.monotonic() + 30) as pieces:
-        data = b"".join(pieces)
+    data = lane.client.read_range(tx.id, unit.start, unit.end, time.monotonic() + lane.client.limits.header_deadline_s)
     proofs.check_leaf(unit.leaf, data)
     return data
 

@@ -34,6 +34,8 @@ def register(subparsers) -> None:
                         help="bandwidth cap over every peer, bytes/s (K, M, G suffixes); default none")
     parser.add_argument("--in-flight", type=int, default=None, metavar="N",
                         help="chunks in flight over all peers (default 32)")
+    parser.add_argument("--piece-chunks", type=int, default=None, metavar="N",
+                        help="chunks per ranged request to a peer (default 16: 4 MiB)")
     parser.add_argument("--timeout", type=float, default=None, metavar="S", help="give up after S seconds")
     parser.set_defaults(handler=run_pull)
     accept_dash_ids(parser)
@@ -48,6 +50,8 @@ def run_pull(args) -> int:
             raise CliError(f"invalid peer {url!r}: expected an http:// or https:// URL")
     if args.in_flight is not None and not 1 <= args.in_flight <= 1024:
         raise CliError("--in-flight must be between 1 and 1024")
+    if args.piece_chunks is not None and not 1 <= args.piece_chunks <= 256:
+        raise CliError("--piece-chunks must be between 1 and 256")
     with opened_store(args) as store:
         info = store.info(object_id)
         if info is not None and info.data_complete:
@@ -69,9 +73,12 @@ def _fetcher(store, args):
     from permastore.sources.scheduler import FetchSettings
 
     settings = FetchSettings(max_rate=args.max_rate)
+    if args.piece_chunks is not None:
+        settings.piece_chunks = args.piece_chunks
     if args.in_flight is not None:
         settings.max_in_flight = args.in_flight
         settings.per_peer = min(settings.per_peer, args.in_flight)
+    settings.piece_chunks = min(settings.piece_chunks, settings.per_peer)
     return Fetcher(store, [url.rstrip("/") for url in args.peer], settings)
 
 
@@ -125,3 +132,6 @@ def _summary(session) -> None:
     for url, reason in report.dropped.items():
         line += f"; dropped {url}: {reason}"
     print(line, file=sys.stderr)
+    if report.phases:
+        spent = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in report.phases.items())
+        print(f"time spent (summed over workers): {spent}", file=sys.stderr)

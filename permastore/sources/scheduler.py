@@ -41,16 +41,24 @@ class Unit:
 class FetchSettings:
     """How one fetch spreads over peers (defaults fit loopback and the open network alike)."""
 
-    max_in_flight: int = 32  # chunks in flight over all peers
-    per_peer: int = 16  # chunks in flight to one peer
-    piece_chunks: int = 8  # chunks per ranged request (2 MiB)
+    max_in_flight: int = 48  # chunks in flight over all peers (12 MiB: three 4 MiB pieces, or 48 /chunk requests)
+    per_peer: int = 32  # chunks in flight to one peer
+    piece_chunks: int = 16  # chunks per ranged request (4 MiB: a peer's per-request cost is ~1 ms)
     stall_s: float = 5.0
     hedge: bool = True
     hedge_after_s: float = 0.5  # an assignment is duplicated only once it runs this late (and 2x its expected time)
     max_bad: int = 3
     max_failures: int = 5
     max_rate: float | None = None  # bytes/s over every transfer of the node (None: no cap)
-    workers_per_peer: int = 4
+    workers_per_peer: int = 0  # 0: as many as the peer's share can use (2-3 for ranged raw pieces, 8 on /chunk)
+
+    def workers_for(self, mode: str) -> int:
+        """Given a lane's mode, return how many workers ask that peer at once."""
+        if self.workers_per_peer:
+            return self.workers_per_peer
+        if mode == "raw":
+            return max(2, -(-self.per_peer // self.piece_chunks))
+        return min(self.per_peer, 8)
 
 
 @dataclass(eq=False)
@@ -134,10 +142,11 @@ class ChunkScheduler:
         s = self.settings
         size = s.piece_chunks if lane.mode == "raw" else 1
         room = min(s.per_peer - lane.in_flight, s.max_in_flight - self.in_flight, size)
-        if room <= 0:
-            return None
-        if s.max_in_flight - self.in_flight < 2 * size and self._faster_waiting(lane):
-            return None  # the budget binds: the freed slot is the faster peer's
+        unassigned = len(self.missing) - len(self.assigned)
+        if room <= 0 or (room < size and unassigned >= size):
+            return None  # no whole piece fits: wait for one (a cut piece costs a request for little)
+        if self._more_deserving(lane):
+            return None  # the budget is shared by measured rate: the peer furthest below its share goes first
         units = self._pick(lane, room)
         hedge = False
         if not units and s.hedge:
@@ -152,13 +161,25 @@ class ChunkScheduler:
         self._live.append(job)
         return job
 
-    def _faster_waiting(self, lane: Lane) -> bool:
-        """True when another waiting peer is faster (a peer not measured yet counts as fastest: try it)."""
-        unmeasured = float("inf")
-        mine = lane.rate if lane.rate is not None else unmeasured
+    def _share(self, lane: Lane) -> float:
+        """The chunks in flight this peer deserves: the budget split by measured rate, at least one piece.
+
+        A peer not measured yet counts as fast as the fastest (so every peer is tried).
+        """
+        live = [other for other in self.lanes if not other.dropped]
+        measured = [other.rate for other in live if other.rate]
+        fastest = max(measured, default=1.0)
+        rates = {id(other): other.rate or fastest for other in live}
+        total = sum(rates.values()) or 1.0
+        floor = self.settings.piece_chunks if lane.mode == "raw" else 1
+        return max(floor, self.settings.max_in_flight * rates.get(id(lane), fastest) / total)
+
+    def _more_deserving(self, lane: Lane) -> bool:
+        """True when another waiting peer has less of its share in flight than this one."""
+        mine = lane.in_flight / self._share(lane)
         return any(
             other is not lane and not other.dropped and other.in_flight < self.settings.per_peer
-            and (other.rate if other.rate is not None else unmeasured) > 1.2 * mine
+            and other.in_flight / self._share(other) < mine
             for other in self.waiting
         )  # fmt: skip
 
@@ -251,7 +272,8 @@ class ChunkScheduler:
             if new:
                 del self.missing[at]
                 self.assigned.pop(unit.index, None)
-            self.cond.notify_all()
+            if not self.missing:
+                self.cond.notify_all()  # the fetch is over (budget is freed, and waiters woken, in finished_job)
             return new
 
     def refused(self, job: Assignment, unit: Unit, reason: str) -> None:

@@ -39,6 +39,10 @@ class FetchReport:
     refetched: int = 0
     dropped: dict = field(default_factory=dict)  # peer URL -> reason
     seconds: float = 0.0
+    phases: dict = field(default_factory=dict)  # seconds spent, summed over workers: receive, prove, store, ...
+
+    def add(self, phase: str, seconds: float) -> None:
+        self.phases[phase] = self.phases.get(phase, 0.0) + seconds  # (a dict update is atomic under the GIL)
 
 
 class FetchSession:
@@ -59,6 +63,7 @@ class FetchSession:
         self.done = threading.Event()
         self._cond = threading.Condition()
         self._listeners: list = []
+        self._buffers = threading.local()
         self._started = time.monotonic()
         self.thread = threading.Thread(target=self._run, name=f"fetch-{id[:8]}", daemon=True)
 
@@ -114,7 +119,7 @@ class FetchSession:
         workers = [
             threading.Thread(target=self._work, args=(lane,), name=f"fetch-{self.id[:6]}-{n}", daemon=True)
             for lane in self.plan.lanes
-            for n in range(self.settings.workers_per_peer)
+            for n in range(self.settings.workers_for(lane.mode))
         ]
         for worker in workers:
             worker.start()
@@ -123,7 +128,9 @@ class FetchSession:
             with scheduler.cond:
                 scheduler.cond.wait(COMMIT_POLL_S)
             if self.writer.flush_due():
+                began = time.perf_counter()
                 self.writer.flush()
+                self.report.add("durable batches", time.perf_counter() - began)
             if not any(worker.is_alive() for worker in workers):
                 scheduler.fail("every worker ended with chunks still missing")  # no-op once all are in
         for worker in workers:
@@ -147,10 +154,13 @@ class FetchSession:
             check = proofs.ItemCheck(plan.raw_header)
         elif plan.proof == "end":
             self._check_root()
+        began = time.perf_counter()
         try:
             return self.writer.complete(check)
         except (ProtocolError, DataMismatch) as exc:
             raise UpstreamError(f"{self.id}: the assembled object does not verify, nothing kept: {exc}") from None
+        finally:
+            self.report.add("completing", time.perf_counter() - began)
 
     def _check_root(self) -> None:
         """A tx fetched without per-chunk proofs: its chunks' SHA-256s must rebuild the signed data_root."""
@@ -210,27 +220,43 @@ class FetchSession:
         self._deliver(job, unit, chunk, leaf.sha256)
 
     def _fetch_range(self, job: Assignment) -> None:
-        """One ranged request for a run of units; each is checked and written as soon as it is whole."""
+        """One ranged request for a run of units, read into this worker's buffer; each unit is
+        checked and written as soon as it is whole."""
         plan, lane, units = self.plan, job.lane, job.units
+        first = units[0].start
+        size = units[-1].end - first
+        view = self._buffer(size)
         deadline = time.monotonic() + self.fetcher.limits.deadline_s
-        buffer, at = bytearray(), 0
-        with lane.client.open_range(plan.source_id, units[0].start, units[-1].end, deadline) as pieces:
-            for piece in pieces:
-                self.fetcher.bucket.take(len(piece))
-                self.scheduler.progress(job, len(piece))
-                buffer += piece
-                while at < len(units) and len(buffer) >= units[at].end - units[at].start:
+        at, seen = 0, 0
+        reads = lane.client.read_into(plan.source_id, first, view, deadline)
+        report = self.report
+        try:
+            began = time.perf_counter()
+            for got in reads:
+                report.add("receiving", time.perf_counter() - began)
+                self.fetcher.bucket.take(got - seen)
+                self.scheduler.progress(job, got - seen)
+                seen = got
+                while at < len(units) and got >= units[at].end - first:
                     unit = units[at]
-                    size = unit.end - unit.start
-                    data = bytes(buffer[:size])
-                    del buffer[:size]
                     at += 1
-                    if not self._check_and_deliver(job, unit, data):
+                    if not self._check_and_deliver(job, unit, view[unit.start - first : unit.end - first]):
                         return  # a bad chunk: the rest of this answer is not read
-                if at == len(units) or not self.scheduler.still_wanted(job):
-                    return  # done, or every unit left was proven from another peer meanwhile
+                if at < len(units) and not self.scheduler.still_wanted(job):
+                    return  # every unit left was proven from another peer meanwhile
+                began = time.perf_counter()
+        finally:
+            reads.close()
 
-    def _check_and_deliver(self, job: Assignment, unit, data: bytes) -> bool:
+    def _buffer(self, size: int) -> memoryview:
+        """This worker thread's receive buffer (reused between requests), as a view of size bytes."""
+        held = getattr(self._buffers, "buffer", None)
+        if held is None or len(held) < size:
+            held = self._buffers.buffer = bytearray(size)
+        return memoryview(held)[:size]
+
+    def _check_and_deliver(self, job: Assignment, unit, data) -> bool:
+        began = time.perf_counter()
         sha = None
         if self.plan.chunk_proven and unit.leaf is not None:
             try:
@@ -240,7 +266,10 @@ class FetchSession:
                 return False
         elif self.plan.kind == "tx":
             sha = hashlib.sha256(data).digest()  # checked against data_root when complete
+        proven = time.perf_counter()
+        self.report.add("proving", proven - began)
         self._deliver(job, unit, data, sha)
+        self.report.add("storing", time.perf_counter() - proven)
         return True
 
     def _deliver(self, job: Assignment, unit, data: bytes, sha: bytes | None) -> None:
@@ -257,6 +286,11 @@ class FetchSession:
     def servable(self) -> bool:
         """True when held bytes may be read before the object completes (a tx proven chunk by chunk)."""
         return self.plan is not None and self.plan.kind == "tx" and self.plan.proof == "chunks"
+
+    def stop(self, reason: str) -> None:
+        """End the fetch early (chunks already in stay held for a resume; a complete one still completes)."""
+        if self.scheduler is not None:
+            self.scheduler.fail(reason)
 
     def add_listener(self, callback) -> None:
         """Given a callable, call it (from a fetch thread) whenever chunks arrive or the session ends."""

@@ -26,7 +26,7 @@ class NodeProxy:
         self.flipped = 0
         self.lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"proxy": self})
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server = _QuietServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -38,6 +38,11 @@ class NodeProxy:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        pass  # a client hanging up mid-answer (a pull dropping this peer) is expected here
 
 
 def _is_data(path: str) -> bool:

@@ -114,8 +114,9 @@ def test_a_peer_flipping_bytes_is_dropped_and_the_pull_still_completes(tmp_path,
     bad = NodeProxy(proxies[2].url, flip=True)
     try:
         folder = seeded(tmp_path / "d", jwk)
-        # A rate cap keeps the pull long enough for the bad peer to be asked again after its first bad chunks.
-        run = pull(folder, object_id, proxies[0].url, proxies[1].url, bad.url, extra=["--max-rate", "8M"])
+        # A rate cap and small pieces keep the pull long enough for the bad peer to be asked again.
+        extra = ["--max-rate", "8M", "--piece-chunks", "4"]
+        run = pull(folder, object_id, proxies[0].url, proxies[1].url, bad.url, extra=extra)
         assert run.returncode == 0, run.stderr
         assert f"dropped {bad.url}" in run.stderr and "bad chunks" in run.stderr
         assert bad.flipped >= 3
