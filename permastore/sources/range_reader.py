@@ -63,15 +63,21 @@ class RangeReader:
             skip = self._check(response, start, start + size)
             watch = TransferWatch(f"{self.base_url}/raw/{id}", deadline, self.limits.min_rate, self.limits.rate_window_s)
             self._skip(response, skip, watch)
+            # One socket read at a time (readinto1): a peer dripping bytes is seen by the watch, not
+            # waited on until a whole buffer is full.
+            read = response.readinto if response.chunked else response.fp.readinto1
             got = 0
             while got < size:
-                count = response.readinto(view[got : got + min(READ_STEP, size - got)])
+                count = read(view[got : got + min(READ_STEP, size - got)])
                 if not count:
                     raise UpstreamError(f"{self.base_url}/raw/{id}: answer ended after {got} of {size} bytes")
                 got += count
                 watch.update(count)
                 yield got
-            done = response.length in (0, None) and not response.chunked
+            if not response.chunked and response.length is not None:
+                response.length -= got + skip
+                done = response.length == 0
+                response.close()  # the body is read: the connection is reused for the next request
         except (OSError, http.client.HTTPException) as exc:
             raise UpstreamError(f"{self.base_url}/raw/{id}: transfer broke: {exc}") from None
         finally:
