@@ -41,8 +41,8 @@ class Unit:
 class FetchSettings:
     """How one fetch spreads over peers (defaults fit loopback and the open network alike)."""
 
-    max_in_flight: int = 48  # chunks in flight over all peers (12 MiB: three 4 MiB pieces, or 48 /chunk requests)
-    per_peer: int = 32  # chunks in flight to one peer
+    max_in_flight: int = 64  # chunks in flight over all peers (16 MiB: four 4 MiB pieces, or 64 /chunk requests)
+    per_peer: int = 32  # chunks in flight to one peer (two pieces: one is read from its disk while one is sent)
     piece_chunks: int = 16  # chunks per ranged request (4 MiB: a peer's per-request cost is ~1 ms)
     stall_s: float = 5.0
     hedge: bool = True

@@ -26,7 +26,7 @@ from permastore.store.index import insert_chunk_list, insert_object, record_chun
 from permastore.store.ingest import NewChunk
 from permastore.store.segments import SEALED_MODE, write_all
 
-FLUSH_BYTES = 64 * 1024 * 1024  # a batch: this many bytes written ...
+FLUSH_BYTES = 128 * 1024 * 1024  # a batch: this many bytes written ...
 FLUSH_SECONDS = 1.0  # ... or this long since the last batch, whichever comes first
 READ_BACK_BLOCK = 8 * 1024 * 1024
 
