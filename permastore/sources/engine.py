@@ -47,6 +47,15 @@ class Fetcher:
         self.executor = concurrent.futures.ThreadPoolExecutor(ASKING_THREADS, thread_name_prefix="peer-ask")
         self._sessions: dict[str, FetchSession] = {}
         self._lock = threading.Lock()
+        self._learnt = False
+
+    def learn_peers(self) -> None:
+        """Once per Fetcher, when the PeerSet may learn peers (opt-in), ask the known peers for theirs."""
+        with self._lock:
+            if self._learnt or not self.peers.learn:
+                return
+            self._learnt = True
+        self.peers.learn_more()
 
     @property
     def planner(self) -> FetchPlanner:

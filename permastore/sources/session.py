@@ -75,6 +75,7 @@ class FetchSession:
 
     def _run(self) -> None:
         try:
+            self.fetcher.learn_peers()
             self.plan = self.fetcher.planner.plan(self.id)
             if self.plan is None:  # held whole now (inline data, a parent unbundled, fetched meanwhile)
                 self.info = self.store.info(self.id)

@@ -177,3 +177,22 @@ def test_a_model_only_a_peer_holds_is_fetched_and_used_for_a_completion(nodes, j
     with Store.open(nodes.tmp_path / "d") as store:
         path = store.object_path(model_id)
         assert path.read_bytes() == (FIXTURES / "tiny-llama.gguf").read_bytes()
+
+
+def test_peers_are_learnt_from_peers_only_when_asked_and_within_the_bound(nodes, jwk):
+    data = os.urandom(600_000)
+    folders = [seeded(nodes.tmp_path / name, jwk) for name in ("c", "b")]
+    object_id = hold_everywhere(folders, data)
+    c = nodes.start("c")
+    b = nodes.start("b", "--peer", c.url)
+    a = nodes.start("a", "--peer", b.url, "--peer", c.url)  # lists two peers; a learner may take one
+    plain = nodes.start("d", "--peer", a.url)
+    learner = nodes.start("e", "--peer", a.url, "--learn-peers", "1")
+    for node in (plain, learner):
+        assert httpx.get(f"{node.url}/{object_id}", timeout=60).status_code in (200, 404)
+    host = lambda server: server.url.removeprefix("http://")  # noqa: E731
+    assert httpx.get(f"{plain.url}/peers").json() == [host(a)]  # opt-in: nothing learnt by default
+    learnt = httpx.get(f"{learner.url}/peers").json()
+    assert learnt[0] == host(a) and len(learnt) == 2 and learnt[1] in (host(b), host(c))  # at most one more
+    # The learnt peer is used: A does not hold the object, the peer learnt from it does.
+    assert httpx.get(f"{learner.url}/{object_id}", timeout=60).content == data
