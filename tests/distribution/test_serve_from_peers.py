@@ -61,7 +61,11 @@ def test_a_full_get_and_a_range_are_served_while_the_object_is_fetched(nodes, jw
         assert ranged_done < full_done  # its chunks were fetched first, not after the ones before them
         assert sum(p.sent for p in proxies) < 1.2 * len(data)  # one fetch for both requests
         assert results["full_first_byte"] - started < 10  # (reported in the benchmark; here: not at the end)
-        # Held now: served from the store, offsets and all.
+        # Held once the fetch completes (its last batch made durable): served from the store, offsets and all.
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{node.url}/tx/{object_id}/offset", timeout=60).status_code != 200:
+            assert time.monotonic() < deadline, "the fetch never completed"
+            time.sleep(0.1)
         again = httpx.get(f"{node.url}/{object_id}", timeout=60)
         assert again.content == data and "x-permastore-fetching" not in again.headers
         assert httpx.get(f"{node.url}/tx/{object_id}/offset", timeout=60).json()["size"] == str(len(data))
