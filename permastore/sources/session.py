@@ -28,6 +28,10 @@ COMMIT_POLL_S = 0.1
 READ_PIECE = 4 * 1024 * 1024
 
 
+class _WholeCheckFailed(UpstreamError):
+    """An object checked only when complete (no per-chunk proof) did not verify; nothing of it was kept."""
+
+
 @dataclass
 class FetchReport:
     """What a finished (or failed) fetch did, for progress bars and logs."""
@@ -80,10 +84,7 @@ class FetchSession:
             if self.plan is None:  # held whole now (inline data, a parent unbundled, fetched meanwhile)
                 self.info = self.store.info(self.id)
             else:
-                self._open()
-                self._signal(planned=True)
-                self._fetch()
-                self.info = self._complete()
+                self._fetch_verified()
         except BaseException as exc:  # reported to every waiter; the partial object stays for a resume
             self.error = exc
             log.warning("fetch of %s failed: %s", self.id, exc)
@@ -95,6 +96,28 @@ class FetchSession:
             self.done.set()
             self._signal()
             self.fetcher._finished(self)
+
+    def _fetch_verified(self) -> None:
+        """Fetch and complete; when a whole-object check fails on bytes from several peers (no per-chunk
+        proof can name the liar), fetch it again from one peer at a time."""
+        rounds = [self.plan.lanes]
+        if not self.plan.chunk_proven and len(self.plan.lanes) > 1:
+            rounds += [[lane] for lane in self.plan.lanes]
+        for number, lanes in enumerate(rounds):
+            if number:
+                if lanes[0].dropped and not lanes[0].bad:
+                    continue  # it does not have the object (or is too slow): not worth a round
+                self.plan.lanes = [Lane(lane.client, lane.mode, lane.weave_start) for lane in lanes]
+            self._open()
+            self._signal(planned=True)
+            self._fetch()
+            try:
+                self.info = self._complete()
+                return
+            except _WholeCheckFailed as exc:
+                if number == len(rounds) - 1:
+                    raise
+                log.warning("%s; fetching it again from one peer at a time", exc)
 
     def _open(self) -> None:
         plan = self.plan
@@ -159,7 +182,7 @@ class FetchSession:
         try:
             return self.writer.complete(check)
         except (ProtocolError, DataMismatch) as exc:
-            raise UpstreamError(f"{self.id}: the assembled object does not verify, nothing kept: {exc}") from None
+            raise _WholeCheckFailed(f"{self.id}: the assembled object does not verify, nothing kept: {exc}") from None
         finally:
             self.report.add("completing", time.perf_counter() - began)
 
@@ -175,7 +198,7 @@ class FetchSession:
         if proofs.root_of(leaves, plan.data_size) != plan.source_root:
             self.store.abandon_partial(self.id, writer=self.writer)
             self.writer = None
-            raise UpstreamError(f"{self.id}: data from the peers does not match its data_root, nothing kept")
+            raise _WholeCheckFailed(f"{self.id}: data from the peers does not match its data_root, nothing kept")
 
     # -- workers -------------------------------------------------------------------------------
 

@@ -141,3 +141,33 @@ def test_pull_fails_clearly_when_no_peer_has_it_or_proofs_fail_everywhere(tmp_pa
             liar.close()
     with Store.open(folder) as store:
         assert not store.info(object_id).data_complete  # the verified header is kept, nothing unproven
+
+
+def test_an_item_with_no_l1_ancestor_is_pulled_from_several_peers_and_checked_at_the_end(tmp_path, nodes, jwk, ed_signer):
+    """No per-chunk proof exists: ranges from every peer, the signature checked when complete; when it
+    fails (a peer flipped bytes), the item is fetched again from one peer at a time."""
+    from permastore.protocol import ans104
+
+    item = ans104.build_item(ed_signer, os.urandom(6 * MIB + 3), [Tag(b"Kind", b"standalone")])
+    header, item_data = ans104.parse_item(item)
+    for name in ("a", "b"):
+        with Store.open(seeded(nodes.tmp_path / name, jwk)) as store:
+            store.put_item(item)
+    peers = [NodeProxy(nodes.start(name).url) for name in ("a", "b")]
+    bad = NodeProxy(peers[1].url, flip=True)
+    try:
+        clean = seeded(tmp_path / "clean", jwk)
+        run = pull(clean, header.id, peers[0].url, peers[1].url, extra=["--piece-chunks", "4"])
+        assert run.returncode == 0, run.stderr
+        assert all(p.sent > 0 for p in peers)  # both peers served ranges of it
+        mixed = seeded(tmp_path / "mixed", jwk)
+        run = pull(mixed, header.id, bad.url, peers[0].url, extra=["--piece-chunks", "4"])
+        assert run.returncode == 0, run.stderr
+        assert bad.flipped > 0  # its bytes were in the first assembly, which did not verify
+        for folder in (clean, mixed):
+            with Store.open(folder) as store:
+                assert b"".join(store.item_bytes(header.id)) == item and store.fsck().ok
+                assert store.info(header.id).kind == "item"
+    finally:
+        for proxy in (*peers, bad):
+            proxy.close()
