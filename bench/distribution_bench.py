@@ -441,7 +441,7 @@ def _pull_figures(work: Path, jwk: dict, object_id: str, peers: list[str], sourc
     figures = {k: result[k] for k in ("wall_s", "cpu_s", "peak_rss_mb")}
     figures["exact"] = exact
     figures["phases"] = phases(result["stderr"])
-    figures["summary"] = result["stderr"].splitlines()[0] if result["stderr"] else ""
+    figures["summary"] = next((line for line in result["stderr"].splitlines() if line.startswith("pulled ")), "")
     return figures
 
 

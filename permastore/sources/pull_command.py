@@ -42,7 +42,13 @@ def register(subparsers) -> None:
 
 
 def run_pull(args) -> int:
+    import logging
+
     from permastore.cli.commands import opened_store, parse_id
+
+    # Peers dropped, chunks refused: one line each on stderr, as the summary.
+    logging.basicConfig(level=logging.WARNING, format="permastore: %(message)s", stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
     object_id = parse_id(args.id)
     for url in args.peer:
