@@ -15,6 +15,8 @@ Measured in one run, on this machine (loopback, one disk):
               second pull (target <= 0.7x the object)
   corrupt     a pull from A, B and a proxy in front of C that flips a byte in every data
               answer (target: under 10% slower than the clean pull; C dropped)
+  (B and C hold hard links of A's sealed segment: one copy of the object on the one disk, as
+  for nginx; every measured fetch starts with the peers' segment out of the page cache)
   profile     where the pull's time goes (its own phase timers summed over workers),
               CPU seconds of the puller and of the three serving nodes, and the cost of
               SHA-256 and BLAKE3 over the object on this CPU
@@ -272,7 +274,12 @@ def make_peers(work: Path, jwk: dict, source: Path) -> tuple[str, list]:
         raise SystemExit(f"put failed: {put['stderr']}")
     object_id = put["stdout"].strip().splitlines()[-1]
     for name in ("b", "c"):
-        shutil.copytree(folder, work / name)
+        # Each node its own index and wallet; the sealed (0444, never written again) segment is a hard
+        # link: one copy on this one disk, as the one file nginx serves (three machines would have three).
+        shutil.copytree(folder, work / name, ignore=shutil.ignore_patterns("segments"))
+        (work / name / "segments").mkdir()
+        for segment in (folder / "segments").iterdir():
+            os.link(segment, work / name / "segments" / segment.name)
     servers = [start_server(work / name, work / f"{name}.log", "--mine-interval", "0") for name in ("a", "b", "c")]
     return object_id, servers
 
