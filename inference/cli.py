@@ -1,4 +1,6 @@
-"""Inference commands' arguments: `model add|name|list`, `run`, `replay`, `keys create` (handlers: inference.commands).
+"""Inference commands' arguments: `model add|name|list|pull`, `run`, `replay`, `keys create`.
+
+Handlers: inference.commands (and inference.model_pull_cli for `model pull`), imported when they run.
 
 Errors print one line and exit non-zero (CliError); no traceback, nothing half-written.
 """
@@ -28,14 +30,14 @@ def _data_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=argparse.SUPPRESS, metavar="DIR", help="data folder")
 
 
-def _handler(name: str) -> Callable[[argparse.Namespace], int]:
-    """Return a handler that imports inference.commands when it runs.
+def _handler(name: str, module: str = "inference.commands") -> Callable[[argparse.Namespace], int]:
+    """Return a handler that imports its module (inference.commands) when it runs.
 
     Deliberately lazy: every `permastore` command loads this plugin to build its parser,
     and the handlers' module loads llama-cpp-python (a third of a second).
     """
     def run(args: argparse.Namespace) -> int:
-        return getattr(importlib.import_module("inference.commands"), name)(args)
+        return getattr(importlib.import_module(module), name)(args)
     return run
 
 
@@ -58,6 +60,14 @@ def register(subparsers: Any) -> None:
     listing = model_commands.add_parser("list", help="list stored models and their names")
     _data_arg(listing)
     listing.set_defaults(handler=_handler("run_model_list"))
+    pulling = model_commands.add_parser("pull", help="fetch a model (ID, or a name a peer lists) from peers, "
+                                        "every chunk proven; print its ID")
+    pulling.add_argument("model_id", metavar="MODEL", help="model ID or name (NAME[:TAG])")
+    pulling.add_argument("--peer", action="append", required=True, metavar="URL",
+                         help="node to fetch from and to ask for names (repeatable)")
+    _data_arg(pulling)
+    accept_dash_ids(pulling)
+    pulling.set_defaults(handler=_handler("run_model_pull", "inference.model_pull_cli"))
 
     run = subparsers.add_parser("run", help="run a model by ID or name on a prompt; print output and record IDs")
     run.add_argument("model_id", metavar="MODEL", help="model ID or name (NAME[:TAG])")

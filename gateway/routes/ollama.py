@@ -36,11 +36,12 @@ from gateway.inference_api.ollama_bodies import (
     PullBody,
     ShowBody,
 )
-from gateway.inference_api.ollama_pull import PeerModelSource, plan_pull, pull_steps
+from gateway.inference_api.ollama_pull import plan_pull, pull_steps
 from gateway.inference_api.schemas import header_payment, openapi_body, parse_body
 from gateway.inference_api.state import blocking, service_of
 from gateway.node import node_of
 from inference.errors import InferenceError, PaymentRequired
+from inference.model_pull import ModelPuller
 from inference.model_names import InvalidModelName
 from permastore.protocol.errors import ProtocolError
 
@@ -227,15 +228,15 @@ async def _pull_lines(request: Request, steps: Iterator[dict[str, Any]]) -> Asyn
         yield wire.line({"error": str(exc)})
 
 
-@router.post("/api/pull", responses=refusals(400, 403, 404, 413, 422, 502, 503, streamed=True),
+@router.post("/api/pull", responses=refusals(400, 403, 404, 409, 413, 422, 502, 503, streamed=True),
              openapi_extra=openapi_body(PullBody, signed=False))
 async def pull(request: Request) -> Response:
     """Get a model onto this node (held already, or from its peers, every chunk proven); Ollama's status stream."""
     service = service_of(request)
     body = parse_body(PullBody, await _json_body(request))
-    source = PeerModelSource(node_of(request).fetcher, service.inference.store)
-    plan = await blocking(request, plan_pull, service, source, body.model, callers.is_loopback(request))
-    steps = pull_steps(service, source, plan)
+    puller = ModelPuller(service.inference, node_of(request).fetcher)
+    plan = await blocking(request, plan_pull, service, puller, body.model, callers.is_loopback(request))
+    steps = pull_steps(service, puller, plan)
     if body.stream:
         return StreamingResponse(_pull_lines(request, steps), media_type=wire.NDJSON, headers=STREAM_HEADERS)
     last: dict[str, Any] = {}

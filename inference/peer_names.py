@@ -1,11 +1,12 @@
 """What model ID a name stands for on this node's peers: their /api/tags, asked in order.
 
 A name this node does not know (no name record here names it) may be known to a peer:
-`POST /api/pull {"model": "gemma3:270m"}` asks every peer (`serve --peer`, `--upstream`)
-for its `/api/tags` and takes the model ID the peer lists under that name (an entry's
-`digest` is the 32 bytes of the model ID, in hex). Peers that answer must agree: two peers
-naming different models is refused (pull by ID then), since a name is only a peer's word.
-The ID is what is trusted: its bytes are fetched and proven against it, whoever named it.
+`POST /api/pull {"model": "gemma3:270m"}` (or `permastore model pull gemma3:270m`) asks
+every peer (`serve --peer`, `--upstream`) for its `/api/tags` and takes the model ID the
+peer lists under that name (an entry's `digest` is the 32 bytes of the model ID, in hex).
+Peers that answer must agree: two peers naming different models is refused (pull by ID
+then), since a name is only a peer's word. The ID is what is trusted: its bytes are
+fetched and proven against it, whoever named it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from gateway.errors import ApiError
+from inference.errors import InferenceError
 from inference.model_names import InvalidModelName, parse_name
 from permastore.protocol import b64url
 
@@ -26,6 +27,12 @@ log = logging.getLogger(__name__)
 ASK_TIMEOUT_S = 10.0
 MAX_TAGS_BYTES = 4 * 1024 * 1024  # Security: a peer's /api/tags is read up to this, no further
 DIGEST_HEX = 64
+
+
+class PeersDisagree(InferenceError):
+    """Peers list the same name for different models: only an ID says which is meant."""
+
+    status = 409
 
 
 @dataclass(frozen=True)
@@ -84,7 +91,7 @@ def model_id_in(entries: Iterable[dict], name: str) -> str | None:
 def resolve_on_peers(peer_urls: list[str], ref: str) -> PeerName | None:
     """Given peer URLs and a model name, return the ID the peers list under it; None when none does.
 
-    Raises ApiError 409 when peers name different models.
+    Raises PeersDisagree (409) when peers name different models.
     """
     try:
         name = str(parse_name(ref))
@@ -98,7 +105,7 @@ def resolve_on_peers(peer_urls: list[str], ref: str) -> PeerName | None:
                 found.setdefault(model_id, []).append(url)
     if len(found) > 1:
         said = "; ".join(f"{', '.join(urls)}: {model_id}" for model_id, urls in found.items())
-        raise ApiError(409, f"peers name different models '{name}' ({said}): pull by model ID")
+        raise PeersDisagree(f"peers name different models '{name}' ({said}): pull by model ID")
     if not found:
         return None
     model_id, urls = next(iter(found.items()))
