@@ -39,6 +39,8 @@ def first(tmp_path_factory, tiny_gguf):
     item = ans104.build_item(STRANGER, theirs.read_bytes(), [Tag.text("Type", "model")])
     server.stranger_id = server.store.put_item(item).id
     models.name(server.stranger_id, "someone/theirs:q1")
+    big = make_gguf(tmp_path_factory.mktemp("big") / "big.gguf", n_ff=1024, name="big")
+    server.big_id = models.add(big, name="big")  # four chunks: a format-2 L1 tx, proven chunk by chunk
     server.text_id = server.store.put_data(io.BytesIO(b"not a model " * 40000), tags=[Tag.text("Type", "notes")]).id
     yield server
     server.stop()
@@ -75,6 +77,16 @@ def test_pull_by_a_name_the_peer_knows_then_generate_by_it(first, second):
     again = [(p.status, p.completed) for p in local.pull("tiny:v1", stream=True)]
     assert again == [("pulling manifest", None), (f"pulling {digest[:12]}", size),
                      ("verifying sha256 digest", None), ("writing manifest", None), ("success", None)]
+
+
+def test_a_model_of_several_chunks_is_proven_chunk_by_chunk(first, second):
+    assert first.store.info(first.big_id).kind == "tx"
+    progress = list(ollama.Client(host=second.url).pull(first.big_id, stream=True))
+    layer = [p for p in progress if p.digest]
+    size = first.store.info(first.big_id).data_size
+    assert size > 3 * 256 * 1024 and layer[-1].completed == layer[-1].total == size
+    assert progress[-1].status == "success" and second.store.info(first.big_id).data_complete
+    assert ollama.Client(host=second.url).generate(model=first.big_id, prompt="hi", options=OPTIONS).done
 
 
 def test_pull_by_id_without_streaming(first, second):
@@ -156,3 +168,22 @@ def test_without_peers_a_model_not_held_is_404(tmp_path):
         assert refused.value.status_code == 404 and "no peer configured" in refused.value.error
     finally:
         alone.stop()
+
+
+def test_a_caller_on_another_machine_cannot_make_the_node_pull(first, second):
+    """Security: a pull stores bytes and approves a model, so only this machine may ask for one."""
+    import asyncio
+
+    import httpx
+
+    async def pull_from_afar(ref: str) -> httpx.Response:
+        transport = httpx.ASGITransport(app=second.app, client=("203.0.113.9", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://node") as far:
+            return await far.post("/api/pull", json={"model": ref, "stream": False})
+
+    for ref in (first.model_id, "tiny:v1"):
+        refused = asyncio.run(pull_from_afar(ref))
+        assert refused.status_code == 403 and "only allowed from this machine" in refused.json()["error"]
+    assert second.store.info(first.model_id) is None  # nothing was fetched
+    assert ollama.Client(host=second.url).pull("tiny:v1").status == "success"  # from here it may
+    assert asyncio.run(pull_from_afar("tiny:v1")).json() == {"status": "success"}  # held and trusted now
