@@ -39,6 +39,9 @@ def register(subparsers) -> None:
         help=f"seconds between blocks (default {DEFAULT_MINE_INTERVAL:g}; 0 = only on /mine)",
     )
     parser.add_argument("--no-mint", action="store_true", help="refuse arlocal's /mint route")
+    parser.add_argument("--public-url", metavar="URL",
+                        help="URL clients reach this node at, published as its AO Scheduler-Location "
+                             "(default: the listening URL)")
     limits = parser.add_argument_group("request body limits (bytes; larger bodies get 413)")
     limits.add_argument("--max-tx-body", type=int, default=DEFAULT_MAX_BODY, metavar="N",
                         help=f"POST /tx JSON, inline data included (default {DEFAULT_MAX_BODY})")
@@ -83,6 +86,8 @@ def run_serve(args: argparse.Namespace) -> int:
     for url in args.upstream:
         if not url.startswith(("http://", "https://")):
             raise CliError(f"invalid upstream {url!r}: expected an http:// or https:// URL")
+    if args.public_url is not None and not args.public_url.startswith(("http://", "https://")):
+        raise CliError(f"invalid --public-url {args.public_url!r}: expected an http:// or https:// URL")
     if args.mine_interval < 0:
         raise CliError("--mine-interval must be 0 or more")
     for flag in ("max_tx_body", "max_item_body", "max_chunk_body"):
@@ -95,6 +100,7 @@ def run_serve(args: argparse.Namespace) -> int:
         upstreams=[url.rstrip("/") for url in args.upstream],
         mine_interval=args.mine_interval,
         enable_mint=not args.no_mint,
+        public_url=args.public_url.rstrip("/") if args.public_url else None,
         max_tx_body=args.max_tx_body,
         max_item_body=args.max_item_body,
         max_chunk_body=args.max_chunk_body,
