@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.bodies import read_limited
 from gateway.errors import ApiError
-from gateway.inference_api.callers import MAX_REQUEST_BODY, parse_json_object
+from gateway.inference_api.callers import MAX_REQUEST_BODY, is_loopback, parse_json_object
 from gateway.inference_api.errors import inference_error_response
 from gateway.inference_api.state import blocking, service_of
 from inference.ao.publishing import publish_module, publish_scheduler_location
@@ -182,7 +182,8 @@ async def dry_run(request: Request) -> Any:
     """Evaluate a JSON message without writing a record or charging anyone; the result object."""
     units = units_of(request)
     body = parse_json_object(await read_limited(request, MAX_REQUEST_BODY))
-    answer = await blocking(request, units.dry_run, request.query_params.get("process-id", ""), body)
+    answer = await blocking(request, units.dry_run, request.query_params.get("process-id", ""), body,
+                            is_loopback(request))
     if isinstance(answer, Future):
         if answer.done():
             return answer.result()

@@ -178,18 +178,17 @@ class DryRuns:
         self.service = service
         self._slots = threading.BoundedSemaphore(DRY_RUN_SLOTS)
 
-    def run(self, units: AoUnits, process: Process, ao_process: str, body: Any) -> dict[str, Any] | Future:
-        """Given a process and a dry-run message, return its result object, or a Future of it."""
+    def run(self, units: AoUnits, process: Process, ao_process: str, body: Any,
+            local: bool) -> dict[str, Any] | Future:
+        """Given a process, a dry-run message and whether its caller is on this machine, return its
+        result object, or a Future of it."""
         dry = dry_run_of(body, ao_process)
         if action_of(dry.tags) == ACTION_INFO:
             return info_object(units, process, ao_process)
         options = inference_options(dry.tags, dry.data)
-        settings = self.service.settings
-        if settings.fees.enabled or settings.require_keys:
-            # Security: a dry-run is unsigned (its Owner is a claim), so it cannot be charged.
-            quote = self.service.quote_for(units.plan(process, options))
-            return error_object(f"dry-runs do not run the model on this node: calls are charged (about {quote} "
-                                "credits now) and a dry-run is unsigned; send it as a message instead")
+        refusal = self._refusal(units, process, options, local)
+        if refusal is not None:
+            return error_object(refusal)
         plan = units.plan(process, replace(options, sampling={"seed": DRY_RUN_SEED, **options.sampling}))
         if not self._slots.acquire(blocking=False):
             raise DryRunBusy("Rate limit exceeded: too many dry-runs at once; try again shortly")
@@ -218,3 +217,20 @@ class DryRuns:
             self._slots.release()
             raise
         return answer
+
+    def _refusal(self, units: AoUnits, process: Process, options: Any, local: bool) -> str | None:
+        """Return why this node will not run a dry-run's model, None when it will.
+
+        Security: a dry-run is unsigned (its Owner is a claim), so it can neither be charged
+        nor tell who asks: it runs the model only where an unidentified call would, from this
+        machine while calls are free and keys are not required.
+        """
+        settings = self.service.settings
+        if settings.fees.enabled:
+            quote = self.service.quote_for(units.plan(process, options))
+            return (f"dry-runs do not run the model on this node: calls are charged (about {quote} credits now) "
+                    "and a dry-run is unsigned; send it as a message instead")
+        if settings.require_keys or not local:
+            return ("dry-runs run the model only for callers on this node's machine (a dry-run is unsigned); "
+                    "send it as a message instead")
+        return None

@@ -14,6 +14,7 @@ model, tags, prompt) and, for a message, once its fee is reserved.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future
@@ -40,6 +41,9 @@ from inference.sampling import SamplingParams
 from permastore.protocol import b64url
 
 PROCESS_CACHE = 1024  # AO process ID -> Process record ID (bindings never change)
+# Distinct (model, settings) pairs whose loading spawns ask the workers to do ahead of the first
+# message: every worker (and replacement) replays each one, so strangers' spawns cannot grow it.
+MAX_WARMED = 8
 
 
 def accepted(item_id: str) -> dict[str, str]:
@@ -89,6 +93,7 @@ class AoUnits:
         self._running: dict[str, AoCall] = {}
         self._starting: dict[str, Future[None]] = {}
         self._bound: OrderedDict[str, str] = OrderedDict()
+        self._warmed: set[tuple[str, str]] = set()
         self.dry_runs = compute.DryRuns(service)
 
     # -- MU
@@ -110,8 +115,17 @@ class AoUnits:
                 if self.records.store.info(item.id) is None:
                     self.records.store.put_item(item.raw)
                 self._remember(item.id, self.processes.write(draft))
-        self.service.warm(self.process_for(item.id))  # the first message finds the model loaded
+        self._warm(self.process_for(item.id))
         return accepted(item.id)
+
+    def _warm(self, process: Process) -> None:
+        """Have the workers load a new process's model now, so its first message finds it loaded."""
+        key = (str(process.model_path), json.dumps(process.record.settings, sort_keys=True))
+        with self._lock:
+            if key in self._warmed or len(self._warmed) >= MAX_WARMED:
+                return
+            self._warmed.add(key)
+        self.service.warm(process)
 
     def _draft(self, spawn_id: str, model_id: str, options: Any) -> Process:
         settings = None
@@ -238,8 +252,9 @@ class AoUnits:
         window = compute.ResultWindow.of(start, stop, sort, limit)
         return compute.results_page(self.records, self.scheduler, process, process_id, window)
 
-    def dry_run(self, process_id: str, body: Any) -> dict[str, Any] | Future[dict[str, Any]]:
-        """Given a process and a dry-run message, return its result object (now or as a Future)."""
+    def dry_run(self, process_id: str, body: Any, local: bool) -> dict[str, Any] | Future[dict[str, Any]]:
+        """Given a process, a dry-run message and whether its caller is on this machine, return its
+        result object (now or as a Future)."""
         process = self.process_for(process_id)
-        return self.dry_runs.run(self, process, process_id, body)
+        return self.dry_runs.run(self, process, process_id, body, local)
 
