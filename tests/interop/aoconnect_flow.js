@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // @permaweb/aoconnect 0.0.98 (legacy mode, unmodified) against one node's AO units:
 // GET /ao, spawn a llama process on a model by ID, message it (Action: Inference), result,
-// results (both sorts, paged by cursor), dryrun (same seed: same text, nothing recorded), the
+// results (both sorts, paged by cursor), dryrun (same seed: same text, nothing recorded),
+// signMessage + sendSignedMessage, the
 // Scheduler-Location lookup that aos and ao-scheduler-utils send to GraphQL, and errors
 // (unknown action, wrong target) as aoconnect surfaces them.
 // With --paid (a node charging for calls): a message without credit is refused with 402, then
@@ -137,6 +138,13 @@ async function freeFlow(baseUrl, ao, units, modelId, signer, owner) {
   check(dry.Output.data === messages[0].text, `dryrun with the same seed gave ${JSON.stringify(dry.Output.data)}`);
   const afterDry = await ao.results({ process: processId, sort: "ASC" });
   check(afterDry.edges.length === 3, "a dryrun added a result");
+
+  const signed = await ao.signMessage({ process: processId, signer, tags: inference(4, 5), data: "Signed apart." });
+  const sentId = await ao.sendSignedMessage(signed);
+  check(sentId === signed.id, `sendSignedMessage returned ${sentId}, not ${signed.id}`);
+  const signedResult = await ao.result({ message: sentId, process: processId });
+  checkResult(signedResult, owner, "result of a message signed apart");
+  check(signedResult.Output.nonce === 4, `signed-apart message has nonce ${signedResult.Output.nonce}`);
 
   const unknownAction = await rejection(ao.message({ process: processId, signer, tags: [{ name: "Action", value: "Eval" }], data: "x" }), "unknown action");
   const wrongTarget = await rejection(ao.message({ process: units.module, signer, tags: inference(4, 1), data: "x" }), "message to the module");
