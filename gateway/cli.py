@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from urllib.parse import urlsplit
 
 from permastore.cli.errors import CliError
 
@@ -79,6 +80,19 @@ def _herder_settings(args: argparse.Namespace) -> HerderSettings:
         raise CliError(f"invalid herder settings: {exc}") from None
 
 
+def _check_public_url(url: str) -> None:
+    """Given --public-url, return if clients can be sent to it (the node signs it as its Scheduler-Location)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
+            or any(c.isspace() for c in url):
+        raise CliError(f"invalid --public-url {url!r}: expected an http:// or https:// URL with a host "
+                       "(a path is allowed, a query or fragment is not)")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number in 0-65535
+    except ValueError:
+        raise CliError(f"invalid --public-url {url!r}: its port is not a number in 0-65535") from None
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """Given parsed arguments, run the gateway until stopped; return the exit status."""
     if not 0 <= args.port <= 65535:
@@ -86,8 +100,8 @@ def run_serve(args: argparse.Namespace) -> int:
     for url in args.upstream:
         if not url.startswith(("http://", "https://")):
             raise CliError(f"invalid upstream {url!r}: expected an http:// or https:// URL")
-    if args.public_url is not None and not args.public_url.startswith(("http://", "https://")):
-        raise CliError(f"invalid --public-url {args.public_url!r}: expected an http:// or https:// URL")
+    if args.public_url is not None:
+        _check_public_url(args.public_url)
     if args.mine_interval < 0:
         raise CliError("--mine-interval must be 0 or more")
     for flag in ("max_tx_body", "max_item_body", "max_chunk_body"):
