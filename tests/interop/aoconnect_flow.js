@@ -146,11 +146,45 @@ async function freeFlow(baseUrl, ao, units, modelId, signer, owner) {
   checkResult(signedResult, owner, "result of a message signed apart");
   check(signedResult.Output.nonce === 4, `signed-apart message has nonce ${signedResult.Output.nonce}`);
 
+  const chat = await chatTemplateProcess(ao, units, modelId, signer, owner);
+  const bad = await badItems(ao, units, processId, signer);
   const unknownAction = await rejection(ao.message({ process: processId, signer, tags: [{ name: "Action", value: "Eval" }], data: "x" }), "unknown action");
   const wrongTarget = await rejection(ao.message({ process: units.module, signer, tags: inference(4, 1), data: "x" }), "message to the module");
   const missingResult = await ao.result({ message: units.module, process: processId });
   return { process: processId, owner, messages, results: ascending.edges.map((e) => e.cursor), dryrun: dry.Output.data,
-           unknownAction, wrongTarget, missingResult, schedulerLocation: location };
+           unknownAction, wrongTarget, missingResult, schedulerLocation: location, chat, ...bad };
+}
+
+/** Spawn with Chat-Template chatml (tags only, no data), message it, and read its settings back (Info). */
+async function chatTemplateProcess(ao, units, modelId, signer, owner) {
+  const processId = await ao.spawn({
+    module: units.module, scheduler: units.scheduler, signer,
+    tags: [{ name: "Model", value: modelId }, { name: "System-Prompt", value: SYSTEM_PROMPT },
+           { name: "Chat-Template", value: "chatml" }],
+  });
+  const info = await ao.dryrun({ process: processId, tags: [{ name: "Action", value: "Info" }] });
+  const id = await ao.message({ process: processId, signer, tags: inference(4, 2), data: "Hi." });
+  const res = await ao.result({ message: id, process: processId });
+  checkResult(res, owner, "result of a chatml process");
+  return { process: processId, message: id, record: res.Output.record, template: info.Output.chat_template,
+           systemPrompt: info.Output.system_prompt };
+}
+
+/** A tampered item (signed by aoconnect, one data byte flipped) and a message to an unknown process. */
+async function badItems(ao, units, processId, signer) {
+  const signed = await ao.signMessage({ process: processId, signer, tags: inference(4, 1), data: "Tamper me." });
+  const tampered = Buffer.from(signed.raw);
+  tampered[tampered.length - 1] ^= 1;
+  // aoconnect checks the signature before sending, so the node only meets a tampered item sent apart.
+  const tamperedByClient = await rejection(ao.sendSignedMessage({ id: signed.id, raw: tampered }), "tampered item");
+  const tamperedPost = await getJson(units.mu, {
+    method: "POST", headers: { "Content-Type": "application/octet-stream" }, body: tampered,
+  });
+  const tamperedResult = await ao.result({ message: signed.id, process: processId });
+  const unknownProcess = await rejection(ao.message({ process: "A".repeat(43), signer, tags: inference(4, 1), data: "x" }),
+                                         "message to an unknown process");
+  const badDryrun = await ao.dryrun({ process: processId, tags: [{ name: "Action", value: "Eval" }], data: "x" });
+  return { tamperedByClient, tamperedPost, tamperedResult, unknownProcess, badDryrun };
 }
 
 async function paidFlow(baseUrl, ao, units, modelId, signer, owner) {

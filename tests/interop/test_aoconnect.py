@@ -86,11 +86,32 @@ def test_the_ao_message_is_bound_to_a_message_record(free_flow, ao_node):
     assert message["caller"] == free_flow["owner"] and message["hash_chain"]
 
 
+def test_a_spawn_with_system_prompt_and_chat_template_tags(free_flow, ao_node):
+    """Model, System-Prompt and Chat-Template tags make the process; its calls render with that template."""
+    server, _, model_id = ao_node
+    chat = free_flow["chat"]
+    assert chat["template"] == "chatml" and chat["systemPrompt"] == "You are a terse assistant."
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        process = client.get(f"/{chat['record']['process']}").json()
+        message = client.get(f"/{chat['record']['message']}").json()
+    assert process["model"] == model_id and process["request"] == chat["process"]
+    assert process["chat_template"] == "chatml" and process["system_prompt"] == "You are a terse assistant."
+    assert message["request"] == chat["message"]
+    assert message["rendered_prompt"].startswith("<|im_start|>system\nYou are a terse assistant.<|im_end|>")
+
+
 def test_errors_reach_aoconnect_as_ao_errors(free_flow):
-    """Unknown action and a message to a non-process are MU 400s; an unknown message a CU 404 object."""
+    """Unknown action, a message to a non-process or to an unknown one are MU 4xx; an unknown message a
+    CU 404 object; a tampered item is a 400 JSON error and nothing is stored for it."""
     assert free_flow["unknownAction"].startswith("400: ") and "unknown Action 'Eval'" in free_flow["unknownAction"]
     assert free_flow["wrongTarget"].startswith("400: ") and "is not a llama process" in free_flow["wrongTarget"]
+    assert free_flow["unknownProcess"].startswith("404: ") and "is not known here" in free_flow["unknownProcess"]
     assert free_flow["missingResult"]["status"] == 404 and "was not sent to process" in free_flow["missingResult"]["error"]
+    assert free_flow["tamperedByClient"] == "Error while communicating with MU: {}"  # aoconnect's own check
+    post = free_flow["tamperedPost"]
+    assert post["status"] == 400 and "not a valid signed ANS-104 data item" in post["body"]["error"]
+    assert free_flow["tamperedResult"]["status"] == 404  # never stored, never run
+    assert free_flow["badDryrun"]["status"] == 400 and "unknown Action 'Eval'" in free_flow["badDryrun"]["error"]
 
 
 def test_the_ao_message_replays_over_http_and_on_the_command_line(free_flow, ao_node):
