@@ -51,11 +51,15 @@ def accepted(item_id: str) -> dict[str, str]:
     return {"message": "Processing DataItem", "id": item_id}
 
 
-def model_id_of(value: str) -> str:
-    """Given a spawn's Model tag, return the model ID it names.
+def model_id_of(models: Any, value: str) -> str:
+    """Given the model catalog and a spawn's Model tag, return the model ID it names.
 
-    The one place a spawn resolves its model: IDs only until inference has a name resolver.
+    The one place a spawn resolves its model: through the catalog's resolver of names
+    (`model_id(ref)`, the Ollama-style names) where the catalog has one, else by ID only.
     """
+    resolve = getattr(models, "model_id", None)
+    if resolve is not None:
+        return resolve(value)
     if b64url.is_id(value):
         return value
     raise ModelNotFound(f"Model {value!r} is not a model ID (43 base64url characters); "
@@ -108,7 +112,7 @@ class AoUnits:
     def spawn(self, item: AoItem) -> dict[str, str]:
         """Given a verified spawn item, bind a Process record to it (once) and return the MU's answer."""
         options = spawn_options(item, self.module_id, self.scheduler)
-        model_id = model_id_of(options.model)
+        model_id = model_id_of(self.service.inference.models, options.model)
         with self._spawn_lock:  # one Process record per spawn item, however often it is posted
             if binding.process_record_for(self.records, item.id, self.scheduler) is None:
                 draft = self._draft(item.id, model_id, options)
