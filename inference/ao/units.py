@@ -62,8 +62,8 @@ def model_id_of(models: Any, value: str) -> str:
         return resolve(value)
     if b64url.is_id(value):
         return value
-    raise ModelNotFound(f"Model {value!r} is not a model ID (43 base64url characters); "
-                        "this node resolves models by ID")
+    raise ModelNotFound(f"model {value!r} not found: not a model ID (43 base64url characters), "
+                        "and this node resolves models by ID only")
 
 
 @dataclass

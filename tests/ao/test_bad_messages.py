@@ -98,7 +98,7 @@ def test_a_message_to_a_spawn_that_never_went_through_the_mu_is_404(node, caller
     (lambda n: ("M" * 43, n.units["scheduler"], [("Model", n.model_id)]), 400, "is not this node's llama module"),
     (lambda n: (n.units["module"], "S" * 43, [("Model", n.model_id)]), 400, "is not this node"),
     (lambda n: (n.units["module"], n.units["scheduler"], []), 400, "needs a Model tag"),
-    (lambda n: (n.units["module"], n.units["scheduler"], [("Model", "tiny:latest")]), 404, "is not a model ID"),
+    (lambda n: (n.units["module"], n.units["scheduler"], [("Model", "tiny:latest")]), 404, "model 'tiny:latest' not found"),
     (lambda n: (n.units["module"], n.units["scheduler"], [("Model", "Q" * 43)]), 404, "is not stored here"),
     (lambda n: (n.units["module"], n.units["scheduler"], [("Model", n.model_id), ("Chat-Template", "nope")]),
      400, "unknown chat template 'nope'"),
