@@ -42,6 +42,7 @@ from inference.processes import (
     default_settings,
     unsigned_call,
 )
+from inference.records import SignedRequest
 from inference.settings import HerderSettings
 
 log = logging.getLogger("inference.herder")
@@ -287,10 +288,12 @@ class CallService:
 
     # -- calls
 
-    def start(self, plan: CallPlan, caller: str, payment: int | None = None) -> RunningCall:
+    def start(self, plan: CallPlan, caller: str, payment: int | None = None,
+              request: SignedRequest | None = None) -> RunningCall:
         """Given a planned call and its caller, reserve the fee, queue the job, sign and store the Message.
 
         payment None pays the current quote. Raises PaymentRequired (nothing written).
+        `request`: the caller's signed item asking for the call, stored before the Message names it.
         """
         needed = self.needed(plan)
         quoted = quote(needed, self.pool.last_multiplier, len(self.pool.queue))
@@ -320,7 +323,7 @@ class CallService:
             self.refund(reservation)
             raise
         try:
-            prepared, message = self.inference.messages.start_message(plan, caller, fee)
+            prepared, message = self.inference.messages.start_message(plan, caller, fee, request)
         except BaseException as exc:
             late.set_exception(exc)  # the job fails; nothing was written
             self.refund(reservation)
