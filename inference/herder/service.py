@@ -248,11 +248,12 @@ class CallService:
     # -- processes
 
     def default_process(self, model_id: str) -> str:
-        """Given a model ID, return this node's process for plain OpenAI-style calls on it.
+        """Given a model ID (or name), return this node's process for plain OpenAI-style calls on it.
 
         Spawned once per model per server run (default settings, the model's own template);
         every worker starts loading the model at once, while it is verified.
         """
+        model_id = self.inference.models.model_id(model_id)  # a name re-pointed later gets its new model
         with self._spawn_lock:
             process_id = self._default_processes.get(model_id)
             if process_id is None:
