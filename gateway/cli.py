@@ -50,6 +50,7 @@ def register(subparsers) -> None:
         help=f"seconds between blocks (default {DEFAULT_MINE_INTERVAL:g}; 0 = only on /mine)",
     )
     parser.add_argument("--no-mint", action="store_true", help="refuse arlocal's /mint route")
+    parser.add_argument("--quiet", action="store_true", help="no access log (by default one line per request on stderr)")
     limits = parser.add_argument_group("request body limits (bytes; larger bodies get 413)")
     limits.add_argument("--max-tx-body", type=int, default=DEFAULT_MAX_BODY, metavar="N",
                         help=f"POST /tx JSON, inline data included (default {DEFAULT_MAX_BODY})")
@@ -119,10 +120,12 @@ def run_serve(args: argparse.Namespace) -> int:
         max_data_size=args.max_data_size,
         herder=_herder_settings(args),
     )
+    from gateway.serve_lock import holding_serve_lock
     from gateway.server import serve
 
-    try:
-        serve(config)
-    except OSError as exc:  # e.g. the port is taken
-        raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    with holding_serve_lock(args.data) as lock:  # one server per data folder; CLI commands need no lock
+        try:
+            serve(config, quiet=args.quiet, lock=lock)
+        except OSError as exc:  # e.g. the port is taken
+            raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     return 0

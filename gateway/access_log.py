@@ -1,0 +1,199 @@
+"""The gateway's access log: one Combined-Log-Format line per request, written off the event loop.
+
+A line is built on the event loop (a few string operations, the timestamp rendered once a
+second) and appended to a bounded deque; one writer thread joins whatever has piled up
+and writes it with one `write()` about every FLUSH_INTERVAL_S. So a busy server makes a
+few write syscalls a second, not one per request, and a stderr nobody reads (a full pipe)
+blocks only the writer thread: past MAX_PENDING_LINES the oldest lines are dropped and
+counted, never the server.
+
+Two hooks feed it, between them every request:
+  * `AccessLogMiddleware`, the outermost ASGI layer: everything the app answers;
+  * `with_access_log(protocol_class, log)`: the httptools protocol's own answers to cached
+    small objects (gateway/fast_protocol.py), which never reach the app.
+
+Line format (Combined Log Format, plus the duration in seconds as nginx's $request_time):
+    127.0.0.1 - - [01/Dec/2026:16:09:28 +0000] "GET /info HTTP/1.1" 200 512 "-" "curl/8.5.0" 0.000412
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+
+FLUSH_INTERVAL_S = 0.2
+MAX_PENDING_LINES = 100_000
+MAX_FIELD_CHARS = 2048  # a 64 KiB URL is logged cut, not in full
+_ESCAPED = {ord('"'): '\\"', ord("\\"): "\\\\"}
+
+
+def clean_field(raw: bytes | str | None) -> str:
+    """Given a request field (path, header value), return it safe for one log line.
+
+    Security: a stranger chooses these bytes; quotes, backslashes, control and non-ASCII
+    bytes are escaped (as nginx does) so no request can forge or split log lines.
+    """
+    if not raw:
+        return "-"
+    text = raw.decode("latin-1") if isinstance(raw, bytes) else raw
+    if len(text) > MAX_FIELD_CHARS:
+        text = text[:MAX_FIELD_CHARS] + "..."
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return text
+    return "".join(
+        _ESCAPED.get(ord(ch), ch) if " " <= ch <= "~" else f"\\x{ord(ch) & 0xFF:02X}" if ord(ch) < 256 else "?"
+        for ch in text
+    )
+
+
+class AccessLog:
+    """Given a file descriptor, write request lines to it from one background thread, batched."""
+
+    def __init__(self, fd: int = 2):
+        self.fd = fd
+        self.dropped = 0
+        self._lines: deque[str] = deque(maxlen=MAX_PENDING_LINES)
+        self._appended = 0  # lines appended, read by the writer to count drops
+        self._stop = threading.Event()
+        self._clock_second = -1
+        self._clock_text = ""
+        self._thread = threading.Thread(target=self._run, name="access-log", daemon=True)
+        self._thread.start()
+
+    def _timestamp(self) -> str:
+        """Return now as `[10/Oct/2000:13:55:36 +0000]`, rendered once a second."""
+        now = int(time.time())
+        if now != self._clock_second:
+            self._clock_text = time.strftime("[%d/%b/%Y:%H:%M:%S +0000]", time.gmtime(now))
+            self._clock_second = now
+        return self._clock_text
+
+    def record(self, client, method, target, version, status: int, size: int, referer, agent, seconds: float) -> None:
+        """Given one answered request, queue its line (called on the event loop; never blocks)."""
+        host = client[0] if client else "-"
+        line = (f'{host} - - {self._timestamp()} "{clean_field(method)} {clean_field(target)} HTTP/{version}" '
+                f'{status} {size} "{clean_field(referer)}" "{clean_field(agent)}" {seconds:.6f}\n')
+        self._lines.append(line)
+        self._appended += 1
+
+    def _drain(self) -> str:
+        lines = self._lines
+        out = []
+        while lines:
+            out.append(lines.popleft())
+        return "".join(out)
+
+    def _write(self, text: str) -> None:
+        data = text.encode("utf-8", "replace")
+        while data:
+            try:
+                written = os.write(self.fd, data)
+            except InterruptedError:
+                continue
+            except OSError:
+                return  # stderr closed: the log is lost, the server goes on
+            data = data[written:]
+
+    def _run(self) -> None:
+        taken = 0
+        while not self._stop.wait(FLUSH_INTERVAL_S):
+            taken = self._flush_once(taken)
+        self._flush_once(taken)
+
+    def _flush_once(self, taken: int) -> int:
+        """Write what is queued; return how many appended lines are accounted for (written or dropped)."""
+        appended = self._appended
+        text = self._drain()
+        written = text.count("\n")
+        lost = appended - taken - written
+        if lost > 0:
+            self.dropped += lost
+            text += f"permastore: {lost} access log line(s) dropped (stderr not read fast enough)\n"
+        if text:
+            self._write(text)
+        return taken + written + max(lost, 0)
+
+    def close(self) -> None:
+        """Write every queued line and stop the writer thread."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def _header_pair(headers) -> tuple[bytes | None, bytes | None]:
+    """Given lowercased raw headers, return (Referer, User-Agent)."""
+    referer = agent = None
+    for name, value in headers:
+        if name == b"user-agent":
+            agent = value
+        elif name == b"referer":
+            referer = value
+    return referer, agent
+
+
+class AccessLogMiddleware:
+    """ASGI middleware: after each HTTP request the app answered, one line in the access log.
+
+    The line is recorded when the app returns (a streamed body finished or the client
+    left), with the status sent and the body bytes sent (0 and status 0 if none were).
+    """
+
+    def __init__(self, app, log: AccessLog):
+        self.app = app
+        self.log = log
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        sent = [0, 0]  # status, body bytes
+
+        async def counting_send(message) -> None:
+            if message["type"] == "http.response.body":
+                sent[1] += len(message.get("body", b""))
+            elif message["type"] == "http.response.start":
+                sent[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counting_send)
+        finally:
+            target = scope.get("raw_path") or scope["path"].encode()
+            if scope.get("query_string"):
+                target = target + b"?" + scope["query_string"]
+            referer, agent = _header_pair(scope["headers"])
+            self.log.record(scope.get("client"), scope["method"], target, scope.get("http_version", "1.1"),
+                            sent[0], sent[1], referer, agent, time.perf_counter() - started)
+
+
+def with_access_log(protocol, log: AccessLog):
+    """Given uvicorn's `http` setting and the log, return it with the protocol's own cache hits logged.
+
+    A string setting (h11, auto) is returned as is: every request then reaches the app and
+    its middleware. The protocol class answers a hit inside `_cached_answer` (the whole
+    response as bytes, or None when the app must answer); that is the one place to see it.
+    """
+    if isinstance(protocol, str) or not hasattr(protocol, "_cached_answer"):
+        return protocol
+
+    def _cached_answer(self):
+        started = time.perf_counter()
+        answer = protocol._cached_answer(self)
+        if answer is not None:
+            body = len(answer) - answer.find(b"\r\n\r\n") - 4
+            referer, agent = _header_pair(self.headers)
+            parser = self.parser
+            log.record(self.client, parser.get_method(), self.url, parser.get_http_version(), 200, body,
+                       referer, agent, time.perf_counter() - started)
+        return answer
+
+    return type(protocol.__name__, (protocol,), {"_cached_answer": _cached_answer})
+
+
+def install_access_log(config, log: AccessLog | None) -> None:
+    """Given a uvicorn Config not yet loaded and the log (None: --quiet), route every request through the log."""
+    if log is not None:
+        config.app = AccessLogMiddleware(config.app, log)
+        config.http = with_access_log(config.http, log)
