@@ -1,7 +1,7 @@
 """The gateway's access log: one Combined-Log-Format line per request, written off the event loop.
 
-A line is built on the event loop (a few string operations, the timestamp rendered once a
-second) and appended to a bounded deque; one writer thread joins whatever has piled up
+A line is built on the event loop (a few string operations; the timestamp text is
+rendered by the writer thread each tick, so it is at most FLUSH_INTERVAL_S old) and appended to a bounded deque; one writer thread joins whatever has piled up
 and writes it with one `write()` about every FLUSH_INTERVAL_S. So a busy server makes a
 few write syscalls a second, not one per request, and a stderr nobody reads (a full pipe)
 blocks only the writer thread: past MAX_PENDING_LINES the oldest lines are dropped and
@@ -12,8 +12,8 @@ Two hooks feed it, between them every request:
   * `with_access_log(protocol_class, log)`: the httptools protocol's own answers to cached
     small objects (gateway/fast_protocol.py), which never reach the app.
 
-Line format (Combined Log Format, plus the duration in seconds as nginx's $request_time):
-    127.0.0.1 - - [01/Dec/2026:16:09:28 +0000] "GET /info HTTP/1.1" 200 512 "-" "curl/8.5.0" 0.000412
+Line format (Combined Log Format, plus the duration in microseconds as Apache's %D):
+    127.0.0.1 - - [01/Dec/2026:16:09:28 +0000] "GET /info HTTP/1.1" 200 512 "-" "curl/8.5.0" 412
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from collections import deque
 FLUSH_INTERVAL_S = 0.2
 MAX_PENDING_LINES = 100_000
 MAX_FIELD_CHARS = 2048  # a 64 KiB URL is logged cut, not in full
+MAX_CLEANED = 4096
 _ESCAPED = {ord('"'): '\\"', ord("\\"): "\\\\"}
 
 
@@ -53,30 +54,39 @@ class AccessLog:
 
     def __init__(self, fd: int = 2):
         self.fd = fd
-        self.dropped = 0
-        self._lines: deque[str] = deque(maxlen=MAX_PENDING_LINES)
-        self._appended = 0  # lines appended, read by the writer to count drops
+        self.dropped = 0  # lines not kept because MAX_PENDING_LINES were waiting (incremented on the loop)
+        self._lines: deque[str] = deque()
+        # Cleaned text of raw fields seen lately (agents, methods, paths): most requests repeat them.
+        self._cleaned: dict = {}
         self._stop = threading.Event()
-        self._clock_second = -1
         self._clock_text = ""
+        self._tick_clock()
         self._thread = threading.Thread(target=self._run, name="access-log", daemon=True)
         self._thread.start()
 
-    def _timestamp(self) -> str:
-        """Return now as `[10/Oct/2000:13:55:36 +0000]`, rendered once a second."""
-        now = int(time.time())
-        if now != self._clock_second:
-            self._clock_text = time.strftime("[%d/%b/%Y:%H:%M:%S +0000]", time.gmtime(now))
-            self._clock_second = now
-        return self._clock_text
+    def _tick_clock(self) -> None:
+        """Render now as `[10/Oct/2000:13:55:36 +0000]` for the lines to come (the writer does, each tick)."""
+        self._clock_text = time.strftime("[%d/%b/%Y:%H:%M:%S +0000]", time.gmtime())
+
+    def _clean_new(self, raw) -> str:
+        cleaned = self._cleaned
+        if len(cleaned) >= MAX_CLEANED:
+            cleaned.clear()
+        text = cleaned[raw] = clean_field(raw)
+        return text
 
     def record(self, client, method, target, version, status: int, size: int, referer, agent, seconds: float) -> None:
         """Given one answered request, queue its line (called on the event loop; never blocks)."""
-        host = client[0] if client else "-"
-        line = (f'{host} - - {self._timestamp()} "{clean_field(method)} {clean_field(target)} HTTP/{version}" '
-                f'{status} {size} "{clean_field(referer)}" "{clean_field(agent)}" {seconds:.6f}\n')
-        self._lines.append(line)
-        self._appended += 1
+        seen = self._cleaned.get
+        new = self._clean_new
+        line = (f'{client[0] if client else "-"} - - {self._clock_text} '
+                f'"{seen(method) or new(method)} {seen(target) or new(target)} HTTP/{version}" {status} {size} '
+                f'"{seen(referer) or new(referer)}" "{seen(agent) or new(agent)}" {int(seconds * 1_000_000)}\n')
+        lines = self._lines
+        if len(lines) < MAX_PENDING_LINES:
+            lines.append(line)
+        else:
+            self.dropped += 1
 
     def _drain(self) -> str:
         lines = self._lines
@@ -97,23 +107,21 @@ class AccessLog:
             data = data[written:]
 
     def _run(self) -> None:
-        taken = 0
+        reported = 0
         while not self._stop.wait(FLUSH_INTERVAL_S):
-            taken = self._flush_once(taken)
-        self._flush_once(taken)
+            self._tick_clock()
+            reported = self._flush_once(reported)
+        self._flush_once(reported)
 
-    def _flush_once(self, taken: int) -> int:
-        """Write what is queued; return how many appended lines are accounted for (written or dropped)."""
-        appended = self._appended
+    def _flush_once(self, reported: int) -> int:
+        """Write what is queued and a line for lines dropped since `reported`; return the drops reported."""
         text = self._drain()
-        written = text.count("\n")
-        lost = appended - taken - written
-        if lost > 0:
-            self.dropped += lost
-            text += f"permastore: {lost} access log line(s) dropped (stderr not read fast enough)\n"
+        dropped = self.dropped
+        if dropped > reported:
+            text += f"permastore: {dropped - reported} access log line(s) dropped (stderr not read fast enough)\n"
         if text:
             self._write(text)
-        return taken + written + max(lost, 0)
+        return dropped
 
     def close(self) -> None:
         """Write every queued line and stop the writer thread."""
