@@ -116,3 +116,37 @@ def test_an_empty_file_twice_is_one_object(cli, tmp_path):
     first, _ = put_id(cli, source, "--tag", "Kind=empty")
     assert put_id(cli, source, "--tag", "Kind=empty")[0] == first
     assert put_id(cli, source, "--tag", "Kind=other")[0] != first
+
+
+def test_tx_route_of_a_put_says_what_it_is(cli, tmp_path):
+    from permastore.protocol import ans104, b64url
+    from permastore.protocol.wallet import address_of
+
+    small, big = tmp_path / "note.txt", tmp_path / "big.bin"
+    small.write_bytes(SMALL)
+    big.write_bytes(os.urandom(2 * 256 * 1024 + 10))
+    item_id, _ = put_id(cli, small, "--tag", "App=test")
+    tx_id, _ = put_id(cli, big)
+    address = cli("address").stdout.decode().split()[-1]
+    server = start_serve(tmp_path / "server.log", "--data", str(cli.data_dir), env=cli.env)
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            answer = http.get(f"/tx/{item_id}")
+            assert answer.status_code == 200, answer.text
+            doc = answer.json()
+            assert doc["format"] == "ans104" and doc["id"] == item_id and doc["bundled_in"] is None
+            assert doc["owner_address"] == address == address_of(b64url.decode(doc["owner"]))
+            tags = [(b64url.decode(t["name"]), b64url.decode(t["value"])) for t in doc["tags"]]
+            assert tags == [(b"App", b"test"), (b"Content-Type", b"text/plain")]
+            assert doc["data_size"] == str(len(SMALL))
+            assert http.get(doc["data_url"]).content == SMALL
+            header = ans104.parse_header(http.get(doc["header_url"]).content)
+            assert header.id == item_id and b64url.encode(header.signature) == doc["signature"]
+            # A large put is an L1 tx: the Arweave node's answers (202 until mined, then its JSON).
+            if http.get(f"/tx/{tx_id}").status_code == 202:
+                http.post("/mine")
+            mined = http.get(f"/tx/{tx_id}").json()
+            assert mined["format"] == 2 and mined["id"] == tx_id and mined["data_size"] == str(2 * 256 * 1024 + 10)
+            assert http.get("/tx/" + "A" * 43).status_code == 404
+    finally:
+        assert server.stop() == 0
