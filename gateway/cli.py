@@ -32,6 +32,7 @@ def register(subparsers) -> None:
     parser.add_argument("--data", default=argparse.SUPPRESS, metavar="DIR", help="data folder")
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any free)")
+    parser.add_argument("--quiet", action="store_true", help="no access log (by default one line per request on stderr)")
     parser.add_argument(
         "--upstream", action="append", default=[], metavar="URL",
         help="gateway or node to read missing IDs through (repeatable; tried in order)",
@@ -50,7 +51,6 @@ def register(subparsers) -> None:
         help=f"seconds between blocks (default {DEFAULT_MINE_INTERVAL:g}; 0 = only on /mine)",
     )
     parser.add_argument("--no-mint", action="store_true", help="refuse arlocal's /mint route")
-    parser.add_argument("--quiet", action="store_true", help="no access log (by default one line per request on stderr)")
     limits = parser.add_argument_group("request body limits (bytes; larger bodies get 413)")
     limits.add_argument("--max-tx-body", type=int, default=DEFAULT_MAX_BODY, metavar="N",
                         help=f"POST /tx JSON, inline data included (default {DEFAULT_MAX_BODY})")

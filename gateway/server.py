@@ -80,8 +80,6 @@ def serve(config: GatewayConfig, quiet: bool = False, lock=None) -> None:
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     sock = bind_socket(config.host, config.port)
-    if lock is not None:
-        lock.record(url_of(sock))
     app = create_app(config)
     server = AnnouncingServer(
         uvicorn.Config(
@@ -96,6 +94,8 @@ def serve(config: GatewayConfig, quiet: bool = False, lock=None) -> None:
         ),
         url_of(sock),
     )
+    if lock is not None:
+        lock.record(url_of(sock))
     access_log = None if quiet else AccessLog()
     install_access_log(server.config, access_log)
     try:
