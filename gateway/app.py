@@ -14,6 +14,7 @@ from gateway.errors import install_error_handlers
 from gateway.fastpath import EXPOSED_HEADERS, FastPath, SmallObjectCache
 from gateway.inference_api.errors import install_inference_errors
 from gateway.node import Node
+from gateway.routes import herder as herder_routes
 from gateway.routes import inference as inference_routes
 
 log = logging.getLogger("gateway")
@@ -71,5 +72,6 @@ def create_app(config: GatewayConfig) -> FastAPI:
     for module in (info, wallet, blocks, tx, chunk, graphql, peers):
         app.include_router(module.router)
     app.include_router(inference_routes.router)  # its lifespan starts and stops the inference service
+    app.include_router(herder_routes.router)  # remote workers lease calls from the inference service
     app.include_router(data.router)  # last: `/{id}` would otherwise shadow one-segment routes
     return app
