@@ -114,9 +114,10 @@ class Lease:
 class LeaseBook:
     """The live leases. `on_expired(lease)` is called (on the reaper thread) for each lease that lapses."""
 
-    def __init__(self, ttl_s: float, on_expired: Callable[[Lease], None]):
+    def __init__(self, ttl_s: float, on_expired: Callable[[Lease], None], on_tick: Callable[[], None] | None = None):
         self.ttl_s = ttl_s
         self.on_expired = on_expired
+        self.on_tick = on_tick  # also run on the reaper thread, every REAP_INTERVAL_S
         self._leases: dict[str, Lease] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -167,6 +168,8 @@ class LeaseBook:
     def _reap_loop(self) -> None:
         while not self._stop.wait(REAP_INTERVAL_S):
             self.reap()
+            if self.on_tick is not None:
+                self.on_tick()
 
     def reap(self) -> None:
         """End every lease past its expiry and hand each to on_expired."""

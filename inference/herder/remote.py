@@ -39,6 +39,7 @@ DEFAULT_LEASE_TTL_S = 10.0
 MAX_WAIT_S = 20.0  # longest a lease request waits for a call
 POLL_SLICE_S = 0.1  # while waiting, checks queued meanwhile are looked at this often
 LATE_WAIT_S = 30.0  # a leased call's Message is signed within this long, or the call fails
+NO_WORKER_TTLS = 3  # with --workers 0, queued calls are answered once no worker asked for this many TTLs
 
 
 @dataclass
@@ -78,7 +79,9 @@ class RemoteHerd:
         self.pool = service.pool
         self.allowed = frozenset(allowed)
         self.verifier = RequestVerifier(service.node_address)
-        self.leases = LeaseBook(ttl_s, self._expired)
+        self.leases = LeaseBook(ttl_s, self._expired, self._answer_unserved)
+        self.started_at = time.monotonic()
+        self._closed = False
         self.checker = Checker(self, verify_fraction, service.inference.store.root)
         self._signed: weakref.WeakKeyDictionary[Call, PreparedCall] = weakref.WeakKeyDictionary()
         self._workers: dict[str, WorkerStats] = {}
@@ -113,7 +116,8 @@ class RemoteHerd:
         """Given a verified lease request, wait up to wait_s for work; return the grant, or None."""
         stats = self.check_worker(request)
         deadline = time.monotonic() + min(max(wait_s, 0.0), MAX_WAIT_S)
-        while True:
+        while not self._closed:
+            stats.last_seen = time.time()  # a worker waiting here is present
             check = self.checker.take_for(request.worker)
             if check is not None:
                 return self._grant(stats, check, check.call)
@@ -125,6 +129,7 @@ class RemoteHerd:
                     return self._grant(stats, work, work.prepared.to_json())
             if remaining <= 0:
                 return None
+        return None
 
     def _leasable(self, call: Call) -> CallWork | None:
         """Given a call taken from the queue, return it as work for a remote worker (None: not for one)."""
@@ -241,6 +246,21 @@ class RemoteHerd:
         except HerderClosed as exc:
             call.deliver("error", exc)
 
+    def _answer_unserved(self) -> None:
+        """With no local slots and no allowed worker seen for NO_WORKER_TTLS leases' time, answer the
+        waiting calls (503) instead of keeping callers, and a shutdown, waiting for a worker that is not there."""
+        if self.local_workers > 0 or self._closed or self.leases.live():
+            return
+        with self._lock:
+            seen = max([w.last_seen for w in self._workers.values() if not self.checker.is_banned(w.address)],
+                       default=0.0)
+        quiet_s = min(time.time() - seen, time.monotonic() - self.started_at)
+        if quiet_s < NO_WORKER_TTLS * self.leases.ttl_s:
+            return
+        for call in self.pool.queue.take_all():
+            call.deliver("error", WorkerLost(f"no worker took the call: this head runs none itself (--workers 0) "
+                                             f"and no allowed worker asked for calls in {quiet_s:.0f} s"))
+
     # -- state
 
     def info(self) -> dict[str, Any]:
@@ -261,6 +281,7 @@ class RemoteHerd:
 
     def close(self) -> None:
         """Stop leasing: live leases' calls are answered with HerderClosed (the pool drains the queue)."""
+        self._closed = True
         for lease in self.leases.close():
             if isinstance(lease.work, CallWork):
                 lease.work.call.deliver("error", HerderClosed("herder is shutting down"))
