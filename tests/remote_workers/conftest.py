@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 TINY_GGUF = REPO / "fixtures" / "tiny-llama.gguf"
 PERMASTORE = Path(sys.executable).parent / "permastore"
 START_TIMEOUT_S = 90
-SKEWED_WORKER = "tests.remote_workers.skewed_worker"  # a worker whose engine output differs (test-only)
+ALTERED_WORKER = "tests.remote_workers.altered_worker"  # workers changed in a test-only way
 
 
 def cli(*args: str) -> str:
@@ -62,11 +62,11 @@ def start_head(data: Path, log_path: Path, *flags: str) -> RunningServer:
 class WorkerProcess:
     """A running `permastore worker` node."""
 
-    def __init__(self, data: Path, head_url: str, log_path: Path, skewed: bool = False):
+    def __init__(self, data: Path, head_url: str, log_path: Path, mode: str | None = None):
         self.data = data
         self.address = cli("init", "--data", str(data))
         self.log_path = log_path
-        command = ([sys.executable, "-m", SKEWED_WORKER] if skewed else [str(PERMASTORE)])
+        command = [sys.executable, "-m", ALTERED_WORKER, mode] if mode else [str(PERMASTORE)]
         command += ["worker", "--head", head_url, "--data", str(data)]
         self.process = subprocess.Popen(command, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT, cwd=REPO)
 
@@ -103,9 +103,10 @@ class Herd:
         self.head = start_head(data, self.tmp / "head.log", *flags)
         return self.head
 
-    def start_worker(self, name: str, skewed: bool = False) -> WorkerProcess:
+    def start_worker(self, name: str, mode: str | None = None) -> WorkerProcess:
+        """Start a worker node (`mode`: an altered one, see altered_worker)."""
         assert self.head is not None
-        worker = WorkerProcess(self.tmp / name, self.head.url, self.tmp / f"{name}.log", skewed)
+        worker = WorkerProcess(self.tmp / name, self.head.url, self.tmp / f"{name}.log", mode)
         self.workers.append(worker)
         return worker
 
