@@ -140,8 +140,11 @@ class Checker:
         self._next_run(check)
 
     def _next_run(self, check: Check) -> None:
-        """Run the check's next stage locally when the head has slots (trusted), else queue it for a remote worker."""
-        if self.herd.local_workers > 0 and LOCAL not in check.exclude:
+        """Run the check's next stage locally when the head has slots (trusted), else queue it for a remote worker.
+
+        The third run may be local after a local second run: the head's slots are the reference.
+        """
+        if self.herd.local_workers > 0 and (LOCAL not in check.exclude or len(check.runs) == 2):
             check.exclude.add(LOCAL)
             self.herd.pool.submit(execute_job, dict(check.call),
                                   listener=lambda kind, value: self._local_done(check, kind, value))
