@@ -80,12 +80,19 @@ async def give_up(lease_id: str, request: Request) -> dict[str, Any]:
 
 
 @router.post("/herder/leases/{lease_id}/result", openapi_extra=SIGNED, responses=openapi_errors(400, 403, 409, 413, 422, 503))
-async def result(lease_id: str, request: Request) -> dict[str, Any]:
-    """Answer a leased call with the worker's signed Result item; the first valid one wins, later ones get 409."""
+async def result(lease_id: str, request: Request, next_wait_s: float = 0.0) -> dict[str, Any]:
+    """Answer a leased call with the worker's signed Result item; the first valid one wins, later ones get 409.
+
+    With `next_wait_s` > 0 the answer also holds the worker's next lease (`next`, null when no call
+    came within that long): the accepted Result stands for a lease request, saving one round trip.
+    """
     herd = _herd(request)
     raw = await read_limited(request, MAX_RESULT_BODY)
     try:
         worker = ans104.parse_header(raw).owner_address  # the signature is checked with the record
     except ProtocolError as exc:
         raise ApiError(400, f"not an ANS-104 item: {exc}") from None
-    return await _run(herd.complete, lease_id, worker, raw)
+    answer = await _run(herd.complete, lease_id, worker, raw)
+    if next_wait_s > 0:
+        answer["next"] = await _run(herd.lease, WorkerRequest(worker, {}), next_wait_s)
+    return answer

@@ -19,6 +19,8 @@ def register(subparsers) -> None:
     # SUPPRESS: `permastore --data X worker` and `permastore worker --data X` both work.
     parser.add_argument("--data", default=argparse.SUPPRESS, metavar="DIR", help="data folder (its own wallet)")
     parser.add_argument("--head", required=True, metavar="URL", help="the head node's URL (http://host:port)")
+    parser.add_argument("--slots", type=int, default=2, metavar="N",
+                        help="calls leased at once (default 2: one signs and posts while the engine runs the other)")
     parser.set_defaults(handler=run_worker)
 
 
@@ -29,6 +31,8 @@ def run_worker(args: argparse.Namespace) -> int:
 
     if not args.head.startswith(("http://", "https://")):
         raise CliError(f"invalid head {args.head!r}: expected an http:// or https:// URL")
+    if not 1 <= args.slots <= 64:
+        raise CliError("--slots must be between 1 and 64")
     logging.basicConfig(level=logging.WARNING, format="permastore worker: %(message)s", stream=sys.stderr)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     from inference.herder.remote_worker import WorkerNode
@@ -40,7 +44,7 @@ def run_worker(args: argparse.Namespace) -> int:
         node = WorkerNode.open(store, args.head)
         try:
             print(f"worker {node.address} leasing calls from {node.head_url}", flush=True)
-            node.run(stop)
+            node.run(stop, args.slots)
         finally:
             node.close()
     print(f"worker stopped after {node.calls} calls", flush=True)

@@ -36,6 +36,7 @@ log = logging.getLogger("inference.herder.worker_node")
 LEASE_WAIT_S = 10.0  # one lease request waits this long on the head for a call
 STREAM_INTERVAL_S = 0.2  # streamed text goes to the head at most this often
 RETRY_S = 1.0  # after the head could not be reached
+DEFAULT_SLOTS = 2  # calls leased at once (the engine runs one at a time; see WorkerNode.run)
 OCTET = {"Content-Type": "application/octet-stream"}
 
 
@@ -96,13 +97,6 @@ class Heartbeat:
         if answer.status_code in (403, 409):
             self.lost.set()
 
-    def flush(self) -> None:
-        """Send the text not sent yet (before the Result, so streamed text arrives in order)."""
-        with self._lock:
-            pending = bool(self.pending)
-        if pending:
-            self.beat()
-
 
 class WorkerNode:
     """Given this node's inference context (its store fetching through the head) and the head's URL, run leased calls."""
@@ -115,6 +109,7 @@ class WorkerNode:
         self.address = address_of(self.signer.owner)
         self.head_address = ""
         self.calls = 0
+        self._lock = threading.Lock()
 
     @classmethod
     def open(cls, store, head_url: str) -> WorkerNode:
@@ -151,10 +146,23 @@ class WorkerNode:
             stop.wait(RETRY_S)
         return False
 
-    def run(self, stop: threading.Event) -> None:
-        """Lease and run calls until `stop` is set."""
+    def run(self, stop: threading.Event, slots: int = DEFAULT_SLOTS) -> None:
+        """Lease and run calls on `slots` threads until `stop` is set.
+
+        The engine runs one call at a time; a second slot signs and posts one call's Result,
+        and leases the next, while the engine runs another (as the head's settling threads
+        do for its local workers).
+        """
         if not self.connect(stop):
             return
+        threads = [threading.Thread(target=self._slot, args=(stop,), name=f"worker-slot-{n}", daemon=True)
+                   for n in range(slots)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def _slot(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
                 grant = self.lease()
@@ -162,8 +170,12 @@ class WorkerNode:
                 log.warning("lease request failed: %s", exc)
                 stop.wait(RETRY_S)
                 continue
-            if grant is not None:
-                self.work(grant)
+            while grant is not None and not stop.is_set():
+                try:
+                    grant = self.work(grant)
+                except httpx.HTTPError as exc:
+                    log.warning("posting a Result failed: %s", exc)
+                    grant = None
 
     def lease(self) -> dict[str, Any] | None:
         """Ask the head for a call (waiting on it up to LEASE_WAIT_S); return the grant or None."""
@@ -174,8 +186,9 @@ class WorkerNode:
             raise httpx.HTTPError(f"head refused the lease request: {answer.status_code} {answer.text[:300]}")
         return answer.json()
 
-    def work(self, grant: dict[str, Any]) -> None:
-        """Run one leased call and post its signed Result (or tell the head it could not)."""
+    def work(self, grant: dict[str, Any]) -> dict[str, Any] | None:
+        """Run one leased call and post its signed Result (or tell the head it could not); return the
+        next lease the head granted with its answer, if any."""
         lease_id = grant["lease"]
         with Heartbeat(self, lease_id, float(grant["ttl_s"])) as heartbeat:
             try:
@@ -184,18 +197,22 @@ class WorkerNode:
                 self.inference.processes.get(call.process_id).verified.result()  # weights match their ID
             except LeaseLost:
                 log.warning("lease %s lapsed while running; call dropped here", lease_id)
-                return
+                return None
             except (InferenceError, OSError, ValueError, KeyError) as exc:
                 log.error("cannot run leased call: %s", exc)
                 self.post_signed(f"/herder/leases/{lease_id}/give-up", {"reason": f"{type(exc).__name__}: {exc}"})
-                return
-            heartbeat.flush()
+                return None
+        # The text not streamed yet needs no beat: the head streams the rest of the Result's text.
         signed = self.inference.records.sign(result_record(call, generation))
-        answer = self.client.post(f"/herder/leases/{lease_id}/result", content=signed.item, headers=OCTET)
+        # The answer may carry the next lease: the Result (signed, the lease's first answer) asks for it.
+        answer = self.client.post(f"/herder/leases/{lease_id}/result", content=signed.item, headers=OCTET,
+                                  params={"next_wait_s": LEASE_WAIT_S})
         if answer.status_code != 200:
             log.warning("head refused the Result of lease %s: %s %s", lease_id, answer.status_code, answer.text[:300])
-            return
-        self.calls += 1
+            return None
+        with self._lock:
+            self.calls += 1
+        return answer.json().get("next")
 
     def prepare(self, leased: dict[str, Any]) -> PreparedCall:
         """Given the leased call, return it as it runs here: the Process record's settings, this node's model file."""
