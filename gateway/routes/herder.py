@@ -9,6 +9,8 @@ result is the worker's signed Result item itself. Only wallets named by
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -25,6 +27,7 @@ from permastore.protocol.errors import ProtocolError
 
 router = APIRouter()
 MAX_REQUEST_BODY = 1 << 20  # a lease request, or text streamed since the last heartbeat
+DISCONNECT_POLL_S = 0.1
 MAX_RESULT_BODY = 16 << 20  # a Result record (inference.records.MAX_RECORD_BYTES) and its header
 SIGNED = {"requestBody": {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
                           "description": "an ANS-104 item signed by the worker's wallet", "required": True}}
@@ -58,8 +61,19 @@ async def lease(request: Request) -> Any:
     wait_s = signed.body.get("wait_s", 0)
     if not isinstance(wait_s, (int, float)) or isinstance(wait_s, bool):
         raise ApiError(400, "wait_s must be a number of seconds")
-    grant = await _run(herd.lease, signed, float(wait_s))
+    gone = threading.Event()  # the worker hung up (killed while it waited): lease it nothing
+    watcher = asyncio.create_task(_watch_disconnect(request, gone))
+    try:
+        grant = await _run(herd.lease, signed, float(wait_s), gone.is_set)
+    finally:
+        watcher.cancel()
     return Response(status_code=204) if grant is None else grant
+
+
+async def _watch_disconnect(request: Request, gone: threading.Event) -> None:
+    while not await request.is_disconnected():
+        await asyncio.sleep(DISCONNECT_POLL_S)
+    gone.set()
 
 
 @router.post("/herder/leases/{lease_id}/heartbeat", openapi_extra=SIGNED, responses=ERRORS)

@@ -21,7 +21,8 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,8 @@ DEFAULT_LEASE_TTL_S = 10.0
 MAX_WAIT_S = 20.0  # longest a lease request waits for a call
 POLL_SLICE_S = 0.1  # while waiting, checks queued meanwhile are looked at this often
 LATE_WAIT_S = 30.0  # a leased call's Message is signed within this long, or the call fails
+STORING_THREADS = 4  # workers' Results stored at once, while their calls settle
+MAX_UNSTARTED = 2  # lapsed leases of a call with no heartbeat that do not use up an attempt
 NO_WORKER_TTLS = 3  # with --workers 0, queued calls are answered once no worker asked for this many TTLs
 
 
@@ -68,6 +71,7 @@ class CallWork:
     call: Call
     prepared: PreparedCall
     streamed: str = ""
+    beats: int = 0  # heartbeats received: 0 means the worker may never have had the call
 
 
 class RemoteHerd:
@@ -82,8 +86,10 @@ class RemoteHerd:
         self.leases = LeaseBook(ttl_s, self._expired, self._answer_unserved)
         self.started_at = time.monotonic()
         self._closed = False
+        self._storing = ThreadPoolExecutor(max_workers=STORING_THREADS, thread_name_prefix="worker-result-store")
         self.checker = Checker(self, verify_fraction, service.inference.store.root)
         self._signed: weakref.WeakKeyDictionary[Call, PreparedCall] = weakref.WeakKeyDictionary()
+        self._unconfirmed: weakref.WeakKeyDictionary[Call, int] = weakref.WeakKeyDictionary()
         self._workers: dict[str, WorkerStats] = {}
         self._lock = threading.Lock()
 
@@ -112,8 +118,11 @@ class RemoteHerd:
             stats.last_seen = time.time()
             return stats
 
-    def lease(self, request: WorkerRequest, wait_s: float) -> dict[str, Any] | None:
-        """Given a verified lease request, wait up to wait_s for work; return the grant, or None."""
+    def lease(self, request: WorkerRequest, wait_s: float, gone: Callable[[], bool] | None = None) -> dict[str, Any] | None:
+        """Given a verified lease request, wait up to wait_s for work; return the grant, or None.
+
+        `gone()` True: the worker hung up while waiting (a call is not leased to a dead request).
+        """
         stats = self.check_worker(request)
         deadline = time.monotonic() + min(max(wait_s, 0.0), MAX_WAIT_S)
         while not self._closed:
@@ -122,7 +131,12 @@ class RemoteHerd:
             if check is not None:
                 return self._grant(stats, check, check.call)
             remaining = deadline - time.monotonic()
+            if gone is not None and gone():
+                return None
             call = self.pool.queue.get(timeout=max(0.0, min(POLL_SLICE_S, remaining)))
+            if call is not None and gone is not None and gone():
+                self._put_back(call)
+                return None
             if call is not None:
                 work = self._leasable(call)
                 if work is not None:
@@ -164,6 +178,8 @@ class RemoteHerd:
         self.check_worker(request)
         lease = self.leases.renew(lease_id, request.worker)
         events = request.body.get("events") or []
+        if isinstance(lease.work, CallWork):
+            lease.work.beats += 1
         if isinstance(lease.work, CallWork) and isinstance(events, list):
             for piece in events:
                 if isinstance(piece, str) and piece:
@@ -192,11 +208,22 @@ class RemoteHerd:
         call_json = lease.work.call if isinstance(lease.work, Check) else lease.work.prepared.to_json()
         try:
             result_id, record = parse_worker_result(item, worker, call_json)
-            self.service.inference.store.put_item(item)  # the worker's signed Result is kept as it came
         except RecordInvalid as exc:
             raise LeaseRefused(422, f"refused Result: {exc}") from None
         self.leases.end(lease_id, worker)  # Security: one answer per lease; a second one gets 409 here
-        generation = generation_of(record)
+        # The worker's signed Result is kept as it came, stored while the call is settled.
+        storing = self._storing.submit(self.service.inference.store.put_item, item)
+        try:
+            self._answer(lease, stats, worker, result_id, generation_of(record))
+        finally:
+            try:
+                storing.result()
+            except Exception as exc:  # noqa: BLE001 - the answer stands (the owner's Result repeats it)
+                log.error("storing worker %s's Result %s failed: %s", worker, result_id, exc)
+        return {"result": result_id}
+
+    def _answer(self, lease: Lease, stats: WorkerStats, worker: str, result_id: str, generation) -> None:
+        """Given a lease answered with a checked Result, hand its output to the call (or to its check)."""
         with self._lock:
             if isinstance(lease.work, Check):
                 stats.checks_done += 1
@@ -204,7 +231,7 @@ class RemoteHerd:
                 stats.calls_done += 1
         if isinstance(lease.work, Check):
             self.checker.remote_done(lease.work, worker, result_id, generation)
-            return {"result": result_id}
+            return
         work: CallWork = lease.work
         rest = generation.text[len(work.streamed):] if generation.text.startswith(work.streamed) else ""
         if rest:
@@ -213,7 +240,6 @@ class RemoteHerd:
         answer["timings"] = {**answer["timings"], WORKER: worker, WORKER_RESULT: result_id}
         work.call.deliver("done", answer)
         self.checker.maybe_check(work.prepared.to_json(), worker, result_id, generation)
-        return {"result": result_id}
 
     # -- leases that end badly
 
@@ -231,6 +257,8 @@ class RemoteHerd:
             self.checker.requeue(lease.work, lease.worker)
             return
         call = lease.work.call
+        if lease.work.beats == 0 and self._unstarted(call) <= MAX_UNSTARTED:
+            call.attempts -= 1  # never confirmed by a heartbeat: the grant may not have reached a live worker
         # As the pool does: a retry is only invisible when the caller has seen nothing.
         if call.attempts <= self.pool.config.retries and call.events_sent == 0:
             try:
@@ -239,6 +267,12 @@ class RemoteHerd:
             except HerderClosed as exc:
                 failure = WorkerLost(str(exc))
         call.deliver("error", failure)
+
+    def _unstarted(self, call: Call) -> int:
+        """Count one more lease of this call that lapsed unconfirmed; return how many it has had."""
+        with self._lock:
+            self._unconfirmed[call] = self._unconfirmed.get(call, 0) + 1
+            return self._unconfirmed[call]
 
     def _put_back(self, call: Call) -> None:
         try:
@@ -282,6 +316,7 @@ class RemoteHerd:
     def close(self) -> None:
         """Stop leasing: live leases' calls are answered with HerderClosed (the pool drains the queue)."""
         self._closed = True
+        self._storing.shutdown(wait=True)
         for lease in self.leases.close():
             if isinstance(lease.work, CallWork):
                 lease.work.call.deliver("error", HerderClosed("herder is shutting down"))
