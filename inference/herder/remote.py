@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from inference.errors import HerderClosed, RecordInvalid, WorkerLost
+from inference.errors import HerderClosed, HerderError, RecordInvalid, WorkerLost
 from inference.execution import execute_job
 from inference.herder.calls import Call
 from inference.herder.leases import Lease, LeaseBook, LeaseRefused, RequestVerifier, WorkerRequest
@@ -148,7 +148,11 @@ class RemoteHerd:
     def _leasable(self, call: Call) -> CallWork | None:
         """Given a call taken from the queue, return it as work for a remote worker (None: not for one)."""
         if call.job is not execute_job:
-            self._put_back(call)  # replays and other jobs run on local slots
+            if self.local_workers == 0:  # replays and other jobs run only on local slots: none here
+                call.deliver("error", HerderError("this head runs no local workers (--workers 0), and only calls "
+                                                  "are leased to remote ones; replay with `permastore replay ID`"))
+                return None
+            self._put_back(call)
             time.sleep(POLL_SLICE_S)
             return None
         try:

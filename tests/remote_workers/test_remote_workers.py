@@ -140,3 +140,13 @@ class _Context:
 
         self.store = store
         self.records = RecordStore(store, None)
+
+
+def test_replay_over_http_on_a_head_without_local_workers_is_refused_not_hung(herd):
+    address = herd.wallet("w1")
+    herd.start_head("--workers", "0", "--allow-worker", address, "--verify-fraction", "0")
+    herd.start_worker("w1")
+    answer = herd.complete("replay me")
+    assert answer.status_code == 200, answer.text
+    replay = httpx.post(f"{herd.head.url}/replay/{answer.json()['record']['result']}", timeout=120)
+    assert replay.status_code == 503 and "no local workers" in replay.json()["error"]
