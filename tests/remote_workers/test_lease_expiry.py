@@ -19,7 +19,7 @@ def _held_by(herd, address: str) -> dict:
 def test_a_worker_killed_mid_call_loses_its_lease_and_another_worker_answers(herd):
     stalling, honest = herd.wallet("stalling"), herd.wallet("honest")
     herd.start_head("--workers", "0", "--allow-worker", stalling, "--allow-worker", honest,
-                    "--lease-ttl", "2", "--verify-fraction", "0")
+                    "--lease-ttl", "5", "--verify-fraction", "0")
     staller = herd.start_worker("stalling", mode="stalling")
     herd.wait_for(lambda i: worker_named(i, stalling) is not None, "the stalling worker asking for calls")
     answers: list[httpx.Response] = []
@@ -32,8 +32,9 @@ def test_a_worker_killed_mid_call_loses_its_lease_and_another_worker_answers(her
     caller.join(120)
     assert len(answers) == 1 and answers[0].status_code == 200, answers and answers[0].text
     info = herd.info()
-    assert info["leases"]["expired"] == 1 and info["leases"]["live"] == 0
-    assert worker_named(info, stalling)["leases_expired"] == 1
+    # (at least one: on a loaded machine a late heartbeat may lapse a lease before the kill, too)
+    assert info["leases"]["expired"] >= 1 and info["leases"]["live"] == 0
+    assert worker_named(info, stalling)["leases_expired"] >= 1
     assert worker_named(info, honest)["calls_done"] == 1
     assert worker_named(info, stalling)["calls_done"] == 0
     # The one Result of the message is the honest worker's run.
@@ -44,7 +45,7 @@ def test_a_worker_killed_mid_call_loses_its_lease_and_another_worker_answers(her
 
 def test_a_call_whose_text_was_streamed_is_refunded_when_its_worker_dies(herd):
     partial = herd.wallet("partial")
-    head = herd.start_head("--workers", "0", "--allow-worker", partial, "--lease-ttl", "2",
+    head = herd.start_head("--workers", "0", "--allow-worker", partial, "--lease-ttl", "5",
                            "--verify-fraction", "0", "--fee-base", "5")
     payer = herd.info()["head_address"]  # a keyless local caller pays from the node's address
     assert httpx.post(f"{head.url}/credits/{payer}", json={"amount": 100}, timeout=30).status_code == 200
@@ -60,7 +61,7 @@ def test_a_call_whose_text_was_streamed_is_refunded_when_its_worker_dies(herd):
                 worker.stop(signal.SIGKILL)  # the caller has seen text: no invisible retry is possible
     stream = "\n".join(pieces)
     assert "partial" in stream and "error" in stream, stream
-    info = herd.wait_for(lambda i: i["leases"]["expired"] == 1, "the lease to lapse")
+    info = herd.wait_for(lambda i: i["leases"]["expired"] >= 1 and i["leases"]["live"] == 0, "the lease to lapse")
     assert info["queue_length"] == 0
     balance = httpx.get(f"{head.url}/credits/{payer}", timeout=30).json()["balance"]
     assert balance == 100  # reserved, then refunded: the call was not answered
