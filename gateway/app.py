@@ -15,6 +15,7 @@ from gateway.fastpath import EXPOSED_HEADERS, FastPath, SmallObjectCache
 from gateway.inference_api.errors import install_inference_errors
 from gateway.node import Node
 from gateway.routes import ao as ao_routes
+from gateway.routes import herder as herder_routes
 from gateway.routes import inference as inference_routes
 from gateway.routes import ollama as ollama_routes
 
@@ -75,5 +76,6 @@ def create_app(config: GatewayConfig) -> FastAPI:
     app.include_router(inference_routes.router)  # its lifespan starts and stops the inference service
     app.include_router(ollama_routes.router)  # /api/*: before the data routes' `/{id}/{path}`
     app.include_router(ao_routes.router)  # AO's MU and CU; its lifespan runs inside the inference one
+    app.include_router(herder_routes.router)  # remote workers lease calls from the inference service
     app.include_router(data.router)  # last: `/{id}` would otherwise shadow one-segment routes
     return app

@@ -66,12 +66,15 @@ def register(subparsers) -> None:
                         help=f"largest data_size a tx may claim, posted or fetched (default {DEFAULT_MAX_DATA_SIZE})")
     _herder_arguments(parser)
     parser.set_defaults(handler=run_serve)
+    from inference.herder import remote_cli
+
+    remote_cli.register(subparsers)  # `permastore worker`: a node's other role in a herd
 
 
 def _herder_arguments(parser) -> None:
     """Inference herder flags; unset ones fall back to data/herder.json, PERMASTORE_* env, defaults."""
     group = parser.add_argument_group("inference herder (default: fees off, no key needed from 127.0.0.1)")
-    group.add_argument("--workers", type=int, metavar="N", help="llama.cpp worker processes (default 1)")
+    group.add_argument("--workers", type=int, metavar="N", help="llama.cpp worker processes (default 1; 0: remote workers run every call)")
     group.add_argument("--fee-base", type=int, metavar="N", help="fee per call, in credits (default 0)")
     group.add_argument("--fee-token", type=int, metavar="N", help="fee per prompt + max token (default 0)")
     group.add_argument("--require-keys", action="store_true", default=None,
@@ -79,6 +82,12 @@ def _herder_arguments(parser) -> None:
     group.add_argument("--call-timeout", type=float, metavar="S", help="seconds per call attempt (default 300)")
     group.add_argument("--trust-model-owner", action="append", default=None, metavar="ADDRESS",
                        help="list and load models this wallet uploaded (repeatable; this node's own always are)")
+    group.add_argument("--allow-worker", action="append", default=None, metavar="ADDRESS",
+                       help="a worker node's wallet that may lease calls (`permastore worker --head`; repeatable)")
+    group.add_argument("--lease-ttl", type=float, metavar="S",
+                       help="seconds a remote worker's lease lasts unless renewed by its heartbeats (default 10)")
+    group.add_argument("--verify-fraction", type=float, metavar="F",
+                       help="share of remote workers' calls run again elsewhere and compared (default 0.05)")
 
 
 def _herder_settings(args: argparse.Namespace) -> HerderSettings:
@@ -87,6 +96,8 @@ def _herder_settings(args: argparse.Namespace) -> HerderSettings:
         "workers": args.workers, "fee_base": args.fee_base, "fee_token": args.fee_token,
         "require_keys": args.require_keys, "call_timeout_s": args.call_timeout,
         "trust_model_owners": tuple(args.trust_model_owner) if args.trust_model_owner else None,
+        "allow_workers": tuple(args.allow_worker) if args.allow_worker else None,
+        "lease_ttl_s": args.lease_ttl, "verify_fraction": args.verify_fraction,
     }
     try:
         return HerderSettings.load(args.data, **flags)

@@ -20,6 +20,7 @@ from inference.errors import RecordInvalid, RecordNotFound
 from inference.execution import engines_of, execute
 from inference.generation import token_hash
 from inference.herder.pool import WorkerPool
+from inference.herder.remote_results import vouched_worker_result
 from inference.herder.worker import JobContext
 from inference.identity import identity_differences
 from inference.messages import ERROR_FINISH
@@ -207,7 +208,8 @@ def resolve_call(ctx: Inference, record_id: str) -> tuple[Process, str, records.
     if result_stored is None:
         result_stored = _result_for(ctx, message_id, owner)
     elif result_stored.owner_address != owner:
-        raise RecordInvalid(f"Result {result_stored.id} is signed by {result_stored.owner_address}, not the process owner")
+        # A remote worker's Result replays when the owner's Result for the message names it.
+        result_stored = vouched_worker_result(ctx, message_id, owner, result_stored)
     check_result(message_id, message, result_stored)
     return process, message_id, message, result_stored
 

@@ -37,7 +37,7 @@ class HerderSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
 
-    workers: int = Field(1, ge=1, description="llama.cpp worker processes")
+    workers: int = Field(1, ge=0, description="llama.cpp worker processes (0: remote workers run every call)")
     fee_base: int = Field(0, ge=0, description="fee per call, in credits (both fees 0: pricing off)")
     fee_token: int = Field(0, ge=0, description="fee per prompt + max token")
     require_keys: bool = Field(False, description="False: callers on 127.0.0.1 need no key")
@@ -46,8 +46,11 @@ class HerderSettings(BaseSettings):
     worker_start_timeout_s: float = Field(120.0, gt=0)
     trust_model_owners: tuple[str, ...] = Field((), description="owners whose models this node lists and loads")
     preload_models: int = Field(1, ge=0, description="newest trusted models every worker loads when it starts")
+    allow_workers: tuple[str, ...] = Field((), description="wallets of remote worker nodes that may lease calls")
+    lease_ttl_s: float = Field(10.0, gt=0, description="seconds a remote worker's lease lasts unless renewed")
+    verify_fraction: float = Field(0.05, ge=0, le=1, description="share of remote workers' calls run again and compared")
 
-    @field_validator("trust_model_owners")
+    @field_validator("trust_model_owners", "allow_workers")
     @classmethod
     def _addresses(cls, owners: tuple[str, ...]) -> tuple[str, ...]:
         for owner in owners:

@@ -48,8 +48,8 @@ class PoolConfig:
     worker_start_timeout_s: float = 120.0
 
     def __post_init__(self) -> None:
-        if self.workers < 1:
-            raise ValueError("workers must be at least 1")
+        if self.workers < 0:
+            raise ValueError("workers must be 0 or more (0: only remote workers run calls)")
         if self.call_timeout_s <= 0:
             raise ValueError("call timeout must be positive")
         if self.retries < 0:

@@ -43,6 +43,7 @@ from inference.processes import (
     unsigned_call,
 )
 from inference.records import SignedRequest
+from inference.herder.remote import RemoteHerd
 from inference.settings import HerderSettings
 
 log = logging.getLogger("inference.herder")
@@ -197,6 +198,7 @@ class CallService:
             log.warning("refunded %d calls left open by the previous run", refunded)
         self.pool = WorkerPool(settings.pool())
         self.pool.warm(prepare_worker, None)  # every worker imports llama.cpp before its first call
+        self.remote = RemoteHerd(self, settings.allow_workers, settings.lease_ttl_s, settings.verify_fraction)
         self._settlers = ThreadPoolExecutor(max_workers=SETTLERS, thread_name_prefix="call-settler")
         self._default_processes: dict[str, str] = {}
         self._spawn_lock = threading.Lock()
@@ -235,6 +237,7 @@ class CallService:
 
     def close(self) -> None:
         """Stop the workers (their calls are answered and settled), then close the ledger and key store."""
+        self.remote.close()
         self.pool.close()
         self._settlers.shutdown(wait=True)
         self.ledger.close()
@@ -284,6 +287,7 @@ class CallService:
             "fee_bump": FEE_BUMP,
             **self.pool.info(),
             "pricing": self.settings.fees.enabled,
+            **self.remote.info(),
         }
 
     # -- calls
@@ -317,8 +321,8 @@ class CallService:
         # model runs; the Result waits for it.
         late: Future[str] = Future()
         try:
-            self.pool.submit(execute_job, unsigned_call(process, plan).to_json(), multiplier, late=late,
-                             listener=running.on_outcome)
+            queued = self.pool.submit(execute_job, unsigned_call(process, plan).to_json(), multiplier, late=late,
+                                      listener=running.on_outcome)
         except BaseException:
             self.refund(reservation)
             raise
@@ -328,6 +332,7 @@ class CallService:
             late.set_exception(exc)  # the job fails; nothing was written
             self.refund(reservation)
             raise
+        self.remote.message_signed(queued, prepared)  # before the late value: a remote lease waits for it
         late.set_result(prepared.message_id)
         running.message_started(prepared, message)
         return running

@@ -111,6 +111,11 @@ def test_config_rejects_bad_values(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="unknown herder settings: fee_bass"):
         HerderSettings.load(tmp_path)
     with pytest.raises(ValueError):
-        HerderSettings.of(workers=0)
+        HerderSettings.of(workers=-1)
+    assert HerderSettings.of(workers=0).workers == 0  # remote workers run every call (issue 12)
+    with pytest.raises(ValueError, match="verify_fraction"):
+        HerderSettings.of(verify_fraction=1.5)
+    with pytest.raises(ValueError, match="allow_workers"):
+        HerderSettings.of(allow_workers=("not an address",))
     with pytest.raises(ValueError, match="trust_model_owners"):
         HerderSettings.of(trust_model_owners=("not an address",))

@@ -1,0 +1,62 @@
+"""Checked results: with --verify-fraction 1 every remote answer is run again elsewhere; a worker whose
+engine differs (test-only: its seed is shifted) is caught, both Results are kept, a third run bans it."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.remote_workers.conftest import worker_named
+
+MAX_CALLS = 12
+
+
+def _calls_until_banned(herd, address: str) -> list[dict]:
+    records = []
+    for n in range(MAX_CALLS):
+        answer = herd.complete(f"check me {n}", max_tokens=12)
+        assert answer.status_code == 200, answer.text
+        records.append(answer.json()["record"])
+        info = herd.info()
+        if address in info["banned_workers"]:
+            return records
+    herd.wait_for(lambda i: address in i["banned_workers"], "the skewed worker to be banned", timeout=60)
+    return records
+
+
+def test_a_worker_whose_engine_differs_is_caught_and_banned(herd):
+    skewed, honest1, honest2 = herd.wallet("skewed"), herd.wallet("honest1"), herd.wallet("honest2")
+    flags = [item for address in (skewed, honest1, honest2) for item in ("--allow-worker", address)]
+    head = herd.start_head("--workers", "0", "--verify-fraction", "1", *flags)
+    bad = herd.start_worker("skewed", mode="skewed")
+    herd.start_worker("honest1")
+    herd.start_worker("honest2")
+    herd.wait_for(lambda i: len(i["remote_workers"]) == 3, "three workers asking for calls")
+    _calls_until_banned(herd, skewed)
+    info = herd.wait_for(lambda i: i["checks"]["pending"] == 0 and i["leases"]["live"] == 0, "checks to finish")
+    assert info["banned_workers"] == [skewed]  # the honest ones agree with each other and stay
+    assert info["checks"]["mismatches"] >= 1 and info["checks"]["decided"] >= 1
+    assert info["checks"]["passed"] + info["checks"]["mismatches"] >= 1
+    assert worker_named(info, skewed)["banned"] is True
+    assert not worker_named(info, honest1)["banned"] and not worker_named(info, honest2)["banned"]
+    # The mismatched call is marked, and both Results are kept on the head, signed by their workers.
+    marked = info["mismatched_calls"][0]
+    assert skewed in (marked["worker"], marked["checker"])
+    kept = [httpx.get(f"{head.url}/{marked[key]}", timeout=30).json() for key in ("worker_result", "checker_result")]
+    assert [result["message"] for result in kept] == [marked["message"]] * 2
+    assert kept[0]["token_ids"] != kept[1]["token_ids"]
+    # A banned worker gets no more leases; calls go on being answered by the others.
+    assert herd.complete("after the ban", max_tokens=4).status_code == 200
+    herd.wait_for(lambda i: True, "info")
+    assert "banned" in bad.log()
+
+
+def test_checks_run_on_the_heads_own_slots_when_it_has_them(herd):
+    skewed = herd.wallet("skewed")
+    herd.start_head("--workers", "1", "--verify-fraction", "1", "--allow-worker", skewed)
+    herd.start_worker("skewed", mode="skewed")
+    herd.wait_for(lambda i: len(i["remote_workers"]) == 1, "the worker asking for calls")
+    _calls_until_banned(herd, skewed)
+    info = herd.info()
+    assert info["banned_workers"] == [skewed]
+    marked = info["mismatched_calls"][0]
+    assert marked["checker"] == "local" and marked["checker_result"] is None
