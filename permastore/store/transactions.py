@@ -117,7 +117,7 @@ class Transactions:
             raise
         info = self.info(tx.id)
         self._maybe_unbundle(info)  # indexes the items inside; the tx's info stays as it is
-        return info
+        return self._publish(info)
 
     def put_chunk(self, data_root: bytes, data_size: int, offset: int, chunk: bytes, data_path: bytes) -> None:
         """Given a chunk of a pending L1 tx and its data_path, validate and store it.
