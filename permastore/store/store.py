@@ -205,6 +205,7 @@ class Store(Items, Transactions, KnownCopies, ObjectPaths, Unbundler, Weave, Che
             self._learner.stop()
         if self.bucket is not None:
             self.bucket.close()
+        if self._cache is not None:
             self._cache.close()
         with self._connections_lock:
             for conn in self._connections:

@@ -55,7 +55,7 @@ class Transactions:
         if existing is not None:  # a known ID proves nothing: the copy must be the stored tx
             self.check_known_tx(tx, data if existing.data_complete else None)
         if existing is not None and (existing.data_complete or data is None):
-            return existing
+            return self._publish(existing)  # with a bucket: a put that failed there before is retried
         if existing is not None:
             return self._complete_tx(existing, tx, data, progress)
         row = tx_row(tx)
