@@ -75,10 +75,14 @@ class Exporter:
     def _verify_ahead(self, id: str, rows, verified: queue.Queue, stop: threading.Event) -> None:
         """Verify each chunk in order; queue (row, None) for raw ones, (row, bytes) for decoded ones."""
         try:
-            for chunk in rows:
+            runs = ([row] for row in rows)
+            if self.bucket is not None:
+                runs = self.bucket.fetch_ahead(runs)  # chunks only in the bucket are read ahead
+            for run in runs:
+                chunk, fetched = (run[0][0], run[1]) if self.bucket is not None else (run[0], None)
                 if stop.is_set():
                     return
-                raw = self._chunks.load(id, chunk)  # raises CorruptChunk
+                raw = self._chunks.load(id, chunk, fetched)  # raises CorruptChunk
                 in_file = chunk["codec"] == codec.RAW and chunk["segment_id"] not in (INLINE_SEGMENT, BUCKET_SEGMENT)
                 verified.put((chunk, None if in_file else raw))
         except BaseException as exc:

@@ -67,13 +67,17 @@ class ChunkReader:
         self.inline_bytes = inline_bytes  # inline_chunks id -> stored bytes or None
         self.remote = remote  # (BLAKE3 address, size) -> raw bytes from the bucket, or None: no bucket
 
-    def load(self, id: str, row) -> bytes:
-        """Given an object ID and one chunk row, return the chunk's verified raw bytes."""
+    def load(self, id: str, row, fetched=None) -> bytes:
+        """Given an object ID and one chunk row, return the chunk's verified raw bytes.
+
+        fetched: a callable returning the chunk's raw bytes already being fetched from the
+        bucket (read ahead), used instead of reading them here; verified the same way.
+        """
         address = bytes(row["hash"])
         if row["segment_id"] is None:
             raise CorruptChunk(id, row["idx"], address.hex(), "chunk is missing from the index")
         try:
-            chunk_codec, stored = self._stored(row)
+            chunk_codec, stored = (codec.RAW, fetched()) if fetched else self._stored(row)
             raw = codec.decode(chunk_codec, stored, row["size"])
         except Exception as exc:  # a missing file, a short segment, a broken zstd frame
             raise CorruptChunk(id, row["idx"], address.hex(), f"unreadable: {exc}") from None

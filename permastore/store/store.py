@@ -422,7 +422,15 @@ class Store(Items, Transactions, KnownCopies, ObjectPaths, Unbundler, Weave, Che
         return self._read_chunks(row["id"], rows, start, end)
 
     def _read_chunks(self, id: str, rows, start: int, end: int) -> Iterator[bytes]:
-        for run in contiguous_runs(rows):
+        runs = contiguous_runs(rows)
+        if self.bucket is not None:
+            runs = self.bucket.fetch_ahead(runs)  # (run, fetched): chunks only in the bucket read ahead
+        for run in runs:
+            if self.bucket is not None:
+                run, fetched = run
+                if fetched is not None:
+                    yield _within(self._chunks.load(id, run[0], fetched), run[0]["offset"], start, end)
+                    continue
             data = self._chunks.load_run(id, run)
             if data is None:
                 # Some chunk failed: go chunk by chunk so every verified one before it is still

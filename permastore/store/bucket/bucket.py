@@ -15,6 +15,8 @@ import hashlib
 import logging
 import threading
 import time
+from collections import deque
+from typing import Iterator
 
 import blake3
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +26,7 @@ from permastore.store.bucket.manifest import Manifest
 from permastore.store.bucket.settings import BucketSettings
 from permastore.store.bucket.storage import MAX_CONNECTIONS, BucketError, ObjectStorage, S3Storage
 from permastore.store.index import object_row, transaction
-from permastore.store.reader import chunk_rows
+from permastore.store.reader import BUCKET_SEGMENT, chunk_rows
 
 log = logging.getLogger("permastore.bucket")
 
@@ -35,6 +37,7 @@ CREATE TABLE IF NOT EXISTS bucket_state (key TEXT PRIMARY KEY, value TEXT NOT NU
 CREATE INDEX IF NOT EXISTS chunks_segment ON chunks(segment_id);
 """
 UPLOAD_THREADS = MAX_CONNECTIONS // 2
+READ_AHEAD = 16  # bucket chunks requested ahead of a read (4 MiB)
 
 
 class Bucket:
@@ -146,6 +149,35 @@ class Bucket:
         if row is not None and row[0] is not None and hashlib.sha256(data).digest() != bytes(row[0]):
             raise OSError(f"bucket object of chunk {address.hex()} does not match its SHA-256")
         return data
+
+    def fetch_ahead(self, runs) -> Iterator[tuple[list, object]]:
+        """Given runs of chunk rows in read order, yield (run, fetched): fetched is None, or for
+        a chunk held only in the bucket a callable returning its raw bytes, requested up to
+        READ_AHEAD chunks ahead so that a read is not one round trip per 256 KiB."""
+        pending: deque = deque()
+        runs = iter(runs)
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < READ_AHEAD:
+                run = next(runs, None)
+                if run is None:
+                    exhausted = True
+                    break
+                row = run[0]
+                future = None
+                if len(run) == 1 and row["segment_id"] == BUCKET_SEGMENT:
+                    future = self._pool.submit(self.load_chunk, bytes(row["hash"]), row["size"])
+                pending.append((run, future))
+            if not pending:
+                return
+            run, future = pending.popleft()
+            try:
+                yield run, (future.result if future is not None else None)
+            except GeneratorExit:
+                for _, waiting in pending:
+                    if waiting is not None:
+                        waiting.cancel()
+                raise
 
     def check(self, report, progress=None) -> None:
         """fsck: read every chunk the bucket should hold back from it, and verify it."""
