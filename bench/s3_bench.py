@@ -92,6 +92,7 @@ def bench(size: int, work: Path) -> dict:
 
 def _measure(size: int, work: Path, source: Path, seaweed: SeaweedFS) -> dict:
     name = f"bench-{uuid.uuid4().hex[:8]}"
+    seaweed.client.create_bucket(Bucket=name)
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("PERMASTORE_")}
     base_env.update(CREDENTIALS, HOME=str(work))
     bucket_args = ["--s3-endpoint", seaweed.endpoint, "--s3-bucket", name]

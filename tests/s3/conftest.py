@@ -109,9 +109,11 @@ def seaweedfs(tmp_path_factory):
 
 @pytest.fixture
 def bucket(seaweedfs, monkeypatch) -> BucketSettings:
-    """A new bucket's settings (created by the first node that opens it), with the AWS variables set."""
+    """A new bucket (created here, as an operator would) and its settings, with the AWS variables set."""
     for name, value in CREDENTIALS.items():
         monkeypatch.setenv(name, value)
     for name in ("PERMASTORE_S3_ENDPOINT", "PERMASTORE_S3_BUCKET", "PERMASTORE_CACHE_SIZE"):
         monkeypatch.delenv(name, raising=False)
-    return BucketSettings(seaweedfs.endpoint, f"test-{uuid.uuid4().hex[:12]}")
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    seaweedfs.client.create_bucket(Bucket=name)
+    return BucketSettings(seaweedfs.endpoint, name)

@@ -2,12 +2,13 @@
 
 `ObjectStorage` is all the store needs from a bucket: write a key only when absent, read a
 key (whole or a range), list keys after a marker. Keys are opaque strings; values are
-bytes. `S3Storage` implements it on any S3-compatible service with boto3 (AWS S3, R2,
+bytes. `S3Storage` implements it on any S3-compatible service with obstore (AWS S3, R2,
 Ceph, SeaweedFS); credentials and region come from the standard AWS variables.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Iterator, Protocol
 
 from permastore.store.errors import StoreError
@@ -37,86 +38,85 @@ class ObjectStorage(Protocol):
 
 
 class S3Storage:
-    """ObjectStorage on an S3-compatible bucket (boto3); safe to share between threads."""
+    """ObjectStorage on an S3-compatible bucket (obstore: Rust, releases the GIL); thread-safe.
+
+    The bucket must exist (operators create it: `aws s3 mb`, the service's console); its
+    absence is one clear BucketError at open.
+    """
 
     def __init__(self, endpoint: str, bucket: str):
         try:
-            import boto3
-            from botocore.config import Config
+            import obstore
+            from obstore.store import S3Store
         except ImportError:
-            raise BucketError("a bucket needs boto3: pip install 'permastore[s3]'") from None
-
+            raise BucketError("a bucket needs obstore: pip install 'permastore[s3]'") from None
         self.bucket = bucket
-        config = Config(max_pool_connections=MAX_CONNECTIONS, retries={"max_attempts": 3, "mode": "standard"})
-        self._client = boto3.session.Session().client("s3", endpoint_url=endpoint or None, config=config)
-        self._errors = __import__("botocore.exceptions", fromlist=["ClientError"])
+        self._obstore = obstore
+        options = {"allow_http": True, "pool_max_idle_per_host": str(MAX_CONNECTIONS)}
+        kwargs = {"client_options": options, "retry_config": {"max_retries": 3, "retry_timeout": _seconds(30)}}
+        if endpoint:
+            kwargs["endpoint"] = endpoint
+            kwargs["virtual_hosted_style_request"] = False
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        if region:
+            kwargs["region"] = region
+        try:
+            self._store = S3Store(bucket, **kwargs)
+        except Exception as exc:  # a bad endpoint URL or option: obstore's errors carry the reason
+            raise BucketError(f"bucket {bucket}: {_first_line(exc)}") from None
 
     def ensure_bucket(self) -> None:
-        """Create the bucket when it does not exist (a node's first open on a new bucket)."""
-        exc = self._errors
-        try:
-            self._client.head_bucket(Bucket=self.bucket)
-        except exc.ClientError as error:
-            if _status(error) != 404:
-                raise BucketError(f"bucket {self.bucket}: {error}") from None
-            try:
-                self._client.create_bucket(Bucket=self.bucket)
-            except exc.ClientError as error:
-                if _code(error) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-                    raise BucketError(f"cannot create bucket {self.bucket}: {error}") from None
-        except exc.BotoCoreError as error:
-            raise BucketError(f"bucket {self.bucket}: {error}") from None
+        """Check the bucket answers (one LIST); BucketError saying why when it does not."""
+        next(self.list_after("", ""), None)
+
+    def _fail(self, action: str, key: str, exc: Exception) -> BucketError:
+        return BucketError(f"bucket {self.bucket}: cannot {action} {key}: {_first_line(exc)}")
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         try:
             # If-None-Match: two nodes writing one key never replace each other's object.
-            self._client.put_object(Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*")
+            self._obstore.put(self._store, key, data, mode="create", use_multipart=False)
             return True
-        except self._errors.ClientError as error:
-            if _status(error) in (409, 412):
-                return False
-            raise BucketError(f"cannot write {key} to bucket {self.bucket}: {error}") from None
-        except self._errors.BotoCoreError as error:
-            raise BucketError(f"cannot write {key} to bucket {self.bucket}: {error}") from None
+        except self._obstore.exceptions.AlreadyExistsError:
+            return False
+        except self._obstore.exceptions.PreconditionError:
+            return False
+        except Exception as exc:
+            raise self._fail("write", key, exc) from None
 
     def put(self, key: str, data: bytes) -> None:
         try:
-            self._client.put_object(Bucket=self.bucket, Key=key, Body=data)
-        except (self._errors.ClientError, self._errors.BotoCoreError) as error:
-            raise BucketError(f"cannot write {key} to bucket {self.bucket}: {error}") from None
+            self._obstore.put(self._store, key, data, use_multipart=False)
+        except Exception as exc:
+            raise self._fail("write", key, exc) from None
 
     def get(self, key: str) -> bytes | None:
         try:
-            return self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except self._errors.ClientError as error:
-            if _status(error) == 404:
-                return None
-            raise BucketError(f"cannot read {key} from bucket {self.bucket}: {error}") from None
-        except self._errors.BotoCoreError as error:
-            raise BucketError(f"cannot read {key} from bucket {self.bucket}: {error}") from None
+            return bytes(self._obstore.get(self._store, key).bytes())
+        except (FileNotFoundError, self._obstore.exceptions.NotFoundError):
+            return None
+        except Exception as exc:
+            raise self._fail("read", key, exc) from None
 
     def list_after(self, prefix: str, marker: str) -> Iterator[str]:
-        token = None
-        while True:
-            kwargs = {"Bucket": self.bucket, "Prefix": prefix}
-            if token:
-                kwargs["ContinuationToken"] = token
-            elif marker:
-                kwargs["StartAfter"] = marker
-            try:
-                page = self._client.list_objects_v2(**kwargs)
-            except (self._errors.ClientError, self._errors.BotoCoreError) as error:
-                raise BucketError(f"cannot list bucket {self.bucket}: {error}") from None
-            for entry in page.get("Contents", ()):
-                yield entry["Key"]
-            token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated") or not token:
-                return
+        try:
+            # obstore lists by path segments: "headers/" is the prefix "headers".
+            pages = self._obstore.list(self._store, prefix.rstrip("/") or None, offset=marker or None, chunk_size=1000)
+            for page in pages:
+                for entry in page:
+                    yield entry["path"]
+        except Exception as exc:
+            raise self._fail("list", prefix or "/", exc) from None
 
 
-def _status(error) -> int:
-    return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+def _seconds(n: int):
+    import datetime
+
+    return datetime.timedelta(seconds=n)
 
 
-def _code(error) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
