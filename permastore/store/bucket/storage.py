@@ -13,7 +13,7 @@ from typing import Iterator, Protocol
 
 from permastore.store.errors import StoreError
 
-# Concurrent requests one S3Storage allows (boto3's pool; uploads use that many threads).
+# Concurrent requests one S3Storage keeps connections for (uploads use half as many threads).
 MAX_CONNECTIONS = 32
 
 
