@@ -161,6 +161,7 @@ class Transactions:
             completed = self._store_new_chunks([new], record)
         for id in completed:
             self._maybe_unbundle(self.info(id))
+            self._publish(self.info(id))  # with a bucket: the completing chunk is acknowledged once it is there
 
     def _try_complete(self, conn, data_root: bytes, data_size: int) -> list[str]:
         """Inside a transaction: when every chunk of data_root is here, complete its pending txs."""

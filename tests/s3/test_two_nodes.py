@@ -84,3 +84,24 @@ def test_concurrent_puts_of_the_same_data_from_two_nodes(tmp_path, bucket):
         for id in results.values():
             assert b"".join(store.read(id)) == data
         assert store.fsck().ok
+
+
+def test_a_tx_completed_by_posted_chunks_reaches_the_bucket(tmp_path, bucket):
+    """A pending L1 tx completed by /chunk uploads is published when its last chunk lands."""
+    from permastore.protocol import merkle
+    from tests.store.conftest import signed_tx
+
+    data = os.urandom(3 * merkle.MAX_CHUNK_SIZE + 5000)
+    with Store.open(seed_wallet(tmp_path / "first"), bucket=bucket) as store:
+        tx = signed_tx(store.signer, data)
+        store.put_tx(tx)
+        chunks = merkle.chunks_for(data)
+        for chunk, proof in zip(chunks, merkle.build_proofs(chunks)):
+            piece = data[chunk.min_byte_range : chunk.max_byte_range]
+            if piece:
+                store.put_chunk(tx.data_root, tx.data_size, proof.offset, piece, proof.proof)
+        assert store.info(tx.id).data_complete
+    shutil.rmtree(tmp_path / "first")
+    with Store.open(seed_wallet(tmp_path / "second"), bucket=bucket) as store:
+        assert b"".join(store.read(tx.id)) == data
+        assert store.chunk_leaves(tx.id) == [c for c in merkle.chunks_for(data) if c.max_byte_range > c.min_byte_range]
