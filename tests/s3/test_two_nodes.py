@@ -105,3 +105,22 @@ def test_a_tx_completed_by_posted_chunks_reaches_the_bucket(tmp_path, bucket):
     with Store.open(seed_wallet(tmp_path / "second"), bucket=bucket) as store:
         assert b"".join(store.read(tx.id)) == data
         assert store.chunk_leaves(tx.id) == [c for c in merkle.chunks_for(data) if c.max_byte_range > c.min_byte_range]
+
+
+def test_an_object_fetched_from_a_peer_reaches_the_bucket(tmp_path, bucket):
+    """A node on the bucket that fetches an object from a peer (no bucket) publishes it once complete."""
+    from permastore.sources.engine import Fetcher
+
+    data = os.urandom(2 * 1024 * 1024 + 77)
+    peer_dir = seed_wallet(tmp_path / "peer")
+    with Store.open(peer_dir, bucket=False) as store:
+        id = store.put_data(data).id
+    peer = start_serve(tmp_path / "peer.log", "--data", str(peer_dir), env=isolated_env(tmp_path))
+    try:
+        with Store.open(seed_wallet(tmp_path / "fetcher"), bucket=bucket) as store:
+            assert Fetcher(store, [peer.url]).fetch(id, timeout=60).data_complete
+    finally:
+        peer.stop()
+    shutil.rmtree(tmp_path / "fetcher")
+    with Store.open(seed_wallet(tmp_path / "reader"), bucket=bucket) as store:
+        assert b"".join(store.read(id)) == data
