@@ -15,7 +15,9 @@ Measured in one run, on this machine (SeaweedFS `weed mini` on loopback, one dis
   boto3         baseline: boto3's download_file (parallel ranged GETs, as `aws s3 cp`) of the
                 same bytes stored as one S3 object; target: get_bucket <= 1.5x boto3
 
-Wall seconds, MB/s and peak RSS (MiB) of each command; ratios. Writes
+Wall seconds, MB/s and peak RSS (MiB) of each command; ratios. Before each get the page
+cache of every node's files and of SeaweedFS's volumes is dropped (posix_fadvise), so no get
+is faster only because its bytes were written last. Writes
 bench/out/s3_bench.json (or --out). Everything under --workdir is removed at the end.
 
     python bench/s3_bench.py                 # 2.2 GB
@@ -78,6 +80,21 @@ def node(folder: Path) -> Path:
     return folder
 
 
+def drop_page_cache(folder: Path) -> None:
+    """Ask the kernel to forget the pages of every file under folder, so each get reads the disk."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                os.fdatasync(fd) if os.access(path, os.W_OK) else None
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
 def bench(size: int, work: Path) -> dict:
     source = work / "object.bin"
     make_file(source, size)
@@ -109,6 +126,8 @@ def _measure(size: int, work: Path, source: Path, seaweed: SeaweedFS) -> dict:
         ("get_bucket", ["--data", fresh, *bucket_args, "--cache-size", "0"], bucket_id),
     ):
         out.unlink(missing_ok=True)
+        for folder in (local, cached, fresh, seaweed.folder):
+            drop_page_cache(folder)
         results[label] = run_with_rss([ps, *args, "get", id, "-o", out], base_env)
         if out.stat().st_size != size:
             raise SystemExit(f"{label}: got {out.stat().st_size} bytes, expected {size}")
@@ -122,6 +141,7 @@ def _measure(size: int, work: Path, source: Path, seaweed: SeaweedFS) -> dict:
         "import boto3,sys; boto3.client('s3', endpoint_url=sys.argv[1])"
         ".download_file(sys.argv[2], 'plain/object.bin', sys.argv[3])"
     )
+    drop_page_cache(seaweed.folder)
     results["boto3"] = run_with_rss([sys.executable, "-c", code, seaweed.endpoint, name, out], base_env)
     for entry in results.values():
         entry.pop("stdout", None)

@@ -63,7 +63,7 @@ class HeaderLearner:
     def _learn(self) -> int:
         conn = self.store.db
         row = conn.execute("SELECT value FROM bucket_state WHERE key = ?", (MARKER,)).fetchone()
-        newest = int(row[0]) if row else 0
+        newest = seen = int(row[0]) if row else 0
         start = layout.header_marker(self.bucket.prefix, newest - LOOKBACK_US) if row else ""
         added = 0
         for key in self.bucket.storage.list_after(self.bucket.prefix + layout.HEADERS, start):
@@ -79,8 +79,9 @@ class HeaderLearner:
             except (ProtocolError, StoreError, OSError) as exc:
                 self.refused[key] = str(exc)
                 log.warning("bucket: header %s refused: %s", key, exc)
-        with transaction(conn):
-            conn.execute("INSERT OR REPLACE INTO bucket_state(key, value) VALUES (?, ?)", (MARKER, str(newest)))
+        if newest != seen or row is None:  # no write (and no fsync) for a poll that found nothing new
+            with transaction(conn):
+                conn.execute("INSERT OR REPLACE INTO bucket_state(key, value) VALUES (?, ?)", (MARKER, str(newest)))
         return added
 
     def _import(self, key: str, id: str) -> int:
