@@ -254,7 +254,9 @@ class Store(Items, Transactions, KnownCopies, ObjectPaths, Unbundler, Weave, Che
     # -- writing ---------------------------------------------------------------------
 
     def _ingest(self, data, want_deep_hash: bool, want_sha256: bool, progress=None) -> Ingested:
-        return ingest(data, self.segments_dir, self._known_chunk, want_deep_hash, want_sha256, progress)
+        early = self.bucket.early_uploads() if self.bucket is not None else None  # None when importing
+        return ingest(data, self.segments_dir, self._known_chunk, want_deep_hash, want_sha256, progress,
+                      on_new_chunk=early.add if early is not None else None)  # fmt: skip
 
     def _commit(self, ingested: Ingested, row: dict, tags, after_insert: Callable | None = None) -> ObjectInfo:
         """Given ingested data and the object's row, make both durable; return the stored info.

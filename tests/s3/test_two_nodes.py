@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import time
@@ -11,7 +10,7 @@ import httpx
 
 from permastore.protocol.tags import Tag
 from permastore.store import Store
-from tests.cli.conftest import console_script, isolated_env, seed_wallet, start_serve
+from tests.cli.conftest import isolated_env, seed_wallet, start_serve
 
 GRAPHQL_TAGGED = '{ transactions(tags: [{name: "App", values: ["s3-test"]}], first: 100) { edges { node { id } } } }'
 

@@ -75,6 +75,13 @@ class Bucket:
 
         return _Importing()
 
+    def early_uploads(self) -> "EarlyUploads | None":
+        """Start a put's uploads while it streams in (this thread's next publish waits for them)."""
+        if getattr(self._importing, "on", False):
+            return None
+        self._importing.early = EarlyUploads(self)
+        return self._importing.early
+
     def publish(self, id: str) -> None:
         """Given a committed object's ID, make sure its chunks and its header are in the bucket.
 
@@ -82,6 +89,8 @@ class Bucket:
         publishes what is missing; everything already there is skipped).
         """
         conn = self.store.db
+        early = getattr(self._importing, "early", None)  # this thread's put's uploads, if any
+        self._importing.early = None
         row = object_row(conn, id)
         if row is None or not row["data_complete"] or row["data_parent"] is not None:
             return  # pending headers wait for their data; bundled items travel inside their bundle
@@ -91,6 +100,8 @@ class Bucket:
         if getattr(self._importing, "on", False):
             self._record(conn, [bytes(r["hash"]) for r in rows], id)
             return
+        if early is not None:
+            self._record(conn, early.wait(), None)  # raises BucketError: not acknowledged
         self._upload_chunks(id, rows)
         manifest = Manifest(id, row["kind"], bytes(row["raw_header"]), row["data_size"], self._chunk_list(row))
         key = layout.header_key(self.prefix, time.time_ns() // 1000, id)
@@ -202,3 +213,39 @@ class Bucket:
                     report.failures.append((owner["id"], owner["idx"], reason))
             if progress:
                 progress(r["size"])
+
+
+class EarlyUploads:
+    """Uploads of a put's new chunks started as they are written, at most IN_FLIGHT at once.
+
+    A put whose bucket is slower than its disk is slowed to the bucket's pace (add blocks)
+    instead of holding the object in memory. Chunks of a put that then fails stay in the
+    bucket unreferenced: content-addressed, they are the same bytes any later put would write.
+    """
+
+    IN_FLIGHT = 64  # 16 MiB of chunks
+
+    def __init__(self, bucket: Bucket):
+        self.bucket = bucket
+        self.slots = threading.BoundedSemaphore(self.IN_FLIGHT)
+        self.futures = []
+
+    def add(self, address: bytes, chunk) -> None:
+        self.slots.acquire()
+        try:
+            future = self.bucket._pool.submit(self._upload, address, bytes(chunk))
+        except BaseException:
+            self.slots.release()
+            raise
+        self.futures.append(future)
+
+    def _upload(self, address: bytes, data: bytes) -> bytes:
+        try:
+            self.bucket.storage.put_if_absent(layout.chunk_key(self.bucket.prefix, address), data)
+            return address
+        finally:
+            self.slots.release()
+
+    def wait(self) -> list[bytes]:
+        """Return the addresses uploaded, once all are; raise the first upload's error."""
+        return [future.result() for future in self.futures]

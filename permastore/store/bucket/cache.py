@@ -17,7 +17,6 @@ written under views/ and are not counted.
 from __future__ import annotations
 
 import fcntl
-import logging
 import os
 import threading
 import time
@@ -25,8 +24,6 @@ import time
 from permastore.store import codec
 from permastore.store.index import transaction
 from permastore.store.reader import BUCKET_SEGMENT
-
-log = logging.getLogger("permastore.bucket")
 
 TOUCH_EVERY = 1.0
 EVICT_LOCK = ".evict.lock"
