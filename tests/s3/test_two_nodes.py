@@ -123,3 +123,20 @@ def test_an_object_fetched_from_a_peer_reaches_the_bucket(tmp_path, bucket):
     shutil.rmtree(tmp_path / "fetcher")
     with Store.open(seed_wallet(tmp_path / "reader"), bucket=bucket) as store:
         assert b"".join(store.read(id)) == data
+
+
+def test_a_reading_command_on_an_empty_folder_reads_from_the_bucket(tmp_path, bucket):
+    """With a bucket the folder is a cache: `get` on a folder that holds nothing yet works."""
+    from tests.cli.conftest import run_permastore
+
+    data = os.urandom(600_000)
+    with Store.open(seed_wallet(tmp_path / "first"), bucket=bucket) as store:
+        id = store.put_data(data).id
+    env = isolated_env(tmp_path)
+    out = tmp_path / "out.bin"
+    result = run_permastore("--data", tmp_path / "new", "--s3-endpoint", bucket.endpoint, "--s3-bucket", bucket.bucket,
+                            "get", id, "-o", out, env=env)  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+    assert out.read_bytes() == data
+    without = run_permastore("--data", tmp_path / "other", "get", id, env=env)
+    assert without.returncode != 0 and b"no store at" in without.stderr
