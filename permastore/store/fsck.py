@@ -98,7 +98,7 @@ class Checker:
         for row in rows:
             report.chunks_checked += 1
             try:
-                self._chunks.load("(chunk)", row)
+                self._chunks.load("(chunk)", row, from_bucket=False)
             except CorruptChunk as exc:
                 bad[bytes(row["hash"])] = exc.reason
             if progress:

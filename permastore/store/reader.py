@@ -67,11 +67,13 @@ class ChunkReader:
         self.inline_bytes = inline_bytes  # inline_chunks id -> stored bytes or None
         self.remote = remote  # (BLAKE3 address, size) -> raw bytes from the bucket, or None: no bucket
 
-    def load(self, id: str, row, fetched=None) -> bytes:
+    def load(self, id: str, row, fetched=None, from_bucket: bool = True) -> bytes:
         """Given an object ID and one chunk row, return the chunk's verified raw bytes.
 
         fetched: a callable returning the chunk's raw bytes already being fetched from the
         bucket (read ahead), used instead of reading them here; verified the same way.
+        from_bucket: with a bucket, a local copy that fails is replaced by the bucket's (False
+        for fsck, which must report the local copy).
         """
         address = bytes(row["hash"])
         if row["segment_id"] is None:
@@ -83,6 +85,9 @@ class ChunkReader:
             raise CorruptChunk(id, row["idx"], address.hex(), f"unreadable: {exc}") from None
         # Security: bytes leave the store only when they hash to the address we indexed.
         if len(raw) != row["size"] or blake3.blake3(raw).digest() != address:
+            if from_bucket and self.remote is not None and fetched is None and row["segment_id"] not in (INLINE_SEGMENT, BUCKET_SEGMENT):
+                # A bad local copy (or a segment replaced under a stale name): the bucket's, verified.
+                return self.load(id, row, lambda: self.remote(address, row["size"]))
             raise CorruptChunk(id, row["idx"], address.hex())
         return raw
 

@@ -68,3 +68,19 @@ def test_corrupt_and_truncated_bucket_chunks_are_refused_and_reported(tmp_path, 
     with Store.open(second, bucket=bucket) as store:
         with pytest.raises(CorruptChunk):
             store.read_range(id, 5 * CHUNK, 10)
+
+
+def test_a_bad_local_copy_is_served_from_the_bucket_and_fsck_still_reports_it(tmp_path, bucket):
+    data = os.urandom(20 * CHUNK + 99)  # past 4 MiB: its own segment
+    folder = seed_wallet(tmp_path / "node")
+    with Store.open(folder, bucket=bucket) as store:
+        id = store.put_data(data).id
+    segment = next(p for p in (folder / "segments").iterdir() if p.name.startswith("obj-"))
+    segment.chmod(0o644)
+    with open(segment, "r+b") as f:
+        f.seek(2 * CHUNK + 10)
+        f.write(b"\x00" * 16)
+    with Store.open(folder, bucket=bucket) as store:
+        assert b"".join(store.read(id)) == data
+        report = store.fsck()
+    assert not report.ok and (id, 2) in [(f[0], f[1]) for f in report.failures]

@@ -1,8 +1,8 @@
 """The local data folder as a cache of chunk data, bounded by --cache-size.
 
-The unit of eviction is a sealed segment file whose every chunk is in the bucket (table
-bucket_chunks); the open pack, partial objects and chunks kept inline in the index are
-never evicted. Least recently used first: a read touches the segments it reads (mtime, at
+The unit of eviction is a sealed dedicated segment (one large object's) whose every chunk
+is in the bucket (table bucket_chunks); packs (objects up to 4 MiB), partial objects and
+chunks kept inline in the index are never evicted. Least recently used first: a read touches the segments it reads (mtime, at
 most once a second per segment), so the order survives restarts and is shared by every
 process on the folder. Evicting a segment points its chunks at the bucket (chunks.segment_id
 = BUCKET_SEGMENT) and drops its rows in one commit, then unlinks the file; a reader that
@@ -29,7 +29,8 @@ TOUCH_EVERY = 1.0
 EVICT_LOCK = ".evict.lock"
 
 EVICTABLE_SQL = (
-    "SELECT s.id, s.name, s.committed_size FROM segments s WHERE s.sealed = 1"
+    # Packs are never evicted: new pack names are numbered by the count of pack rows.
+    "SELECT s.id, s.name, s.committed_size FROM segments s WHERE s.sealed = 1 AND s.kind = 'object'"
     " AND NOT EXISTS (SELECT 1 FROM chunks k WHERE k.segment_id = s.id"
     " AND NOT EXISTS (SELECT 1 FROM bucket_chunks b WHERE b.hash = k.hash))"
 )
