@@ -36,8 +36,9 @@ CREATE TABLE IF NOT EXISTS bucket_published (id TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS bucket_state (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS chunks_segment ON chunks(segment_id);
 """
-UPLOAD_THREADS = MAX_CONNECTIONS // 2
-READ_AHEAD = 16  # bucket chunks requested ahead of a read (4 MiB)
+UPLOAD_THREADS = MAX_CONNECTIONS // 2  # PUTs at once (more only contend, on SeaweedFS here)
+READ_THREADS = MAX_CONNECTIONS  # GETs at once for read-ahead
+READ_AHEAD = 48  # bucket chunks requested ahead of a read (12 MiB)
 
 
 class Bucket:
@@ -50,6 +51,7 @@ class Bucket:
         self.storage = storage or S3Storage(settings.endpoint, settings.bucket)
         self._importing = threading.local()
         self._pool = ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="bucket-upload")
+        self._reads = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="bucket-read")
 
     def open(self) -> None:
         """Create the bucket when missing and the local tables; called once by Store.open."""
@@ -59,6 +61,7 @@ class Bucket:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        self._reads.shutdown(wait=True)
 
     # -- publishing --------------------------------------------------------------------
 
@@ -177,7 +180,7 @@ class Bucket:
                 row = run[0]
                 future = None
                 if len(run) == 1 and row["segment_id"] == BUCKET_SEGMENT:
-                    future = self._pool.submit(self.load_chunk, bytes(row["hash"]), row["size"])
+                    future = self._reads.submit(self.load_chunk, bytes(row["hash"]), row["size"])
                 pending.append((run, future))
             if not pending:
                 return
