@@ -29,6 +29,7 @@ class Node:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store.open(config.data_dir)
         self.store.max_data_size = config.max_data_size
+        self.store.follow_bucket()  # with a bucket: learn other nodes' headers every 2 s (no-op without)
         self.ledger = Ledger(config.data_dir)
         self.accept_lock = threading.Lock()
         self.small_cache = None  # a SmallObjectCache, set by the app

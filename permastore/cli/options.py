@@ -17,11 +17,17 @@ the rule argparse applies to negative numbers.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from dataclasses import dataclass, field
 
 from permastore.cli.stores import DATA_ENV, HOME_FOLDER, default_data_dir
+
+# The names permastore.store.bucket.settings reads (not imported: the CLI starts without the store).
+ENDPOINT_ENV = "PERMASTORE_S3_ENDPOINT"
+BUCKET_ENV = "PERMASTORE_S3_BUCKET"
+CACHE_SIZE_ENV = "PERMASTORE_CACHE_SIZE"
 
 # Marks a word as a value for the parse; argv strings are C strings, so none contains NUL.
 VALUE_MARK = "\0"
@@ -49,7 +55,43 @@ GLOBAL_OPTIONS: tuple[GlobalOption, ...] = (
         default_data_dir,
         {"metavar": "DIR", "help": f"data folder (default: ${DATA_ENV}, else ~/{HOME_FOLDER})"},
     ),
+    # The bucket (permastore.store.bucket): chunk data and signed headers in S3-compatible
+    # storage, the data folder a cache of it. Credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION.
+    GlobalOption(
+        ("--s3-endpoint",),
+        lambda: os.environ.get(ENDPOINT_ENV, ""),
+        {"metavar": "URL", "help": f"S3-compatible endpoint of the bucket (default: ${ENDPOINT_ENV}; AWS when empty)"},
+    ),
+    GlobalOption(
+        ("--s3-bucket",),
+        lambda: os.environ.get(BUCKET_ENV, ""),
+        {"metavar": "NAME", "help": f"keep chunk data and headers in this bucket (default: ${BUCKET_ENV}; none: local only)"},
+    ),
+    GlobalOption(
+        ("--cache-size",),
+        lambda: os.environ.get(CACHE_SIZE_ENV, ""),
+        {"metavar": "BYTES", "help": f"with a bucket, local chunk data kept at most (e.g. 100M, 10G; default: ${CACHE_SIZE_ENV}, else 10G)"},
+    ),
 )
+# Option name -> environment variable: Store.open reads the bucket from the environment, so
+# every command (plugins included: serve, model add) opens the store on the bucket given here.
+BUCKET_OPTIONS = (("s3_endpoint", ENDPOINT_ENV), ("s3_bucket", BUCKET_ENV), ("cache_size", CACHE_SIZE_ENV))
+
+
+def export_bucket_options(namespace, parser) -> None:
+    """Given parsed options, put the bucket ones into the environment for Store.open (and children)."""
+    size = getattr(namespace, "cache_size", "")
+    if size:
+        from permastore.store.bucket.settings import parse_size
+
+        try:
+            parse_size(size)
+        except ValueError as exc:
+            parser.error(f"--cache-size: {exc}")
+    for name, env in BUCKET_OPTIONS:
+        value = getattr(namespace, name, None)
+        if value:
+            os.environ[env] = value
 
 
 def mark_dash_ids(args: list[str]) -> list[str]:
@@ -93,6 +135,7 @@ class CommandParser(argparse.ArgumentParser):
         namespace, extras = super().parse_known_args(mark_dash_ids(args), namespace)
         for name, value in vars(namespace).items():
             setattr(namespace, name, unmark(value))
+        export_bucket_options(namespace, self)
         return namespace, [unmark(word) for word in extras]
 
     def error(self, message: str):

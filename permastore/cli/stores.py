@@ -48,7 +48,9 @@ def no_store(data_dir) -> CliError:
 
 
 def require_store(data_dir) -> None:
-    """Given a data folder, raise "no store at DIR" unless it holds a store."""
+    """Given a data folder, raise "no store at DIR" unless it holds a store (or a bucket is given)."""
+    if os.environ.get("PERMASTORE_S3_BUCKET"):
+        return  # the folder is a cache of the bucket: made on first use, by reading commands too
     if not store_exists(data_dir):
         raise no_store(data_dir)
 

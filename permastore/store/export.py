@@ -13,9 +13,9 @@ import queue
 import threading
 
 from permastore.store import codec
-from permastore.store.errors import NotFound
+from permastore.store.errors import NotFound, StoreError
 from permastore.store.index import INLINE_SEGMENT
-from permastore.store.reader import chunk_rows
+from permastore.store.reader import BUCKET_SEGMENT, chunk_rows
 from permastore.store.segments import write_all
 
 VERIFY_AHEAD = 16  # chunks (4 MiB) verified ahead of the copy
@@ -37,6 +37,8 @@ class Exporter:
             start, end = start + row["data_parent_offset"], end + row["data_parent_offset"]
             row = self._row(row["data_parent"])
         rows = chunk_rows(self.db, row["seq"], start, end)
+        if self._cache is not None:
+            self._cache.touch({r["segment_id"] for r in rows})
         verified: queue.Queue = queue.Queue(maxsize=VERIFY_AHEAD)
         stop = threading.Event()
         worker = threading.Thread(target=self._verify_ahead, args=(row["id"], rows, verified, stop), daemon=True)
@@ -49,7 +51,13 @@ class Exporter:
                 lo = max(start - chunk["offset"], 0)
                 hi = min(end - chunk["offset"], chunk["size"])
                 if raw is None:
-                    self._copy_range(chunk, lo, hi, fd)
+                    try:
+                        self._copy_range(chunk, lo, hi, fd)
+                    except (FileNotFoundError, StoreError):
+                        if self.bucket is None:
+                            raise
+                        # Evicted from the cache since it verified: the bucket's copy, verified again.
+                        write_all(fd, memoryview(self._chunks.load(row["id"], chunk))[lo:hi])
                 else:
                     write_all(fd, memoryview(raw)[lo:hi])
                 written += hi - lo
@@ -67,11 +75,15 @@ class Exporter:
     def _verify_ahead(self, id: str, rows, verified: queue.Queue, stop: threading.Event) -> None:
         """Verify each chunk in order; queue (row, None) for raw ones, (row, bytes) for decoded ones."""
         try:
-            for chunk in rows:
+            runs = ([row] for row in rows)
+            if self.bucket is not None:
+                runs = self.bucket.fetch_ahead(runs)  # chunks only in the bucket are read ahead
+            for run in runs:
+                chunk, fetched = (run[0][0], run[1]) if self.bucket is not None else (run[0], None)
                 if stop.is_set():
                     return
-                raw = self._chunks.load(id, chunk)  # raises CorruptChunk
-                in_file = chunk["codec"] == codec.RAW and chunk["segment_id"] != INLINE_SEGMENT
+                raw = self._chunks.load(id, chunk, fetched)  # raises CorruptChunk
+                in_file = chunk["codec"] == codec.RAW and chunk["segment_id"] not in (INLINE_SEGMENT, BUCKET_SEGMENT)
                 verified.put((chunk, None if in_file else raw))
         except BaseException as exc:
             verified.put((None, exc))

@@ -37,6 +37,8 @@ class Checker:
                 report.failures.append((row["id"], problem[0], problem[1]))
         self._check_bundles(report)
         self._check_partials(report, progress)
+        if self.bucket is not None:
+            self.bucket.check(report, progress)
         report.ok = not report.failures
         return report
 
@@ -90,11 +92,13 @@ class Checker:
         bad = {}
         rows = self.db.execute(
             "SELECT hash, segment_id, offset AS seg_offset, stored_size, size, codec, -1 AS idx FROM chunks"
+            # With a bucket, chunks held only there are read back by bucket.check, once.
+            + (" WHERE segment_id != -1" if self.bucket is not None else "")
         ).fetchall()
         for row in rows:
             report.chunks_checked += 1
             try:
-                self._chunks.load("(chunk)", row)
+                self._chunks.load("(chunk)", row, from_bucket=False)
             except CorruptChunk as exc:
                 bad[bytes(row["hash"])] = exc.reason
             if progress:

@@ -162,17 +162,20 @@ def ingest(
     want_sha256: bool,
     progress: Callable[[int], None] | None = None,
     expected_size: int | None = None,
+    on_new_chunk: Callable[[bytes, memoryview], None] | None = None,
 ) -> Ingested:
     """Given data (bytes or a binary stream), stream it into chunks; return what was ingested.
 
     New chunks of a small object are returned unwritten (the caller appends them to
     a pack under the pack lock); a large object's are already in its sealed segment.
+    on_new_chunk(address, chunk) sees each new chunk of a large object as it is written (a
+    bucket starts uploading while the rest streams in); it may block to slow the put down.
     """
     stream = as_stream(data)
     head, at_eof = _read_head(stream, SMALL_OBJECT_LIMIT, progress)
     if at_eof:
         return _ingest_small(head, known, want_deep_hash, want_sha256)
-    return _ingest_large(head, stream, segments_dir, known, want_deep_hash, want_sha256, progress)
+    return _ingest_large(head, stream, segments_dir, known, want_deep_hash, want_sha256, progress, on_new_chunk)
 
 
 def _ingest_small(blocks, known, want_deep_hash, want_sha256) -> Ingested:
@@ -229,13 +232,15 @@ class _BlockIter:
             yield block
 
 
-def _ingest_large(head, stream, segments_dir, known, want_deep_hash, want_sha256, progress) -> Ingested:
+def _ingest_large(head, stream, segments_dir, known, want_deep_hash, want_sha256, progress, on_new_chunk=None) -> Ingested:
     result = Ingested()
     segment = ObjectSegmentWriter(segments_dir)
     result.segment = segment
 
     def write(chunk, address):
         offset = segment.append(chunk)
+        if on_new_chunk is not None:
+            on_new_chunk(address, chunk)
         return NewChunk(address, len(chunk), codec.RAW, None, offset=offset, stored_size=len(chunk))
 
     sink = _ChunkSink(known, want_sha256, result, write, rewrite=segment.append)

@@ -74,7 +74,8 @@ class Items:
         header = ans104.parse_header(header_bytes)
         existing = self.info(header.id)
         if existing is not None:
-            return self._check_known_item(existing, header, header_bytes, PrefixedStream(rest, stream), progress)
+            known = self._check_known_item(existing, header, header_bytes, PrefixedStream(rest, stream), progress)
+            return self._publish(known)  # with a bucket: a put that failed there before is retried
         ingested = self._ingest(PrefixedStream(rest, stream), want_deep_hash=True, want_sha256=False, progress=progress)
         try:
             # Security: the signature covers the data's deep-hash; nothing is indexed unless it verifies.

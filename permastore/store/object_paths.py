@@ -49,6 +49,8 @@ class ObjectPaths:
             for _ in self._read_row(row, 0, row["data_size"]):
                 pass  # _read_row raises CorruptChunk on the first bad chunk
             self._verified_paths.add(id)
+        if self._cache is not None:
+            self._cache.pin(path)  # mapped by the caller: never evicted while this Store is open
         return path
 
     def _segment_path_of(self, row) -> Path | None:

@@ -189,7 +189,7 @@ class PartialWriter:
             self.store.abandon_partial(self.id)
         info = self.store.info(self.id)
         self.store._maybe_unbundle(info)
-        return info
+        return self.store._publish(info)  # with a bucket: complete only once it is there too
 
     def _chunk_list(self, check) -> list[tuple[int, int, bytes, bytes | None]]:
         """The object's chunk list (Arweave cut): from the held ranges when they are its chunks and

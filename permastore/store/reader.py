@@ -17,6 +17,8 @@ from permastore.store.segments import SegmentReader
 # one pread (dedicated segments are whole runs): fewer syscalls, and callers get pieces big
 # enough to send without joining.
 READ_RUN_BYTES = 4 * 1024 * 1024
+# chunks.segment_id of a chunk held only in the bucket (raw, under its BLAKE3 key): see permastore.store.bucket.
+BUCKET_SEGMENT = -1
 
 CHUNK_ROWS_SQL = (
     "SELECT c.idx, c.offset, c.size, c.hash, k.segment_id, k.offset AS seg_offset, k.stored_size, k.codec"
@@ -51,7 +53,7 @@ def _follows(previous, row) -> bool:
         row["codec"] == codec.RAW
         and previous["codec"] == codec.RAW
         and row["segment_id"] == previous["segment_id"]
-        and row["segment_id"] not in (None, INLINE_SEGMENT)
+        and row["segment_id"] not in (None, INLINE_SEGMENT, BUCKET_SEGMENT)
         and row["seg_offset"] == previous["seg_offset"] + previous["stored_size"]
     )
 
@@ -59,23 +61,33 @@ def _follows(previous, row) -> bool:
 class ChunkReader:
     """Reads chunks by their index rows and verifies them; safe to share between threads."""
 
-    def __init__(self, segments: SegmentReader, segment_name, inline_bytes):
+    def __init__(self, segments: SegmentReader, segment_name, inline_bytes, remote=None):
         self.segments = segments
         self.segment_name = segment_name  # segment id -> file name
         self.inline_bytes = inline_bytes  # inline_chunks id -> stored bytes or None
+        self.remote = remote  # (BLAKE3 address, size) -> raw bytes from the bucket, or None: no bucket
 
-    def load(self, id: str, row) -> bytes:
-        """Given an object ID and one chunk row, return the chunk's verified raw bytes."""
+    def load(self, id: str, row, fetched=None, from_bucket: bool = True) -> bytes:
+        """Given an object ID and one chunk row, return the chunk's verified raw bytes.
+
+        fetched: a callable returning the chunk's raw bytes already being fetched from the
+        bucket (read ahead), used instead of reading them here; verified the same way.
+        from_bucket: with a bucket, a local copy that fails is replaced by the bucket's (False
+        for fsck, which must report the local copy).
+        """
         address = bytes(row["hash"])
         if row["segment_id"] is None:
             raise CorruptChunk(id, row["idx"], address.hex(), "chunk is missing from the index")
         try:
-            stored = self._stored(row)
-            raw = codec.decode(row["codec"], stored, row["size"])
+            chunk_codec, stored = (codec.RAW, fetched()) if fetched else self._stored(row)
+            raw = codec.decode(chunk_codec, stored, row["size"])
         except Exception as exc:  # a missing file, a short segment, a broken zstd frame
             raise CorruptChunk(id, row["idx"], address.hex(), f"unreadable: {exc}") from None
         # Security: bytes leave the store only when they hash to the address we indexed.
         if len(raw) != row["size"] or blake3.blake3(raw).digest() != address:
+            if from_bucket and self.remote is not None and fetched is None and row["segment_id"] not in (INLINE_SEGMENT, BUCKET_SEGMENT):
+                # A bad local copy (or a segment replaced under a stale name): the bucket's, verified.
+                return self.load(id, row, lambda: self.remote(address, row["size"]))
             raise CorruptChunk(id, row["idx"], address.hex())
         return raw
 
@@ -97,14 +109,23 @@ class ChunkReader:
             at += row["size"]
         return data
 
-    def _stored(self, row) -> bytes:
+    def _stored(self, row) -> tuple[int, bytes]:
+        """Given a chunk row, return (codec, stored bytes): from the index, a segment, or the bucket."""
         if row["segment_id"] == INLINE_SEGMENT:
             stored = self.inline_bytes(row["seg_offset"])
             if stored is None or len(stored) != row["stored_size"]:
                 raise OSError("inline chunk bytes are missing from the index")
-            return stored
-        with self.segments.opened(self.segment_name(row["segment_id"])) as fd:
-            return _pread_exact(fd, row["stored_size"], row["seg_offset"])
+            return row["codec"], stored
+        if row["segment_id"] == BUCKET_SEGMENT and self.remote is not None:
+            return codec.RAW, self.remote(bytes(row["hash"]), row["size"])
+        try:
+            with self.segments.opened(self.segment_name(row["segment_id"])) as fd:
+                return row["codec"], _pread_exact(fd, row["stored_size"], row["seg_offset"])
+        except Exception:
+            if self.remote is None:
+                raise
+            # Evicted from the cache after these rows were read: the bucket holds it (verified by the caller).
+            return codec.RAW, self.remote(bytes(row["hash"]), row["size"])
 
 
 def _pread_exact(fd: int, size: int, offset: int) -> bytes:

@@ -78,6 +78,9 @@ class Store(Items, Transactions, KnownCopies, ObjectPaths, Unbundler, Weave, Che
         self._proof_cache: dict[str, list] = {}
         self._segments = SegmentReader(self.segments_dir)
         self._chunks = ChunkReader(self._segments, self._segment_name, self._inline_bytes)
+        self.bucket = None  # a Bucket when opened on one (permastore.store.bucket); None: the embedded default
+        self._cache = None  # its SegmentCache
+        self._learner = None  # its HeaderLearner
         self.wallet: dict = {}
         self._signer: RsaSigner | None = None
         self.last_bundle_refusals: list[tuple[str, str]] = []
@@ -86,14 +89,22 @@ class Store(Items, Transactions, KnownCopies, ObjectPaths, Unbundler, Weave, Che
     # -- opening and closing ---------------------------------------------------------
 
     @classmethod
-    def open(cls, data_dir) -> "Store":
-        """Given a data folder (created if missing), return the opened Store."""
+    def open(cls, data_dir, bucket=None) -> "Store":
+        """Given a data folder (created if missing), return the opened Store.
+
+        bucket: BucketSettings, or None for those of the environment ($PERMASTORE_S3_BUCKET...;
+        none set: the embedded default, chunk data only in the folder), or False for none.
+        """
         store = cls(Path(data_dir))
         try:
             store._open()
+            store._open_bucket(bucket)
         except (OSError, sqlite3.Error) as exc:
             store.close()
             raise StoreError(f"cannot open data folder {data_dir}: {exc}") from None
+        except StoreError:
+            store.close()
+            raise
         except BaseException:
             store.close()
             raise
@@ -115,6 +126,46 @@ class Store(Items, Transactions, KnownCopies, ObjectPaths, Unbundler, Weave, Che
             remove_stale_views(self.views_dir)
         fcntl.flock(self._open_lock, fcntl.LOCK_SH)
         self._resume_unbundling()
+
+    def _open_bucket(self, settings) -> None:
+        """With bucket settings, make the folder a cache of the bucket and learn what it holds."""
+        if settings is None:
+            from permastore.store.bucket.settings import BucketSettings
+
+            settings = BucketSettings.from_env()
+        if not settings:
+            return
+        from permastore.store.bucket.bucket import Bucket
+        from permastore.store.bucket.cache import SegmentCache
+        from permastore.store.bucket.learning import HeaderLearner
+
+        self.bucket = Bucket(self, settings)
+        self.bucket.open()
+        self._cache = SegmentCache(self, settings.cache_size)
+        self._chunks.remote = self.bucket.load_chunk
+        self._learner = HeaderLearner(self, self.bucket)
+        self._learner.learn()
+        self._cache.trim()
+
+    def learn_from_bucket(self) -> int:
+        """With a bucket, index the objects other nodes published since the last look; return how many."""
+        return self._learner.learn() if self._learner else 0
+
+    def follow_bucket(self, interval: float = 2.0) -> None:
+        """With a bucket, keep learning new headers every interval seconds (a thread) until close()."""
+        if self._learner:
+            self._learner.follow(interval)
+
+    def trim_cache(self) -> int:
+        """With a bucket, evict least recently used segments past --cache-size; return bytes freed."""
+        return self._cache.trim() if self._cache else 0
+
+    def _publish(self, info):
+        """With a bucket, put the object's chunks and header there before it is acknowledged."""
+        if self.bucket is not None and info is not None:
+            self.bucket.publish(info.id)
+            self._cache.trim()
+        return info
 
     def _hold_open_lock(self) -> bool:
         """Take the store's open lock; return True when no other Store has the folder open."""
@@ -150,6 +201,12 @@ class Store(Items, Transactions, KnownCopies, ObjectPaths, Unbundler, Weave, Che
 
     def close(self) -> None:
         """Close every connection and file this Store opened."""
+        if self._learner is not None:
+            self._learner.stop()
+        if self.bucket is not None:
+            self.bucket.close()
+        if self._cache is not None:
+            self._cache.close()
         with self._connections_lock:
             for conn in self._connections:
                 try:
@@ -197,7 +254,9 @@ class Store(Items, Transactions, KnownCopies, ObjectPaths, Unbundler, Weave, Che
     # -- writing ---------------------------------------------------------------------
 
     def _ingest(self, data, want_deep_hash: bool, want_sha256: bool, progress=None) -> Ingested:
-        return ingest(data, self.segments_dir, self._known_chunk, want_deep_hash, want_sha256, progress)
+        early = self.bucket.early_uploads() if self.bucket is not None else None  # None when importing
+        return ingest(data, self.segments_dir, self._known_chunk, want_deep_hash, want_sha256, progress,
+                      on_new_chunk=early.add if early is not None else None)  # fmt: skip
 
     def _commit(self, ingested: Ingested, row: dict, tags, after_insert: Callable | None = None) -> ObjectInfo:
         """Given ingested data and the object's row, make both durable; return the stored info.
@@ -214,13 +273,13 @@ class Store(Items, Transactions, KnownCopies, ObjectPaths, Unbundler, Weave, Che
             existing = self.info(row["id"])
             if existing is None:
                 raise
-            return existing
+            return self._publish(existing)
         except BaseException:
             ingested.discard()  # nothing committed refers to what this put wrote
             raise
         info = self.info(row["id"])
         self._maybe_unbundle(info)  # indexes the items inside; the parent's info stays as it is
-        return info
+        return self._publish(info)
 
     def _insert_all(self, conn, ingested: Ingested, row: dict, tags, after_insert) -> int:
         seq = insert_object(conn, row, tags)
@@ -360,10 +419,20 @@ class Store(Items, Transactions, KnownCopies, ObjectPaths, Unbundler, Weave, Che
             base = row["data_parent_offset"]
             return self._read_row(parent, base + start, base + end)
         rows = chunk_rows(self.db, row["seq"], start, end)
+        if self._cache is not None:
+            self._cache.touch({r["segment_id"] for r in rows})
         return self._read_chunks(row["id"], rows, start, end)
 
     def _read_chunks(self, id: str, rows, start: int, end: int) -> Iterator[bytes]:
-        for run in contiguous_runs(rows):
+        runs = contiguous_runs(rows)
+        if self.bucket is not None:
+            runs = self.bucket.fetch_ahead(runs)  # (run, fetched): chunks only in the bucket read ahead
+        for run in runs:
+            if self.bucket is not None:
+                run, fetched = run
+                if fetched is not None:
+                    yield _within(self._chunks.load(id, run[0], fetched), run[0]["offset"], start, end)
+                    continue
             data = self._chunks.load_run(id, run)
             if data is None:
                 # Some chunk failed: go chunk by chunk so every verified one before it is still

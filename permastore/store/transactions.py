@@ -55,7 +55,7 @@ class Transactions:
         if existing is not None:  # a known ID proves nothing: the copy must be the stored tx
             self.check_known_tx(tx, data if existing.data_complete else None)
         if existing is not None and (existing.data_complete or data is None):
-            return existing
+            return self._publish(existing)  # with a bucket: a put that failed there before is retried
         if existing is not None:
             return self._complete_tx(existing, tx, data, progress)
         row = tx_row(tx)
@@ -117,7 +117,7 @@ class Transactions:
             raise
         info = self.info(tx.id)
         self._maybe_unbundle(info)  # indexes the items inside; the tx's info stays as it is
-        return info
+        return self._publish(info)
 
     def put_chunk(self, data_root: bytes, data_size: int, offset: int, chunk: bytes, data_path: bytes) -> None:
         """Given a chunk of a pending L1 tx and its data_path, validate and store it.
@@ -161,6 +161,7 @@ class Transactions:
             completed = self._store_new_chunks([new], record)
         for id in completed:
             self._maybe_unbundle(self.info(id))
+            self._publish(self.info(id))  # with a bucket: the completing chunk is acknowledged once it is there
 
     def _try_complete(self, conn, data_root: bytes, data_size: int) -> list[str]:
         """Inside a transaction: when every chunk of data_root is here, complete its pending txs."""

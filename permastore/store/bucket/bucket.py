@@ -1,0 +1,254 @@
+"""What a Store does with its bucket: publish before acknowledging, load chunks, check them.
+
+A put is acknowledged only once (1) its chunks are committed locally (the store's own
+durable order), (2) every chunk is in the bucket under its BLAKE3 key, (3) its manifest is
+in the bucket under headers/. Writes are conditional (If-None-Match: *): a key that exists
+already holds the same bytes (content addressing), or, for a header, another node's
+publication, which the learner reads as the same ID. Local tables (in index.sqlite) only
+save work: `bucket_chunks` (chunks known to be in the bucket: not uploaded again, and
+what may be evicted from the cache), `bucket_published` (IDs whose header is there).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections import deque
+from typing import Iterator
+
+import blake3
+from concurrent.futures import ThreadPoolExecutor
+
+from permastore.store.bucket import layout
+from permastore.store.bucket.manifest import Manifest
+from permastore.store.bucket.settings import BucketSettings
+from permastore.store.bucket.storage import MAX_CONNECTIONS, BucketError, ObjectStorage, S3Storage
+from permastore.store.index import object_row, transaction
+from permastore.store.reader import BUCKET_SEGMENT, chunk_rows
+
+log = logging.getLogger("permastore.bucket")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS bucket_chunks (hash BLOB PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS bucket_published (id TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS bucket_state (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS chunks_segment ON chunks(segment_id);
+"""
+UPLOAD_THREADS = MAX_CONNECTIONS // 2  # PUTs at once (more only contend, on SeaweedFS here)
+READ_THREADS = MAX_CONNECTIONS  # GETs at once for read-ahead
+READ_AHEAD = 48  # bucket chunks requested ahead of a read (12 MiB)
+
+
+class Bucket:
+    """A Store's bucket: given the store and settings, publish, load and check chunk data."""
+
+    def __init__(self, store, settings: BucketSettings, storage: ObjectStorage | None = None):
+        self.store = store
+        self.settings = settings
+        self.prefix = settings.prefix
+        self.storage = storage or S3Storage(settings.endpoint, settings.bucket)
+        self._importing = threading.local()
+        self._pool = ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="bucket-upload")
+        self._reads = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="bucket-read")
+
+    def open(self) -> None:
+        """Create the bucket when missing and the local tables; called once by Store.open."""
+        if hasattr(self.storage, "ensure_bucket"):
+            self.storage.ensure_bucket()
+        self.store.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self._reads.shutdown(wait=True)
+
+    # -- publishing --------------------------------------------------------------------
+
+    def importing(self):
+        """Context manager: puts made inside it come from the bucket (nothing is uploaded again)."""
+        bucket = self
+
+        class _Importing:
+            def __enter__(self):
+                bucket._importing.on = True
+
+            def __exit__(self, *exc):
+                bucket._importing.on = False
+
+        return _Importing()
+
+    def early_uploads(self) -> "EarlyUploads | None":
+        """Start a put's uploads while it streams in (this thread's next publish waits for them)."""
+        if getattr(self._importing, "on", False):
+            return None
+        self._importing.early = EarlyUploads(self)
+        return self._importing.early
+
+    def publish(self, id: str) -> None:
+        """Given a committed object's ID, make sure its chunks and its header are in the bucket.
+
+        Raises BucketError when the bucket refuses: the put is then not acknowledged (a retry
+        publishes what is missing; everything already there is skipped).
+        """
+        conn = self.store.db
+        early = getattr(self._importing, "early", None)  # this thread's put's uploads, if any
+        self._importing.early = None
+        row = object_row(conn, id)
+        if row is None or not row["data_complete"] or row["data_parent"] is not None:
+            return  # pending headers wait for their data; bundled items travel inside their bundle
+        if conn.execute("SELECT 1 FROM bucket_published WHERE id = ?", (id,)).fetchone():
+            return
+        rows = chunk_rows(conn, row["seq"], 0, row["data_size"]) if row["data_size"] else []
+        if getattr(self._importing, "on", False):
+            self._record(conn, [bytes(r["hash"]) for r in rows], id)
+            return
+        if early is not None:
+            self._record(conn, early.wait(), None)  # raises BucketError: not acknowledged
+        self._upload_chunks(id, rows)
+        manifest = Manifest(id, row["kind"], bytes(row["raw_header"]), row["data_size"], self._chunk_list(row))
+        key = layout.header_key(self.prefix, time.time_ns() // 1000, id)
+        self.storage.put_if_absent(key, manifest.encode())
+        self._record(conn, [], id)
+
+    def _chunk_list(self, row) -> list:
+        sql = (
+            "SELECT c.offset, c.size, c.hash, k.sha256 FROM object_chunks c LEFT JOIN chunks k ON k.hash = c.hash"
+            " WHERE c.seq = ? ORDER BY c.idx"
+        )
+        return [
+            (r["offset"], r["size"], bytes(r["hash"]), bytes(r["sha256"]) if r["sha256"] else None)
+            for r in self.store.db.execute(sql, (row["seq"],))
+        ]
+
+    def _upload_chunks(self, id: str, rows) -> None:
+        conn = self.store.db
+        present = set()
+        unique = {bytes(r["hash"]): r for r in rows}
+        for address in list(unique):
+            if conn.execute("SELECT 1 FROM bucket_chunks WHERE hash = ?", (address,)).fetchone():
+                present.add(address)
+        todo = [r for a, r in unique.items() if a not in present]
+
+        def upload(r):
+            raw = self.store._chunks.load(id, r)  # verified: the bucket gets only good bytes
+            self.storage.put_if_absent(layout.chunk_key(self.prefix, bytes(r["hash"])), raw)
+            return bytes(r["hash"])
+
+        done = list(self._pool.map(upload, todo))
+        self._record(conn, done, None)
+
+    def _record(self, conn, addresses, id: str | None) -> None:
+        with transaction(conn):
+            conn.executemany("INSERT OR IGNORE INTO bucket_chunks(hash) VALUES (?)", [(a,) for a in addresses])
+            if id is not None:
+                conn.execute("INSERT OR IGNORE INTO bucket_published(id) VALUES (?)", (id,))
+
+    # -- reading -----------------------------------------------------------------------
+
+    def load_chunk(self, address: bytes, size: int) -> bytes:
+        """Given a chunk's BLAKE3 address and size, return its raw bytes from the bucket.
+
+        Checked here against the SHA-256 the index holds for it (the signed data_root's
+        leaf); the caller checks BLAKE3 and the size. OSError when missing or wrong.
+        """
+        try:
+            data = self.storage.get(layout.chunk_key(self.prefix, address))
+        except BucketError as exc:
+            raise OSError(str(exc)) from None
+        if data is None:
+            raise OSError(f"chunk {address.hex()} is missing from bucket {self.settings.bucket}")
+        with self.store._lookup_lock:
+            row = self.store._lookup.execute("SELECT sha256 FROM chunks WHERE hash = ?", (address,)).fetchone()
+        if row is not None and row[0] is not None and hashlib.sha256(data).digest() != bytes(row[0]):
+            raise OSError(f"bucket object of chunk {address.hex()} does not match its SHA-256")
+        return data
+
+    def fetch_ahead(self, runs) -> Iterator[tuple[list, object]]:
+        """Given runs of chunk rows in read order, yield (run, fetched): fetched is None, or for
+        a chunk held only in the bucket a callable returning its raw bytes, requested up to
+        READ_AHEAD chunks ahead so that a read is not one round trip per 256 KiB."""
+        pending: deque = deque()
+        runs = iter(runs)
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < READ_AHEAD:
+                run = next(runs, None)
+                if run is None:
+                    exhausted = True
+                    break
+                row = run[0]
+                future = None
+                if len(run) == 1 and row["segment_id"] == BUCKET_SEGMENT:
+                    future = self._reads.submit(self.load_chunk, bytes(row["hash"]), row["size"])
+                pending.append((run, future))
+            if not pending:
+                return
+            run, future = pending.popleft()
+            try:
+                yield run, (future.result if future is not None else None)
+            except GeneratorExit:
+                for _, waiting in pending:
+                    if waiting is not None:
+                        waiting.cancel()
+                raise
+
+    def check(self, report, progress=None) -> None:
+        """fsck: read every chunk the bucket should hold back from it, and verify it."""
+        conn = self.store.db
+        rows = conn.execute(
+            "SELECT b.hash, k.size FROM bucket_chunks b JOIN chunks k ON k.hash = b.hash"
+        ).fetchall()
+        for r in rows:
+            address = bytes(r["hash"])
+            report.chunks_checked += 1
+            try:
+                raw = self.load_chunk(address, r["size"])
+                if len(raw) != r["size"] or blake3.blake3(raw).digest() != address:
+                    raise OSError("BLAKE3 mismatch")
+            except OSError as exc:
+                reason = f"bucket: {exc}"
+                owners = conn.execute(
+                    "SELECT o.id, c.idx FROM object_chunks c JOIN objects o ON o.seq = c.seq WHERE c.hash = ?",
+                    (address,),
+                ).fetchall()
+                for owner in owners:
+                    report.failures.append((owner["id"], owner["idx"], reason))
+            if progress:
+                progress(r["size"])
+
+
+class EarlyUploads:
+    """Uploads of a put's new chunks started as they are written, at most IN_FLIGHT at once.
+
+    A put whose bucket is slower than its disk is slowed to the bucket's pace (add blocks)
+    instead of holding the object in memory. Chunks of a put that then fails stay in the
+    bucket unreferenced: content-addressed, they are the same bytes any later put would write.
+    """
+
+    IN_FLIGHT = 64  # 16 MiB of chunks
+
+    def __init__(self, bucket: Bucket):
+        self.bucket = bucket
+        self.slots = threading.BoundedSemaphore(self.IN_FLIGHT)
+        self.futures = []
+
+    def add(self, address: bytes, chunk) -> None:
+        self.slots.acquire()
+        try:
+            future = self.bucket._pool.submit(self._upload, address, bytes(chunk))
+        except BaseException:
+            self.slots.release()
+            raise
+        self.futures.append(future)
+
+    def _upload(self, address: bytes, data: bytes) -> bytes:
+        try:
+            self.bucket.storage.put_if_absent(layout.chunk_key(self.bucket.prefix, address), data)
+            return address
+        finally:
+            self.slots.release()
+
+    def wait(self) -> list[bytes]:
+        """Return the addresses uploaded, once all are; raise the first upload's error."""
+        return [future.result() for future in self.futures]
