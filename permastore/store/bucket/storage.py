@@ -45,11 +45,10 @@ class S3Storage:
     """
 
     def __init__(self, endpoint: str, bucket: str):
-        try:
-            import obstore
-            from obstore.store import S3Store
-        except ImportError:
-            raise BucketError("a bucket needs obstore: pip install 'permastore[s3]'") from None
+        # Imported here: a node without a bucket never loads the S3 client.
+        import obstore
+        from obstore.store import S3Store
+
         self.bucket = bucket
         self._obstore = obstore
         options = {"allow_http": True, "pool_max_idle_per_host": str(MAX_CONNECTIONS)}
