@@ -14,19 +14,13 @@ from inference.processes import DEFAULT_N_CTX, Process
 from inference.replay import ReplayReport
 from inference.sampling import EngineSettings, SamplingParams, default_threads
 from permastore.cli.errors import CliError
+from permastore.cli.stores import READ, WRITE, open_store
 from permastore.protocol.wallet import address_of
 from permastore.sources import FallbackSource, ReadThroughSource, UpstreamSource
 from permastore.store import Store
 
 EXIT_DIFFERENT = 1
 EXIT_INVALID = 2
-
-
-def _open_store(args: argparse.Namespace) -> Store:
-    try:
-        return Store.open(args.data)
-    except Exception as exc:  # noqa: BLE001 - an unreadable data folder is the user's to fix, not a traceback
-        raise CliError(f"cannot open data folder {args.data}: {exc}") from None
 
 
 def _upstream_source(store: Store, urls: list[str]) -> ReadThroughSource | None:
@@ -47,7 +41,7 @@ def _open_inference(args: argparse.Namespace, store: Store) -> Inference:
 def run_keys_create(args: argparse.Namespace) -> int:
     address = args.address
     if address is None:
-        store = _open_store(args)
+        store = open_store(args.data, WRITE)
         try:
             address = address_of(store.signer.owner)
         finally:
@@ -65,7 +59,7 @@ def run_keys_create(args: argparse.Namespace) -> int:
 
 
 def run_model_add(args: argparse.Namespace) -> int:
-    store = _open_store(args)
+    store = open_store(args.data, WRITE)
     inference = Inference.open(store)
     try:
         print(inference.models.add(args.file))
@@ -80,7 +74,7 @@ def run_model_add(args: argparse.Namespace) -> int:
 
 
 def run_model_list(args: argparse.Namespace) -> int:
-    store = _open_store(args)
+    store = open_store(args.data, READ)
     inference = Inference.open(store)
     try:
         for entry in inference.models.list():
@@ -126,7 +120,7 @@ def _process_for(inference: Inference, args: argparse.Namespace, sampling: Sampl
 
 
 def run_run(args: argparse.Namespace) -> int:
-    store = _open_store(args)
+    store = open_store(args.data, WRITE)
     inference = _open_inference(args, store)
     try:
         sampling = _sampling(args)
@@ -172,7 +166,7 @@ def _on_call(report: ReplayReport) -> None:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    store = _open_store(args)
+    store = open_store(args.data, READ)
     try:
         inference = _open_inference(args, store)
     except BaseException:

@@ -128,14 +128,21 @@ def test_identity_difference_is_said_before_running(data, cli_model):
     assert lines[-1].startswith("identical") and rc == 0
 
 
+@pytest.fixture
+def initialised(data):
+    """A data folder holding an empty store (`permastore init`)."""
+    permastore(data, "init", check_rc=0)
+    return data
+
+
 @pytest.mark.parametrize("args, message", [
     (["model", "add", "/nonexistent.gguf"], "no such file"),
     (["replay", "nope"], "not a valid record ID"),
     (["replay", "A" * 43], "is not stored here"),
     (["run", "A" * 43, "hi"], "is not stored here"),
 ])
-def test_bad_input_is_one_line_and_nonzero(data, args, message):
-    rc, out, err = permastore(data, *args)
+def test_bad_input_is_one_line_and_nonzero(initialised, args, message):
+    rc, out, err = permastore(initialised, *args)
     assert rc != 0
     assert len(err.strip().splitlines()) == 1 and message in err
     assert "Traceback" not in err
@@ -175,3 +182,38 @@ def test_negative_numbers_still_parse_as_numbers():
 
     parsed = build_parser().parse_args(["run", "A" * 43, "hi", "--temperature", "-1", "--seed", "-5"])
     assert (parsed.temperature, parsed.seed) == (-1.0, -5)
+
+
+@pytest.mark.parametrize("args", [
+    ["model", "list"],
+    ["replay", "A" * 43],
+    ["replay", "--process", "A" * 43],
+])
+def test_reading_commands_need_a_store_and_create_nothing(tmp_path, args):
+    missing = tmp_path / "typo"
+    rc, out, err = permastore(missing, *args)
+    assert rc == 1 and out == ""
+    assert err.strip().startswith(f"permastore: no store at {missing}")
+    assert not missing.exists()
+    # A folder that exists but holds no store is left as it was, too.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    rc, _, err = permastore(empty, *args)
+    assert rc == 1 and "no store at" in err
+    assert list(empty.iterdir()) == []
+
+
+def test_writing_commands_create_the_store(tmp_path, tiny_gguf):
+    fresh = tmp_path / "fresh"
+    _, model_id, _ = permastore(fresh, "model", "add", str(tiny_gguf), check_rc=0)
+    assert (fresh / "index.sqlite").is_file()
+    _, listing, _ = permastore(fresh, "model", "list", check_rc=0)
+    assert listing.startswith(model_id.strip())
+
+
+def test_data_after_the_command_and_dash_ids_reach_the_handlers(data, cli_model):
+    dash_id = "-" + "A" * 42
+    done = subprocess.run([sys.executable, "-m", "permastore.cli.main", "replay", dash_id, "--data", str(data)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"permastore: record {dash_id} is not stored here"
