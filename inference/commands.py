@@ -10,6 +10,7 @@ from inference import replay
 from inference.context import Inference
 from inference.errors import InferenceError
 from inference.keys import InvalidKey, KeyStore
+from inference.native_log import VERBOSE, native_log
 from inference.processes import DEFAULT_N_CTX, Process
 from inference.replay import ReplayReport
 from inference.sampling import EngineSettings, SamplingParams, default_threads
@@ -35,6 +36,8 @@ def _upstream_source(store: Store, urls: list[str]) -> ReadThroughSource | None:
 
 def _open_inference(args: argparse.Namespace, store: Store) -> Inference:
     """The command line is the operator's: any stored model it names may run (operator trust)."""
+    if getattr(args, "verbose", False):
+        native_log().set_level(VERBOSE)  # before any model loads, here or in a child process
     return Inference.open(store, source=_upstream_source(store, getattr(args, "upstream", [])))
 
 
@@ -113,10 +116,26 @@ def _process_for(inference: Inference, args: argparse.Namespace, sampling: Sampl
     settings = EngineSettings(n_ctx=n_ctx, n_threads=args.threads or default_threads())
     template = None if args.raw else args.chat_template
     draft = inference.processes.draft(args.model_id, settings, args.system, template)
+    if not args.raw:
+        _say_template_choice(draft)
     # Check the call before anything is written: a bad prompt leaves no empty process behind.
     inference.processes.plan_for(draft, **_call_input(draft, args), sampling=sampling)
     draft.verified.result()
     return inference.processes.write(draft)
+
+
+def _say_template_choice(process: Process) -> None:
+    """Tell the operator, on stderr, which template the node chose for a model without one, or that none fits."""
+    chosen = process.record.chat_template_chosen
+    if not chosen:
+        return
+    if chosen["template"]:
+        print(f"chat template: {chosen['template']} (the model has none of its own; {chosen['reason']})",
+              file=sys.stderr)
+    else:
+        print(f"permastore: warning: the model has no chat template and none of this node's fits "
+              f"({chosen['reason']}); the prompt is sent as raw text. Name one with --chat-template.",
+              file=sys.stderr)
 
 
 def run_run(args: argparse.Namespace) -> int:

@@ -21,7 +21,11 @@ from typing import Any, Protocol
 import llama_cpp
 from llama_cpp._internals import LlamaModel
 
+from inference.native_log import native_log
 from inference.sampling import EngineSettings
+
+# llama.cpp's log through this project's callback (levels right, warnings quiet by default).
+NATIVE_LOG = native_log()
 
 
 class Tokenizer(Protocol):
@@ -73,7 +77,7 @@ def load_llama(model_path: Path | str, settings: EngineSettings) -> llama_cpp.Ll
         last_n_tokens_size=settings.penalty_last_n,
         flash_attn=settings.flash_attn,
         seed=0,
-        verbose=False,
+        verbose=NATIVE_LOG.verbose,
     )
 
 
@@ -82,7 +86,7 @@ def load_vocabulary(model_path: Path | str) -> LlamaModel:
     params = llama_cpp.llama_model_default_params()
     params.vocab_only = True
     params.use_mmap = True
-    return LlamaModel(path_model=str(model_path), params=params, verbose=False)
+    return LlamaModel(path_model=str(model_path), params=params, verbose=NATIVE_LOG.verbose)
 
 
 def _model_of(llama: Any) -> Any:

@@ -67,6 +67,9 @@ class ProcessRecord:
     chat_template_sha256: str | None
     system_prompt: str | None
     seed_policy: str = SEED_POLICY
+    # Added in record version 1 without a bump: present only when the node chose the template
+    # from the GGUF header ({by, template, reason}; template None: none fitted, raw prompts only).
+    chat_template_chosen: dict[str, Any] | None = None
 
     type = "Process"
 
@@ -139,7 +142,10 @@ class ResultRecord:
 
 
 Record = Union[ProcessRecord, MessageRecord, ResultRecord]  # noqa: UP007 - a runtime alias
-NULLABLE_FIELDS = ("chat_template", "chat_template_sha256", "system_prompt", "previous")
+NULLABLE_FIELDS = ("chat_template", "chat_template_sha256", "system_prompt", "previous", "chat_template_chosen")
+# Fields added later: left out of the JSON while None, so records without them read (and
+# hash, and sign) exactly as before.
+OPTIONAL_FIELDS = ("chat_template_chosen",)
 RECORD_TYPES = {cls.type: cls for cls in (ProcessRecord, MessageRecord, ResultRecord)}
 
 
@@ -156,6 +162,9 @@ def record_json(record: Record) -> dict[str, Any]:
     """Given a record, return the JSON object stored as its data."""
     # Shallow: the dict is only serialised, and asdict's deep copy of token lists costs ~0.4 ms.
     body = {field.name: getattr(record, field.name) for field in fields(record)}
+    for name in OPTIONAL_FIELDS:
+        if name in body and body[name] is None:
+            del body[name]
     body["type"] = record.type
     body["version"] = RECORD_VERSION
     return body
@@ -200,8 +209,8 @@ def parse_record(data: bytes, expected_type: str | None = None) -> Record:
     if version != RECORD_VERSION:
         raise RecordInvalid(f"unsupported {kind} record version {version!r}")
     names = {f.name for f in fields(cls)}
-    if set(body) != names:
-        missing, extra = names - set(body), set(body) - names
+    missing, extra = names - set(body) - set(OPTIONAL_FIELDS), set(body) - names
+    if missing or extra:
         raise RecordInvalid(f"{kind} record fields wrong: missing {sorted(missing)}, unexpected {sorted(extra)}")
     record = cls(**body)
     _check_shapes(record)
@@ -215,7 +224,7 @@ def _check_shapes(record: Record) -> None:
         "input": dict, "rendered_prompt": str, "parse_special": bool, "sampling": dict, "fee": int,
         "hash_chain": str, "message": str, "seed": int, "text": str, "token_ids": list, "token_hash": str,
         "prompt_tokens": int, "prompt_token_hash": str, "completion_tokens": int, "finish_reason": str,
-        "timings": dict, "seed_policy": str, "previous": str,
+        "timings": dict, "seed_policy": str, "previous": str, "chat_template_chosen": dict,
     }
     for field in fields(record):
         value = getattr(record, field.name)
@@ -226,10 +235,32 @@ def _check_shapes(record: Record) -> None:
             raise RecordInvalid(f"{record.type} field {field.name} must be an integer")
         if not isinstance(value, wanted):
             raise RecordInvalid(f"{record.type} field {field.name} must be {wanted.__name__}")
+    chosen = getattr(record, "chat_template_chosen", None)
+    if chosen is not None and not (set(chosen) == {"by", "template", "reason"} and isinstance(chosen["by"], str)
+                                   and isinstance(chosen["reason"], str)
+                                   and (chosen["template"] is None or isinstance(chosen["template"], str))):
+        raise RecordInvalid("Process field chat_template_chosen must be {by, template, reason} strings")
+    if chosen is not None and chosen["template"] != record.chat_template:
+        raise RecordInvalid("Process field chat_template_chosen names another template than chat_template")
     if isinstance(record, ResultRecord) and not all(
         isinstance(t, int) and not isinstance(t, bool) and 0 <= t < MAX_TOKEN_ID for t in record.token_ids
     ):
         raise RecordInvalid(f"Result field token_ids must be a list of integers in 0..{MAX_TOKEN_ID - 1}")
+
+
+def _check_is_record(record_id: str, info: ObjectInfo) -> None:
+    """Raise RecordInvalid, saying what the object is, unless its tags make it an inference record."""
+    tags = tag_dict(info)
+    if tags.get("App-Name") == APP_NAME and tags.get("Type") in RECORD_TYPES:
+        return
+    if tags.get("Type") == "model":
+        what = f"a model ({tags.get('Model-Name', 'unnamed')})"
+    elif tags.get("Type") == "manifest":
+        what = "a path manifest"
+    else:
+        kind = "a transaction" if info.kind == "tx" else "stored data"
+        what = f"{kind} ({info.content_type or 'no Content-Type'}, {info.data_size} bytes)"
+    raise RecordInvalid(f"{record_id} is not an inference record (a Process, Message or Result): it is {what}")
 
 
 def _check_tags(record_id: str, info: ObjectInfo, record: Record) -> None:
@@ -291,6 +322,7 @@ class RecordStore:
             info = self.store.info(record_id)
         if info is None or not info.data_complete:
             raise RecordNotFound(f"record {record_id} is not stored here")
+        _check_is_record(record_id, info)
         if info.data_size > MAX_RECORD_BYTES:
             raise RecordInvalid(f"{record_id} is {info.data_size} bytes: too large to be a record")
         try:
