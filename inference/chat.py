@@ -74,12 +74,14 @@ NAMED_TEMPLATES = {
         "{% endfor %}"
     ),
 }
-# Text that ends an assistant turn in each named template, besides the model's EOS. The
-# marker tokens also end generation as llama.cpp's end-of-generation tokens; the text
-# form stops a model whose vocabulary spells them in pieces.
+# What ends an assistant turn in each named template, besides the model's EOS: its end
+# marker, and the marker that opens the next turn (a pretrained model that goes on to write
+# the user's next turn has finished its own). A marker that is one control token of the
+# vocabulary stops as that token (inference.engine); spelt in pieces, as text.
 NAMED_STOPS = {
-    "chatml": ["<|im_end|>"], "llama-2": [], "phi-3": ["<|end|>"], "gemma": ["<end_of_turn>"],
-    "llama-3": ["<|eot_id|>"], "mistral": [],
+    "chatml": ["<|im_end|>", "<|im_start|>"], "llama-2": [], "phi-3": ["<|end|>", "<|user|>"],
+    "gemma": ["<end_of_turn>", "<start_of_turn>"], "llama-3": ["<|eot_id|>", "<|start_header_id|>"],
+    "mistral": ["[INST]"],
 }
 
 

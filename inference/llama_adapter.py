@@ -108,6 +108,21 @@ def tokenize_prompt(llama: Any, text: str, special: bool) -> list[int]:
     return tokens
 
 
+def control_tokens_of(llama: Any, texts: tuple[str, ...] | list[str]) -> frozenset[int]:
+    """Given a Llama and stop strings, return the IDs of those that are one control token each.
+
+    Control tokens detokenize to nothing, so a stop string such as `<start_of_turn>` can only
+    be seen as its token.
+    """
+    model = _model_of(llama)
+    found = set()
+    for text in texts:
+        ids = model.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        if len(ids) == 1 and llama_cpp.llama_vocab_is_control(model.vocab, ids[0]):
+            found.add(ids[0])
+    return frozenset(found)
+
+
 def end_of_generation(llama: llama_cpp.Llama) -> Callable[[int], bool]:
     """Given a Llama, return the test "does this token end generation" (EOS, EOT, ...)."""
     vocab = _model_of(llama).vocab

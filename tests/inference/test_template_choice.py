@@ -97,8 +97,8 @@ def test_named_templates_render_with_the_markers_chosen(tmp_path):
         assert rendered("gemma", "<bos>") == "<bos><start_of_turn>user\nS\n\nhi<end_of_turn>\n<start_of_turn>model\n"
     finally:
         sandbox.close()
-    assert resolve_template(None, None, "<s>", "</s>", "llama-3").stop == ["<|eot_id|>", "</s>"]
-    assert resolve_template(None, None, "<bos>", "<eos>", "gemma").stop == ["<end_of_turn>", "<eos>"]
+    assert resolve_template(None, None, "<s>", "</s>", "llama-3").stop == ["<|eot_id|>", "<|start_header_id|>", "</s>"]
+    assert resolve_template(None, None, "<bos>", "<eos>", "gemma").stop == ["<end_of_turn>", "<start_of_turn>", "<eos>"]
 
 
 def test_process_records_stay_compatible():
@@ -155,6 +155,27 @@ def test_run_without_a_template_uses_the_one_the_vocabulary_calls_for(tmp_path):
     # The process's template is the recorded one: replay renders and checks it again.
     rc, replayed, err = permastore(data, "replay", out.split("result:")[1].split()[0])
     assert rc == 0 and replayed.startswith("identical"), err
+
+
+def test_a_model_that_opens_the_next_turn_has_ended_its_own(tmp_path):
+    """A pretrained model goes on to write the next turn: its opening control token stops the call.
+
+    Control tokens detokenize to nothing, so the stop string `<start_of_turn>` is seen only as
+    its token; the model here writes that token at every step.
+    """
+    model = make_gguf(tmp_path / "turn-taker.gguf", chat_template=None, name="turn-taker", chat_tokens=GEMMA_TOKENS,
+                      favour="<start_of_turn>")
+    data = tmp_path / "data"
+    _, model_id, _ = permastore(data, "model", "add", str(model))
+    rc, out, err = permastore(data, "run", model_id.strip(), "cats", "--max-tokens", "8", "--seed", "7")
+    assert rc == 0, err
+    assert "tokens: 22 prompt + 1 output  finish: stop" in err
+    assert out.startswith("\nprocess: ")  # no text: the turn ended at once
+    rc, replayed, err = permastore(data, "replay", out.split("result:")[1].split()[0])
+    assert rc == 0 and replayed.startswith("identical"), err
+    # The same model asked for raw text (no template, no stops) writes the token to the limit.
+    rc, out, err = permastore(data, "run", model_id.strip(), "cats", "--raw", "--max-tokens", "8", "--seed", "7")
+    assert rc == 0 and "+ 8 output  finish: length" in err, err
 
 
 def test_run_warns_when_no_template_fits(tmp_path):
