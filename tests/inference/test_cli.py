@@ -1,6 +1,7 @@
 """The inference commands end to end, each in a fresh OS process: model add/list, run, replay."""
 
 import dataclasses
+import os
 import subprocess
 import sys
 
@@ -217,3 +218,52 @@ def test_data_after_the_command_and_dash_ids_reach_the_handlers(data, cli_model)
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2
     assert done.stderr.strip() == f"permastore: record {dash_id} is not stored here"
+
+
+@pytest.mark.parametrize("name, body, kind", [
+    ("notes.txt", b"hello\n", "text/plain, 6 bytes"),
+    ("point.json", b'{"a": 1}', "application/json, 8 bytes"),  # JSON, but no record
+])
+def test_replaying_stored_data_that_is_no_record_says_so(data, tmp_path, name, body, kind):
+    """Issue 10 point 12: not `record is not JSON: Expecting value...`, but what the ID is."""
+    (tmp_path / name).write_bytes(body)
+    _, out, _ = permastore(data, "put", str(tmp_path / name), check_rc=0)
+    object_id = out.split()[-1]
+    for args in (["replay", object_id], ["replay", "--process", object_id]):
+        rc, out, err = permastore(data, *args)
+        assert rc != 0 and out == ""
+        assert err.strip() == (f"permastore: {object_id} is not an inference record (a Process, Message or "
+                               f"Result): it is stored data ({kind})")
+
+
+LOAD_PAST_TRAINING_CONTEXT = """
+import sys
+from inference.llama_adapter import load_llama
+from inference.sampling import EngineSettings
+load_llama(sys.argv[1], EngineSettings(n_ctx=1024, n_threads=1))  # the tiny model was trained on 512
+"""
+
+
+@pytest.mark.parametrize("level, shown", [(None, False), ("error", False), ("warn", True), ("info", True)])
+def test_llama_cpp_warnings_are_shown_only_at_the_level_asked_for(tiny_gguf, level, shown):
+    """Issue 10 point 12: a llama.cpp warning at context creation (as Gemma 3's `llama_kv_cache_iswa:
+    using full-size SWA cache` on every load) reaches stderr only from PERMASTORE_LLAMA_LOG=warn."""
+    env = {k: v for k, v in os.environ.items() if k != "PERMASTORE_LLAMA_LOG"}
+    if level:
+        env["PERMASTORE_LLAMA_LOG"] = level
+    done = subprocess.run([sys.executable, "-c", LOAD_PAST_TRAINING_CONTEXT, str(tiny_gguf)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert ("n_ctx_train (512) -- possible training context overflow" in done.stderr) == shown, done.stderr
+
+
+def test_run_and_replay_print_no_llama_cpp_lines_unless_verbose(data, cli_model):
+    rc, out, err = permastore(data, "run", cli_model, "cats", "--max-tokens", "2", "--seed", "1")
+    assert rc == 0, err
+    assert "llama_" not in err and err.splitlines()[-1].startswith("seed: 1  tokens:"), err
+    result = ids_from(out)["result"]
+    rc, out, err = permastore(data, "replay", result)
+    assert rc == 0 and out.startswith("identical") and "llama_" not in err, err
+    for args in (["run", cli_model, "cats", "--max-tokens", "2", "-v"], ["replay", result, "-v"]):
+        rc, out, err = permastore(data, *args)
+        assert rc == 0 and "llama_context: n_ctx" in err, err
