@@ -32,7 +32,7 @@ class GatewayApp(FastAPI):
 
 def create_app(config: GatewayConfig) -> FastAPI:
     """Given a config, return the FastAPI app serving the Arweave / ar.io API."""
-    from gateway.routes import blocks, chunk, data, graphql, info, tx, wallet
+    from gateway.routes import blocks, chunk, data, graphql, info, peers, tx, wallet
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -68,7 +68,7 @@ def create_app(config: GatewayConfig) -> FastAPI:
     )
     small_cache = SmallObjectCache(config.small_cache_bytes)
     app.fast_path = FastPath(small_cache)
-    for module in (info, wallet, blocks, tx, chunk, graphql):
+    for module in (info, wallet, blocks, tx, chunk, graphql, peers):
         app.include_router(module.router)
     app.include_router(inference_routes.router)  # its lifespan starts and stops the inference service
     app.include_router(data.router)  # last: `/{id}` would otherwise shadow one-segment routes

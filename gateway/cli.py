@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from permastore.cli.errors import CliError
+from permastore.sources.rate_limit import parse_rate
 
 from inference.settings import HerderSettings, SettingsError
 
@@ -12,6 +13,7 @@ from gateway.config import (
     DEFAULT_HOST,
     DEFAULT_MAX_BODY,
     DEFAULT_MAX_CHUNK_BODY,
+    DEFAULT_MAX_DATA_SIZE,
     DEFAULT_MAX_ITEM_BODY,
     DEFAULT_MINE_INTERVAL,
     DEFAULT_PORT,
@@ -34,6 +36,15 @@ def register(subparsers) -> None:
         "--upstream", action="append", default=[], metavar="URL",
         help="gateway or node to read missing IDs through (repeatable; tried in order)",
     )
+    peers = parser.add_argument_group("fetching from peers (Arweave nodes, ar.io gateways, permastore nodes)")
+    peers.add_argument(
+        "--peer", action="append", default=[], metavar="URL",
+        help="node to fetch missing IDs from, many at once, every chunk proven (repeatable)",
+    )
+    peers.add_argument("--learn-peers", type=int, default=0, metavar="N",
+                       help="also fetch from up to N peers listed on the peers' GET /peers (default 0: off)")
+    peers.add_argument("--max-rate", type=parse_rate, default=None, metavar="RATE",
+                       help="cap on fetching from peers, bytes/s (K, M, G suffixes: 50M); default none")
     parser.add_argument(
         "--mine-interval", type=float, default=DEFAULT_MINE_INTERVAL, metavar="S",
         help=f"seconds between blocks (default {DEFAULT_MINE_INTERVAL:g}; 0 = only on /mine)",
@@ -46,6 +57,8 @@ def register(subparsers) -> None:
                         help=f"POST /tx ANS-104 item (default {DEFAULT_MAX_ITEM_BODY})")
     limits.add_argument("--max-chunk-body", type=int, default=DEFAULT_MAX_CHUNK_BODY, metavar="N",
                         help=f"POST /chunk JSON (default {DEFAULT_MAX_CHUNK_BODY})")
+    limits.add_argument("--max-data-size", type=int, default=DEFAULT_MAX_DATA_SIZE, metavar="N",
+                        help=f"largest data_size a tx may claim, posted or fetched (default {DEFAULT_MAX_DATA_SIZE})")
     _herder_arguments(parser)
     parser.set_defaults(handler=run_serve)
 
@@ -80,12 +93,14 @@ def run_serve(args: argparse.Namespace) -> int:
     """Given parsed arguments, run the gateway until stopped; return the exit status."""
     if not 0 <= args.port <= 65535:
         raise CliError(f"invalid port {args.port}")
-    for url in args.upstream:
+    for url in args.upstream + args.peer:
         if not url.startswith(("http://", "https://")):
-            raise CliError(f"invalid upstream {url!r}: expected an http:// or https:// URL")
+            raise CliError(f"invalid upstream or peer {url!r}: expected an http:// or https:// URL")
+    if not 0 <= args.learn_peers <= 1000:
+        raise CliError("--learn-peers must be between 0 and 1000")
     if args.mine_interval < 0:
         raise CliError("--mine-interval must be 0 or more")
-    for flag in ("max_tx_body", "max_item_body", "max_chunk_body"):
+    for flag in ("max_tx_body", "max_item_body", "max_chunk_body", "max_data_size"):
         if getattr(args, flag) <= 0:
             raise CliError(f"--{flag.replace('_', '-')} must be positive")
     config = GatewayConfig(
@@ -93,11 +108,15 @@ def run_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         upstreams=[url.rstrip("/") for url in args.upstream],
+        peers=[url.rstrip("/") for url in args.peer],
+        learn_peers=args.learn_peers,
+        max_rate=args.max_rate,
         mine_interval=args.mine_interval,
         enable_mint=not args.no_mint,
         max_tx_body=args.max_tx_body,
         max_item_body=args.max_item_body,
         max_chunk_body=args.max_chunk_body,
+        max_data_size=args.max_data_size,
         herder=_herder_settings(args),
     )
     from gateway.server import serve

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from gateway.errors import ApiError, not_found
 from gateway.manifests import MANIFEST_CONTENT_TYPE, MAX_MANIFEST_SIZE, ManifestError, parse_manifest, resolve
 from gateway.node import Node, node_of
+from gateway.partial_stream import stream_partial
 from gateway.params import parse_id
 from gateway.ranges import ByteRange, Unsatisfiable, parse_range
 from permastore.protocol import b64url
@@ -57,11 +58,12 @@ def digest_headers(sha256: bytes | None) -> dict[str, str]:
     }
 
 
-def lookup(node: Node, object_id: str):
-    """Given an ID, return its ObjectInfo, fetching it through upstreams when missing locally."""
+def lookup(node: Node, object_id: str, want_data: bool = True):
+    """Given an ID, return its ObjectInfo, fetching it through upstreams when missing locally
+    (only its verified header when not want_data)."""
     info = node.store.info(object_id)
-    if info is None and node.upstream is not None:
-        info = node.fetch_through(object_id)
+    if (info is None or (want_data and not info.data_complete)) and node.upstream is not None:
+        info = node.fetch_through(object_id, want_data) or info
     if info is None:
         raise not_found()
     return info
@@ -124,10 +126,11 @@ def _read_small(node: Node, object_id: str, span: ByteRange, hash_full: bool) ->
 
 async def serve_object(request: Request, node: Node, info, head: bool) -> Response:
     """Given an object's info, answer with its data, honouring Range and If-None-Match."""
-    if not info.data_complete:
+    info, session = node.streaming(info)
+    if not info.data_complete and session is None:
         raise not_found("data not available yet: chunks are still missing")
     size = info.data_size
-    digest = node.ledger.digest(info.id)
+    digest = node.ledger.digest(info.id) if session is None else None
     # Content-Type exactly as tagged (no charset added), so clients see what the uploader said.
     headers = {
         "Content-Type": info.content_type or DEFAULT_CONTENT_TYPE,
@@ -139,6 +142,8 @@ async def serve_object(request: Request, node: Node, info, head: bool) -> Respon
     }
     if etag_matches(request.headers.get("if-none-match"), info.id):
         return Response(status_code=304, headers=headers)
+    if session is not None:  # being fetched from peers: proven bytes streamed as they arrive
+        return await stream_partial(request, session, info, head, headers)
     try:
         span = parse_range(request.headers.get("range"), size)
     except Unsatisfiable:

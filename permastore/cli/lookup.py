@@ -69,13 +69,18 @@ def cmd_info(args) -> int:
     object_id = parse_id(args.id)
     with opened_store(args.data, READ) as store, user_errors():
         info = store.info(object_id)
-        refused = store.refusals(object_id) if info is None else []
-    if info is None and refused:
+        partial = store.partial_info(object_id)
+        refused = store.refusals(object_id) if info is None and partial is None else []
+    if refused:
         bundle_id, _, reason = refused[-1]
         raise CliError(f"{object_id} not found: refused from bundle {bundle_id}: {reason}")
-    if info is None:
+    if info is None and partial is None:
         raise CliError(f"{object_id} not found")
-    print(json.dumps(info_json(info), indent=2))
+    doc = info_json(info) if info is not None else {"id": object_id, "kind": partial.kind, "data_size": partial.data_size}
+    if partial is not None:  # being fetched from peers: how much of it is here
+        doc["held"] = {"bytes": partial.held_bytes, "of": partial.data_size, "ranges": partial.ranges,
+                       "proof": partial.proof, "percent": round(100 * partial.held_bytes / partial.data_size, 1)}
+    print(json.dumps(doc, indent=2))
     return 0
 
 

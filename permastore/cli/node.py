@@ -55,7 +55,8 @@ def cmd_fsck(args) -> int:
         print(f"... and {report.refused_total - len(report.refused)} more refused bundle item(s)")
     if report.ok:
         refused = f" ({report.refused_total} bundle item(s) refused, not indexed)" if report.refused_total else ""
-        print(f"ok: {report.objects_checked} objects, {report.chunks_checked} chunks verified{refused}")
+        partial = f", {report.partial_objects} partially held" if report.partial_objects else ""
+        print(f"ok: {report.objects_checked} objects, {report.chunks_checked} chunks verified{partial}{refused}")
         return 0
     for object_id, chunk_index, reason in report.failures:
         where = "object" if chunk_index < 0 else f"chunk {chunk_index}"

@@ -109,3 +109,4 @@ class FsckReport:
     chunks_checked: int = 0
     refused: list = field(default_factory=list)  # the first 1000
     refused_total: int = 0
+    partial_objects: int = 0  # being fetched: what they hold is checked, the rest is not missing

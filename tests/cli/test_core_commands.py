@@ -32,7 +32,7 @@ def test_put_prints_id_and_get_returns_exact_bytes(cli, payload, tmp_path):
     assert out.read_bytes() == payload.read_bytes()
     assert cli("get", object_id).stdout == payload.read_bytes()
     info = json.loads(cli("info", object_id).stdout)
-    assert info["id"] == object_id and info["data_size"] == 5_000_000 and info["kind"] == "item"
+    assert info["id"] == object_id and info["data_size"] == 5_000_000 and info["kind"] == "tx"  # past one chunk: an L1 tx
     assert {"name": "Note", "value": "a=b"} in info["tags"]
 
 
