@@ -14,7 +14,9 @@ from gateway.errors import install_error_handlers
 from gateway.fastpath import EXPOSED_HEADERS, FastPath, SmallObjectCache
 from gateway.inference_api.errors import install_inference_errors
 from gateway.node import Node
+from gateway.routes import ao as ao_routes
 from gateway.routes import inference as inference_routes
+from gateway.routes import ollama as ollama_routes
 
 log = logging.getLogger("gateway")
 
@@ -71,5 +73,7 @@ def create_app(config: GatewayConfig) -> FastAPI:
     for module in (info, wallet, blocks, tx, chunk, graphql, peers):
         app.include_router(module.router)
     app.include_router(inference_routes.router)  # its lifespan starts and stops the inference service
+    app.include_router(ollama_routes.router)  # /api/*: before the data routes' `/{id}/{path}`
+    app.include_router(ao_routes.router)  # AO's MU and CU; its lifespan runs inside the inference one
     app.include_router(data.router)  # last: `/{id}` would otherwise shadow one-segment routes
     return app

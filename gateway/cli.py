@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from urllib.parse import urlsplit
 
 from permastore.cli.errors import CliError
 from permastore.sources.rate_limit import parse_rate
@@ -50,6 +51,9 @@ def register(subparsers) -> None:
         help=f"seconds between blocks (default {DEFAULT_MINE_INTERVAL:g}; 0 = only on /mine)",
     )
     parser.add_argument("--no-mint", action="store_true", help="refuse arlocal's /mint route")
+    parser.add_argument("--public-url", metavar="URL",
+                        help="URL clients reach this node at, published as its AO Scheduler-Location "
+                             "(default: the listening URL)")
     limits = parser.add_argument_group("request body limits (bytes; larger bodies get 413)")
     limits.add_argument("--max-tx-body", type=int, default=DEFAULT_MAX_BODY, metavar="N",
                         help=f"POST /tx JSON, inline data included (default {DEFAULT_MAX_BODY})")
@@ -89,6 +93,19 @@ def _herder_settings(args: argparse.Namespace) -> HerderSettings:
         raise CliError(f"invalid herder settings: {exc}") from None
 
 
+def _check_public_url(url: str) -> None:
+    """Given --public-url, return if clients can be sent to it (the node signs it as its Scheduler-Location)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
+            or any(c.isspace() for c in url):
+        raise CliError(f"invalid --public-url {url!r}: expected an http:// or https:// URL with a host "
+                       "(a path is allowed, a query or fragment is not)")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number in 0-65535
+    except ValueError:
+        raise CliError(f"invalid --public-url {url!r}: its port is not a number in 0-65535") from None
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """Given parsed arguments, run the gateway until stopped; return the exit status."""
     if not 0 <= args.port <= 65535:
@@ -98,6 +115,8 @@ def run_serve(args: argparse.Namespace) -> int:
             raise CliError(f"invalid upstream or peer {url!r}: expected an http:// or https:// URL")
     if not 0 <= args.learn_peers <= 1000:
         raise CliError("--learn-peers must be between 0 and 1000")
+    if args.public_url is not None:
+        _check_public_url(args.public_url)
     if args.mine_interval < 0:
         raise CliError("--mine-interval must be 0 or more")
     for flag in ("max_tx_body", "max_item_body", "max_chunk_body", "max_data_size"):
@@ -113,6 +132,7 @@ def run_serve(args: argparse.Namespace) -> int:
         max_rate=args.max_rate,
         mine_interval=args.mine_interval,
         enable_mint=not args.no_mint,
+        public_url=args.public_url.rstrip("/") if args.public_url else None,
         max_tx_body=args.max_tx_body,
         max_item_body=args.max_item_body,
         max_chunk_body=args.max_chunk_body,

@@ -41,6 +41,8 @@ class GatewayConfig:
     max_data_size: int = DEFAULT_MAX_DATA_SIZE
     small_cache_bytes: int = DEFAULT_CACHE_BYTES  # verified bodies of small objects kept in memory
     enable_mint: bool = True  # arlocal's /mint: a development node hands out test tokens
+    # The URL clients reach this node at (its AO Scheduler-Location); `serve` sets the listening URL.
+    public_url: str | None = None
     # Inference herder settings as `serve` loaded them (file < env < flags); None: loaded at start.
     herder: HerderSettings | None = None
 

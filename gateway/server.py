@@ -74,6 +74,7 @@ def serve(config: GatewayConfig) -> None:
     """Given a config, serve until SIGINT or SIGTERM (uvicorn handles both gracefully)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     sock = bind_socket(config.host, config.port)
+    config.public_url = config.public_url or url_of(sock)
     app = create_app(config)
     server = AnnouncingServer(
         uvicorn.Config(

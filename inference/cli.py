@@ -1,4 +1,6 @@
-"""Inference commands' arguments: `model add|list`, `run`, `replay`, `keys create` (handlers: inference.commands).
+"""Inference commands' arguments: `model add|name|list|pull`, `run`, `replay`, `keys create`.
+
+Handlers: inference.commands (and inference.model_pull_cli for `model pull`), imported when they run.
 
 Errors print one line and exit non-zero (CliError); no traceback, nothing half-written.
 `--data` and IDs that start with '-' are the core CLI's (permastore.cli.options); each
@@ -17,14 +19,14 @@ from inference.chat import MODEL_TEMPLATE, NAMED_TEMPLATES
 from permastore.cli.stores import READ, WRITE
 
 
-def _handler(name: str) -> Callable[[argparse.Namespace], int]:
-    """Return a handler that imports inference.commands when it runs.
+def _handler(name: str, module: str = "inference.commands") -> Callable[[argparse.Namespace], int]:
+    """Return a handler that imports its module (inference.commands) when it runs.
 
     Deliberately lazy: every `permastore` command loads this plugin to build its parser,
     and the handlers' module loads llama-cpp-python (a third of a second).
     """
     def run(args: argparse.Namespace) -> int:
-        return getattr(importlib.import_module("inference.commands"), name)(args)
+        return getattr(importlib.import_module(module), name)(args)
     return run
 
 
@@ -47,9 +49,20 @@ def register(subparsers: Any) -> None:
     model_commands.required = True
     add = model_commands.add_parser("add", help="store a GGUF file; print its model ID")
     add.add_argument("file", metavar="FILE.gguf")
+    add.add_argument("--name", metavar="NAME[:TAG]", help="also record a name for it, Ollama-style (tag: latest)")
     add.set_defaults(handler=_handler("run_model_add"), needs_store=WRITE)
-    listing = model_commands.add_parser("list", help="list stored models")
+    naming = model_commands.add_parser("name", help="record a name for a stored model (re-points a name in use)")
+    naming.add_argument("model_id", metavar="MODEL", help="model ID (or a name already recorded)")
+    naming.add_argument("name", metavar="NAME[:TAG]")
+    naming.set_defaults(handler=_handler("run_model_name"), needs_store=WRITE)
+    listing = model_commands.add_parser("list", help="list stored models and their names")
     listing.set_defaults(handler=_handler("run_model_list"), needs_store=READ)
+    pulling = model_commands.add_parser("pull", help="fetch a model (ID, or a name a peer lists) from peers, "
+                                        "every chunk proven; print its ID")
+    pulling.add_argument("model_id", metavar="MODEL", help="model ID or name (NAME[:TAG])")
+    pulling.add_argument("--peer", action="append", required=True, metavar="URL",
+                         help="node to fetch from and to ask for names (repeatable)")
+    pulling.set_defaults(handler=_handler("run_model_pull", "inference.model_pull_cli"), needs_store=WRITE)
     register_run(subparsers)
 
     replay = subparsers.add_parser("replay", help="re-run a recorded call and compare token for token")
@@ -65,9 +78,9 @@ def register(subparsers: Any) -> None:
 
 
 def register_run(subparsers: Any) -> None:
-    """`permastore run MODEL_ID PROMPT`: spawn a process (or use --process) and record one call."""
-    run = subparsers.add_parser("run", help="run a model by ID on a prompt; print output and record IDs")
-    run.add_argument("model_id", metavar="MODEL_ID")
+    """`permastore run MODEL PROMPT`: spawn a process (or use --process) and record one call."""
+    run = subparsers.add_parser("run", help="run a model by ID or name on a prompt; print output and record IDs")
+    run.add_argument("model_id", metavar="MODEL", help="model ID or name (NAME[:TAG])")
     run.add_argument("prompt", metavar="PROMPT")
     run.add_argument("--system", metavar="TEXT", help="system prompt of the process")
     run.add_argument("--seed", type=int, help="sampling seed (default: derived from the message ID)")

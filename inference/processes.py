@@ -158,12 +158,14 @@ class ProcessBook:
 
     def draft(self, model_id: str, settings: EngineSettings | None = None, system_prompt: str | None = None,
               chat_template: str | None = None) -> Process:
-        """Given a model ID and settings, return the process that spawning would record, unwritten (id "").
+        """Given a model ID (or name) and settings, return the process that spawning would record, unwritten (id "").
 
-        chat_template: None uses the model's own template when it has one, else the named
-        one its header calls for (recorded as `chat_template_chosen`); "model" or a name of
+        A name is resolved here: the record names the model by ID. chat_template: None uses
+        the model's own template when it has one, else the named one its header calls for
+        (recorded as `chat_template_chosen`); "model" or a name of
         inference.chat.NAMED_TEMPLATES picks one explicitly.
         """
+        model_id = self.models.model_id(model_id)
         model = self.models.get(model_id)
         metadata = model.metadata
         if settings is None:

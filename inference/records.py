@@ -70,6 +70,7 @@ class ProcessRecord:
     # Added in record version 1 without a bump: present only when the node chose the template
     # from the GGUF header ({by, template, reason}; template None: none fitted, raw prompts only).
     chat_template_chosen: dict[str, Any] | None = None
+    request: str | None = None  # ID of the caller's signed item that asked for it (an AO spawn)
 
     type = "Process"
 
@@ -77,7 +78,7 @@ class ProcessRecord:
         pairs = [("Model", self.model), ("Seed-Policy", self.seed_policy)]
         if self.chat_template:
             pairs.append(("Chat-Template", self.chat_template))
-        return pairs
+        return pairs + _request_tag(self.request)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class MessageRecord:
     fee: int
     previous: str | None  # ID of the message with nonce - 1 (None for nonce 1): the chain walks by ID
     hash_chain: str  # b64url of chain(nonce)
+    request: str | None = None  # ID of the caller's signed item this call answers (an AO message)
 
     type = "Message"
 
@@ -110,6 +112,7 @@ class MessageRecord:
             ("Nonce", str(self.nonce)),
             ("Hash-Chain", self.hash_chain),
             ("Fee", str(self.fee)),
+            *_request_tag(self.request),
         ]
 
 
@@ -141,11 +144,16 @@ class ResultRecord:
         ]
 
 
+def _request_tag(request: str | None) -> list[tuple[str, str]]:
+    return [("Request", request)] if request is not None else []
+
+
 Record = Union[ProcessRecord, MessageRecord, ResultRecord]  # noqa: UP007 - a runtime alias
-NULLABLE_FIELDS = ("chat_template", "chat_template_sha256", "system_prompt", "previous", "chat_template_chosen")
-# Fields added later: left out of the JSON while None, so records without them read (and
-# hash, and sign) exactly as before.
-OPTIONAL_FIELDS = ("chat_template_chosen",)
+NULLABLE_FIELDS = ("chat_template", "chat_template_sha256", "system_prompt", "previous", "chat_template_chosen",
+                   "request")
+# Fields added later: left out of the JSON while None, so records written before these fields
+# existed keep their exact bytes (and hash, and signature).
+OPTIONAL_FIELDS = ("chat_template_chosen", "request")
 RECORD_TYPES = {cls.type: cls for cls in (ProcessRecord, MessageRecord, ResultRecord)}
 
 
@@ -161,10 +169,8 @@ class StoredRecord:
 def record_json(record: Record) -> dict[str, Any]:
     """Given a record, return the JSON object stored as its data."""
     # Shallow: the dict is only serialised, and asdict's deep copy of token lists costs ~0.4 ms.
-    body = {field.name: getattr(record, field.name) for field in fields(record)}
-    for name in OPTIONAL_FIELDS:
-        if name in body and body[name] is None:
-            del body[name]
+    body = {field.name: getattr(record, field.name) for field in fields(record)
+            if not (field.name in OPTIONAL_FIELDS and getattr(record, field.name) is None)}
     body["type"] = record.type
     body["version"] = RECORD_VERSION
     return body
@@ -181,6 +187,14 @@ def record_tags(record: Record) -> list[Tag]:
         *record.tags(),
     ]
     return [Tag.text(name, value) for name, value in pairs]
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    """A caller's signed ANS-104 item that asks for a record (an AO spawn or message): its ID and bytes."""
+
+    id: str
+    item: bytes
 
 
 @dataclass(frozen=True)
@@ -212,6 +226,8 @@ def parse_record(data: bytes, expected_type: str | None = None) -> Record:
     missing, extra = names - set(body) - set(OPTIONAL_FIELDS), set(body) - names
     if missing or extra:
         raise RecordInvalid(f"{kind} record fields wrong: missing {sorted(missing)}, unexpected {sorted(extra)}")
+    if any(name in body and body[name] is None for name in OPTIONAL_FIELDS):
+        raise RecordInvalid(f"{kind} record: optional fields are left out, never null")
     record = cls(**body)
     _check_shapes(record)
     return record
@@ -224,7 +240,7 @@ def _check_shapes(record: Record) -> None:
         "input": dict, "rendered_prompt": str, "parse_special": bool, "sampling": dict, "fee": int,
         "hash_chain": str, "message": str, "seed": int, "text": str, "token_ids": list, "token_hash": str,
         "prompt_tokens": int, "prompt_token_hash": str, "completion_tokens": int, "finish_reason": str,
-        "timings": dict, "seed_policy": str, "previous": str, "chat_template_chosen": dict,
+        "timings": dict, "seed_policy": str, "previous": str, "chat_template_chosen": dict, "request": str,
     }
     for field in fields(record):
         value = getattr(record, field.name)
@@ -242,6 +258,9 @@ def _check_shapes(record: Record) -> None:
         raise RecordInvalid("Process field chat_template_chosen must be {by, template, reason} strings")
     if chosen is not None and chosen["template"] != record.chat_template:
         raise RecordInvalid("Process field chat_template_chosen names another template than chat_template")
+    request = getattr(record, "request", None)
+    if request is not None and not b64url.is_id(request):
+        raise RecordInvalid(f"{record.type} field request must be an item ID")
     if isinstance(record, ResultRecord) and not all(
         isinstance(t, int) and not isinstance(t, bool) and 0 <= t < MAX_TOKEN_ID for t in record.token_ids
     ):
