@@ -33,6 +33,7 @@ def register(subparsers) -> None:
     parser.add_argument("--data", default=argparse.SUPPRESS, metavar="DIR", help="data folder")
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any free)")
+    parser.add_argument("--quiet", action="store_true", help="no access log (by default one line per request on stderr)")
     parser.add_argument(
         "--upstream", action="append", default=[], metavar="URL",
         help="gateway or node to read missing IDs through (repeatable; tried in order)",
@@ -139,10 +140,12 @@ def run_serve(args: argparse.Namespace) -> int:
         max_data_size=args.max_data_size,
         herder=_herder_settings(args),
     )
+    from gateway.serve_lock import holding_serve_lock
     from gateway.server import serve
 
-    try:
-        serve(config)
-    except OSError as exc:  # e.g. the port is taken
-        raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    with holding_serve_lock(args.data) as lock:  # one server per data folder; CLI commands need no lock
+        try:
+            serve(config, quiet=args.quiet, lock=lock)
+        except OSError as exc:  # e.g. the port is taken
+            raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     return 0
