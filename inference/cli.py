@@ -37,6 +37,17 @@ def _template_help() -> str:
             "call for, recorded in the process)")
 
 
+class UpstreamWrites(argparse.Action):
+    """`--upstream URL`, repeatable: what is fetched through it is verified and stored here, so a
+    reading command given one writes (`needs_store` becomes WRITE: a node holding nothing yet
+    replays a Result by its ID alone)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or []), values])
+        namespace.needs_store = WRITE
+
+
 def _verbose_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show llama.cpp's own log (loading, KV cache) on stderr")
@@ -69,8 +80,9 @@ def register(subparsers: Any) -> None:
     target = replay.add_mutually_exclusive_group(required=True)
     target.add_argument("record_id", nargs="?", metavar="ID", help="a Message or Result record ID")
     target.add_argument("--process", metavar="PID", help="replay every message of a process in nonce order")
-    replay.add_argument("--upstream", action="append", default=[], metavar="URL",
-                        help="gateway or node to fetch the model through when it is not stored here (repeatable)")
+    replay.add_argument("--upstream", action=UpstreamWrites, default=[], metavar="URL",
+                        help="gateway or node to fetch the records and model through when they are not stored "
+                             "here (repeatable; they are stored here, so the store is created if need be)")
     _verbose_arg(replay)
     replay.set_defaults(handler=_handler("run_replay"), needs_store=READ)
 

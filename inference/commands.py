@@ -214,7 +214,7 @@ def _on_call(report: ReplayReport) -> None:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    store = open_store(args.data, READ)
+    store = open_store(args.data, args.needs_store)  # WRITE with --upstream: fetched records are kept
     try:
         inference = _open_inference(args, store)
     except BaseException:
