@@ -55,9 +55,34 @@ NAMED_TEMPLATES = {
         "{% endfor %}"
         "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
     ),
+    # Meta's Llama 3 format: a header per turn, contents trimmed, each turn ended by <|eot_id|>.
+    "llama-3": (
+        "{{ bos_token }}"
+        "{% for m in messages %}"
+        "{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>\n\n' + m['content'] | trim + '<|eot_id|>' }}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+    ),
+    # Mistral's [INST] format: no system role, so the system text opens the first user turn.
+    "mistral": (
+        "{{ bos_token }}{% set ns = namespace(system='') %}"
+        "{% for m in messages %}"
+        "{% if m['role'] == 'system' %}{% set ns.system = m['content'] + '\n\n' %}"
+        "{% elif m['role'] == 'user' %}{{ '[INST] ' + ns.system + m['content'] + ' [/INST]' }}"
+        "{% set ns.system = '' %}"
+        "{% else %}{{ m['content'] + eos_token }}{% endif %}"
+        "{% endfor %}"
+    ),
 }
-# Text that ends an assistant turn in each named template (the model's own: its EOS).
-NAMED_STOPS = {"chatml": ["<|im_end|>"], "llama-2": [], "phi-3": ["<|end|>"], "gemma": ["<end_of_turn>"]}
+# What ends an assistant turn in each named template, besides the model's EOS: its end
+# marker, and the marker that opens the next turn (a pretrained model that goes on to write
+# the user's next turn has finished its own). A marker that is one control token of the
+# vocabulary stops as that token (inference.engine); spelt in pieces, as text.
+NAMED_STOPS = {
+    "chatml": ["<|im_end|>", "<|im_start|>"], "llama-2": [], "phi-3": ["<|end|>", "<|user|>"],
+    "gemma": ["<end_of_turn>", "<start_of_turn>"], "llama-3": ["<|eot_id|>", "<|start_header_id|>"],
+    "mistral": ["[INST]"],
+}
 
 
 @dataclass(frozen=True)
@@ -85,15 +110,18 @@ def template_names() -> list[str]:
     return [MODEL_TEMPLATE, *NAMED_TEMPLATES]
 
 
-def resolve_template(name: str | None, model_template: str | None, bos_token: str, eos_token: str) -> ChatTemplate | None:
+def resolve_template(name: str | None, model_template: str | None, bos_token: str, eos_token: str,
+                     fallback: str | None = None) -> ChatTemplate | None:
     """Given a requested name (None: the model's own if any) and the model's template, return the template.
 
-    Returns None when no name was asked for and the model has no template (raw prompts only).
+    Without a name, a model with no template of its own gets the `fallback` (the named
+    template its header calls for, inference.template_choice); None when there is none
+    either (raw prompts only).
     """
     if name is not None and not isinstance(name, str):
         raise InvalidRequest(f"chat template must be a name, one of {', '.join(template_names())}")
     if name is None:
-        name = MODEL_TEMPLATE if model_template else None
+        name = MODEL_TEMPLATE if model_template else fallback
         if name is None:
             return None
     if name == MODEL_TEMPLATE:

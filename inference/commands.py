@@ -10,24 +10,19 @@ from inference import replay
 from inference.context import Inference
 from inference.errors import InferenceError
 from inference.keys import InvalidKey, KeyStore
+from inference.native_log import VERBOSE, native_log
 from inference.processes import DEFAULT_N_CTX, Process
 from inference.replay import ReplayReport
 from inference.sampling import EngineSettings, SamplingParams, default_threads
 from inference.settings import HerderSettings, SettingsError
 from permastore.cli.errors import CliError
+from permastore.cli.stores import READ, WRITE, open_store
 from permastore.protocol.wallet import address_of
 from permastore.sources import FallbackSource, ReadThroughSource, UpstreamSource
 from permastore.store import Store
 
 EXIT_DIFFERENT = 1
 EXIT_INVALID = 2
-
-
-def _open_store(args: argparse.Namespace) -> Store:
-    try:
-        return Store.open(args.data)
-    except Exception as exc:  # noqa: BLE001 - an unreadable data folder is the user's to fix, not a traceback
-        raise CliError(f"cannot open data folder {args.data}: {exc}") from None
 
 
 def _upstream_source(store: Store, urls: list[str]) -> ReadThroughSource | None:
@@ -46,6 +41,8 @@ def _open_inference(args: argparse.Namespace, store: Store) -> Inference:
     Names resolve as on the server: records of the node wallet and of the owners trusted
     in data/herder.json or $PERMASTORE_TRUST_MODEL_OWNERS.
     """
+    if getattr(args, "verbose", False):
+        native_log().set_level(VERBOSE)  # before any model loads, here or in a child process
     try:
         owners = HerderSettings.load(args.data).trust_model_owners
     except SettingsError as exc:
@@ -57,7 +54,7 @@ def _open_inference(args: argparse.Namespace, store: Store) -> Inference:
 def run_keys_create(args: argparse.Namespace) -> int:
     address = args.address
     if address is None:
-        store = _open_store(args)
+        store = open_store(args.data, WRITE)
         try:
             address = address_of(store.signer.owner)
         finally:
@@ -75,7 +72,7 @@ def run_keys_create(args: argparse.Namespace) -> int:
 
 
 def run_model_add(args: argparse.Namespace) -> int:
-    store = _open_store(args)
+    store = open_store(args.data, WRITE)
     inference = _open_inference(args, store)
     try:
         print(inference.models.add(args.file, name=args.name))
@@ -92,7 +89,7 @@ def run_model_add(args: argparse.Namespace) -> int:
 
 
 def run_model_name(args: argparse.Namespace) -> int:
-    store = _open_store(args)
+    store = open_store(args.data, WRITE)
     inference = _open_inference(args, store)
     try:
         binding = inference.models.name(inference.models.model_id(args.model_id), args.name)
@@ -107,7 +104,7 @@ def run_model_name(args: argparse.Namespace) -> int:
 
 
 def run_model_list(args: argparse.Namespace) -> int:
-    store = _open_store(args)
+    store = open_store(args.data, READ)
     inference = _open_inference(args, store)
     try:
         for entry in inference.models.list():
@@ -147,14 +144,30 @@ def _process_for(inference: Inference, args: argparse.Namespace, sampling: Sampl
     settings = EngineSettings(n_ctx=n_ctx, n_threads=args.threads or default_threads())
     template = None if args.raw else args.chat_template
     draft = inference.processes.draft(args.model_id, settings, args.system, template)
+    if not args.raw:
+        _say_template_choice(draft)
     # Check the call before anything is written: a bad prompt leaves no empty process behind.
     inference.processes.plan_for(draft, **_call_input(draft, args), sampling=sampling)
     draft.verified.result()
     return inference.processes.write(draft)
 
 
+def _say_template_choice(process: Process) -> None:
+    """Tell the operator, on stderr, which template the node chose for a model without one, or that none fits."""
+    chosen = process.record.chat_template_chosen
+    if not chosen:
+        return
+    if chosen["template"]:
+        print(f"chat template: {chosen['template']} (the model has none of its own; {chosen['reason']})",
+              file=sys.stderr)
+    else:
+        print(f"permastore: warning: the model has no chat template and none of this node's fits "
+              f"({chosen['reason']}); the prompt is sent as raw text. Name one with --chat-template.",
+              file=sys.stderr)
+
+
 def run_run(args: argparse.Namespace) -> int:
-    store = _open_store(args)
+    store = open_store(args.data, WRITE)
     inference = _open_inference(args, store)
     try:
         sampling = _sampling(args)
@@ -201,7 +214,7 @@ def _on_call(report: ReplayReport) -> None:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    store = _open_store(args)
+    store = open_store(args.data, args.needs_store)  # WRITE with --upstream: fetched records are kept
     try:
         inference = _open_inference(args, store)
     except BaseException:

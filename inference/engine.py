@@ -108,6 +108,7 @@ class Engine:
         """Run the sampler; return (token IDs, finish reason, when the first token came)."""
         llama = self.llama
         is_end = llama_adapter.end_of_generation(llama)
+        stop_tokens = llama_adapter.control_tokens_of(llama, sampling.stop)  # they detokenize to ""
         generator = llama.generate(
             prompt_ids,
             top_k=sampling.top_k,
@@ -127,7 +128,7 @@ class Engine:
                 if first_token_at is None:
                     first_token_at = time.perf_counter()
                 tokens.append(int(token))
-                if is_end(token) or text_out.add(llama.detokenize([token])):
+                if is_end(token) or token in stop_tokens or text_out.add(llama.detokenize([token])):
                     finish_reason = "stop"
                     break
                 if len(tokens) >= budget:

@@ -21,7 +21,11 @@ from typing import Any, Protocol
 import llama_cpp
 from llama_cpp._internals import LlamaModel
 
+from inference.native_log import native_log
 from inference.sampling import EngineSettings
+
+# llama.cpp's log through this project's callback (levels right, warnings quiet by default).
+NATIVE_LOG = native_log()
 
 
 class Tokenizer(Protocol):
@@ -77,7 +81,7 @@ def load_llama(model_path: Path | str, settings: EngineSettings, embedding: bool
         last_n_tokens_size=settings.penalty_last_n,
         flash_attn=settings.flash_attn,
         seed=0,
-        verbose=False,
+        verbose=NATIVE_LOG.verbose,
     )
 
 
@@ -100,7 +104,7 @@ def load_vocabulary(model_path: Path | str) -> LlamaModel:
     params = llama_cpp.llama_model_default_params()
     params.vocab_only = True
     params.use_mmap = True
-    return LlamaModel(path_model=str(model_path), params=params, verbose=False)
+    return LlamaModel(path_model=str(model_path), params=params, verbose=NATIVE_LOG.verbose)
 
 
 def _model_of(llama: Any) -> Any:
@@ -120,6 +124,21 @@ def tokenize_prompt(llama: Any, text: str, special: bool) -> list[int]:
     if llama_cpp.llama_vocab_get_add_bos(model.vocab) and (not tokens or tokens[0] != bos):
         tokens = [bos, *tokens]
     return tokens
+
+
+def control_tokens_of(llama: Any, texts: tuple[str, ...] | list[str]) -> frozenset[int]:
+    """Given a Llama and stop strings, return the IDs of those that are one control token each.
+
+    Control tokens detokenize to nothing, so a stop string such as `<start_of_turn>` can only
+    be seen as its token.
+    """
+    model = _model_of(llama)
+    found = set()
+    for text in texts:
+        ids = model.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        if len(ids) == 1 and llama_cpp.llama_vocab_is_control(model.vocab, ids[0]):
+            found.add(ids[0])
+    return frozenset(found)
 
 
 def end_of_generation(llama: llama_cpp.Llama) -> Callable[[int], bool]:

@@ -15,11 +15,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from inference.commands import _open_inference, _open_store
+from inference.commands import _open_inference
 from inference.errors import InferenceError, ModelNotFound
 from inference.model_pull import ModelPuller
 from inference.peer_names import resolve_on_peers
 from permastore.cli.errors import CliError
+from permastore.cli.stores import WRITE, open_store
 
 
 def _resolve(puller: ModelPuller, ref: str) -> tuple[str, str | None]:
@@ -57,7 +58,7 @@ def run_model_pull(args: argparse.Namespace) -> int:
     for url in args.peer:
         if not url.startswith(("http://", "https://")):
             raise CliError(f"invalid peer {url!r}: expected an http:// or https:// URL")
-    store = _open_store(args)
+    store = open_store(args.data, WRITE)
     inference = _open_inference(args, store)
     fetcher = Fetcher(store, [url.rstrip("/") for url in args.peer])
     puller = ModelPuller(inference, fetcher)

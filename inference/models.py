@@ -32,6 +32,7 @@ from inference.gguf_header import GGUFError, parse_header
 from inference.model_names import InvalidModelName, ModelNames, NameBinding, parse_name
 from inference.model_trust import ModelTrust
 from inference.store_types import InferenceStore
+from inference.template_choice import TemplateChoice, choose_template
 from permastore.protocol import ans104
 from permastore.protocol.b64url import is_id
 from permastore.protocol.deephash import BlobHasher
@@ -61,6 +62,8 @@ class ModelMetadata:
     chat_template: str | None
     bos_token: str
     eos_token: str
+    # The named template a model without its own calls for (inference.template_choice).
+    template_choice: TemplateChoice | None = None
 
     def tags(self) -> list[tuple[str, str]]:
         """Return the model's descriptive tags as (name, value) pairs."""
@@ -95,7 +98,7 @@ class ModelEntry:
     size: int
     tags: dict[str, str]
     names: tuple[str, ...] = ()
-    created_at: float | None = None
+    created_at: float = 0.0  # when this node stored it (Unix time)
 
 
 def read_gguf_metadata(path: Path | str) -> ModelMetadata:
@@ -135,6 +138,7 @@ def read_gguf_metadata(path: Path | str) -> ModelMetadata:
         chat_template=template if isinstance(template, str) and template else None,
         bos_token=_token_text(tokens, fields.get("tokenizer.ggml.bos_token_id")),
         eos_token=_token_text(tokens, fields.get("tokenizer.ggml.eos_token_id")),
+        template_choice=None if isinstance(template, str) and template else choose_template(fields, tokens),
     )
 
 

@@ -161,8 +161,9 @@ class ProcessBook:
         """Given a model ID (or name) and settings, return the process that spawning would record, unwritten (id "").
 
         A name is resolved here: the record names the model by ID. chat_template: None uses
-        the model's own template when it has one; "model", "chatml", "llama-2", "phi-3" or
-        "gemma" pick one explicitly.
+        the model's own template when it has one, else the named one its header calls for
+        (recorded as `chat_template_chosen`); "model" or a name of
+        inference.chat.NAMED_TEMPLATES picks one explicitly.
         """
         model_id = self.models.model_id(model_id)
         model = self.models.get(model_id)
@@ -176,6 +177,7 @@ class ProcessBook:
         if system_prompt is not None and not isinstance(system_prompt, str):
             raise InvalidRequest("system_prompt must be a string")
         template = _template_of(chat_template, metadata)
+        guessed = chat_template is None and metadata.chat_template is None and metadata.template_choice is not None
         record = records.ProcessRecord(
             model=model_id,
             engine=self.identity(),
@@ -183,6 +185,7 @@ class ProcessBook:
             chat_template=template.name if template else None,
             chat_template_sha256=template.source_sha256 if template else None,
             system_prompt=system_prompt,
+            chat_template_chosen=metadata.template_choice.to_json() if guessed else None,
         )
         return Process("", self.node_address, record, model.path, template, settings, model.verified)
 
@@ -265,7 +268,7 @@ class ProcessBook:
             parse_special = False  # user text that looks like a control token stays text
         else:
             if process.template is None:
-                raise InvalidRequest("this process has no chat template; send a prompt, or spawn with a chat template")
+                raise InvalidRequest(_no_template_reason(process))
             messages = validate_messages(messages)
             call_input = {"messages": messages}
             rendered = self.render(process, messages)
@@ -285,13 +288,22 @@ class ProcessBook:
         return render(self.templates, process.template, with_system(process.record.system_prompt, messages))
 
 
+def _no_template_reason(process: Process) -> str:
+    """Return why chat messages cannot go to a process without a template, and what to do."""
+    chosen = process.record.chat_template_chosen
+    why = f" (no template fits its model: {chosen['reason']})" if chosen else ""
+    return (f"this process has no chat template{why}; send a prompt, or name a chat template "
+            "(chat_template in the request or the spawn)")
+
+
 def default_settings(metadata: ModelMetadata) -> EngineSettings:
     """Given a model's header, return the settings of a process spawned without any."""
     return EngineSettings(n_ctx=min(DEFAULT_N_CTX, metadata.context_length or DEFAULT_N_CTX))
 
 
 def _template_of(chat_template: str | None, metadata: ModelMetadata) -> ChatTemplate | None:
-    return resolve_template(chat_template, metadata.chat_template, metadata.bos_token, metadata.eos_token)
+    fallback = metadata.template_choice.name if metadata.template_choice else None
+    return resolve_template(chat_template, metadata.chat_template, metadata.bos_token, metadata.eos_token, fallback)
 
 
 def _checked_settings(process_id: str, record: records.ProcessRecord, metadata: ModelMetadata) -> EngineSettings:

@@ -67,6 +67,9 @@ class ProcessRecord:
     chat_template_sha256: str | None
     system_prompt: str | None
     seed_policy: str = SEED_POLICY
+    # Added in record version 1 without a bump: present only when the node chose the template
+    # from the GGUF header ({by, template, reason}; template None: none fitted, raw prompts only).
+    chat_template_chosen: dict[str, Any] | None = None
     request: str | None = None  # ID of the caller's signed item that asked for it (an AO spawn)
 
     type = "Process"
@@ -146,9 +149,11 @@ def _request_tag(request: str | None) -> list[tuple[str, str]]:
 
 
 Record = Union[ProcessRecord, MessageRecord, ResultRecord]  # noqa: UP007 - a runtime alias
-NULLABLE_FIELDS = ("chat_template", "chat_template_sha256", "system_prompt", "previous", "request")
-# Left out of the JSON while None: records written before these fields existed keep their exact bytes.
-OPTIONAL_FIELDS = ("request",)
+NULLABLE_FIELDS = ("chat_template", "chat_template_sha256", "system_prompt", "previous", "chat_template_chosen",
+                   "request")
+# Fields added later: left out of the JSON while None, so records written before these fields
+# existed keep their exact bytes (and hash, and signature).
+OPTIONAL_FIELDS = ("chat_template_chosen", "request")
 RECORD_TYPES = {cls.type: cls for cls in (ProcessRecord, MessageRecord, ResultRecord)}
 
 
@@ -235,7 +240,7 @@ def _check_shapes(record: Record) -> None:
         "input": dict, "rendered_prompt": str, "parse_special": bool, "sampling": dict, "fee": int,
         "hash_chain": str, "message": str, "seed": int, "text": str, "token_ids": list, "token_hash": str,
         "prompt_tokens": int, "prompt_token_hash": str, "completion_tokens": int, "finish_reason": str,
-        "timings": dict, "seed_policy": str, "previous": str, "request": str,
+        "timings": dict, "seed_policy": str, "previous": str, "chat_template_chosen": dict, "request": str,
     }
     for field in fields(record):
         value = getattr(record, field.name)
@@ -246,6 +251,13 @@ def _check_shapes(record: Record) -> None:
             raise RecordInvalid(f"{record.type} field {field.name} must be an integer")
         if not isinstance(value, wanted):
             raise RecordInvalid(f"{record.type} field {field.name} must be {wanted.__name__}")
+    chosen = getattr(record, "chat_template_chosen", None)
+    if chosen is not None and not (set(chosen) == {"by", "template", "reason"} and isinstance(chosen["by"], str)
+                                   and isinstance(chosen["reason"], str)
+                                   and (chosen["template"] is None or isinstance(chosen["template"], str))):
+        raise RecordInvalid("Process field chat_template_chosen must be {by, template, reason} strings")
+    if chosen is not None and chosen["template"] != record.chat_template:
+        raise RecordInvalid("Process field chat_template_chosen names another template than chat_template")
     request = getattr(record, "request", None)
     if request is not None and not b64url.is_id(request):
         raise RecordInvalid(f"{record.type} field request must be an item ID")
@@ -253,6 +265,21 @@ def _check_shapes(record: Record) -> None:
         isinstance(t, int) and not isinstance(t, bool) and 0 <= t < MAX_TOKEN_ID for t in record.token_ids
     ):
         raise RecordInvalid(f"Result field token_ids must be a list of integers in 0..{MAX_TOKEN_ID - 1}")
+
+
+def _check_is_record(record_id: str, info: ObjectInfo) -> None:
+    """Raise RecordInvalid, saying what the object is, unless its tags make it an inference record."""
+    tags = tag_dict(info)
+    if tags.get("App-Name") == APP_NAME and tags.get("Type") in RECORD_TYPES:
+        return
+    if tags.get("Type") == "model":
+        what = f"a model ({tags.get('Model-Name', 'unnamed')})"
+    elif tags.get("Type") == "manifest":
+        what = "a path manifest"
+    else:
+        kind = "a transaction" if info.kind == "tx" else "stored data"
+        what = f"{kind} ({info.content_type or 'no Content-Type'}, {info.data_size} bytes)"
+    raise RecordInvalid(f"{record_id} is not an inference record (a Process, Message or Result): it is {what}")
 
 
 def _check_tags(record_id: str, info: ObjectInfo, record: Record) -> None:
@@ -314,6 +341,7 @@ class RecordStore:
             info = self.store.info(record_id)
         if info is None or not info.data_complete:
             raise RecordNotFound(f"record {record_id} is not stored here")
+        _check_is_record(record_id, info)
         if info.data_size > MAX_RECORD_BYTES:
             raise RecordInvalid(f"{record_id} is {info.data_size} bytes: too large to be a record")
         try:

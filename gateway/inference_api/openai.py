@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.inference_api.errors import inference_error_body
 from inference.errors import InferenceError
 from inference.herder.service import RunningCall
 from inference.models import ModelEntry
@@ -101,8 +102,7 @@ async def stream_events(call: OpenCall) -> AsyncIterator[str]:
     except InferenceError as exc:
         # The stream has begun (status 200 is sent): the failure travels as an error event,
         # which OpenAI clients raise as an APIError.
-        yield sse({"error": {"message": str(exc), "type": "herder_error", "code": exc.status},
-                   "record": {"message": call.running.message_id}})
+        yield sse({**inference_error_body(exc), "record": {"message": call.running.message_id}})
         yield SSE_DONE
         return
     last = chunk(call, None, finish=finish_reason(result.finish_reason))
@@ -116,7 +116,7 @@ def model_object(entry: ModelEntry) -> dict[str, Any]:
     return {
         "id": entry.id,
         "object": "model",
-        "created": 0,
+        "created": int(entry.created_at),  # when this node stored it (Unix seconds)
         "owned_by": entry.tags.get("Model-Name", "permastore"),
         "size": entry.size,
         "tags": entry.tags,

@@ -23,6 +23,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from gateway.errors import ApiError
+from inference.chat import template_names
 from inference.credits import MAX_AMOUNT
 from inference.errors import InvalidRequest
 from inference.sampling import EngineSettings, SamplingParams
@@ -194,14 +195,23 @@ def _messages(value: Any) -> list[Any]:
 
 
 class ChatBody(OpenAICallBody):
-    """POST /v1/chat/completions (each message is checked by inference.chat.validate_messages)."""
+    """POST /v1/chat/completions (each message is checked by inference.chat.validate_messages).
+
+    `chat_template` (this node's extra) names the template of the process the call goes to.
+    """
 
     messages: list[Any]
+    chat_template: str | None = None
 
     @field_validator("messages", mode="before")
     @classmethod
     def _check_messages(cls, value: Any) -> list[Any]:
         return _messages(value)
+
+    @field_validator("chat_template", mode="before")
+    @classmethod
+    def _template(cls, value: Any) -> Any:
+        return _template_name(value)
 
 
 class MessageBody(SamplingBody):
@@ -269,9 +279,13 @@ class SpawnBody(BaseModel):
     @field_validator("chat_template", mode="before")
     @classmethod
     def _template(cls, value: Any) -> Any:
-        if value is not None and not isinstance(value, str):
-            raise _refuse("chat template must be a name, e.g. model, chatml, llama-2, phi-3 or gemma")
-        return value
+        return _template_name(value)
+
+
+def _template_name(value: Any) -> Any:
+    if value is not None and not isinstance(value, str):
+        raise _refuse(f"chat template must be a name, one of {', '.join(template_names())}")
+    return value
 
 
 class CreditBody(BaseModel):

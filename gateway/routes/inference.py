@@ -34,7 +34,7 @@ from gateway.inference_api.schemas import (
 from gateway.inference_api.state import blocking, lifespan, service_of
 from gateway.params import parse_address, parse_id
 from inference import records
-from inference.errors import ModelNotFound
+from inference.errors import InvalidRequest, ModelNotFound
 from inference.herder.service import CallService, RunningCall
 from inference.processes import CallPlan
 from inference.replay import herder_runner, replay_call
@@ -66,11 +66,16 @@ def _start_openai(service: CallService, caller: callers.CallerRequest, body: Ope
                   payment: int | None) -> openai.OpenCall:
     """Plan, price and start a call from an OpenAI body."""
     processes = service.inference.processes
+    template = body.chat_template if isinstance(body, ChatBody) else None
     if body.process is not None:
-        process_id, model = body.process, processes.get(body.process).record.model
+        process_id, record = body.process, processes.get(body.process).record
+        model = record.model
+        if template is not None and template != record.chat_template:
+            raise InvalidRequest(f"process {process_id} renders with chat template {record.chat_template!r}, "
+                                 f"not {template!r}; leave out process or chat_template")
     else:
         model = body.model or ""
-        process_id = service.default_process(model)
+        process_id = service.default_process(model, template)
     if isinstance(body, ChatBody):
         plan = processes.plan(process_id, messages=body.messages, sampling=body.sampling)
     else:

@@ -200,7 +200,7 @@ class CallService:
         self.pool.warm(prepare_worker, None)  # every worker imports llama.cpp before its first call
         self.remote = RemoteHerd(self, settings.allow_workers, settings.lease_ttl_s, settings.verify_fraction)
         self._settlers = ThreadPoolExecutor(max_workers=SETTLERS, thread_name_prefix="call-settler")
-        self._default_processes: dict[str, str] = {}
+        self._default_processes: dict[tuple[str, str | None], str] = {}
         self._spawn_lock = threading.Lock()
         # A node with models starts its workers now (loading them); an empty one with its first call.
         self.preloaded = self._preload(settings.preload_models)
@@ -250,19 +250,25 @@ class CallService:
 
     # -- processes
 
-    def default_process(self, model_id: str) -> str:
-        """Given a model ID (or name), return this node's process for plain OpenAI-style calls on it.
+    def default_process(self, model_id: str, chat_template: str | None = None) -> str:
+        """Given a model ID or name (and a template name, None: the model's), return this node's process for it.
 
-        Spawned once per model per server run (default settings, the model's own template);
-        every worker starts loading the model at once, while it is verified.
+        Spawned once per model and template per server run (default settings; no name: the
+        model's own template, else the one its header calls for); every worker starts
+        loading the model at once, while it is verified.
         """
         model_id = self.inference.models.model_id(model_id)  # a name re-pointed later gets its new model
+        key = (model_id, chat_template)
         with self._spawn_lock:
-            process_id = self._default_processes.get(model_id)
+            process_id = self._default_processes.get(key)
             if process_id is None:
-                process_id = self.inference.processes.spawn(model_id)
-                self._default_processes[model_id] = process_id
-                self.warm(self.inference.processes.get(process_id))
+                process_id = self.inference.processes.spawn(model_id, chat_template=chat_template)
+                self._default_processes[key] = process_id
+                process = self.inference.processes.get(process_id)
+                chosen = process.record.chat_template_chosen
+                if chosen and chosen["template"] is None:
+                    log.warning("model %s: %s; chat calls need a chat_template", model_id, chosen["reason"])
+                self.warm(process)
             return process_id
 
     def warm(self, process: Process) -> None:

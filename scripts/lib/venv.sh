@@ -39,10 +39,90 @@ stop_heartbeat() {
   fi
 }
 
+# llama-cpp-python's build: this machine's SIMD (GGML_NATIVE: -march=native), no BLAS, and on
+# x86 no AMX. cpuid can advertise AMX where the kernel or hypervisor does not grant the tile
+# state; -march=native then compiles ggml's AMX kernels, and every quantized model (Q4_K,
+# Q8_0: Gemma 3 270M) dies with SIGILL while F16 models still run. ggml's runtime CPU
+# dispatch (GGML_CPU_ALL_VARIANTS) reads the same cpuid bits, so it would pick the AMX build
+# too. GGML_NATIVE=ON is explicit because SOURCE_DATE_EPOCH in the environment turns it off
+# (and with it every SIMD flag).
+NO_AMX="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+default_cmake_args() {
+  local args="-DLLAVA_BUILD=OFF -DGGML_NATIVE=ON -DGGML_BLAS=OFF"
+  case "$(uname -m)" in
+    x86_64|amd64|i?86) args="$args \"-DCMAKE_C_FLAGS=$NO_AMX\" \"-DCMAKE_CXX_FLAGS=$NO_AMX\"" ;;
+  esac
+  printf '%s' "$args"
+}
+
+LLAMA_CHECK_MODEL="fixtures/tiny-llama-q8_0.gguf"
+LLAMA_STAMP=".venv/.permastore-llama-ok"
+
+# A fingerprint of the installed llama.cpp libraries and this CPU: the check is redone when either changes.
+llama_fingerprint() {
+  local lib
+  lib="$(.venv/bin/python -c 'import llama_cpp, os; print(os.path.join(os.path.dirname(llama_cpp.__file__), "lib"))' 2>/dev/null)" || return 1
+  { cat "$lib"/*.so 2>/dev/null; grep -m1 -E '^(flags|Features)' /proc/cpuinfo 2>/dev/null; uname -m; } | sha256sum | cut -d' ' -f1
+}
+
+# check_llama: 0 when the installed llama-cpp-python runs a quantized model on this CPU
+# (in a child process: a SIGILL kills it, not this script). LLAMA_CHECK_ERR says why not.
+check_llama() {
+  local out status
+  out="$(.venv/bin/python scripts/lib/llama_check.py "$LLAMA_CHECK_MODEL" 2>&1)"
+  status=$?
+  if [ "$status" -eq 0 ]; then
+    llama_fingerprint > "$LLAMA_STAMP" 2>/dev/null || true
+    return 0
+  fi
+  case "$status" in
+    132) LLAMA_CHECK_ERR="killed by SIGILL (an instruction this CPU or its OS does not allow)" ;;
+    *) LLAMA_CHECK_ERR="exit status $status: $(printf '%s' "$out" | tail -n 3 | tr '\n' ' ')" ;;
+  esac
+  return 1
+}
+
+llama_version() {
+  .venv/bin/python -c 'import importlib.metadata as m; print(m.version("llama_cpp_python"))' 2>/dev/null
+}
+
+# ensure_llama: check the installed llama-cpp-python (skipped while the stamp matches); when
+# it cannot run here, reinstall it from pip's cache, and if that copy fails too, drop the
+# cached wheel (pip's wheel cache keys on the download URL, never on CMAKE_ARGS or the CPU)
+# and build it here with the flags above.
+ensure_llama() {
+  [ -f "$LLAMA_CHECK_MODEL" ] || return 0
+  if [ -f "$LLAMA_STAMP" ] && [ "$(cat "$LLAMA_STAMP")" = "$(llama_fingerprint)" ]; then
+    return 0
+  fi
+  check_llama && return 0
+  local version
+  version="$(llama_version)"
+  say "scripts: the installed llama-cpp-python $version cannot run a quantized model on this CPU:"
+  say "  $LLAMA_CHECK_ERR. Reinstalling it from pip's cache ..."
+  .venv/bin/pip install --quiet --disable-pip-version-check --force-reinstall --no-deps "llama-cpp-python==$version"
+  check_llama && { say "scripts: llama-cpp-python works now."; return 0; }
+  say "scripts: pip's cached llama-cpp-python wheel was built for another CPU or with other flags"
+  say "  ($LLAMA_CHECK_ERR): removing it and building llama-cpp-python here."
+  say "  CMAKE_ARGS=$CMAKE_ARGS"
+  say "  This takes several minutes (about 8 on 2 cores)."
+  .venv/bin/pip cache remove llama_cpp_python >/dev/null 2>&1 || true
+  start_heartbeat "building llama-cpp-python"
+  .venv/bin/pip install --disable-pip-version-check --force-reinstall --no-deps "llama-cpp-python==$version"
+  stop_heartbeat
+  if ! check_llama; then
+    say "scripts: llama-cpp-python built here still cannot run a quantized model: $LLAMA_CHECK_ERR"
+    say "  Set CMAKE_ARGS for your CPU (see README, Set up) and run this script again."
+    exit 1
+  fi
+  say "scripts: llama-cpp-python rebuilt; it runs quantized models on this CPU."
+}
+
 # install_venv SPEC: pip-install SPEC (e.g. '.[test]') in editable mode into .venv.
 install_venv() {
   local spec="$1"
-  export CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}"   # llama-cpp-python: CPU build, no BLAS
+  CMAKE_ARGS="${CMAKE_ARGS:-$(default_cmake_args)}"   # llama-cpp-python: see default_cmake_args
+  export CMAKE_ARGS
   if [ ! -x .venv/bin/python ]; then
     check_python
     say "scripts: creating .venv with $(python3 --version 2>&1)"
@@ -51,6 +131,7 @@ install_venv() {
   if .venv/bin/python -c 'import llama_cpp' >/dev/null 2>&1; then
     say "scripts: checking the Python dependencies in .venv ($spec) ..."
     .venv/bin/pip install --quiet --disable-pip-version-check -e "$spec"
+    ensure_llama
     return
   fi
   say "scripts: installing permastore $spec and its dependencies into .venv."
@@ -64,5 +145,6 @@ install_venv() {
   start_heartbeat "installing (pip)"
   .venv/bin/pip install --disable-pip-version-check --progress-bar on -e "$spec"
   stop_heartbeat
+  ensure_llama
   say "scripts: installed."
 }

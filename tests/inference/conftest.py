@@ -49,3 +49,9 @@ def make_gguf(path: Path, **options) -> Path:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.write_tiny_gguf(path, **options)
+
+
+def error_reason(response) -> str:
+    """Given an error response, return its reason: the node's `{"error": reason}` or OpenAI's `{"error": {"message"}}`."""
+    error = response.json()["error"]
+    return error["message"] if isinstance(error, dict) else error

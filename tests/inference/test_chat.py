@@ -54,7 +54,7 @@ def test_phi_3(sandbox):
         "<|system|>\nTell a joke on the given topic, on one line<|end|>\n"
         "<|user|>\ncats<|end|>\n<|assistant|>\n"
     )
-    assert template.stop == ["<|end|>", "<|endoftext|>"]
+    assert template.stop == ["<|end|>", "<|user|>", "<|endoftext|>"]  # its end, the next turn, EOS
 
 
 def test_no_template_means_raw_only():
@@ -87,7 +87,7 @@ def test_gemma_folds_the_system_prompt_into_the_first_user_turn(sandbox):
         "<bos><start_of_turn>user\nTell a joke on the given topic, on one line\n\ncats<end_of_turn>\n"
         "<start_of_turn>model\n"
     )
-    assert template.stop == ["<end_of_turn>", "<eos>"]
+    assert template.stop == ["<end_of_turn>", "<start_of_turn>", "<eos>"]
 
 
 def test_templates_render_as_llama_cpp_python_renders_them(sandbox, tiny_gguf):

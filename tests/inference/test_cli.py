@@ -1,6 +1,7 @@
 """The inference commands end to end, each in a fresh OS process: model add/list, run, replay."""
 
 import dataclasses
+import os
 import subprocess
 import sys
 
@@ -128,14 +129,21 @@ def test_identity_difference_is_said_before_running(data, cli_model):
     assert lines[-1].startswith("identical") and rc == 0
 
 
+@pytest.fixture
+def initialised(data):
+    """A data folder holding an empty store (`permastore init`)."""
+    permastore(data, "init", check_rc=0)
+    return data
+
+
 @pytest.mark.parametrize("args, message", [
     (["model", "add", "/nonexistent.gguf"], "no such file"),
     (["replay", "nope"], "not a valid record ID"),
     (["replay", "A" * 43], "is not stored here"),
     (["run", "A" * 43, "hi"], "is not stored here"),
 ])
-def test_bad_input_is_one_line_and_nonzero(data, args, message):
-    rc, out, err = permastore(data, *args)
+def test_bad_input_is_one_line_and_nonzero(initialised, args, message):
+    rc, out, err = permastore(initialised, *args)
     assert rc != 0
     assert len(err.strip().splitlines()) == 1 and message in err
     assert "Traceback" not in err
@@ -175,3 +183,87 @@ def test_negative_numbers_still_parse_as_numbers():
 
     parsed = build_parser().parse_args(["run", "A" * 43, "hi", "--temperature", "-1", "--seed", "-5"])
     assert (parsed.temperature, parsed.seed) == (-1.0, -5)
+
+
+@pytest.mark.parametrize("args", [
+    ["model", "list"],
+    ["replay", "A" * 43],
+    ["replay", "--process", "A" * 43],
+])
+def test_reading_commands_need_a_store_and_create_nothing(tmp_path, args):
+    missing = tmp_path / "typo"
+    rc, out, err = permastore(missing, *args)
+    assert rc == 1 and out == ""
+    assert err.strip().startswith(f"permastore: no store at {missing}")
+    assert not missing.exists()
+    # A folder that exists but holds no store is left as it was, too.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    rc, _, err = permastore(empty, *args)
+    assert rc == 1 and "no store at" in err
+    assert list(empty.iterdir()) == []
+
+
+def test_writing_commands_create_the_store(tmp_path, tiny_gguf):
+    fresh = tmp_path / "fresh"
+    _, model_id, _ = permastore(fresh, "model", "add", str(tiny_gguf), check_rc=0)
+    assert (fresh / "index.sqlite").is_file()
+    _, listing, _ = permastore(fresh, "model", "list", check_rc=0)
+    assert listing.startswith(model_id.strip())
+
+
+def test_data_after_the_command_and_dash_ids_reach_the_handlers(data, cli_model):
+    dash_id = "-" + "A" * 42
+    done = subprocess.run([sys.executable, "-m", "permastore.cli.main", "replay", dash_id, "--data", str(data)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"permastore: record {dash_id} is not stored here"
+
+
+@pytest.mark.parametrize("name, body, kind", [
+    ("notes.txt", b"hello\n", "text/plain, 6 bytes"),
+    ("point.json", b'{"a": 1}', "application/json, 8 bytes"),  # JSON, but no record
+])
+def test_replaying_stored_data_that_is_no_record_says_so(data, tmp_path, name, body, kind):
+    """Issue 10 point 12: not `record is not JSON: Expecting value...`, but what the ID is."""
+    (tmp_path / name).write_bytes(body)
+    _, out, _ = permastore(data, "put", str(tmp_path / name), check_rc=0)
+    object_id = out.split()[-1]
+    for args in (["replay", object_id], ["replay", "--process", object_id]):
+        rc, out, err = permastore(data, *args)
+        assert rc != 0 and out == ""
+        assert err.strip() == (f"permastore: {object_id} is not an inference record (a Process, Message or "
+                               f"Result): it is stored data ({kind})")
+
+
+LOAD_PAST_TRAINING_CONTEXT = """
+import sys
+from inference.llama_adapter import load_llama
+from inference.sampling import EngineSettings
+load_llama(sys.argv[1], EngineSettings(n_ctx=1024, n_threads=1))  # the tiny model was trained on 512
+"""
+
+
+@pytest.mark.parametrize("level, shown", [(None, False), ("error", False), ("warn", True), ("info", True)])
+def test_llama_cpp_warnings_are_shown_only_at_the_level_asked_for(tiny_gguf, level, shown):
+    """Issue 10 point 12: a llama.cpp warning at context creation (as Gemma 3's `llama_kv_cache_iswa:
+    using full-size SWA cache` on every load) reaches stderr only from PERMASTORE_LLAMA_LOG=warn."""
+    env = {k: v for k, v in os.environ.items() if k != "PERMASTORE_LLAMA_LOG"}
+    if level:
+        env["PERMASTORE_LLAMA_LOG"] = level
+    done = subprocess.run([sys.executable, "-c", LOAD_PAST_TRAINING_CONTEXT, str(tiny_gguf)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert ("n_ctx_train (512) -- possible training context overflow" in done.stderr) == shown, done.stderr
+
+
+def test_run_and_replay_print_no_llama_cpp_lines_unless_verbose(data, cli_model):
+    rc, out, err = permastore(data, "run", cli_model, "cats", "--max-tokens", "2", "--seed", "1")
+    assert rc == 0, err
+    assert "llama_" not in err and err.splitlines()[-1].startswith("seed: 1  tokens:"), err
+    result = ids_from(out)["result"]
+    rc, out, err = permastore(data, "replay", result)
+    assert rc == 0 and out.startswith("identical") and "llama_" not in err, err
+    for args in (["run", cli_model, "cats", "--max-tokens", "2", "-v"], ["replay", result, "-v"]):
+        rc, out, err = permastore(data, *args)
+        assert rc == 0 and "llama_context: n_ctx" in err, err

@@ -13,6 +13,7 @@ import pytest
 
 from inference.keys import KeyStore
 from tests.inference.inference_server import start_server
+from tests.inference.conftest import error_reason
 
 CALLER = "CALLER" + "x" * 36 + "A"  # a canonical b64url address
 
@@ -114,7 +115,7 @@ def test_a_hung_worker_hits_the_timeout_and_the_call_is_refunded(not_retrying):
         os.kill(victim, signal.SIGSTOP)
         reply = _request(node, client)
         assert reply.status_code == 504
-        assert "timed out after 2 s" in reply.json()["error"]
+        assert "timed out after 2 s" in error_reason(reply)
         assert client.get(f"/credits/{CALLER}").json()["balance"] == balance
         # The Message is answered by a failure Result, so no recorded call is left open.
         owner = node.service.node_address

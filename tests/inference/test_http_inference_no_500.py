@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tests.inference.inference_server import start_server
+from tests.inference.conftest import error_reason
 
 SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -46,7 +47,9 @@ def assert_sane(reply):
     if reply.status_code >= 400:
         assert reply.headers["content-type"].startswith("application/json")
         body = reply.json()
-        assert isinstance(body.get("error"), str) and body["error"]
+        if reply.url.path.startswith("/v1/"):  # OpenAI's shape
+            assert isinstance(body.get("error"), dict) and set(body["error"]) >= {"message", "type", "param", "code"}
+        assert isinstance(error_reason(reply), str) and error_reason(reply)
 
 
 def _body(data, node):

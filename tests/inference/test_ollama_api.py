@@ -204,8 +204,10 @@ def test_generate_with_system_and_raw(node, client):
 
 
 def test_a_model_without_a_template_generates_raw_and_refuses_chat(node, client, tmp_path):
-    plain = node.service.inference.models.add(make_gguf(tmp_path / "plain.gguf", chat_template=None, name="plain"),
-                                              name="plain")
+    # No template and no turn markers in its vocabulary: no named template fits it either (a
+    # model with ChatML's tokens would get chatml, inference.template_choice).
+    model = make_gguf(tmp_path / "plain.gguf", chat_template=None, name="plain", chat_tokens=())
+    plain = node.service.inference.models.add(model, name="plain")
     reply = client.generate(model="plain", prompt="cats", system="Be brief", options={"seed": 3, "num_predict": 3})
     assert reply.done
     with node.client() as http:

@@ -169,7 +169,9 @@ def test_bad_calls_write_nothing(inference, store, pid):
 
 
 def test_named_template_and_model_without_one(inference, store, tmp_path):
-    plain_id = inference.models.add(make_gguf(tmp_path / "plain.gguf", chat_template=None, name="plain"))
+    # No template and no turn tokens of a known format: raw prompts only (inference.template_choice).
+    plain_id = inference.models.add(make_gguf(tmp_path / "plain.gguf", chat_template=None, name="plain",
+                                              chat_tokens=()))
     raw_pid = inference.processes.spawn(plain_id, SETTINGS)
     assert load(inference, raw_pid).chat_template is None
     with pytest.raises(InvalidRequest, match="no chat template"):
