@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
+
+import blake3
 
 from starlette.types import Scope, Send
 
 ID_PATH = re.compile(rb"/[A-Za-z0-9_-]{43}")
 MAX_CACHED_OBJECT = 64 * 1024
 DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_ENTRIES = 65536
+DEFAULT_MAX_AGE_S = 60.0  # a cached body is re-verified against its store copy this often
+ENTRY_OVERHEAD = 512  # the entry's objects, its dict slots and its content index, roughly
 # What the CORS middleware would add to a cross-origin GET; cached answers carry it themselves.
 EXPOSED_HEADERS = ("Content-Range", "Content-Length", "ETag", "Accept-Ranges", "X-Ar-Io-Digest", "Digest", "X-Ar-Io-Data-Id")
 CORS_HEADERS = [
@@ -33,11 +39,19 @@ UNSAFE_HEADER_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 @dataclass(frozen=True, slots=True)
 class CachedAnswer:
-    """One cached 200: the body, its headers for ASGI, and the same headers as HTTP/1.1 lines."""
+    """One cached 200: the body, its headers for ASGI, the same headers as HTTP/1.1 lines,
+    the BLAKE3 of the body (the store's address of its one chunk) and when it was last verified."""
 
     body: bytes
     headers: list[tuple[bytes, bytes]]
     header_lines: bytes
+    content: str
+    verified_at: float
+
+    @property
+    def cost(self) -> int:
+        """Bytes this entry holds: body, headers twice (list and lines) and the bookkeeping around them."""
+        return len(self.body) + 2 * len(self.header_lines) + ENTRY_OVERHEAD
 
 
 def header_lines(headers: list[tuple[bytes, bytes]]) -> bytes:
@@ -49,38 +63,83 @@ CORS_LINES = header_lines(CORS_HEADERS)
 
 
 class SmallObjectCache:
-    """Given a byte budget, keep verified small bodies and their response headers, least recently used out first."""
+    """Given a byte budget, keep verified small bodies and their response headers, least recently used out first.
 
-    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES):
+    Security: an entry is keyed on verified content. It is served only while its store copy
+    was verified less than `max_age_s` ago (then the full route reads and verifies it again),
+    and it is dropped at once when any read finds a stored chunk with its content bad
+    (`drop_content`), so an object whose copy on disk rotted is not answered from memory.
+    The budget counts headers and bookkeeping as well as bodies, and entries are capped in
+    number, so many tiny (or empty) objects cannot grow the cache past its budget.
+    """
+
+    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES, max_age_s: float = DEFAULT_MAX_AGE_S,
+                 max_entries: int = DEFAULT_MAX_ENTRIES):
         self.max_bytes = max_bytes
+        self.max_age_s = max_age_s
+        self.max_entries = max_entries
         self._entries: OrderedDict[str, CachedAnswer] = OrderedDict()
+        self._by_content: dict[str, set[str]] = {}
         self._bytes = 0
         self._lock = threading.Lock()  # filled from worker threads, read on the event loop
 
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def bytes_held(self) -> int:
+        return self._bytes
+
     def get(self, object_id: str) -> CachedAnswer | None:
+        """Given an ID, return its entry while its store copy was verified recently, else None."""
         with self._lock:
             entry = self._entries.get(object_id)
-            if entry is not None:
-                self._entries.move_to_end(object_id)
+            if entry is None:
+                return None
+            if time.monotonic() - entry.verified_at > self.max_age_s:
+                return None  # stale: the full route verifies the stored copy again and refreshes it
+            self._entries.move_to_end(object_id)
             return entry
 
     def put(self, object_id: str, body: bytes, headers: dict[str, str]) -> None:
         """Given a verified full body and its 200 headers, remember them (bodies over 64 KiB are not kept)."""
-        if len(body) > MAX_CACHED_OBJECT or self.max_bytes <= 0:
+        if len(body) > MAX_CACHED_OBJECT or self.max_bytes <= 0 or self.max_entries <= 0:
             return
         raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
         raw_headers.append((b"vary", b"Origin"))  # as the CORS middleware marks every answer
         if any(UNSAFE_HEADER_VALUE.search(value) for _, value in raw_headers):
             return  # security: the full route (and uvicorn's checks) answer it instead
-        entry = CachedAnswer(body, raw_headers, header_lines(raw_headers))
+        content = blake3.blake3(body).hexdigest()
+        entry = CachedAnswer(body, raw_headers, header_lines(raw_headers), content, time.monotonic())
         with self._lock:
-            if object_id in self._entries:
-                return
+            self._remove_locked(object_id)
             self._entries[object_id] = entry
-            self._bytes += len(body)
-            while self._bytes > self.max_bytes and self._entries:
-                _, old = self._entries.popitem(last=False)
-                self._bytes -= len(old.body)
+            self._by_content.setdefault(content, set()).add(object_id)
+            self._bytes += entry.cost
+            while self._entries and (self._bytes > self.max_bytes or len(self._entries) > self.max_entries):
+                self._remove_locked(next(iter(self._entries)))
+
+    def drop(self, object_id: str) -> None:
+        """Given an ID, forget its entry."""
+        with self._lock:
+            self._remove_locked(object_id)
+
+    def drop_content(self, content: str) -> None:
+        """Given the hex BLAKE3 of a stored chunk found bad, forget every entry with that content."""
+        with self._lock:
+            for object_id in list(self._by_content.get(content, ())):
+                self._remove_locked(object_id)
+
+    def _remove_locked(self, object_id: str) -> None:
+        entry = self._entries.pop(object_id, None)
+        if entry is None:
+            return
+        self._bytes -= entry.cost
+        sharing = self._by_content.get(entry.content)
+        if sharing is not None:
+            sharing.discard(object_id)
+            if not sharing:
+                del self._by_content[entry.content]
 
 
 def cacheable_request(method: str | bytes, raw_path: bytes, query: bytes, headers) -> tuple[str, bool] | None:

@@ -17,6 +17,7 @@ from gateway.ledger import InsufficientFunds
 from gateway.miner import ANCHOR_DEPTH
 from gateway.node import Node
 from permastore.protocol import b64url
+from permastore.protocol.errors import ProtocolError
 from permastore.protocol.tx import Transaction, verify
 
 SPOOL_IN_MEMORY = 8 * 1024 * 1024  # item bodies past this go to a temp file in the data folder
@@ -24,7 +25,12 @@ SPOOL_IN_MEMORY = 8 * 1024 * 1024  # item bodies past this go to a temp file in 
 
 def accept_tx(node: Node, doc: dict) -> int:
     """Given a POST /tx JSON body, verify and store the tx; return 200, or 208 if already stored."""
-    tx = Transaction.from_json(doc)  # MalformedData -> 400
+    try:
+        tx = Transaction.from_json(doc)  # MalformedData -> 400
+    except ProtocolError:
+        raise
+    except (ValueError, OverflowError) as exc:  # e.g. a 5,000-digit decimal, past int()'s digit limit
+        raise bad_request(f"invalid transaction: {exc}"[:300]) from None
     if not tx.id or not tx.signature:
         raise bad_request("transaction is not signed")
     verify(tx)  # security: signature and id == sha256(signature) before anything is kept

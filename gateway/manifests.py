@@ -47,6 +47,8 @@ def parse_manifest(raw: bytes) -> Manifest:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ManifestError(f"manifest is not JSON: {exc}") from None
+    except RecursionError:
+        raise ManifestError("manifest JSON is nested too deeply") from None
     if not isinstance(doc, dict) or doc.get("manifest") != MANIFEST_TYPE:
         raise ManifestError("not an arweave/paths manifest")
     if doc.get("version") not in SUPPORTED_VERSIONS:
@@ -62,15 +64,18 @@ def parse_manifest(raw: bytes) -> Manifest:
 
 
 def _index_id(index: object, paths: dict[str, str]) -> str | None:
-    """Given the manifest's index entry, return the ID it names (by path or, in 0.2.0, by id)."""
+    """Given the manifest's index entry, return the ID it names: by id (0.2.0), else by path.
+
+    As ar-io-node resolves them: when an index has both, `id` wins over `path`.
+    """
     if index is None:
         return None
     if not isinstance(index, dict):
         raise ManifestError("index is not an object")
-    if "path" in index:
-        return paths.get(str(index["path"]))  # an index naming a missing path has no index
     if "id" in index:
         return _entry_id(index, "index")
+    if "path" in index:
+        return paths.get(str(index["path"]))  # an index naming a missing path has no index
     raise ManifestError("index has neither path nor id")
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import re
+import secrets
 from collections.abc import AsyncIterator, Iterator
 
 from fastapi import APIRouter, Request
@@ -20,8 +22,9 @@ from gateway.errors import ApiError, not_found
 from gateway.manifests import MANIFEST_CONTENT_TYPE, MAX_MANIFEST_SIZE, ManifestError, parse_manifest, resolve
 from gateway.node import Node, node_of
 from gateway.params import parse_id
-from gateway.ranges import ByteRange, Unsatisfiable, parse_range
+from gateway.ranges import ByteRange, Unsatisfiable, multipart_parts, multipart_trailer, parse_ranges
 from permastore.protocol import b64url
+from permastore.store import CorruptChunk
 
 router = APIRouter(tags=["data"])
 
@@ -29,6 +32,7 @@ CACHE_IMMUTABLE = "public, max-age=31536000, immutable"  # data under an ID neve
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 INLINE_LIMIT = 4 * 1024 * 1024  # bodies up to one batch are read at once (one worker hop), larger ones streamed
 BATCH_BYTES = 4 * 1024 * 1024  # streamed bodies are read this much per worker-thread hop
+UNSAFE_HEADER_TEXT = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def etag_of(object_id: str) -> str:
@@ -77,15 +81,25 @@ def _read_manifest(node: Node, info) -> object | None:
         return None
 
 
+def _drop_cached_copies(node: Node, exc: CorruptChunk) -> None:
+    """Given a chunk found bad, forget every cached object holding the same content."""
+    if node.small_cache is not None:
+        node.small_cache.drop_content(exc.hash)
+
+
 def _verified_pieces(node: Node, object_id: str, span: ByteRange, hash_full: bool) -> Iterator[bytes]:
     """Yield the verified bytes of span; when span is the whole object, learn its SHA-256 on the way."""
     hasher = hashlib.sha256() if hash_full else None
-    for piece in node.store.read(object_id, span.start, span.end):
-        if hasher is not None:
-            hasher.update(piece)
-        yield piece
+    try:
+        for piece in node.store.read(object_id, span.start, span.end):
+            if hasher is not None:
+                hasher.update(piece)
+            yield piece
+    except CorruptChunk as exc:
+        _drop_cached_copies(node, exc)
+        raise
     if hasher is not None:
-        node.ledger.set_digest(object_id, hasher.digest())
+        node.ledger.set_digest(object_id, hasher.digest())  # best effort: never fails the read
 
 
 def _next_batch(pieces: Iterator[bytes]) -> list[bytes]:
@@ -114,45 +128,62 @@ async def _batched(first: list[bytes], pieces: Iterator[bytes]) -> AsyncIterator
 
 def _read_small(node: Node, object_id: str, span: ByteRange, hash_full: bool) -> tuple[bytes, bytes | None]:
     """Given a small span, return its verified bytes and, when it is the whole object, their SHA-256."""
-    body = b"".join(node.store.read(object_id, span.start, span.end))
+    try:
+        body = b"".join(node.store.read(object_id, span.start, span.end))
+    except CorruptChunk as exc:
+        _drop_cached_copies(node, exc)
+        raise
     if not hash_full:
         return body, None
     digest = hashlib.sha256(body).digest()
-    node.ledger.set_digest(object_id, digest)
+    node.ledger.set_digest(object_id, digest)  # best effort: never fails the read
     return body, digest
 
 
-async def serve_object(request: Request, node: Node, info, head: bool) -> Response:
-    """Given an object's info, answer with its data, honouring Range and If-None-Match."""
-    if not info.data_complete:
-        raise not_found("data not available yet: chunks are still missing")
-    size = info.data_size
-    digest = node.ledger.digest(info.id)
-    # Content-Type exactly as tagged (no charset added), so clients see what the uploader said.
-    headers = {
-        "Content-Type": info.content_type or DEFAULT_CONTENT_TYPE,
+def content_type_of(info) -> str:
+    """Given an object's info, return its Content-Type as tagged, or octet-stream when it cannot be a header."""
+    tagged = info.content_type or DEFAULT_CONTENT_TYPE
+    if not tagged.isascii() or UNSAFE_HEADER_TEXT.search(tagged):
+        return DEFAULT_CONTENT_TYPE  # security: a tag cannot add header lines or break the response
+    return tagged
+
+
+def object_headers(node: Node, info) -> dict[str, str]:
+    """Given an object's info, return the headers every answer about its data carries."""
+    return {
+        # Content-Type exactly as tagged (no charset added), so clients see what the uploader said.
+        "Content-Type": content_type_of(info),
         "Accept-Ranges": "bytes",
         "ETag": etag_of(info.id),
         "Cache-Control": CACHE_IMMUTABLE,
         "X-Ar-Io-Data-Id": info.id,
-        **digest_headers(digest),
+        **digest_headers(node.ledger.digest(info.id)),
     }
+
+
+async def serve_object(request: Request, node: Node, info, head: bool) -> Response:
+    """Given an object's info, answer with its data, honouring Range (one or several) and If-None-Match."""
+    if not info.data_complete:
+        raise not_found("data not available yet: chunks are still missing")
+    size = info.data_size
+    headers = object_headers(node, info)
     if etag_matches(request.headers.get("if-none-match"), info.id):
         return Response(status_code=304, headers=headers)
     try:
-        span = parse_range(request.headers.get("range"), size)
-    except Unsatisfiable:
+        spans = parse_ranges(request.headers.get("range"), size)
+    except Unsatisfiable as exc:
         refusal = {"Content-Range": f"bytes */{size}", "Accept-Ranges": "bytes", "ETag": headers["ETag"]}
-        raise ApiError(416, "range not satisfiable", refusal) from None
-    status = 200 if span is None else 206
-    if span is None:
-        span = ByteRange(0, size)
-    else:
+        raise ApiError(416, f"range not satisfiable: {exc}", refusal) from None
+    if spans is not None and len(spans) > 1:
+        return await serve_multipart(node, info, spans, headers, head)
+    status = 200 if spans is None else 206
+    span = ByteRange(0, size) if spans is None else spans[0]
+    if status == 206:
         headers["Content-Range"] = span.content_range(size)
     headers["Content-Length"] = str(span.length)
     if head:
         return Response(status_code=status, headers=headers)
-    hash_full = digest is None and span.length == size
+    hash_full = "X-Ar-Io-Digest" not in headers and span.length == size
     if span.length <= INLINE_LIMIT:
         body, learnt = await run_in_threadpool(_read_small, node, info.id, span, hash_full)
         headers.update(digest_headers(learnt))
@@ -164,6 +195,38 @@ async def serve_object(request: Request, node: Node, info, head: bool) -> Respon
     # start is still a proper JSON error rather than a cut-off 200.
     first = await run_in_threadpool(_next_batch, pieces)
     return StreamingResponse(_batched(first, pieces), status_code=status, headers=headers)
+
+
+async def serve_multipart(node: Node, info, spans: list[ByteRange], headers: dict[str, str], head: bool) -> Response:
+    """Given several ranges, answer 206 multipart/byteranges (RFC 9110 14.6), each part verified as it is read."""
+    boundary = secrets.token_hex(12)
+    parts = multipart_parts(spans, info.data_size, headers["Content-Type"], boundary)
+    trailer = multipart_trailer(boundary)
+    headers = {name: value for name, value in headers.items() if name != "Content-Type"}
+    headers["Content-Type"] = f"multipart/byteranges; boundary={boundary}"
+    headers["Content-Length"] = str(sum(len(pre) + span.length for pre, span in parts) + len(trailer))
+    if head:
+        return Response(status_code=206, headers=headers)
+
+    # The first range's first batch is read before the status line goes out, so a missing or
+    # corrupt start is still a proper JSON error.
+    first_pieces = _verified_pieces(node, info.id, parts[0][1], hash_full=False)
+    first_batch = await run_in_threadpool(_next_batch, first_pieces)
+
+    async def body() -> AsyncIterator[bytes]:
+        for index, (preamble, span) in enumerate(parts):
+            yield preamble
+            if index == 0:
+                pieces, batch = first_pieces, first_batch
+            else:
+                pieces = _verified_pieces(node, info.id, span, hash_full=False)
+                batch = await run_in_threadpool(_next_batch, pieces)
+            while batch:
+                yield b"".join(batch)
+                batch = await run_in_threadpool(_next_batch, pieces)
+        yield trailer
+
+    return StreamingResponse(body(), status_code=206, headers=headers)
 
 
 async def _serve(request: Request, object_id: str, subpath: str | None, raw: bool) -> Response:

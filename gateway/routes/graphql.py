@@ -6,13 +6,12 @@ malformed request is a JSON `{"error": ...}` like the rest of the gateway.
 
 from __future__ import annotations
 
-import json
-
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from gateway.bodies import read_limited
+from gateway.bodies import parse_json, read_limited
 from gateway.errors import bad_request
+from gateway.gql_budget import QueryBudget
 from gateway.gql_schema import schema
 from gateway.node import node_of
 
@@ -25,10 +24,7 @@ def _request_parts(doc: object) -> tuple[str, dict | None, str | None]:
         raise bad_request("GraphQL request must be a JSON object")
     query, variables, operation = doc.get("query"), doc.get("variables"), doc.get("operationName")
     if isinstance(variables, str) and variables:
-        try:
-            variables = json.loads(variables)
-        except ValueError:
-            raise bad_request("variables is not valid JSON") from None
+        variables = parse_json(variables.encode(), "variables is not valid JSON")
     if not isinstance(query, str) or not query.strip():
         raise bad_request("missing GraphQL query")
     if variables is not None and not isinstance(variables, dict) and variables != "":
@@ -40,9 +36,11 @@ def _request_parts(doc: object) -> tuple[str, dict | None, str | None]:
 
 async def _execute(request: Request, doc: object) -> JSONResponse:
     query, variables, operation = _request_parts(doc)
-    result = await schema.execute(
-        query, variable_values=variables, operation_name=operation, context_value={"node": node_of(request)}
-    )
+    context = {"node": node_of(request), "budget": QueryBudget()}
+    try:
+        result = await schema.execute(query, variable_values=variables, operation_name=operation, context_value=context)
+    except RecursionError:
+        raise bad_request("GraphQL query or variables nested too deeply") from None
     body: dict = {"data": result.data}
     if result.errors:
         body["errors"] = [error.formatted for error in result.errors]
@@ -57,11 +55,7 @@ async def _execute(request: Request, doc: object) -> JSONResponse:
 @router.post("/graphql", summary="GraphQL (ar.io schema): transactions, transaction")
 async def graphql_post(request: Request) -> JSONResponse:
     body = await read_limited(request, node_of(request).config.max_graphql_body)
-    try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise bad_request("request body is not JSON") from None
-    return await _execute(request, doc)
+    return await _execute(request, parse_json(body, "request body is not JSON"))
 
 
 @router.get("/graphql", summary="GraphQL with the query in the query string")
