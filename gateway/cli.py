@@ -7,12 +7,19 @@ import argparse
 from permastore.cli.errors import CliError
 
 from gateway.config import (
+    DEFAULT_BODY_TIMEOUT_S,
+    DEFAULT_HEADER_TIMEOUT_S,
     DEFAULT_HOST,
+    DEFAULT_KEEP_ALIVE_S,
     DEFAULT_MAX_BODY,
     DEFAULT_MAX_CHUNK_BODY,
+    DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_ITEM_BODY,
+    DEFAULT_MAX_SPOOL_BYTES,
+    DEFAULT_MAX_UPLOADS,
     DEFAULT_MINE_INTERVAL,
     DEFAULT_PORT,
+    ConnectionLimits,
     GatewayConfig,
 )
 
@@ -37,6 +44,8 @@ def register(subparsers) -> None:
         help=f"seconds between blocks (default {DEFAULT_MINE_INTERVAL:g}; 0 = only on /mine)",
     )
     parser.add_argument("--no-mint", action="store_true", help="refuse arlocal's /mint route")
+    parser.add_argument("--no-dev-routes", action="store_true",
+                        help="refuse arlocal's /mint and /mine to everyone (by default they answer 127.0.0.1 / ::1 only)")
     limits = parser.add_argument_group("request body limits (bytes; larger bodies get 413)")
     limits.add_argument("--max-tx-body", type=int, default=DEFAULT_MAX_BODY, metavar="N",
                         help=f"POST /tx JSON, inline data included (default {DEFAULT_MAX_BODY})")
@@ -44,8 +53,26 @@ def register(subparsers) -> None:
                         help=f"POST /tx ANS-104 item (default {DEFAULT_MAX_ITEM_BODY})")
     limits.add_argument("--max-chunk-body", type=int, default=DEFAULT_MAX_CHUNK_BODY, metavar="N",
                         help=f"POST /chunk JSON (default {DEFAULT_MAX_CHUNK_BODY})")
+    limits.add_argument("--max-uploads", type=int, default=DEFAULT_MAX_UPLOADS, metavar="N",
+                        help=f"streamed item uploads at once; more get 503 (default {DEFAULT_MAX_UPLOADS})")
+    limits.add_argument("--max-spool-bytes", type=int, default=DEFAULT_MAX_SPOOL_BYTES, metavar="N",
+                        help=f"bytes of streamed uploads spooled at once; past it 503 (default {DEFAULT_MAX_SPOOL_BYTES})")
+    _connection_arguments(parser)
     _herder_arguments(parser)
     parser.set_defaults(handler=run_serve)
+
+
+def _connection_arguments(parser) -> None:
+    """Connection limits: what a client may hold open and how slowly it may send."""
+    group = parser.add_argument_group("connections (a client past these is answered 4xx/503 and disconnected)")
+    group.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS, metavar="N",
+                       help=f"open connections at once (default {DEFAULT_MAX_CONNECTIONS})")
+    group.add_argument("--header-timeout", type=float, default=DEFAULT_HEADER_TIMEOUT_S, metavar="S",
+                       help=f"seconds to send a request's headers, from its first byte or from connecting (default {DEFAULT_HEADER_TIMEOUT_S:g})")
+    group.add_argument("--body-timeout", type=float, default=DEFAULT_BODY_TIMEOUT_S, metavar="S",
+                       help=f"seconds a request body may pause between bytes (default {DEFAULT_BODY_TIMEOUT_S:g})")
+    group.add_argument("--keep-alive-timeout", type=float, default=DEFAULT_KEEP_ALIVE_S, metavar="S",
+                       help=f"seconds an idle keep-alive connection stays open (default {DEFAULT_KEEP_ALIVE_S:g})")
 
 
 def _herder_arguments(parser) -> None:
@@ -84,7 +111,8 @@ def run_serve(args: argparse.Namespace) -> int:
             raise CliError(f"invalid upstream {url!r}: expected an http:// or https:// URL")
     if args.mine_interval < 0:
         raise CliError("--mine-interval must be 0 or more")
-    for flag in ("max_tx_body", "max_item_body", "max_chunk_body"):
+    for flag in ("max_tx_body", "max_item_body", "max_chunk_body", "max_uploads", "max_spool_bytes", "max_connections",
+                 "header_timeout", "body_timeout", "keep_alive_timeout"):
         if getattr(args, flag) <= 0:
             raise CliError(f"--{flag.replace('_', '-')} must be positive")
     config = GatewayConfig(
@@ -94,9 +122,18 @@ def run_serve(args: argparse.Namespace) -> int:
         upstreams=[url.rstrip("/") for url in args.upstream],
         mine_interval=args.mine_interval,
         enable_mint=not args.no_mint,
+        dev_routes=not args.no_dev_routes,
         max_tx_body=args.max_tx_body,
         max_item_body=args.max_item_body,
         max_chunk_body=args.max_chunk_body,
+        max_uploads=args.max_uploads,
+        max_spool_bytes=args.max_spool_bytes,
+        connections=ConnectionLimits(
+            max_connections=args.max_connections,
+            header_timeout_s=args.header_timeout,
+            body_timeout_s=args.body_timeout,
+            keep_alive_s=args.keep_alive_timeout,
+        ),
         herder=_herder_overrides(args),
     )
     from gateway.server import serve

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import sqlite3
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from permastore.protocol.errors import ProtocolError
@@ -112,9 +115,38 @@ class InternalErrorMiddleware:
 
         try:
             await self.app(scope, receive, send_tracking)
+        except ClientDisconnect:  # the client left (or was timed out) mid-body: nobody to answer
+            log.info("client went away during %s %s", scope.get("method"), scope.get("path"))
         except Exception as exc:
-            log.exception("internal error on %s %s", scope.get("method"), scope.get("path"))
+            full = storage_full(exc)
+            if full:
+                log.warning("refused on %s %s: storage full: %s", scope.get("method"), scope.get("path"), exc)
+            else:
+                log.exception("internal error on %s %s", scope.get("method"), scope.get("path"))
             if started:
                 raise
-            response = error_response(500, f"internal error: {type(exc).__name__}")
+            if full:
+                # Nothing was acknowledged; what is stored stays readable (reads never write).
+                response = error_response(507, f"insufficient storage: the node's disk is full ({exc}); nothing was stored")
+            else:
+                response = error_response(500, f"internal error: {type(exc).__name__}")
             await response(scope, receive, send)
+
+
+SQLITE_FULL = 13  # sqlite3 result code "database or disk is full"
+FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def storage_full(exc: BaseException) -> bool:
+    """Given an exception, return whether it says the disk (or the quota) is full, here or in its causes."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, OSError) and exc.errno in FULL_ERRNOS:
+            return True
+        if isinstance(exc, sqlite3.Error) and (
+            getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL or "disk is full" in str(exc)
+        ):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False

@@ -1,23 +1,36 @@
-"""uvicorn's httptools protocol, with cached small objects answered inside the parser callback.
+"""uvicorn's httptools protocol, guarded, with cached small objects answered inside the parser callback.
 
-For a cached `GET|HEAD /{id}` most of a request's cost is the ASGI machinery around the
-answer: a task, a scope, two `send()` calls and uvicorn's per-header checks. Here such a hit
-is written to the transport as one precomputed byte string while the request is parsed;
-everything else (a miss, Range, a manifest, any other path) goes to the app unchanged.
+Guards (httptools itself has no limits): a request's URL, header count and header bytes
+are bounded (414 / 431); its headers must arrive within `header_timeout_s` of its first
+byte, or of the connection's start for a client that sends nothing (408, then closed:
+half-open connections are not held); its body may not pause longer than `body_timeout_s`
+while the app is reading it (408); and at most `max_connections` are open (503). Time is
+kept by one watchdog tick a second for all connections, so a request costs no timer.
 
-This leans on uvicorn's HttpToolsProtocol internals (`cycle`, `flow`, `on_response_complete`,
-`server_state.default_headers`); tests/gateway/test_server.py exercises it on a real server.
+Fast path: for a cached `GET|HEAD /{id}` most of a request's cost is the ASGI machinery
+around the answer: a task, a scope, two `send()` calls and uvicorn's per-header checks.
+Here such a hit is written to the transport as one precomputed byte string while the
+request is parsed; everything else (a miss, Range, a manifest, any other path) goes to
+the app unchanged.
+
+This leans on uvicorn's HttpToolsProtocol internals (`cycle`, `flow`, `parser`,
+`on_response_complete`, `server_state`); tests/gateway/test_server.py and
+tests/gateway/test_connections.py exercise it on a real server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+import httptools
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from gateway.config import ConnectionLimits
 from gateway.fastpath import CORS_LINES, SmallObjectCache, cacheable_request, header_lines
 
 STATUS_200 = b"HTTP/1.1 200 OK\r\n"
+TICK_S = 1.0
 
 
 class _Answered:
@@ -31,14 +44,151 @@ class _Answered:
         self.message_event = asyncio.Event()
 
 
+class _Refused(Exception):
+    """Raised inside a parser callback: the request breaks a limit; answer status and close."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class Watchdog:
+    """One tick a second for every connection of a server: a coarse clock and the deadline checks."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.handle: asyncio.TimerHandle | None = None
+        self.connections = None
+
+    def start(self, loop: asyncio.AbstractEventLoop, connections) -> None:
+        if self.handle is None:
+            self.connections = connections
+            self.now = loop.time()
+            self.handle = loop.call_later(TICK_S, self._tick, loop)
+
+    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.now = loop.time()
+        for connection in list(self.connections or ()):
+            check = getattr(connection, "check_deadlines", None)
+            if check is not None:
+                check(self.now)
+        self.handle = loop.call_later(TICK_S, self._tick, loop) if self.connections else None
+
+
 class CachedObjectProtocol(HttpToolsProtocol):
-    """An HttpToolsProtocol that answers small-object cache hits itself (see `with_cache`)."""
+    """An HttpToolsProtocol with connection guards that answers small-object cache hits itself (see `with_cache`)."""
 
     cache: SmallObjectCache | None = None
+    limits: ConnectionLimits = ConnectionLimits()
+    watchdog: Watchdog | None = None
     _defaults_source: list | None = None  # uvicorn's default header list (date, server) last rendered
     _defaults_lines = b""
 
+    # -- connection guards -----------------------------------------------------------
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self.timeout_keep_alive = self.limits.keep_alive_s
+        self.watchdog.start(self.loop, self.connections)
+        self._head_since: float | None = self.watchdog.now  # a client that sends nothing has a deadline too
+        self._head_raw = 0  # bytes buffered for an unfinished head (chunks after the one it began in)
+        self._head_exact = 0  # bytes of its complete header lines
+        self._header_count = 0
+        self._began_in_feed = False
+        self._body_since: float | None = None
+        if len(self.connections) > self.limits.max_connections:
+            self._refuse(503, f"too many connections (at most {self.limits.max_connections}); retry later")
+
+    def data_received(self, data: bytes) -> None:
+        self._unset_keepalive_if_required()
+        self._began_in_feed = False
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        except httptools.HttpParserError as exc:
+            refused = exc.__context__ if isinstance(exc.__context__, _Refused) else None
+            if refused is None:
+                self.logger.warning("Invalid HTTP request received.")
+                self._refuse(400, "invalid HTTP request")
+            else:
+                self._refuse(refused.status, refused.reason)
+            return
+        if self._body_since is not None:
+            self._body_since = self.watchdog.now  # the body is moving
+        if self._head_since is not None and not self._began_in_feed:
+            # Still inside a head: count what is buffered for it (an endless header line included).
+            self._head_raw += len(data)
+            if self._head_raw > self.limits.max_header_bytes:
+                self._refuse(431, f"request headers larger than {self.limits.max_header_bytes} bytes")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_since = self.watchdog.now
+        self._head_raw = self._head_exact = self._header_count = 0
+        self._began_in_feed = True
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        if len(self.url) > self.limits.max_url_bytes:
+            raise _Refused(414, f"request URL longer than {self.limits.max_url_bytes} bytes")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        self._head_exact += len(name) + len(value) + 4
+        if self._header_count > self.limits.max_headers:
+            raise _Refused(431, f"more than {self.limits.max_headers} request headers")
+        if self._head_exact > self.limits.max_header_bytes:
+            raise _Refused(431, f"request headers larger than {self.limits.max_header_bytes} bytes")
+        super().on_header(name, value)
+
+    def on_message_complete(self) -> None:
+        self._body_since = None
+        super().on_message_complete()
+
+    def check_deadlines(self, now: float) -> None:
+        """Given the watchdog's clock, close a connection whose head or body is too slow (408)."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self.flow.read_paused:  # we stopped reading (the app is busy): no delay is the client's
+            self._head_since = now if self._head_since is not None else None
+            self._body_since = now if self._body_since is not None else None
+        elif self._head_since is not None and now - self._head_since > self.limits.header_timeout_s:
+            self._refuse(408, f"request headers not received within {self.limits.header_timeout_s:g} s")
+        elif self._body_since is not None and now - self._body_since > self.limits.body_timeout_s:
+            if self.cycle is not None and self.cycle.response_complete:
+                self.transport.close()  # answered already; the rest of the body will not come
+            else:
+                self._refuse(408, f"request body paused longer than {self.limits.body_timeout_s:g} s")
+
+    def _refuse(self, status: int, reason: str) -> None:
+        """Answer status with a JSON reason (unless an answer is under way) and close the connection."""
+        self._head_since = self._body_since = None
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            if status != 408 or getattr(cycle, "response_started", True):
+                self.transport.close()  # another answer is pending or being written: only closing is left
+                return
+            cycle.disconnected = True  # the app reading the body now hears that the client went away
+            cycle.message_event.set()
+        body = json.dumps({"error": reason, "status": status}).encode()
+        head = [STATUS_LINE[status], header_lines(self.server_state.default_headers),
+                b"content-type: application/json\r\ncontent-length: ", str(len(body)).encode(),
+                b"\r\nconnection: close\r\n\r\n"]
+        if not self.transport.is_closing():
+            self.transport.write(b"".join(head) + body)
+            self.transport.close()
+
+    # -- fast path ---------------------------------------------------------------------
+
     def on_headers_complete(self) -> None:
+        self._head_since = None
+        self._body_since = self.watchdog.now  # cleared at once by on_message_complete when there is no body
         # A keep-alive timer armed after an earlier answer here must not fire while the app works.
         self._unset_keepalive_if_required()
         answer = self._cached_answer()
@@ -84,6 +234,7 @@ class CachedObjectProtocol(HttpToolsProtocol):
         return cls._defaults_lines
 
 
-def with_cache(cache: SmallObjectCache) -> type[CachedObjectProtocol]:
-    """Given the app's small-object cache, return the protocol class uvicorn should use."""
-    return type("CachedObjectProtocol", (CachedObjectProtocol,), {"cache": cache})
+def with_cache(cache: SmallObjectCache, limits: ConnectionLimits | None = None) -> type[CachedObjectProtocol]:
+    """Given the app's small-object cache and the connection limits, return the protocol class uvicorn should use."""
+    attributes = {"cache": cache, "limits": limits or ConnectionLimits(), "watchdog": Watchdog()}
+    return type("CachedObjectProtocol", (CachedObjectProtocol,), attributes)
