@@ -15,6 +15,7 @@ from gateway.config import GatewayConfig
 from gateway.errors import install_error_handlers
 from gateway.fastpath import EXPOSED_HEADERS, FastPath, SmallObjectCache
 from gateway.node import Node
+from gateway.uploads import UploadLimits, UploadSpools
 
 log = logging.getLogger("gateway")
 
@@ -79,7 +80,8 @@ def create_app(config: GatewayConfig) -> FastAPI:
         allow_headers=["*"],
         expose_headers=list(EXPOSED_HEADERS),
     )
-    small_cache = SmallObjectCache(config.small_cache_bytes)
+    small_cache = SmallObjectCache(config.small_cache_bytes, config.small_cache_max_age_s)
+    app.state.uploads = UploadSpools(UploadLimits(config.max_uploads, config.max_spool_bytes))
     app.fast_path = FastPath(small_cache)
     for module in (info, wallet, blocks, tx, chunk, graphql):
         app.include_router(module.router)

@@ -11,8 +11,8 @@ from gateway.errors import ApiError, bad_request
 
 
 def too_large(limit: int) -> ApiError:
-    """Given the limit, return the 413 error."""
-    return ApiError(413, f"request body larger than {limit} bytes")
+    """Given the limit, return the 413 error (the connection closes after it: the rest of the body is not read)."""
+    return ApiError(413, f"request body larger than {limit} bytes", {"Connection": "close"})
 
 
 def declared_length(request: Request, limit: int) -> int | None:

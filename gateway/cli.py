@@ -6,6 +6,8 @@ import argparse
 
 from permastore.cli.errors import CliError
 
+from gateway.fastpath import DEFAULT_MAX_AGE_S
+
 from gateway.config import (
     DEFAULT_BODY_TIMEOUT_S,
     DEFAULT_HEADER_TIMEOUT_S,
@@ -44,6 +46,9 @@ def register(subparsers) -> None:
         help=f"seconds between blocks (default {DEFAULT_MINE_INTERVAL:g}; 0 = only on /mine)",
     )
     parser.add_argument("--no-mint", action="store_true", help="refuse arlocal's /mint route")
+    parser.add_argument("--cache-reverify", type=float, default=DEFAULT_MAX_AGE_S, metavar="S",
+                        help="seconds a small object is answered from memory before its stored copy is verified "
+                             f"again (default {DEFAULT_MAX_AGE_S:g})")
     parser.add_argument("--no-dev-routes", action="store_true",
                         help="refuse arlocal's /mint and /mine to everyone (by default they answer 127.0.0.1 / ::1 only)")
     limits = parser.add_argument_group("request body limits (bytes; larger bodies get 413)")
@@ -111,7 +116,7 @@ def run_serve(args: argparse.Namespace) -> int:
             raise CliError(f"invalid upstream {url!r}: expected an http:// or https:// URL")
     if args.mine_interval < 0:
         raise CliError("--mine-interval must be 0 or more")
-    for flag in ("max_tx_body", "max_item_body", "max_chunk_body", "max_uploads", "max_spool_bytes", "max_connections",
+    for flag in ("cache_reverify", "max_tx_body", "max_item_body", "max_chunk_body", "max_uploads", "max_spool_bytes", "max_connections",
                  "header_timeout", "body_timeout", "keep_alive_timeout"):
         if getattr(args, flag) <= 0:
             raise CliError(f"--{flag.replace('_', '-')} must be positive")
@@ -123,6 +128,7 @@ def run_serve(args: argparse.Namespace) -> int:
         mine_interval=args.mine_interval,
         enable_mint=not args.no_mint,
         dev_routes=not args.no_dev_routes,
+        small_cache_max_age_s=args.cache_reverify,
         max_tx_body=args.max_tx_body,
         max_item_body=args.max_item_body,
         max_chunk_body=args.max_chunk_body,

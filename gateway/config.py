@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.fastpath import DEFAULT_CACHE_BYTES
+from gateway.fastpath import DEFAULT_CACHE_BYTES, DEFAULT_MAX_AGE_S
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 1984  # the Arweave node's and arlocal's port, so clients need only the host
@@ -58,6 +58,7 @@ class GatewayConfig:
     max_uploads: int = DEFAULT_MAX_UPLOADS
     max_spool_bytes: int = DEFAULT_MAX_SPOOL_BYTES
     small_cache_bytes: int = DEFAULT_CACHE_BYTES  # verified bodies of small objects kept in memory
+    small_cache_max_age_s: float = DEFAULT_MAX_AGE_S  # then the store copy is verified again before more hits
     enable_mint: bool = True  # arlocal's /mint: a development node hands out test tokens
     dev_routes: bool = True  # /mint and /mine, to loopback clients only; False: to nobody
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)

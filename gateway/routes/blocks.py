@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
+from gateway.access import require_dev_route
 from gateway.errors import bad_request, not_found
 from gateway.node import Node, node_of
 from gateway.params import parse_uint
@@ -90,6 +91,7 @@ async def tx_anchor(request: Request) -> PlainTextResponse:
 @router.get("/mine", include_in_schema=False)
 @router.post("/mine", summary="Development (arlocal): mine one block now; GET too")
 async def mine(request: Request) -> JSONResponse:
+    require_dev_route(request, "/mine")
     await node_of(request).miner.mine(1)
     return JSONResponse(network_info(request))
 
@@ -97,6 +99,7 @@ async def mine(request: Request) -> JSONResponse:
 @router.get("/mine/{count}", include_in_schema=False)
 @router.post("/mine/{count}", summary="Development (arlocal): mine several blocks now; GET too")
 async def mine_many(count: str, request: Request) -> JSONResponse:
+    require_dev_route(request, "/mine")
     blocks = parse_uint(count, "block count")
     if not 1 <= blocks <= MAX_MINE_AT_ONCE:
         raise bad_request(f"block count must be 1..{MAX_MINE_AT_ONCE}")

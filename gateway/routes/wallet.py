@@ -5,13 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 
+from gateway.access import require_dev_route
 from gateway.errors import ApiError
 from gateway.node import node_of
 from gateway.params import parse_address, parse_uint
 
 router = APIRouter(tags=["wallet"])
 
-MAX_MINT = 10**30  # far above any test's needs; keeps balances bounded
+MAX_MINT = 10**18  # winston per /mint call: a million AR, far above any test's needs
+MAX_BALANCE = 10**24  # no minted balance grows past this (a thousand times all AR there is)
 
 
 @router.get("/wallet/{address}/balance", response_class=PlainTextResponse, summary="Balance in winston")
@@ -31,11 +33,13 @@ async def last_tx(address: str, request: Request) -> PlainTextResponse:
 )
 async def mint(address: str, amount: str, request: Request) -> Response:
     node = node_of(request)
+    require_dev_route(request, "/mint")
     if not node.config.enable_mint:
-        raise ApiError(403, "minting is disabled on this node")
-    winston = parse_uint(amount, "amount")
-    if winston > MAX_MINT:
-        raise ApiError(400, f"amount above {MAX_MINT}")
-    new_balance = node.ledger.mint(parse_address(address), winston)
+        raise ApiError(403, "minting is disabled on this node (serve --no-mint)")
+    winston = parse_uint(amount, "amount", MAX_MINT)
+    address = parse_address(address)
+    if node.ledger.balance(address) + winston > MAX_BALANCE:
+        raise ApiError(400, f"minting {winston} would take the balance past {MAX_BALANCE} winston")
+    new_balance = node.ledger.mint(address, winston)
     # arlocal answers the new balance as a JSON number; digits, not a float, however large it gets.
     return Response(str(new_balance), media_type="application/json")

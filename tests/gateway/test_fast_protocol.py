@@ -1,7 +1,9 @@
 """Cached small objects answered by the protocol itself: same bytes as the app, in order, on a real server."""
 
 import asyncio
+import os
 import socket
+import time
 
 import httpx
 import pytest
@@ -10,6 +12,7 @@ from uvicorn.server import ServerState
 
 from gateway.fast_protocol import with_cache
 from gateway.fastpath import SmallObjectCache
+from permastore.protocol.signers import Ed25519Signer
 
 from .conftest import signed_item
 from .servers import start_server
@@ -158,3 +161,30 @@ def test_header_values_with_control_bytes_are_never_cached():
     cache = SmallObjectCache()
     cache.put("x" * 43, b"body", {"Content-Type": "text/html\r\nSet-Cookie: a=b"})
     assert cache.get("x" * 43) is None
+
+
+def test_a_cached_object_is_not_served_once_its_stored_copy_is_found_corrupt(tmp_path, ed_signer):
+    from .test_server import flip_byte_of
+
+    running = start_server(tmp_path / "data", tmp_path / "server.log", "--mine-interval", "0", "--cache-reverify", "2")
+    try:
+        with httpx.Client(base_url=running.url, timeout=30) as client:
+            body = os.urandom(20_000)  # stored zstd-free: random bytes do not compress
+            ids = [_upload(client, signer, body, "text/plain") for signer in (ed_signer, Ed25519Signer(bytes(32)))]
+            other = os.urandom(20_000)
+            other_id = _upload(client, ed_signer, other, "text/plain")
+            for object_id in ids + [other_id]:
+                assert client.get(f"/{object_id}").content in (body, other)  # read, verified, cached
+            flip_byte_of(tmp_path / "data", body[5000:5064])  # one stored chunk, shared by both IDs
+            flip_byte_of(tmp_path / "data", other[5000:5064])
+            assert client.get(f"/{ids[0]}").content == body  # from memory: nobody has looked at the disk yet
+            found = client.get(f"/raw/{ids[0]}")  # a read of the stored copy finds it bad
+            assert found.status_code == 500 and "verification" in found.json()["error"]
+            for object_id in ids:  # both IDs with that content are out of the cache
+                again = client.get(f"/{object_id}")
+                assert again.status_code == 500, object_id
+            assert client.get(f"/{other_id}").status_code == 200  # still cached; not yet re-verified
+            time.sleep(3)  # past --cache-reverify: the store copy is verified before another hit
+            assert client.get(f"/{other_id}").status_code == 500
+    finally:
+        running.stop()

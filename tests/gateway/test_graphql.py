@@ -273,9 +273,9 @@ def tagged_node(tmp_path_factory, ed_signer):
 
     from gateway.app import create_app
 
-    from .conftest import make_config
+    from .conftest import LOCAL_CLIENT, make_config
 
-    with TestClient(create_app(make_config(tmp_path_factory.mktemp("gqlfuzz"))), raise_server_exceptions=False) as test_client:
+    with TestClient(create_app(make_config(tmp_path_factory.mktemp("gqlfuzz"))), raise_server_exceptions=False, client=LOCAL_CLIENT) as test_client:
         for n, value in enumerate(["a", "ab", "a*b", "b/a", "%_", "\\a", "ba" * 50]):
             raw = signed_item(ed_signer, f"fuzz {n}".encode(), {"a": value, "b": value})
             test_client.post("/tx", content=raw, headers={"Content-Type": "application/octet-stream"})
