@@ -15,6 +15,7 @@ from gateway.config import GatewayConfig
 from gateway.errors import install_error_handlers
 from gateway.fastpath import EXPOSED_HEADERS, FastPath, SmallObjectCache
 from gateway.node import Node
+from gateway.openapi import add_head_routes, install_openapi
 from gateway.uploads import UploadLimits, UploadSpools
 
 log = logging.getLogger("gateway")
@@ -84,9 +85,10 @@ def create_app(config: GatewayConfig) -> FastAPI:
     app.state.uploads = UploadSpools(UploadLimits(config.max_uploads, config.max_spool_bytes))
     app.fast_path = FastPath(small_cache)
     for module in (info, wallet, blocks, tx, chunk, graphql):
-        app.include_router(module.router)
+        app.include_router(add_head_routes(module.router))
     inference_router = _optional_router("gateway.routes.inference")
     if inference_router is not None:
         app.include_router(inference_router)
-    app.include_router(data.router)  # last: `/{id}` would otherwise shadow one-segment routes
+    app.include_router(add_head_routes(data.router))  # last: `/{id}` would otherwise shadow one-segment routes
+    install_openapi(app)
     return app

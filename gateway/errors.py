@@ -62,7 +62,14 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         reason = exc.detail if isinstance(exc.detail, str) else "request refused"
-        return error_response(exc.status_code, reason, getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:  # every method the path's routes take, not only the first route's
+            from gateway.openapi import allowed_methods
+
+            allow = allowed_methods(request.app, request.scope)
+            headers = {**(headers or {}), "Allow": ", ".join(allow)}
+            reason = f"method {request.method} not allowed here; use {' or '.join(allow)}"
+        return error_response(exc.status_code, reason, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from gateway.errors import ApiError, not_found
 from gateway.manifests import MANIFEST_CONTENT_TYPE, MAX_MANIFEST_SIZE, ManifestError, parse_manifest, resolve
 from gateway.node import Node, node_of
+from gateway.openapi import answers, documented_id_param, route_template
 from gateway.params import parse_id
 from gateway.ranges import ByteRange, Unsatisfiable, multipart_parts, multipart_trailer, parse_ranges
 from permastore.protocol import b64url
@@ -229,9 +230,23 @@ async def serve_multipart(node: Node, info, spans: list[ByteRange], headers: dic
     return StreamingResponse(body(), status_code=206, headers=headers)
 
 
+def refuse_other_routes_method(request: Request) -> None:
+    """Given a request that reached `/{id}...` with no ID, raise 405 when it names another route's path.
+
+    `GET /tx` reaches the catch-all `/{object_id}` because `/tx` takes POST only; the
+    answer is that route's 405 with its Allow header, not "invalid ID".
+    """
+    template, methods = route_template(request.app, request.scope)
+    if template is not None and not template.startswith(("/{object_id}", "/raw/{object_id}")):
+        raise ApiError(405, f"method {request.method} not allowed here; use {' or '.join(methods)}",
+                       {"Allow": ", ".join(methods)})
+
+
 async def _serve(request: Request, object_id: str, subpath: str | None, raw: bool) -> Response:
     """Given an ID and the path after it (None when there was no slash), answer the request."""
     node = node_of(request)
+    if not b64url.is_id(object_id):
+        refuse_other_routes_method(request)
     object_id = parse_id(object_id)
     head = request.method == "HEAD"
     info = await run_in_threadpool(lookup, node, object_id)
@@ -247,26 +262,48 @@ async def _serve(request: Request, object_id: str, subpath: str | None, raw: boo
         return RedirectResponse(target, status_code=301)
     target_id = resolve(manifest, subpath)
     if target_id is None:
-        raise not_found(f"path {subpath!r} is not in manifest {object_id}")
-    target = await run_in_threadpool(lookup, node, target_id)
+        raise not_found(f"path {subpath[:200]!r} is not in manifest {object_id}")
+    try:
+        target = await run_in_threadpool(lookup, node, target_id)
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        raise not_found(f"path {subpath[:200]!r} of manifest {object_id} names {target_id}, which is not available here") from None
     response = await serve_object(request, node, target, head)
     response.headers["X-Ar-Io-Manifest-Id"] = object_id
     return response
 
 
-@router.head("/raw/{object_id}", include_in_schema=False)
-@router.get("/raw/{object_id}", summary="Raw data of a tx or data item (no manifest resolution); HEAD too")
-async def raw_data(object_id: str, request: Request) -> Response:
+DATA_HEADERS = {
+    "ETag": {"schema": {"type": "string"}, "description": "the ID, quoted: data under an ID never changes"},
+    "X-Ar-Io-Data-Id": {"schema": {"type": "string"}},
+    "Accept-Ranges": {"schema": {"type": "string", "enum": ["bytes"]}},
+}
+ANY_BYTES = {"content": {"*/*": {"schema": {}}}}  # the data as uploaded, with the Content-Type it was tagged with
+DATA = answers(206, 304, 400, 404, 416, 500, 502, s200={**ANY_BYTES, "headers": DATA_HEADERS})
+DATA[206].update({**ANY_BYTES, "description": "One range (Content-Range), or several as multipart/byteranges"})
+RANGE_HEADER = {"parameters": [{
+    "name": "Range", "in": "header", "required": False,
+    "description": "bytes=first-last[, ...]: one range answers 206 with Content-Range, several 206 multipart/byteranges; "
+                   "a malformed bytes range or none inside the object 416; another unit is ignored (RFC 9110 14.2)",
+    "schema": {"type": "string"},
+}]}
+OBJECT_ID = documented_id_param("a tx or data item ID")
+
+
+@router.get("/raw/{object_id}", summary="Raw data of a tx or data item (no manifest resolution)", responses=DATA,
+            openapi_extra=RANGE_HEADER)
+async def raw_data(request: Request, object_id: str = OBJECT_ID) -> Response:
     return await _serve(request, object_id, None, raw=True)
 
 
-@router.head("/{object_id}", include_in_schema=False)
-@router.get("/{object_id}", summary="Data of a tx or data item by ID (Range, If-None-Match); HEAD too")
-async def data(object_id: str, request: Request) -> Response:
+@router.get("/{object_id}", summary="Data of a tx or data item by ID (Range, If-None-Match); a manifest redirects to /{id}/",
+            responses={**DATA, **answers(301)}, openapi_extra=RANGE_HEADER)
+async def data(request: Request, object_id: str = OBJECT_ID) -> Response:
     return await _serve(request, object_id, None, raw=False)
 
 
-@router.head("/{object_id}/{subpath:path}", include_in_schema=False)
-@router.get("/{object_id}/{subpath:path}", summary="A path inside a path manifest; HEAD too")
-async def manifest_path(object_id: str, subpath: str, request: Request) -> Response:
+@router.get("/{object_id}/{subpath:path}", summary="A path inside a path manifest (arweave/paths 0.1.0 and 0.2.0)",
+            responses=DATA, openapi_extra=RANGE_HEADER)
+async def manifest_path(request: Request, subpath: str, object_id: str = OBJECT_ID) -> Response:
     return await _serve(request, object_id, subpath, raw=False)
