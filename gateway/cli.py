@@ -6,7 +6,7 @@ import argparse
 
 from permastore.cli.errors import CliError
 
-from gateway.fastpath import DEFAULT_MAX_AGE_S
+from gateway.fastpath import DEFAULT_CACHE_BYTES, DEFAULT_MAX_AGE_S
 
 from gateway.config import (
     DEFAULT_BODY_TIMEOUT_S,
@@ -46,6 +46,9 @@ def register(subparsers) -> None:
         help=f"seconds between blocks (default {DEFAULT_MINE_INTERVAL:g}; 0 = only on /mine)",
     )
     parser.add_argument("--no-mint", action="store_true", help="refuse arlocal's /mint route")
+    parser.add_argument("--cache-bytes", type=int, default=DEFAULT_CACHE_BYTES, metavar="N",
+                        help=f"memory for verified small objects answered without a disk read, headers and bookkeeping "
+                             f"counted (default {DEFAULT_CACHE_BYTES}; 0 = no cache)")
     parser.add_argument("--cache-reverify", type=float, default=DEFAULT_MAX_AGE_S, metavar="S",
                         help="seconds a small object is answered from memory before its stored copy is verified "
                              f"again (default {DEFAULT_MAX_AGE_S:g})")
@@ -114,6 +117,8 @@ def run_serve(args: argparse.Namespace) -> int:
     for url in args.upstream:
         if not url.startswith(("http://", "https://")):
             raise CliError(f"invalid upstream {url!r}: expected an http:// or https:// URL")
+    if args.cache_bytes < 0:
+        raise CliError("--cache-bytes must be 0 or more")
     if args.mine_interval < 0:
         raise CliError("--mine-interval must be 0 or more")
     for flag in ("cache_reverify", "max_tx_body", "max_item_body", "max_chunk_body", "max_uploads", "max_spool_bytes", "max_connections",
@@ -128,6 +133,7 @@ def run_serve(args: argparse.Namespace) -> int:
         mine_interval=args.mine_interval,
         enable_mint=not args.no_mint,
         dev_routes=not args.no_dev_routes,
+        small_cache_bytes=args.cache_bytes,
         small_cache_max_age_s=args.cache_reverify,
         max_tx_body=args.max_tx_body,
         max_item_body=args.max_item_body,

@@ -3,6 +3,7 @@
 import asyncio
 import os
 import socket
+import threading
 import time
 
 import httpx
@@ -188,3 +189,40 @@ def test_a_cached_object_is_not_served_once_its_stored_copy_is_found_corrupt(tmp
             assert client.get(f"/{other_id}").status_code == 500
     finally:
         running.stop()
+
+
+@pytest.mark.slow
+def test_many_tiny_uploads_read_back_keep_the_cache_within_its_budget(tmp_path, ed_signer):
+    """Issue 7 point 15: uploads read back grew the server ~1 KB each; the cache budget counted bodies only.
+
+    A real uvicorn server with the gateway's protocol, in this process so the cache can be weighed.
+    """
+    from gateway.app import create_app
+
+    from .conftest import make_config
+
+    budget = 100_000
+    app = create_app(make_config(tmp_path, small_cache_bytes=budget))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(app, http=with_cache(app.fast_path.cache), log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        url = "http://127.0.0.1:%d" % sock.getsockname()[1]
+        with httpx.Client(base_url=url, timeout=60) as client:
+            for n in range(1500):
+                item = signed_item(ed_signer, b"", {"Content-Type": "text/plain", "N": str(n)})  # empty: costs a bodies-only budget nothing
+                object_id = client.post("/tx", content=item, headers={"Content-Type": "application/octet-stream"}).json()["id"]
+                assert client.get(f"/{object_id}").status_code == 200
+                assert client.get(f"/{object_id}").status_code == 200  # answered from the cache
+        entries = list(app.fast_path.cache._entries.values())
+        held = sum(len(entry.body) + len(entry.header_lines) + 43 for entry in entries)  # a floor of what they hold
+        assert held <= budget, f"{len(entries)} cached answers hold at least {held} bytes; the budget is {budget}"
+        assert len(entries) > 10  # the cache still works
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
