@@ -76,7 +76,8 @@ def _connection_arguments(parser) -> None:
     group.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS, metavar="N",
                        help=f"open connections at once (default {DEFAULT_MAX_CONNECTIONS})")
     group.add_argument("--header-timeout", type=float, default=DEFAULT_HEADER_TIMEOUT_S, metavar="S",
-                       help=f"seconds to send a request's headers, from its first byte or from connecting (default {DEFAULT_HEADER_TIMEOUT_S:g})")
+                       help="seconds to send a request's headers, from its first byte or from connecting "
+                            f"(default {DEFAULT_HEADER_TIMEOUT_S:g})")
     group.add_argument("--body-timeout", type=float, default=DEFAULT_BODY_TIMEOUT_S, metavar="S",
                        help=f"seconds a request body may pause between bytes (default {DEFAULT_BODY_TIMEOUT_S:g})")
     group.add_argument("--keep-alive-timeout", type=float, default=DEFAULT_KEEP_ALIVE_S, metavar="S",
@@ -121,8 +122,8 @@ def run_serve(args: argparse.Namespace) -> int:
         raise CliError("--cache-bytes must be 0 or more")
     if args.mine_interval < 0:
         raise CliError("--mine-interval must be 0 or more")
-    for flag in ("cache_reverify", "max_tx_body", "max_item_body", "max_chunk_body", "max_uploads", "max_spool_bytes", "max_connections",
-                 "header_timeout", "body_timeout", "keep_alive_timeout"):
+    for flag in ("cache_reverify", "max_tx_body", "max_item_body", "max_chunk_body", "max_uploads", "max_spool_bytes",
+                 "max_connections", "header_timeout", "body_timeout", "keep_alive_timeout"):
         if getattr(args, flag) <= 0:
             raise CliError(f"--{flag.replace('_', '-')} must be positive")
     config = GatewayConfig(

@@ -84,7 +84,8 @@ def split_tag_filters(tags) -> tuple[list[tuple[bytes, list[bytes]]], list[TagCh
     filters, checks = [], []
     for tag in tags:
         if tag.match.value not in SUPPORTED_MATCHES:
-            raise ValueError(f"tag filter match {tag.match.value} is not supported by this node; use {' or '.join(SUPPORTED_MATCHES)}")
+            supported = " or ".join(SUPPORTED_MATCHES)
+            raise ValueError(f"tag filter match {tag.match.value} is not supported by this node; use {supported}")
         if len(tag.values) > MAX_FILTER_VALUES:
             raise ValueError(f"a tag filter takes at most {MAX_FILTER_VALUES} values, got {len(tag.values)}")
         name, values = tag.name.encode(), [value.encode() for value in tag.values]

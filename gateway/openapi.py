@@ -135,11 +135,13 @@ def _chunk_supplement() -> dict:
     offset = [{"name": "offset", "in": "path", "required": True, "description": "a weave offset",
                "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}}]
     chunk = {"type": "object", "required": ["chunk", "data_path", "tx_path", "packing"]}
-    post_body = request_body({"application/json": {"type": "object", "required": ["data_root", "data_size", "data_path", "offset", "chunk"]}},
+    fields = ["data_root", "data_size", "data_path", "offset", "chunk"]
+    post_body = request_body({"application/json": {"type": "object", "required": fields}},
                              "One chunk of a posted tx with its data_path, as arweave-js's uploader sends it")
+    posted = answers(400, 408, 413, 507, s200=text({"type": "string", "enum": ["OK"]}))
     get, get_data = answers(400, 404, s200=json_body(chunk)), answers(400, 404, s200=binary())
     return {
-        "/chunk": {"post": {**post_body, "responses": _responses(answers(400, 408, 413, 507, s200=text({"type": "string", "enum": ["OK"]})))}},
+        "/chunk": {"post": {**post_body, "responses": _responses(posted)}},
         "/chunk/{offset}": {"get": {"parameters": offset, "responses": _responses(get)},
                             "head": {"parameters": offset, "responses": _responses(_headers_only(get))}},
         "/chunk/{offset}/data": {"get": {"parameters": offset, "responses": _responses(get_data)},

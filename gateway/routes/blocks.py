@@ -1,4 +1,5 @@
-"""Block routes: `/block/height/{h}`, `/block/hash/{h}`, `/block/current` (and `/current_block`), `/tx_anchor`, arlocal's `/mine`."""
+"""Block routes: `/block/height/{h}`, `/block/hash/{h}`, `/block/current` (and `/current_block`), `/tx_anchor`,
+arlocal's `/mine`."""
 
 from __future__ import annotations
 

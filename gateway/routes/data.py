@@ -268,7 +268,8 @@ async def _serve(request: Request, object_id: str, subpath: str | None, raw: boo
     except ApiError as exc:
         if exc.status != 404:
             raise
-        raise not_found(f"path {subpath[:200]!r} of manifest {object_id} names {target_id}, which is not available here") from None
+        reason = f"path {subpath[:200]!r} of manifest {object_id} names {target_id}, which is not available here"
+        raise not_found(reason) from None
     response = await serve_object(request, node, target, head)
     response.headers["X-Ar-Io-Manifest-Id"] = object_id
     return response

@@ -62,7 +62,7 @@ GRAPHQL_REFUSAL = {"description": "The query did not parse, validate or fit the 
                        "type": "object", "required": ["error", "status"],
                        "properties": {"error": {"type": "string"}, "status": {"type": "integer"}, "data": {"type": "null"},
                                       "errors": {"type": "array"}}}}}}
-ANSWERS = answers(413, s200=json_body(GRAPHQL_ANSWER, "The answer; resolver errors (a bad cursor) come in `errors` beside `data`"))
+ANSWERS = answers(413, s200=json_body(GRAPHQL_ANSWER, "The answer; resolver errors (a bad cursor) come in `errors` by `data`"))
 ANSWERS[400] = GRAPHQL_REFUSAL
 
 

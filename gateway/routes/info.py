@@ -102,6 +102,8 @@ async def price(size: str = uint_param("data size in bytes")) -> PlainTextRespon
 
 @router.get("/price/{size}/{target}", response_class=PlainTextResponse, summary="Upload price with a transfer",
               responses=PRICE)
-async def price_with_target(size: str = uint_param("data size in bytes"), target: str = id_param("wallet address")) -> PlainTextResponse:
+async def price_with_target(
+    size: str = uint_param("data size in bytes"), target: str = id_param("wallet address")
+) -> PlainTextResponse:
     parse_address(target)
     return PlainTextResponse(str(price_of(parse_uint(size, "byte count"))))

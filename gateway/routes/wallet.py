@@ -8,8 +8,8 @@ from fastapi.responses import PlainTextResponse, Response
 from gateway.access import require_dev_route
 from gateway.errors import ApiError
 from gateway.node import node_of
-from gateway.openapi import DEVELOPMENT, answers, id_param, json_body, text, uint_param
-from gateway.params import parse_address, parse_uint
+from gateway.openapi import DEVELOPMENT, answers, id_param, json_body, text
+from gateway.params import parse_address
 
 router = APIRouter(tags=["wallet"])
 
