@@ -44,15 +44,6 @@ class _Answered:
         self.message_event = asyncio.Event()
 
 
-class _Refused(Exception):
-    """Raised inside a parser callback: the request breaks a limit; answer status and close."""
-
-    def __init__(self, status: int, reason: str):
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
 class Watchdog:
     """One tick a second for every connection of a server: a coarse clock and the deadline checks."""
 
@@ -82,27 +73,33 @@ class CachedObjectProtocol(HttpToolsProtocol):
     cache: SmallObjectCache | None = None
     limits: ConnectionLimits = ConnectionLimits()
     watchdog: Watchdog | None = None
+    # The limits again as plain class attributes: the per-request checks read one attribute each.
+    _max_url = _max_headers = _max_head_bytes = 0
     _defaults_source: list | None = None  # uvicorn's default header list (date, server) last rendered
     _defaults_lines = b""
 
     # -- connection guards -----------------------------------------------------------
+    # Per connection: `_head_since` (a head is awaited or arriving since then; None between
+    # requests), `_idle_since` (answered, waiting for the next request: the keep-alive timeout
+    # is the watchdog's, not a timer per answer), `_read_at` (the last bytes received).
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
-        self.timeout_keep_alive = self.limits.keep_alive_s
         self.watchdog.start(self.loop, self.connections)
         self._head_since: float | None = self.watchdog.now  # a client that sends nothing has a deadline too
-        self._head_raw = 0  # bytes buffered for an unfinished head (chunks after the one it began in)
-        self._head_exact = 0  # bytes of its complete header lines
-        self._header_count = 0
+        self._idle_since: float | None = None
+        self._read_at = self.watchdog.now
+        self._head_raw = 0  # bytes buffered for an unfinished head (pieces after the one it began in)
         self._began_in_feed = False
-        self._body_since: float | None = None
+        self._fed = 0  # size of the last piece fed to the parser
         if len(self.connections) > self.limits.max_connections:
             self._refuse(503, f"too many connections (at most {self.limits.max_connections}); retry later")
 
     def data_received(self, data: bytes) -> None:
-        self._unset_keepalive_if_required()
+        self._idle_since = None
         self._began_in_feed = False
+        self._fed = len(data)
+        self._read_at = self.watchdog.now
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -111,64 +108,65 @@ class CachedObjectProtocol(HttpToolsProtocol):
             else:
                 self._unsupported_upgrade_warning()
             return
-        except httptools.HttpParserError as exc:
-            refused = exc.__context__ if isinstance(exc.__context__, _Refused) else None
-            if refused is None:
-                self.logger.warning("Invalid HTTP request received.")
-                self._refuse(400, "invalid HTTP request")
-            else:
-                self._refuse(refused.status, refused.reason)
+        except httptools.HttpParserError:
+            self.logger.warning("Invalid HTTP request received.")
+            self._refuse(400, "invalid HTTP request")
             return
-        if self._body_since is not None:
-            self._body_since = self.watchdog.now  # the body is moving
         if self._head_since is not None and not self._began_in_feed:
             # Still inside a head: count what is buffered for it (an endless header line included).
             self._head_raw += len(data)
-            if self._head_raw > self.limits.max_header_bytes:
-                self._refuse(431, f"request headers larger than {self.limits.max_header_bytes} bytes")
+            if self._head_raw > self._max_head_bytes:
+                self._refuse(431, f"request headers larger than {self._max_head_bytes} bytes")
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._head_since = self.watchdog.now
-        self._head_raw = self._head_exact = self._header_count = 0
+        self._head_raw = 0
         self._began_in_feed = True
 
-    def on_url(self, url: bytes) -> None:
-        super().on_url(url)
-        if len(self.url) > self.limits.max_url_bytes:
-            raise _Refused(414, f"request URL longer than {self.limits.max_url_bytes} bytes")
+    def on_response_complete(self) -> None:
+        # uvicorn's, with the keep-alive timer left to the watchdog (no TimerHandle per answer).
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self._idle_since = self.watchdog.now
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        self._head_exact += len(name) + len(value) + 4
-        if self._header_count > self.limits.max_headers:
-            raise _Refused(431, f"more than {self.limits.max_headers} request headers")
-        if self._head_exact > self.limits.max_header_bytes:
-            raise _Refused(431, f"request headers larger than {self.limits.max_header_bytes} bytes")
-        super().on_header(name, value)
-
-    def on_message_complete(self) -> None:
-        self._body_since = None
-        super().on_message_complete()
+    def _head_refusal(self) -> tuple[int, str] | None:
+        """Given a complete head, return (status, reason) when it breaks a limit, else None."""
+        if len(self.url) > self._max_url:
+            return 414, f"request URL longer than {self._max_url} bytes"
+        if len(self.headers) > self._max_headers:
+            return 431, f"more than {self._max_headers} request headers"
+        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if size > self._max_head_bytes:  # the head came in one large piece: weighed exactly
+            return 431, f"request headers larger than {self._max_head_bytes} bytes"
+        return None
 
     def check_deadlines(self, now: float) -> None:
-        """Given the watchdog's clock, close a connection whose head or body is too slow (408)."""
+        """Given the watchdog's clock, close a connection that is idle too long or too slow to send (408)."""
         if self.transport is None or self.transport.is_closing():
             return
-        if self.flow.read_paused:  # we stopped reading (the app is busy): no delay is the client's
+        limits, cycle = self.limits, self.cycle
+        if self._idle_since is not None:
+            if now - self._idle_since > limits.keep_alive_s:
+                self.transport.close()  # an idle keep-alive connection, as uvicorn's timer would
+        elif self.flow.read_paused:  # we stopped reading (the app is busy): no delay is the client's
+            self._read_at = now
             self._head_since = now if self._head_since is not None else None
-            self._body_since = now if self._body_since is not None else None
-        elif self._head_since is not None and now - self._head_since > self.limits.header_timeout_s:
-            self._refuse(408, f"request headers not received within {self.limits.header_timeout_s:g} s")
-        elif self._body_since is not None and now - self._body_since > self.limits.body_timeout_s:
-            if self.cycle is not None and self.cycle.response_complete:
-                self.transport.close()  # answered already; the rest of the body will not come
-            else:
-                self._refuse(408, f"request body paused longer than {self.limits.body_timeout_s:g} s")
+        elif self._head_since is not None and now - self._head_since > limits.header_timeout_s:
+            self._refuse(408, f"request headers not received within {limits.header_timeout_s:g} s")
+        elif (cycle is not None and not cycle.response_complete and getattr(cycle, "more_body", False)
+              and now - self._read_at > limits.body_timeout_s):
+            self._refuse(408, f"request body paused longer than {limits.body_timeout_s:g} s")
 
     def _refuse(self, status: int, reason: str) -> None:
         """Answer status with a JSON reason (unless an answer is under way) and close the connection."""
-        self._head_since = self._body_since = None
+        self._head_since = None
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
             if status != 408 or getattr(cycle, "response_started", True):
@@ -188,9 +186,11 @@ class CachedObjectProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._head_since = None
-        self._body_since = self.watchdog.now  # cleared at once by on_message_complete when there is no body
-        # A keep-alive timer armed after an earlier answer here must not fire while the app works.
-        self._unset_keepalive_if_required()
+        if (len(self.url) > self._max_url or len(self.headers) > self._max_headers
+                or self._fed > self._max_head_bytes) and (refusal := self._head_refusal()) is not None:
+            self._refuse(*refusal)
+            self.cycle = _Answered()  # the parser's later callbacks for this message do nothing
+            return
         answer = self._cached_answer()
         if answer is None:
             super().on_headers_complete()
@@ -236,5 +236,7 @@ class CachedObjectProtocol(HttpToolsProtocol):
 
 def with_cache(cache: SmallObjectCache, limits: ConnectionLimits | None = None) -> type[CachedObjectProtocol]:
     """Given the app's small-object cache and the connection limits, return the protocol class uvicorn should use."""
-    attributes = {"cache": cache, "limits": limits or ConnectionLimits(), "watchdog": Watchdog()}
+    limits = limits or ConnectionLimits()
+    attributes = {"cache": cache, "limits": limits, "watchdog": Watchdog(), "_max_url": limits.max_url_bytes,
+                  "_max_headers": limits.max_headers, "_max_head_bytes": limits.max_header_bytes}
     return type("CachedObjectProtocol", (CachedObjectProtocol,), attributes)

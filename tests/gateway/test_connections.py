@@ -21,6 +21,7 @@ def server(tmp_path_factory):
     running = start_server(
         root / "data", root / "server.log", "--mine-interval", "0",
         "--header-timeout", "2", "--body-timeout", "2", "--max-connections", str(MAX_CONNECTIONS),
+        "--keep-alive-timeout", "6",
     )
     yield running
     running.stop()
@@ -130,8 +131,17 @@ def test_idle_connections_are_bounded_and_closed(server):
     assert httpx.get(f"{server.url}/info").status_code == 200
 
 
-def test_keep_alive_requests_are_not_timed_out_between_requests(server):
-    with httpx.Client(base_url=server.url) as client:
-        assert client.get("/info").status_code == 200
-        time.sleep(3.5)  # longer than the header timeout, shorter than keep-alive: still the same connection
-        assert client.get("/info").status_code == 200
+def test_keep_alive_connections_stay_between_requests_and_close_when_idle(server):
+    request = b"GET /info HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection(address(server)) as sock:
+        sock.settimeout(20)
+        for pause in (0, 3.5):  # longer than the header timeout, shorter than keep-alive: the same connection
+            time.sleep(pause)
+            sock.sendall(request)
+            answer = b""
+            while b"\r\n\r\n" not in answer or not answer.endswith(b"}"):  # /info: one JSON object
+                answer += sock.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 200 OK"), answer[:100]
+        began = time.monotonic()
+        assert sock.recv(65536) == b""  # idle past --keep-alive-timeout: closed by the server
+        assert 4 < time.monotonic() - began < 15
