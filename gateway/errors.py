@@ -46,9 +46,15 @@ def error_response(status: int, reason: str, headers: dict[str, str] | None = No
 
 def _validation_reason(exc: RequestValidationError) -> str:
     """Given FastAPI's validation error, return one readable line."""
+    from gateway.openapi import PATTERN_MEANINGS
+
     parts = []
     for err in exc.errors()[:3]:
         where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        meaning = PATTERN_MEANINGS.get((err.get("ctx") or {}).get("pattern"))
+        if meaning is not None:
+            parts.append(f"invalid {where.removeprefix('path.')}: expected {meaning}")
+            continue
         parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg")))
     return "; ".join(parts) or "invalid request"
 

@@ -18,6 +18,11 @@ from starlette.routing import Match
 ID_PATTERN = r"^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$"  # 32 bytes: the last character carries 2 zero bits
 UINT_PATTERN = r"^[0-9]{1,40}$"
 BLOCK_HASH_PATTERN = r"^[A-Za-z0-9_-]{64}$"
+PATTERN_MEANINGS = {  # what a path parameter that failed its pattern should have been, in words
+    ID_PATTERN: "a 43-character base64url ID (32 bytes)",
+    UINT_PATTERN: "a non-negative decimal integer",
+    BLOCK_HASH_PATTERN: "64 base64url characters (a 48-byte block hash)",
+}
 
 
 class ErrorBody(BaseModel):

@@ -25,7 +25,9 @@ def test_one_segment_routes_are_not_shadowed_by_ids(client):
 
 
 def test_cache_evicts_least_recently_used_within_its_budget():
-    cache = SmallObjectCache(max_bytes=3 * (1000 + ENTRY_OVERHEAD + 100))
+    probe = SmallObjectCache()
+    probe.put("p", b"p" * 1000, {"Content-Type": "x"})
+    cache = SmallObjectCache(max_bytes=3 * probe.bytes_held)  # room for three such entries
     for name in "abc":
         cache.put(name, name.encode() * 1000, {"Content-Type": "x"})
     assert cache.get("a") is not None  # a is now the most recently used
