@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from gateway.config import GatewayConfig
 from gateway.errors import install_error_handlers
 from gateway.fastpath import EXPOSED_HEADERS, FastPath, SmallObjectCache
+from gateway.manifests import ParsedManifests
 from gateway.node import Node
 from gateway.openapi import add_head_routes, install_openapi
 from gateway.uploads import UploadLimits, UploadSpools
@@ -83,6 +84,7 @@ def create_app(config: GatewayConfig) -> FastAPI:
     )
     small_cache = SmallObjectCache(config.small_cache_bytes, config.small_cache_max_age_s)
     app.state.uploads = UploadSpools(UploadLimits(config.max_uploads, config.max_spool_bytes))
+    app.state.manifests = ParsedManifests()
     app.fast_path = FastPath(small_cache)
     for module in (info, wallet, blocks, tx, chunk, graphql):
         app.include_router(add_head_routes(module.router))

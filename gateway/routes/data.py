@@ -19,7 +19,7 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from gateway.errors import ApiError, not_found
-from gateway.manifests import MANIFEST_CONTENT_TYPE, MAX_MANIFEST_SIZE, ManifestError, parse_manifest, resolve
+from gateway.manifests import MANIFEST_CONTENT_TYPE, MAX_MANIFEST_SIZE, resolve
 from gateway.node import Node, node_of
 from gateway.openapi import answers, documented_id_param, route_template
 from gateway.params import parse_id
@@ -72,14 +72,11 @@ def lookup(node: Node, object_id: str):
     return info
 
 
-def _read_manifest(node: Node, info) -> object | None:
-    """Given a manifest's ObjectInfo, return the parsed Manifest, or None if it is not a valid one."""
+def _read_manifest(request: Request, node: Node, info) -> object | None:
+    """Given a manifest's ObjectInfo, return the parsed Manifest (parsed once per process), or None if it is not one."""
     if info.data_size > MAX_MANIFEST_SIZE or not info.data_complete:
         return None
-    try:
-        return parse_manifest(node.store.read_range(info.id, 0, info.data_size))
-    except ManifestError:
-        return None
+    return request.app.state.manifests.get(info.id, lambda: node.store.read_range(info.id, 0, info.data_size))
 
 
 def _drop_cached_copies(node: Node, exc: CorruptChunk) -> None:
@@ -251,7 +248,7 @@ async def _serve(request: Request, object_id: str, subpath: str | None, raw: boo
     head = request.method == "HEAD"
     info = await run_in_threadpool(lookup, node, object_id)
     is_manifest = not raw and info.content_type == MANIFEST_CONTENT_TYPE
-    manifest = await run_in_threadpool(_read_manifest, node, info) if is_manifest else None
+    manifest = await run_in_threadpool(_read_manifest, request, node, info) if is_manifest else None
     if manifest is None:
         if subpath:
             raise not_found()

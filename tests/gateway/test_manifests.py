@@ -164,3 +164,23 @@ def test_fuzz_manifests_parse_or_refuse_and_resolve_only_listed_ids(raw, path):
 def test_deeply_nested_manifest_is_refused_not_a_crash():
     with pytest.raises(ManifestError):
         parse_manifest(b"[" * 20000 + b"]" * 20000)
+
+
+def test_parsed_manifests_are_parsed_once_and_bounded():
+    from gateway.manifests import PARSED_COST_FACTOR, ParsedManifests
+
+    loads = []
+    raw = manifest(index={"path": "index.html"})
+
+    def load():
+        loads.append(1)
+        return raw
+
+    cache = ParsedManifests(max_bytes=3 * len(raw) * PARSED_COST_FACTOR)
+    for _ in range(5):
+        assert resolve(cache.get("m1", load), "css/site.css") == B
+    assert len(loads) == 1
+    assert cache.get("bad", lambda: b"not json") is None  # invalid: remembered as not a manifest
+    for n in range(10):
+        cache.get(f"other{n}", lambda: raw)
+    assert len(cache._entries) <= 3 and cache._bytes <= cache.max_bytes
