@@ -130,6 +130,13 @@ class InternalErrorMiddleware:
             await self.app(scope, receive, send_tracking)
         except ClientDisconnect:  # the client left (or was timed out) mid-body: nobody to answer
             log.info("client went away during %s %s", scope.get("method"), scope.get("path"))
+        except RecursionError:
+            # Safety net for routes that parse bodies themselves: only input nested past the
+            # interpreter's depth (JSON, a query) recurses this far. Its own routes say so first.
+            log.warning("refused on %s %s: input nested too deeply", scope.get("method"), scope.get("path"))
+            if started:
+                raise
+            await error_response(400, "request nested too deeply to process")(scope, receive, send)
         except Exception as exc:
             full = storage_full(exc)
             if full:

@@ -156,6 +156,16 @@ def test_inputs_that_were_500s_are_4xx_with_a_json_reason(server, client, rsa_si
         for body in (nested, deep_object):
             response = client.post(path, content=body, headers={"Content-Type": "application/json"})
             assert response.status_code == 400 and response.json()["error"], (path, response.text[:200])
+    posts = [path for path, ops in client.get("/openapi.json").json()["paths"].items() if "post" in ops]
+    assert {"/tx", "/chunk", "/graphql"} <= set(posts)
+    for path in posts:  # every POST route the node has, inference ones included
+        path = re.sub(r"\{[^}]+\}", "A" * 43, path)
+        for body in (nested, deep_object):
+            response = client.post(path, content=body, headers={"Content-Type": "application/json"})
+            assert response.status_code < 500, (path, response.status_code, response.text[:200])
+            assert response.headers["content-type"].startswith("application/json"), path
+            if response.status_code >= 400:
+                assert response.json()["error"], path
     deep_variables = b'{"query": "{ transactions { edges { cursor } } }", "variables": {"a": ' + nested + b"}}"
     assert client.post("/graphql", content=deep_variables, headers={"Content-Type": "application/json"}).status_code == 400
     query = "{" + "a {" * 20000 + "b" + "}" * 20000 + "}"
