@@ -18,6 +18,7 @@ from gateway.manifests import ParsedManifests
 from gateway.node import Node
 from gateway.openapi import add_head_routes, install_openapi
 from gateway.uploads import UploadLimits, UploadSpools
+from permastore.store import CorruptChunk, StoreError
 
 log = logging.getLogger("gateway")
 
@@ -31,6 +32,24 @@ def _optional_router(module_name: str):
             raise
         return None
     return module.router
+
+
+def store_copy_verifies(node: Node, object_id: str) -> bool:
+    """Given a cached object's ID, read its store copy through (every chunk checked); return whether it verifies.
+
+    A bad chunk also drops every cached object with that content (they share the chunk).
+    """
+    try:
+        for _ in node.store.read(object_id):
+            pass
+    except CorruptChunk as exc:
+        log.error("cached object %s: its stored copy failed verification: %s", object_id, exc)
+        if node.small_cache is not None:
+            node.small_cache.drop_content(exc.hash)
+        return False
+    except StoreError:
+        return False
+    return True
 
 
 class GatewayApp(FastAPI):
@@ -53,6 +72,7 @@ def create_app(config: GatewayConfig) -> FastAPI:
         node = Node(config)
         node.small_cache = small_cache
         app.state.node = node
+        small_cache.start_reverifying(lambda object_id: store_copy_verifies(node, object_id))
         node.miner.start()
         # The app's long-lived objects (routes, schema, modules) leave the GC's view, so
         # full collections under load stay short and p99 latency stays low.
@@ -61,6 +81,7 @@ def create_app(config: GatewayConfig) -> FastAPI:
         try:
             yield
         finally:
+            small_cache.stop_reverifying()
             await node.miner.stop()
             inference = getattr(app.state, "inference", None)
             if inference is not None:  # herder workers and ledger, before the store they record into

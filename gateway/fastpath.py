@@ -8,11 +8,13 @@ not in the cache, any other path) goes through the full app.
 
 from __future__ import annotations
 
+import queue
 import re
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import blake3
 
@@ -23,6 +25,7 @@ MAX_CACHED_OBJECT = 64 * 1024
 DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_ENTRIES = 65536
 DEFAULT_MAX_AGE_S = 60.0  # a cached body is re-verified against its store copy this often
+MAX_PENDING_CHECKS = 4096  # stale entries waiting for their re-check; past it, stale entries are misses
 ENTRY_OVERHEAD = 600  # the entry, its dict slots, its key and its content index (measured, CPython 3.11)
 HEADER_OVERHEAD = 120  # one (name, value) tuple of two bytes objects
 # What the CORS middleware would add to a cross-origin GET; cached answers carry it themselves.
@@ -66,10 +69,12 @@ CORS_LINES = header_lines(CORS_HEADERS)
 class SmallObjectCache:
     """Given a byte budget, keep verified small bodies and their response headers, least recently used out first.
 
-    Security: an entry is keyed on verified content. It is served only while its store copy
-    was verified less than `max_age_s` ago (then the full route reads and verifies it again),
-    and it is dropped at once when any read finds a stored chunk with its content bad
-    (`drop_content`), so an object whose copy on disk rotted is not answered from memory.
+    Security: an entry is keyed on verified content. Its store copy is verified again once it
+    is `max_age_s` old (by one background thread, `start_reverifying`, while the entry keeps
+    being answered; without that thread a stale entry is a miss and the full route verifies),
+    and it is dropped at once when that check, or any read, finds a stored chunk with its
+    content bad (`drop_content`): an object whose copy on disk rotted is never answered from
+    memory once that is known, and it is known within about `max_age_s` of its next request.
     The budget counts headers and bookkeeping as well as bodies, and entries are capped in
     number, so many tiny (or empty) objects cannot grow the cache past its budget.
     """
@@ -83,6 +88,40 @@ class SmallObjectCache:
         self._by_content: dict[str, set[str]] = {}
         self._bytes = 0
         self._lock = threading.Lock()  # filled from worker threads, read on the event loop
+        self._verify: Callable[[str], bool] | None = None
+        self._checking: set[str] = set()
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._checker: threading.Thread | None = None
+
+    def start_reverifying(self, verify: Callable[[str], bool]) -> None:
+        """Given verify(ID) -> whether the store copy still verifies, re-check stale entries in the background."""
+        self._verify = verify
+        self._checker = threading.Thread(target=self._reverify_loop, name="cache-reverify", daemon=True)
+        self._checker.start()
+
+    def stop_reverifying(self) -> None:
+        """Stop the background checks (before the store they read is closed)."""
+        self._verify = None
+        if self._checker is not None:
+            self._queue.put(None)
+            self._checker.join(timeout=30)
+            self._checker = None
+
+    def _reverify_loop(self) -> None:
+        while (object_id := self._queue.get()) is not None:
+            verify = self._verify
+            try:
+                fine = verify is not None and verify(object_id)
+            except Exception:  # a check that cannot run is a check that did not pass
+                fine = False
+            with self._lock:
+                self._checking.discard(object_id)
+                entry = self._entries.get(object_id)
+                if entry is not None:
+                    if fine:
+                        self._entries[object_id] = replace(entry, verified_at=time.monotonic())
+                    else:
+                        self._remove_locked(object_id)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -97,10 +136,19 @@ class SmallObjectCache:
             entry = self._entries.get(object_id)
             if entry is None:
                 return None
-            if time.monotonic() - entry.verified_at > self.max_age_s:
-                return None  # stale: the full route verifies the stored copy again and refreshes it
+            if time.monotonic() - entry.verified_at > self.max_age_s and not self._check_later_locked(object_id):
+                return None  # stale and no check can be queued: the full route verifies the stored copy
             self._entries.move_to_end(object_id)
             return entry
+
+    def _check_later_locked(self, object_id: str) -> bool:
+        """Given a stale entry's ID, queue a check of its store copy; False when none can be queued."""
+        if self._verify is None or (object_id not in self._checking and len(self._checking) >= MAX_PENDING_CHECKS):
+            return False
+        if object_id not in self._checking:
+            self._checking.add(object_id)
+            self._queue.put(object_id)
+        return True
 
     def put(self, object_id: str, body: bytes, headers: dict[str, str]) -> None:
         """Given a verified full body and its 200 headers, remember them (bodies over 64 KiB are not kept)."""

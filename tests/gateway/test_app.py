@@ -65,3 +65,29 @@ def test_cache_drops_every_object_with_content_found_bad_and_re_verifies_stale_e
     assert cache.get("fresh") is None  # stale: the full route must verify the stored copy again
     cache.put("fresh", b"fresh", {})
     assert cache.get("fresh") is not None
+
+
+def test_stale_entries_are_served_while_their_store_copy_is_checked_in_the_background(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr("gateway.fastpath.time.monotonic", lambda: clock[0])
+    checked, verdicts = [], {"good": True, "rotten": False}
+    cache = SmallObjectCache(max_age_s=60)
+    cache.start_reverifying(lambda object_id: checked.append(object_id) or verdicts[object_id])
+    try:
+        for name in verdicts:
+            cache.put(name, name.encode(), {})
+        clock[0] += 61
+        assert cache.get("good") is not None and cache.get("rotten") is not None  # stale: served, checks queued
+        for _ in range(200):
+            if sorted(checked) == ["good", "rotten"] and cache.get("rotten") is None:
+                break
+            import time
+
+            time.sleep(0.01)
+        assert sorted(checked) == ["good", "rotten"]
+        assert cache.get("rotten") is None  # its copy failed the check: gone
+        assert cache.get("good") is not None and checked.count("good") == 1  # verified again: fresh for 60 s
+    finally:
+        cache.stop_reverifying()
+    clock[0] += 61
+    assert cache.get("good") is None  # no checker: a stale entry is a miss, the full route verifies
