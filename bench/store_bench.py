@@ -114,7 +114,7 @@ def bench_large(work: Path, size: int, results: dict, repeat: int = 1) -> str:
     puts, gets = [], []
     for attempt in range(repeat):
         data_dir = work / f"data-{attempt}"
-        run([cli, "--data", str(data_dir), "fsck"])  # first open: wallet and schema, not timed
+        run([cli, "--data", str(data_dir), "init"])  # first open: wallet and schema, not timed
         base_disk = disk_use(data_dir)
         sha = run([sys.executable, "-c", SHA384_PASS, str(source)])
         put = run([cli, "--data", str(data_dir), "put", str(source)], stdout=subprocess.PIPE)

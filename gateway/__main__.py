@@ -4,6 +4,7 @@ import argparse
 import sys
 
 from permastore.cli.errors import CliError
+from permastore.cli.stores import default_data_dir
 
 from gateway.cli import register
 
@@ -11,7 +12,7 @@ from gateway.cli import register
 def main(argv: list[str] | None = None) -> int:
     """Parse `serve` arguments and run it; return the exit status."""
     parser = argparse.ArgumentParser(prog="python -m gateway")
-    parser.add_argument("--data", default="./data", metavar="DIR")
+    parser.add_argument("--data", default=default_data_dir(), metavar="DIR")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     try:

@@ -3,35 +3,24 @@
 from __future__ import annotations
 
 import gc
-import importlib
 import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from starlette.concurrency import run_in_threadpool
 
 from gateway.config import GatewayConfig
 from gateway.errors import install_error_handlers
 from gateway.fastpath import EXPOSED_HEADERS, FastPath, SmallObjectCache
+from gateway.inference_api.errors import install_inference_errors
 from gateway.manifests import ParsedManifests
 from gateway.node import Node
 from gateway.openapi import add_head_routes, install_openapi
+from gateway.routes import inference as inference_routes
 from gateway.uploads import UploadLimits, UploadSpools
 from permastore.store import CorruptChunk, StoreError
 
 log = logging.getLogger("gateway")
-
-
-def _optional_router(module_name: str):
-    """Given a routes module name, return its router, or None while that module does not exist yet."""
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:  # the module exists but is broken: that must be loud
-            raise
-        return None
-    return module.router
 
 
 def store_copy_verifies(node: Node, object_id: str) -> bool:
@@ -65,7 +54,7 @@ class GatewayApp(FastAPI):
 
 def create_app(config: GatewayConfig) -> FastAPI:
     """Given a config, return the FastAPI app serving the Arweave / ar.io API."""
-    from gateway.routes import blocks, chunk, data, graphql, info, tx, wallet
+    from gateway.routes import blocks, chunk, data, graphql, info, peers, tx, wallet
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -83,10 +72,7 @@ def create_app(config: GatewayConfig) -> FastAPI:
         finally:
             small_cache.stop_reverifying()
             await node.miner.stop()
-            inference = getattr(app.state, "inference", None)
-            if inference is not None:  # herder workers and ledger, before the store they record into
-                await run_in_threadpool(inference.close)
-            node.close()
+            node.close()  # the inference service (nested lifespan) has closed before the store
 
     app = GatewayApp(
         title="permastore gateway",
@@ -95,6 +81,7 @@ def create_app(config: GatewayConfig) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_inference_errors(app)
     # Browser apps fetch from gateways cross-origin, as they do from arweave.net and arlocal.
     app.add_middleware(
         CORSMiddleware,
@@ -107,11 +94,9 @@ def create_app(config: GatewayConfig) -> FastAPI:
     app.state.uploads = UploadSpools(UploadLimits(config.max_uploads, config.max_spool_bytes))
     app.state.manifests = ParsedManifests()
     app.fast_path = FastPath(small_cache)
-    for module in (info, wallet, blocks, tx, chunk, graphql):
+    for module in (info, wallet, blocks, tx, chunk, graphql, peers):
         app.include_router(add_head_routes(module.router))
-    inference_router = _optional_router("gateway.routes.inference")
-    if inference_router is not None:
-        app.include_router(inference_router)
+    app.include_router(inference_routes.router)  # its lifespan starts and stops the inference service
     app.include_router(add_head_routes(data.router))  # last: `/{id}` would otherwise shadow one-segment routes
     install_openapi(app)
     return app

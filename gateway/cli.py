@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 
 from permastore.cli.errors import CliError
+from permastore.sources.rate_limit import parse_rate
 
-from gateway.fastpath import DEFAULT_CACHE_BYTES, DEFAULT_MAX_AGE_S
+from inference.settings import HerderSettings, SettingsError
 
 from gateway.config import (
     DEFAULT_BODY_TIMEOUT_S,
@@ -16,6 +17,7 @@ from gateway.config import (
     DEFAULT_MAX_BODY,
     DEFAULT_MAX_CHUNK_BODY,
     DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_DATA_SIZE,
     DEFAULT_MAX_ITEM_BODY,
     DEFAULT_MAX_SPOOL_BYTES,
     DEFAULT_MAX_UPLOADS,
@@ -24,6 +26,7 @@ from gateway.config import (
     ConnectionLimits,
     GatewayConfig,
 )
+from gateway.fastpath import DEFAULT_CACHE_BYTES, DEFAULT_MAX_AGE_S
 
 
 def register(subparsers) -> None:
@@ -41,6 +44,15 @@ def register(subparsers) -> None:
         "--upstream", action="append", default=[], metavar="URL",
         help="gateway or node to read missing IDs through (repeatable; tried in order)",
     )
+    peers = parser.add_argument_group("fetching from peers (Arweave nodes, ar.io gateways, permastore nodes)")
+    peers.add_argument(
+        "--peer", action="append", default=[], metavar="URL",
+        help="node to fetch missing IDs from, many at once, every chunk proven (repeatable)",
+    )
+    peers.add_argument("--learn-peers", type=int, default=0, metavar="N",
+                       help="also fetch from up to N peers listed on the peers' GET /peers (default 0: off)")
+    peers.add_argument("--max-rate", type=parse_rate, default=None, metavar="RATE",
+                       help="cap on fetching from peers, bytes/s (K, M, G suffixes: 50M); default none")
     parser.add_argument(
         "--mine-interval", type=float, default=DEFAULT_MINE_INTERVAL, metavar="S",
         help=f"seconds between blocks (default {DEFAULT_MINE_INTERVAL:g}; 0 = only on /mine)",
@@ -61,6 +73,8 @@ def register(subparsers) -> None:
                         help=f"POST /tx ANS-104 item (default {DEFAULT_MAX_ITEM_BODY})")
     limits.add_argument("--max-chunk-body", type=int, default=DEFAULT_MAX_CHUNK_BODY, metavar="N",
                         help=f"POST /chunk JSON (default {DEFAULT_MAX_CHUNK_BODY})")
+    limits.add_argument("--max-data-size", type=int, default=DEFAULT_MAX_DATA_SIZE, metavar="N",
+                        help=f"largest data_size a tx may claim, posted or fetched (default {DEFAULT_MAX_DATA_SIZE})")
     limits.add_argument("--max-uploads", type=int, default=DEFAULT_MAX_UPLOADS, metavar="N",
                         help=f"streamed item uploads at once; more get 503 (default {DEFAULT_MAX_UPLOADS})")
     limits.add_argument("--max-spool-bytes", type=int, default=DEFAULT_MAX_SPOOL_BYTES, metavar="N",
@@ -93,37 +107,38 @@ def _herder_arguments(parser) -> None:
     group.add_argument("--require-keys", action="store_true", default=None,
                        help="every caller needs an API key or a signed request, local ones too")
     group.add_argument("--call-timeout", type=float, metavar="S", help="seconds per call attempt (default 300)")
+    group.add_argument("--trust-model-owner", action="append", default=None, metavar="ADDRESS",
+                       help="list and load models this wallet uploaded (repeatable; this node's own always are)")
 
 
-def _herder_overrides(args: argparse.Namespace) -> dict:
-    """Given parsed serve flags, return the herder settings they set, validated."""
-    overrides = {
+def _herder_settings(args: argparse.Namespace) -> HerderSettings:
+    """Given parsed serve flags, return the herder settings (file < env < flags), loaded once."""
+    flags = {
         "workers": args.workers, "fee_base": args.fee_base, "fee_token": args.fee_token,
         "require_keys": args.require_keys, "call_timeout_s": args.call_timeout,
+        "trust_model_owners": tuple(args.trust_model_owner) if args.trust_model_owner else None,
     }
-    overrides = {name: value for name, value in overrides.items() if value is not None}
-    from inference.herder import HerderConfig
-
     try:
-        HerderConfig.load(args.data, **overrides)
-    except ValueError as exc:
+        return HerderSettings.load(args.data, **flags)
+    except SettingsError as exc:
         raise CliError(f"invalid herder settings: {exc}") from None
-    return overrides
 
 
 def run_serve(args: argparse.Namespace) -> int:
     """Given parsed arguments, run the gateway until stopped; return the exit status."""
     if not 0 <= args.port <= 65535:
         raise CliError(f"invalid port {args.port}")
-    for url in args.upstream:
+    for url in args.upstream + args.peer:
         if not url.startswith(("http://", "https://")):
-            raise CliError(f"invalid upstream {url!r}: expected an http:// or https:// URL")
+            raise CliError(f"invalid upstream or peer {url!r}: expected an http:// or https:// URL")
+    if not 0 <= args.learn_peers <= 1000:
+        raise CliError("--learn-peers must be between 0 and 1000")
     if args.cache_bytes < 0:
         raise CliError("--cache-bytes must be 0 or more")
     if args.mine_interval < 0:
         raise CliError("--mine-interval must be 0 or more")
-    for flag in ("cache_reverify", "max_tx_body", "max_item_body", "max_chunk_body", "max_uploads", "max_spool_bytes",
-                 "max_connections", "header_timeout", "body_timeout", "keep_alive_timeout"):
+    for flag in ("cache_reverify", "max_tx_body", "max_item_body", "max_chunk_body", "max_data_size", "max_uploads",
+                 "max_spool_bytes", "max_connections", "header_timeout", "body_timeout", "keep_alive_timeout"):
         if getattr(args, flag) <= 0:
             raise CliError(f"--{flag.replace('_', '-')} must be positive")
     config = GatewayConfig(
@@ -131,6 +146,9 @@ def run_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         upstreams=[url.rstrip("/") for url in args.upstream],
+        peers=[url.rstrip("/") for url in args.peer],
+        learn_peers=args.learn_peers,
+        max_rate=args.max_rate,
         mine_interval=args.mine_interval,
         enable_mint=not args.no_mint,
         dev_routes=not args.no_dev_routes,
@@ -139,6 +157,7 @@ def run_serve(args: argparse.Namespace) -> int:
         max_tx_body=args.max_tx_body,
         max_item_body=args.max_item_body,
         max_chunk_body=args.max_chunk_body,
+        max_data_size=args.max_data_size,
         max_uploads=args.max_uploads,
         max_spool_bytes=args.max_spool_bytes,
         connections=ConnectionLimits(
@@ -147,7 +166,7 @@ def run_serve(args: argparse.Namespace) -> int:
             body_timeout_s=args.body_timeout,
             keep_alive_s=args.keep_alive_timeout,
         ),
-        herder=_herder_overrides(args),
+        herder=_herder_settings(args),
     )
     from gateway.server import serve
 

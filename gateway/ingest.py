@@ -38,6 +38,7 @@ def accept_tx(node: Node, doc: dict) -> int:
     check_anchor(node, tx)
     with node.accept_lock:  # one funds check + store + debit at a time
         if node.store.info(tx.id) is not None:
+            node.store.check_known_tx(tx)  # a known ID proves nothing: a different copy is refused (400)
             return 208
         target = b64url.encode(tx.target)
         try:

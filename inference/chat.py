@@ -1,15 +1,17 @@
 """Chat templates: turn a list of chat messages into the one prompt string the model reads.
 
 A process uses the model's own template (GGUF `tokenizer.chat_template`, a Jinja
-template rendered by llama-cpp-python's sandboxed Jinja2 formatter) or one of the
-named templates below. The rendered prompt is recorded in the Message, so replay can
-check that rendering it again gives the same text.
+template) or one of the named templates below. Templates are code: they render in the
+template sandbox (`inference.template_sandbox`), never on the server's threads. The
+rendered prompt is recorded in the Message, so replay can check that rendering it again
+gives the same text.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from inference.errors import InvalidRequest
 
@@ -104,7 +106,7 @@ def resolve_template(name: str | None, model_template: str | None, bos_token: st
     return ChatTemplate(name, NAMED_TEMPLATES[name], bos_token, eos_token)
 
 
-def validate_messages(messages) -> list[dict]:
+def validate_messages(messages: Any) -> list[dict[str, str]]:
     """Given chat messages from a caller, return them as plain {role, content} dicts or raise InvalidRequest."""
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("messages must be a non-empty list")
@@ -121,14 +123,13 @@ def validate_messages(messages) -> list[dict]:
     return clean
 
 
-def render(template: ChatTemplate, messages: list[dict]) -> str:
-    """Given a template and validated messages, return the prompt text ending with the assistant's turn."""
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+class TemplateRenderer(Protocol):
+    """Renders Jinja chat templates somewhere safe (TemplateSandbox)."""
 
-    formatter = Jinja2ChatFormatter(
-        template.source, eos_token=template.eos_token, bos_token=template.bos_token, add_generation_prompt=True
-    )
-    try:
-        return formatter(messages=messages).prompt
-    except Exception as exc:  # a model's template may reject a conversation shape (raise_exception)
-        raise InvalidRequest(f"chat template {template.name!r} cannot render these messages: {exc}") from None
+    def render(self, name: str, source: str, bos_token: str, eos_token: str,
+               messages: list[dict[str, str]]) -> str: ...
+
+
+def render(renderer: TemplateRenderer, template: ChatTemplate, messages: list[dict[str, str]]) -> str:
+    """Given a renderer, a template and validated messages, return the prompt ending with the assistant's turn."""
+    return renderer.render(template.name, template.source, template.bos_token, template.eos_token, messages)

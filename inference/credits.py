@@ -7,16 +7,17 @@ The ledger is its own SQLite file under the data folder (`data/credits.sqlite`).
 
 from __future__ import annotations
 
+import io
 import json
 import sqlite3
 import threading
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 from inference.sqlite_file import SqliteFile
-from typing import Any
+from inference.store_types import InferenceStore
+from permastore.protocol.tags import Tag
 
 LEDGER_FILE = "credits.sqlite"
 MAX_AMOUNT = 2**62  # SQLite INTEGER is signed 64-bit; stay clear of overflow on sums
@@ -70,20 +71,21 @@ class Reservation:
     amount: int
 
 
-def _check_amount(amount: int) -> None:
+def check_amount(amount: object) -> None:
+    """Raise CreditError unless amount is an integer the ledger can hold."""
     if not isinstance(amount, int) or isinstance(amount, bool):
         raise CreditError("amount must be an integer")
     if amount < 0 or amount > MAX_AMOUNT:
         raise CreditError(f"amount must be between 0 and {MAX_AMOUNT}")
 
 
-class Ledger(SqliteFile):
+class CreditLedger(SqliteFile):
     """The credit ledger of one node. Thread-safe; safe across processes via SQLite locks."""
 
     FILE_NAME = LEDGER_FILE
     SCHEMA = SCHEMA
 
-    def _transaction(self):
+    def _transaction(self) -> _Immediate:
         return _Immediate(self._db, self._lock)
 
     def balance(self, address: str) -> int:
@@ -94,13 +96,13 @@ class Ledger(SqliteFile):
             ).fetchone()
         return row[0] if row else 0
 
-    def credit(self, address: str, amount: int, store: Any = None) -> str | None:
+    def credit(self, address: str, amount: int, store: InferenceStore | None = None) -> str | None:
         """Add credit to an address; return the Credit-Notice record ID (None without store).
 
         The notice is written first: a credit is only applied once its record exists, so
         the ledger never holds credit that no record explains.
         """
-        _check_amount(amount)
+        check_amount(amount)
         record_id = _write_credit_notice(store, address, amount) if store is not None else None
         with self._transaction() as db:
             db.execute(
@@ -122,7 +124,7 @@ class Ledger(SqliteFile):
         The conditional UPDATE is the guard that keeps balances non-negative when calls
         race: only one of two concurrent reservations can see the same credit.
         """
-        _check_amount(amount)
+        check_amount(amount)
         reservation = Reservation(uuid.uuid4().hex, address, amount)
         with self._transaction() as db:
             if amount > 0:
@@ -212,7 +214,7 @@ class _Immediate:
             raise
         return self.db
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         try:
             self.db.execute("ROLLBACK" if exc_type else "COMMIT")
         finally:
@@ -229,12 +231,8 @@ def credit_notice_tags(address: str, amount: int) -> list[tuple[str, str]]:
     ]
 
 
-def _write_credit_notice(store: Any, address: str, amount: int) -> str:
+def _write_credit_notice(store: InferenceStore, address: str, amount: int) -> str:
     """Write a signed Credit-Notice data item to the store; return its ID."""
-    import io
-
-    from permastore.protocol.tags import Tag  # deferred: the ledger itself needs no protocol code
-
     tags = [Tag(name.encode(), value.encode()) for name, value in credit_notice_tags(address, amount)]
     body = json.dumps({"recipient": address, "quantity": str(amount)}, sort_keys=True).encode()
     info = store.put_data(io.BytesIO(body), tags=tags, content_type="application/json")

@@ -1,4 +1,4 @@
-"""Errors of the inference package, each with the HTTP status it maps to.
+"""Errors of the inference package (the herder's too), each with the HTTP status it maps to.
 
 The CLI prints `str(error)` on one line; the gateway answers `{"error": str(error),
 "status": error.status}`. Every message says what was wrong.
@@ -57,3 +57,64 @@ class UpstreamFailed(InferenceError):
     """Upstreams had the object but could not serve it verified."""
 
     status = 502
+
+
+class ModelNotTrusted(InferenceError):
+    """The model is stored, but neither this node's operator added or pulled it nor a trusted owner signed it."""
+
+    status = 403
+
+
+# ---------------------------------------------------------------------------- herder
+
+
+class HerderError(InferenceError):
+    """A call the herder could not complete; `status` is the HTTP status to answer with."""
+
+    status = 503
+
+
+class CallTimeout(HerderError):
+    """The call ran past its timeout on every attempt."""
+
+    status = 504
+
+
+class WorkerLost(HerderError):
+    """The worker died on every attempt."""
+
+    status = 503
+
+
+class CallFailed(HerderError):
+    """The job itself raised (bad input found late): not retried, the caller's fault."""
+
+    status = 422
+
+
+class HerderClosed(HerderError):
+    """The herder is shutting down."""
+
+    status = 503
+
+
+class PaymentRequired(HerderError):
+    """The caller offered or holds too little credit; nothing was charged or written."""
+
+    status = 402
+
+    def __init__(self, message: str, needed: int, balance: int | None = None, quote: int | None = None):
+        super().__init__(message)
+        self.needed = needed
+        self.balance = balance
+        self.quote = quote
+
+    def details(self) -> dict[str, int | None]:
+        """Return the fields a 402 body adds to the error."""
+        return {"needed": self.needed, "balance": self.balance, "quote": self.quote}
+
+
+class InvalidPayment(HerderError):
+    """A payment or fee the ledger cannot hold (beyond its integer range)."""
+
+    status = 400

@@ -1,7 +1,9 @@
-"""API keys: bearer tokens bound to a wallet address.
+"""Callers' credentials: API keys bound to a wallet address, and the signed requests already used.
 
 Only a SHA-256 of each key is stored (`data/keys.sqlite`), so a copy of the data folder
-does not leak usable keys. A key is shown once, when it is created.
+does not leak usable keys. A key is shown once, when it is created. A signed request (an
+ANS-104 item) is accepted once: its ID is marked used when it is, whether or not the item
+was already stored (anyone may post the item to /tx first; that does not use it up).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import hmac
 import re
 import secrets
 import time
-from pathlib import Path
 
 from inference.sqlite_file import SqliteFile
 
@@ -29,6 +30,10 @@ CREATE TABLE IF NOT EXISTS api_keys (
     label TEXT,
     created_at REAL NOT NULL,
     revoked INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS used_requests (
+    item_id TEXT PRIMARY KEY,       -- a signed request accepted as a call's authorisation
+    used_at REAL NOT NULL
 );
 """
 
@@ -95,6 +100,19 @@ class KeyStore(SqliteFile):
                 (key_hash(key),),
             )
         return cur.rowcount == 1
+
+    def use_request(self, item_id: str) -> bool:
+        """Mark a signed request used; return False when it already was (by this or another process)."""
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO used_requests (item_id, used_at) VALUES (?, ?)", (item_id, time.time()),
+            )
+        return cur.rowcount == 1
+
+    def release_request(self, item_id: str) -> None:
+        """Unmark a signed request whose call was refused before anything was charged or written."""
+        with self._lock:
+            self._db.execute("DELETE FROM used_requests WHERE item_id = ?", (item_id,))
 
     def count(self) -> int:
         """Return the number of live keys."""

@@ -1,20 +1,41 @@
 """Models by ID: store a GGUF file with tags from its header, list models, resolve one for loading.
 
-`add_model` stores the weights once (the store's ANS-104 item, signed by the node
-wallet) and tags it with what the GGUF header says. `resolve_model` turns a model ID
-into a plain file path of exactly the stored bytes, verified against the ID first.
+`ModelCatalog.add` stores the weights once (the store's ANS-104 item, signed by the node
+wallet) and tags it with what the GGUF header says. `ModelCatalog.resolve` turns a model
+ID into a plain file path of exactly the stored bytes, verified against the ID first;
+with a trust policy (the server's), only models the node trusts are listed or resolved.
 """
 
 from __future__ import annotations
 
 import hashlib
+import mmap
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from gguf import LlamaFileType
+
+from inference.errors import (
+    ModelCorrupt,
+    ModelNotFound,
+    ModelNotTrusted,
+    NotAModel,
+    UpstreamFailed,
+)
+from inference.fetching import Fetcher
+from inference.gguf_header import GGUFError, parse_header
+from inference.model_trust import ModelTrust
+from inference.store_types import InferenceStore
+from permastore.protocol import ans104
+from permastore.protocol.b64url import is_id
+from permastore.protocol.deephash import BlobHasher
+from permastore.protocol.errors import ProtocolError
 from permastore.protocol.tags import Tag
-
-from inference.errors import ModelCorrupt, ModelNotFound, NotAModel, UpstreamFailed
+from permastore.store.errors import CorruptChunk
+from permastore.store.records import ObjectInfo, Query
 
 GGUF_MAGIC = b"GGUF"
 MODEL_TYPE = "model"
@@ -22,6 +43,7 @@ MODEL_CONTENT_TYPE = "application/octet-stream"
 APP_NAME = "permastore"
 READ_BLOCK = 1 << 20
 LIST_PAGE = 100
+METADATA_CACHE = 64  # GGUF headers kept parsed (a few KB each, the vocabulary's two token texts)
 
 
 @dataclass(frozen=True)
@@ -53,26 +75,30 @@ class ModelMetadata:
 
 
 @dataclass(frozen=True)
+class LocatedModel:
+    """A trusted model's file and header, with its verification against the ID (maybe still running)."""
+
+    id: str
+    path: Path
+    metadata: ModelMetadata
+    verified: Future[None]
+
+
+@dataclass(frozen=True)
 class ModelEntry:
     """One stored model as `model list` shows it."""
 
     id: str
     size: int
-    tags: dict
+    tags: dict[str, str]
 
 
-def read_gguf_metadata(path) -> ModelMetadata:
+def read_gguf_metadata(path: Path | str) -> ModelMetadata:
     """Given a GGUF file path, return its header metadata; raise NotAModel if it is not GGUF.
 
     Parsed by inference.gguf_header (gguf-py's GGUFReader maps every tensor and array
     and takes ~10 s on a 262k-token vocabulary; this reads the header only).
     """
-    import mmap
-
-    from gguf import LlamaFileType
-
-    from inference.gguf_header import GGUFError, parse_header
-
     path = Path(path)
     try:
         with open(path, "rb") as f:
@@ -107,13 +133,13 @@ def read_gguf_metadata(path) -> ModelMetadata:
     )
 
 
-def _token_text(tokens, token_id) -> str:
+def _token_text(tokens: Any, token_id: Any) -> str:
     if isinstance(tokens, list) and isinstance(token_id, int) and 0 <= token_id < len(tokens):
         return str(tokens[token_id])
     return ""
 
 
-def file_sha256(path) -> str:
+def file_sha256(path: Path | str) -> str:
     """Given a file path, return the hex SHA-256 of its bytes."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -122,7 +148,7 @@ def file_sha256(path) -> str:
     return digest.hexdigest()
 
 
-def tag_dict(info) -> dict:
+def tag_dict(info: ObjectInfo) -> dict[str, str]:
     """Given an ObjectInfo, return its tags as {name: value} text (first value wins)."""
     out: dict[str, str] = {}
     for tag in info.tags:
@@ -131,62 +157,176 @@ def tag_dict(info) -> dict:
     return out
 
 
-def find_model_by_hash(store, sha256: str) -> str | None:
-    """Return the ID of a model this node already stored with these exact bytes, if any."""
-    from permastore.store.records import Query
-
-    owner = store.signer.owner
-    page = store.query(Query(tags=[("Type", [MODEL_TYPE]), ("Model-SHA256", [sha256])], first=10))
-    for info in page.items:
-        if info.owner == owner and info.data_complete:
-            return info.id
-    return None
 
 
-def add_model(store, path, progress=None) -> str:
-    """Given a store and a GGUF file path, store the weights with header tags and return the model ID.
+class ModelCatalog:
+    """The models of one store: add, list, resolve by ID (verified once per file), parsed headers.
 
-    Adding the same bytes again returns the first ID instead of signing a second item.
+    Under the server's ModelTrust a model the node does not trust is neither listed nor
+    resolved (ModelNotTrusted), so a stranger's upload never reaches llama.cpp; the
+    command line's (operator) trust allows every model and approves what it adds.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise NotAModel(f"{path}: no such file")
-    metadata = read_gguf_metadata(path)
-    sha256 = file_sha256(path)
-    existing = find_model_by_hash(store, sha256)
-    if existing:
-        return existing
-    pairs = [
-        ("App-Name", APP_NAME),
-        ("Type", MODEL_TYPE),
-        *metadata.tags(),
-        ("Model-SHA256", sha256),
-        ("File-Name", path.name),
-    ]
-    tags = [Tag.text(name, value) for name, value in pairs]
-    with open(path, "rb") as stream:
-        info = store.put_data(stream, tags=tags, content_type=MODEL_CONTENT_TYPE, progress=progress)
-    return info.id
 
+    def __init__(self, store: InferenceStore, fetcher: Fetcher, trust: ModelTrust):
+        self.store = store
+        self.fetcher = fetcher
+        self.trust = trust
+        # Verified (model ID, file identity) pairs: weights are immutable, so a file that
+        # passed once and has not been replaced need not be read again.
+        self._verified: set[tuple[str, tuple]] = set()
+        self._checks: dict[tuple[str, tuple], Future[None]] = {}
+        self._metadata: dict[str, ModelMetadata] = {}
+        self._lock = threading.Lock()
+        self._verifier: ThreadPoolExecutor | None = None
 
-def list_models(store) -> list[ModelEntry]:
-    """Return every stored object tagged Type=model, newest first."""
-    from permastore.store.records import Query
+    # -- adding and listing
 
-    entries: list[ModelEntry] = []
-    after = None
-    while True:
-        page = store.query(Query(tags=[("Type", [MODEL_TYPE])], first=LIST_PAGE, after=after))
-        entries += [ModelEntry(info.id, info.data_size, tag_dict(info)) for info in page.items]
-        if not page.has_next:
-            return entries
-        after = page.next_cursor
+    def find_by_hash(self, sha256: str) -> str | None:
+        """Return the ID of a model this node already stored with these exact bytes, if any."""
+        owner = self.store.signer.owner
+        page = self.store.query(Query(tags=[("Type", [MODEL_TYPE]), ("Model-SHA256", [sha256])], first=10))
+        for info in page.items:
+            if info.owner == owner and info.data_complete:
+                return info.id
+        return None
 
+    def add(self, path: Path | str, progress: Any = None) -> str:
+        """Given a GGUF file path, store the weights with header tags and return the model ID.
 
-# Verified (model ID, file identity) pairs in this OS process: weights are immutable,
-# so a file that passed once and has not been replaced need not be read again.
-_verified: set[tuple[str, tuple]] = set()
-_verified_lock = threading.Lock()
+        Adding the same bytes again returns the first ID instead of signing a second item.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise NotAModel(f"{path}: no such file")
+        metadata = read_gguf_metadata(path)
+        sha256 = file_sha256(path)
+        model_id = self.find_by_hash(sha256)
+        if model_id is None:
+            pairs = [("App-Name", APP_NAME), ("Type", MODEL_TYPE), *metadata.tags(),
+                     ("Model-SHA256", sha256), ("File-Name", path.name)]
+            tags = [Tag.text(name, value) for name, value in pairs]
+            with open(path, "rb") as stream:
+                model_id = self.store.put_data(stream, tags=tags, content_type=MODEL_CONTENT_TYPE,
+                                               progress=progress).id
+        self.trust.approve(model_id, "added")
+        return model_id
+
+    def list(self) -> list[ModelEntry]:
+        """Return every stored object tagged Type=model that this node trusts, newest first."""
+        entries: list[ModelEntry] = []
+        after = None
+        while True:
+            page = self.store.query(Query(tags=[("Type", [MODEL_TYPE])], first=LIST_PAGE, after=after))
+            entries += [ModelEntry(info.id, info.data_size, tag_dict(info))
+                        for info in page.items if self.trust.allows(info)]
+            if not page.has_next:
+                return entries
+            after = page.next_cursor
+
+    # -- resolving
+
+    def resolve(self, model_id: str, verify: bool = True) -> Path:
+        """Given a model ID, return the store's file path of exactly its bytes, verified.
+
+        Not stored here: read through the fetcher's source (which stores what it serves).
+        Verification reads every chunk through the store, which checks each chunk's hash.
+        """
+        path = self.locate(model_id)
+        if verify:
+            self.check(model_id, path).result()
+        return path
+
+    def locate(self, model_id: str) -> Path:
+        """Given a model ID, return its file path, fetched if needed and trusted, not yet verified."""
+        if not isinstance(model_id, str) or not is_id(model_id):
+            raise ModelNotFound(f"{model_id!r} is not a valid ID (43 base64url characters)")
+        info = self.store.info(model_id)
+        if (info is None or not info.data_complete) and self.fetcher.enabled:
+            self.fetcher.fetch(
+                model_id,
+                missing=lambda why: ModelNotFound(f"model {model_id} is {why}"),
+                failed=lambda why: UpstreamFailed(f"model {model_id} could not be fetched and verified: {why}"),
+                held=lambda: self._held(model_id),
+            )
+            info = self.store.info(model_id)
+        if info is None:
+            raise ModelNotFound(f"model {model_id} is not stored here (no upstream given)")
+        if not info.data_complete:
+            raise ModelNotFound(f"model {model_id} is stored without its data yet")
+        if tag_dict(info).get("Type") != MODEL_TYPE:
+            raise NotAModel(f"{model_id} is not tagged Type=model")
+        if not self.trust.allows(info):
+            raise ModelNotTrusted(
+                f"model {model_id} is not trusted here: its owner {info.owner_address} is not on this node's "
+                "trust list (serve --trust-model-owner) and the operator has not added or pulled it")
+        # The store's own chunk pass is skipped: verification below also checks the signature.
+        return Path(self.store.object_path(model_id, verify=False))
+
+    def _held(self, model_id: str) -> bool:
+        info = self.store.info(model_id)
+        return info is not None and info.data_complete
+
+    def check(self, model_id: str, path: Path) -> Future[None]:
+        """Return the verification of a located model: done at once when this file passed before.
+
+        Started on the catalog's verifier thread, so a caller can load the file meanwhile
+        and wait for the result before answering with anything computed from it.
+        """
+        key = (model_id, _file_identity(path))
+        with self._lock:
+            if key in self._verified:
+                done: Future[None] = Future()
+                done.set_result(None)
+                return done
+            running = self._checks.get(key)
+            if running is None:
+                if self._verifier is None:
+                    self._verifier = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-verifier")
+                running = self._verifier.submit(self._verify, model_id, key)
+                self._checks[key] = running
+            return running
+
+    def _verify(self, model_id: str, key: tuple[str, tuple]) -> None:
+        try:
+            _verify_chunks(self.store, model_id)
+            with self._lock:
+                self._verified.add(key)
+        finally:
+            with self._lock:
+                self._checks.pop(key, None)
+
+    def metadata(self, model_id: str) -> tuple[Path, ModelMetadata]:
+        """Given a model ID, return its verified file path and GGUF metadata (parsed once)."""
+        located = self.get(model_id)
+        located.verified.result()
+        return located.path, located.metadata
+
+    def get(self, model_id: str) -> LocatedModel:
+        """Given a model ID, return its file, header and verification (running, or done once per file).
+
+        Whoever answers with anything computed from the file waits for `verified` first;
+        loading and planning may go on meanwhile.
+        """
+        path = self.locate(model_id)
+        verified = self.check(model_id, path)
+        return LocatedModel(model_id, path, self._metadata_of(model_id, path), verified)
+
+    def _metadata_of(self, model_id: str, path: Path) -> ModelMetadata:
+        with self._lock:
+            metadata = self._metadata.get(model_id)
+        if metadata is None:
+            metadata = read_gguf_metadata(path)
+            with self._lock:
+                if len(self._metadata) >= METADATA_CACHE:
+                    self._metadata.pop(next(iter(self._metadata)))
+                self._metadata[model_id] = metadata
+        return metadata
+
+    def close(self) -> None:
+        """Stop the verifier thread (a verification in progress finishes first)."""
+        verifier, self._verifier = self._verifier, None
+        if verifier is not None:
+            verifier.shutdown(wait=True)
 
 
 def _file_identity(path: Path) -> tuple:
@@ -194,64 +334,15 @@ def _file_identity(path: Path) -> tuple:
     return (str(path), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
-def resolve_model(store, model_id: str, source=None, verify: bool = True) -> Path:
-    """Given a model ID, return the store's file path of exactly its bytes, verified.
-
-    Not stored here: read it through `source` (a permastore.sources DataSource that
-    stores what it serves, e.g. ReadThroughSource over the gateway's upstreams).
-    Verification reads every chunk through the store, which checks each chunk's hash.
-    """
-    from permastore.protocol.b64url import is_id
-
-    if not isinstance(model_id, str) or not is_id(model_id):
-        raise ModelNotFound(f"{model_id!r} is not a valid ID (43 base64url characters)")
-    info = store.info(model_id)
-    if (info is None or not info.data_complete) and source is not None:
-        _fetch_through(source, model_id)
-        info = store.info(model_id)
-    if info is None:
-        raise ModelNotFound(f"model {model_id} is not stored here" + ("" if source else " (no upstream given)"))
-    if not info.data_complete:
-        raise ModelNotFound(f"model {model_id} is stored without its data yet")
-    if tag_dict(info).get("Type") != MODEL_TYPE:
-        raise NotAModel(f"{model_id} is not tagged Type=model")
-    # The store's own chunk pass is skipped: _verify_chunks below also checks the signature.
-    path = Path(store.object_path(model_id, verify=False))
-    key = (model_id, _file_identity(path))
-    if verify and key not in _verified:
-        _verify_chunks(store, model_id)
-        with _verified_lock:
-            _verified.add(key)
-    return path
-
-
-def _fetch_through(source, model_id: str) -> None:
-    """Have a storing source (ReadThroughSource) fetch, verify and store the whole object."""
-    from permastore.store.errors import NotFound, StoreError
-
-    try:
-        stream = source.get(model_id)  # a read-through source stores everything before serving a byte
-        stream.close()
-    except NotFound:
-        raise ModelNotFound(f"model {model_id} is neither stored here nor upstream") from None
-    except StoreError as exc:  # sources.UpstreamError: upstreams failed or served unverifiable bytes
-        raise UpstreamFailed(f"model {model_id} could not be fetched and verified: {exc}") from None
-
-
-def _verify_chunks(store, model_id: str) -> None:
+def _verify_chunks(store: InferenceStore, model_id: str) -> None:
     """Read the object chunk by chunk (the store checks each chunk's hash) and check the
     signature over the data's deep hash, so the bytes are exactly the ones the ID names."""
-    from permastore.protocol import ans104
-    from permastore.protocol.deephash import BlobHasher
-    from permastore.protocol.errors import ProtocolError
-    from permastore.store.errors import CorruptChunk
-
     hasher = BlobHasher()
     try:
         for block in store.read(model_id):
             hasher.update(block)
         info = store.info(model_id)
-        if info.kind == "item":
+        if info is not None and info.kind == "item":
             header = ans104.parse_header(store.raw_header(model_id))
             ans104.verify_header(header, hasher.digest())
     except CorruptChunk as exc:

@@ -1,65 +1,60 @@
-"""Llama processes: spawn one on a model, send it calls, each call recorded as Message + Result.
+"""Llama processes, server side: spawn one on a model, load one from its record, plan calls on it.
 
-A call is split so the herder can run the model in a worker process:
+A Process record names a model and every setting that shapes its output. Whoever signed
+it, a process is checked before any call runs on it with the same limits as a spawn
+request (settings, this machine's CPUs, the model's context, a model this node trusts),
+so a record uploaded by a stranger cannot make the node exhaust itself.
 
-    plan = plan_call(store, pid, prompt=... | messages=..., sampling=...)   # render, count tokens
-    call, message = start_message(store, plan, caller, fee)  # nonce, hash chain, signed Message (stored on a thread)
-    generation = execute(call)                          # pure: llama.cpp only (or execute_job in a worker)
-    result = write_result(store, call, generation, message)  # signed Result, stored after the Message -> CallResult
+    book = ProcessBook(models, records, vocabularies, templates, identity)
+    pid = book.spawn(model_id, settings, system_prompt, chat_template)
+    plan = book.plan(pid, prompt=... | messages=..., sampling=...)   # rendered, counted; nothing written
 
-`send` does all four. A call that fails after its Message was written gets
-`write_failure` (a Result with finish_reason "error"), so no message is left unanswered.
-
-Nonces and chain values are assigned in this OS process under a lock; one writer (the
-server's herder, or one CLI command) per process at a time is assumed.
+Messages and Results are `inference.messages`; running a call is `inference.execution`.
 """
 
 from __future__ import annotations
 
-import atexit
-import os
 import threading
 from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
-from permastore.protocol import b64url
+from typing import Any
 
 from inference import records
-from inference.chat import ChatTemplate, render, resolve_template, validate_messages
-from inference.engine import (
-    Engine,
-    EngineSettings,
-    Generation,
-    SamplingParams,
-    engine_identity,
-    token_hash,
-    tokenize_prompt,
-    vocabulary,
+from inference.chat import (
+    ChatTemplate,
+    TemplateRenderer,
+    render,
+    resolve_template,
+    validate_messages,
 )
 from inference.errors import InvalidRequest, PromptTooLong, RecordInvalid
-from inference.models import ModelMetadata, read_gguf_metadata, resolve_model
+from inference.models import ModelCatalog, ModelMetadata
+from inference.records import RecordStore
+from inference.sampling import EngineSettings, SamplingParams, check_machine
+from inference.vocabulary import Vocabularies
 
 DEFAULT_N_CTX = 2048
-ENGINE_CACHE_SIZE = 2  # models kept loaded per OS process (each maps its weights once)
-ERROR_FINISH = "error"
-MAX_CALLER_BYTES = 256  # it is a tag value too (ANS-104 allows 3072)
+PROCESS_CACHE = 1024  # loaded processes kept (records never change; a miss reads one record)
 
 
 @dataclass(frozen=True)
 class Process:
-    """A process record with what calls need to render prompts: the model file and template."""
+    """A checked process record with what calls need: its engine settings, model file and template.
+
+    `verified` is the model file's check against its ID, maybe still running: a call may
+    start on the file meanwhile, but nothing computed from it is answered before it passes.
+    """
 
     id: str
     owner_address: str
     record: records.ProcessRecord
     model_path: Path
     template: ChatTemplate | None
-
-    @property
-    def settings(self) -> EngineSettings:
-        return EngineSettings.from_json(self.record.settings)
+    settings: EngineSettings
+    verified: Future[None]
 
 
 @dataclass(frozen=True)
@@ -67,7 +62,7 @@ class CallPlan:
     """A call rendered and counted, nothing written yet (the herder prices it from here)."""
 
     process_id: str
-    input: dict
+    input: dict[str, Any]
     rendered_prompt: str
     parse_special: bool
     sampling: SamplingParams
@@ -87,22 +82,22 @@ class PreparedCall:
     nonce: int
     model_id: str
     model_path: str
-    settings: dict
+    settings: dict[str, Any]
     prompt: str
     parse_special: bool
-    sampling: dict  # seed always set
+    sampling: dict[str, Any]  # seed set, except before the Message is signed (see unsigned_call)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict) -> "PreparedCall":
+    def from_json(cls, data: dict[str, Any]) -> PreparedCall:
         return cls(**data)
 
 
 @dataclass(frozen=True)
 class CallResult:
-    """What `send` / `write_result` return: the output and the IDs of its three records."""
+    """What a finished call returns: the output and the IDs of its three records."""
 
     process_id: str
     message_id: str
@@ -112,124 +107,11 @@ class CallResult:
     prompt_tokens: int
     finish_reason: str
     seed: int
-    timings: dict = field(default_factory=dict)
+    timings: dict[str, Any] = field(default_factory=dict)
 
     @property
     def completion_tokens(self) -> int:
         return len(self.token_ids)
-
-
-# ---------------------------------------------------------------------------- processes
-
-_metadata_cache: dict[str, ModelMetadata] = {}
-_process_cache: dict[str, Process] = {}
-_cache_lock = threading.Lock()
-
-
-def model_metadata(store, model_id: str, source=None) -> tuple[Path, ModelMetadata]:
-    """Given a model ID, return its verified file path and GGUF metadata (cached)."""
-    path = resolve_model(store, model_id, source=source)
-    with _cache_lock:
-        metadata = _metadata_cache.get(model_id)
-    if metadata is None:
-        metadata = read_gguf_metadata(path)
-        with _cache_lock:
-            _metadata_cache[model_id] = metadata
-    return path, metadata
-
-
-def draft_process(
-    store,
-    model_id: str,
-    settings: EngineSettings | None = None,
-    system_prompt: str | None = None,
-    chat_template: str | None = None,
-    source=None,
-) -> Process:
-    """Given a model ID and settings, return the process that spawning would record, unwritten (id "").
-
-    chat_template: None uses the model's own template when it has one; "model",
-    "chatml", "llama-2" or "phi-3" pick one explicitly.
-    """
-    from permastore.protocol.wallet import address_of
-
-    path, metadata = model_metadata(store, model_id, source)
-    if settings is None:
-        settings = EngineSettings(n_ctx=min(DEFAULT_N_CTX, metadata.context_length or DEFAULT_N_CTX))
-    if not isinstance(settings, EngineSettings):
-        raise InvalidRequest("settings must be EngineSettings")
-    settings.validate()
-    _check_machine(settings, metadata)
-    if system_prompt is not None and not isinstance(system_prompt, str):
-        raise InvalidRequest("system_prompt must be a string")
-    template = resolve_template(chat_template, metadata.chat_template, metadata.bos_token, metadata.eos_token)
-    record = records.ProcessRecord(
-        model=model_id,
-        engine=engine_identity(),
-        settings=settings.to_json(),
-        chat_template=template.name if template else None,
-        chat_template_sha256=template.source_sha256 if template else None,
-        system_prompt=system_prompt,
-    )
-    return Process("", address_of(store.signer.owner), record, path, template)
-
-
-def _check_machine(settings: EngineSettings, metadata: ModelMetadata) -> None:
-    """Refuse settings this machine or model cannot honour (every call of the process would fail)."""
-    cpus = os.cpu_count() or 1
-    if settings.n_threads > cpus:
-        raise InvalidRequest(f"n_threads must be at most {cpus} (this machine's CPUs), got {settings.n_threads}")
-    if metadata.context_length and settings.n_ctx > metadata.context_length:
-        raise InvalidRequest(f"n_ctx must be at most {metadata.context_length} (the model's context length), "
-                             f"got {settings.n_ctx}")
-
-
-def write_process(store, draft: Process) -> str:
-    """Given a drafted process, write its Process record and return the process ID."""
-    process_id = records.write_record(store, draft.record)
-    with _cache_lock:
-        _process_cache[process_id] = Process(process_id, draft.owner_address, draft.record, draft.model_path, draft.template)
-    return process_id
-
-
-def spawn(
-    store,
-    model_id: str,
-    settings: EngineSettings | None = None,
-    system_prompt: str | None = None,
-    chat_template: str | None = None,
-    source=None,
-) -> str:
-    """Given a model ID and settings, write a Process record and return the process ID (see draft_process)."""
-    return write_process(store, draft_process(store, model_id, settings, system_prompt, chat_template, source))
-
-
-def get_process(store, process_id: str, source=None) -> Process:
-    """Given a process ID, return the process (record, model file, template); cached, records never change."""
-    with _cache_lock:
-        cached = _process_cache.get(process_id)
-    if cached is not None:
-        return cached
-    stored = records.load_record(store, process_id, records.ProcessRecord.type, source)
-    record = stored.record
-    path, metadata = model_metadata(store, record.model, source)
-    template = None
-    if record.chat_template:
-        template = resolve_template(record.chat_template, metadata.chat_template, metadata.bos_token, metadata.eos_token)
-        if template.source_sha256 != record.chat_template_sha256:
-            raise RecordInvalid(f"process {process_id}: chat template {record.chat_template!r} differs from the recorded one")
-    process = Process(process_id, stored.owner_address, record, path, template)
-    with _cache_lock:
-        _process_cache[process_id] = process
-    return process
-
-
-# ---------------------------------------------------------------------------- planning
-
-
-def plan_call(store, process_id: str, prompt: str | None = None, messages=None, sampling: SamplingParams | None = None) -> CallPlan:
-    """Given a process ID and a prompt (raw completion) or chat messages, return the rendered, counted call."""
-    return plan_for(get_process(store, process_id), prompt=prompt, messages=messages, sampling=sampling)
 
 
 def raw_prompt(system: str | None, prompt: str) -> str:
@@ -237,168 +119,9 @@ def raw_prompt(system: str | None, prompt: str) -> str:
     return f"{system}\n{prompt}" if system else prompt
 
 
-def with_system(system: str | None, messages) -> list:
+def with_system(system: str | None, messages: list[dict[str, str]]) -> list[dict[str, str]]:
     """Return chat messages preceded by the process's system prompt (if any) as a system message."""
     return ([{"role": "system", "content": system}] if system else []) + list(messages)
-
-
-def plan_for(process: Process, prompt: str | None = None, messages=None, sampling: SamplingParams | None = None) -> CallPlan:
-    """Given a process (maybe a draft) and a prompt or chat messages, return the rendered, counted call.
-
-    Raw prompts are used verbatim after the process's system prompt (if any) and a newline;
-    chat messages follow the process's system prompt as a system message and go through its template.
-    """
-    if sampling is not None and not isinstance(sampling, SamplingParams):
-        raise InvalidRequest("sampling must be SamplingParams (SamplingParams.from_json for request bodies)")
-    sampling = (sampling or SamplingParams()).validate()
-    if (prompt is None) == (messages is None):
-        raise InvalidRequest("give exactly one of prompt or messages")
-    system = process.record.system_prompt
-    if prompt is not None:
-        if not isinstance(prompt, str):
-            raise InvalidRequest("prompt must be a string")
-        call_input = {"prompt": prompt}
-        rendered = raw_prompt(system, prompt)
-        parse_special = False  # user text that looks like a control token stays text
-    else:
-        if process.template is None:
-            raise InvalidRequest("this process has no chat template; send a prompt, or spawn with a chat template")
-        messages = validate_messages(messages)
-        call_input = {"messages": messages}
-        rendered = render(process.template, with_system(system, messages))
-        parse_special = True
-        stops = list(sampling.stop) + [s for s in process.template.stop if s not in sampling.stop]
-        sampling = SamplingParams.from_json({**sampling.to_json(), "stop": stops})
-    n_prompt = len(tokenize_prompt(vocabulary(process.model_path), rendered, parse_special))
-    n_ctx = process.settings.n_ctx
-    if n_prompt >= n_ctx:
-        raise PromptTooLong(f"prompt is {n_prompt} tokens; this process's context holds {n_ctx}")
-    return CallPlan(process.id, call_input, rendered, parse_special, sampling, n_prompt)
-
-
-# ---------------------------------------------------------------------------- messages
-
-# process ID -> (last nonce, its chain value, its message ID, ID of the newest Message item tagged with the process)
-_chains: dict[str, tuple[int, bytes, str | None, str | None]] = {}
-_chain_locks: dict[str, threading.Lock] = {}
-
-
-def _chain_lock(process_id: str) -> threading.Lock:
-    with _cache_lock:
-        return _chain_locks.setdefault(process_id, threading.Lock())
-
-
-def _newest_message_id(store, process_id: str) -> str | None:
-    ids = records.query_ids(store, [("Type", [records.MessageRecord.type]), ("Process", [process_id])], limit=1)
-    return ids[0] if ids else None
-
-
-def _last_chain(store, process: Process) -> tuple[int, bytes, str | None]:
-    """Return (nonce, chain value, message ID) of the process's latest message ((0, initial, None) before any).
-
-    Cached, but checked against the store's newest Message item (one indexed query), so
-    messages another OS process wrote into the same data folder are not overwritten.
-    """
-    newest = _newest_message_id(store, process.id)
-    cached = _chains.get(process.id)
-    if cached is not None and cached[3] == newest:
-        return cached[:3]
-    last = (0, records.initial_chain(process.id), None)
-    for message_id in records.message_ids_of(store, process.id):
-        stored = records.load_record(store, message_id, records.MessageRecord.type)
-        if stored.owner_address != process.owner_address:
-            continue  # only the process owner's messages are part of its order
-        if stored.record.nonce > last[0]:
-            last = (stored.record.nonce, b64url.decode(stored.record.hash_chain), message_id)
-    _chains[process.id] = (*last, newest)
-    return last
-
-
-class MessageWrite:
-    """A signed Message being stored on the record writer thread.
-
-    `wait()` returns once the Message is durable (or raises why it could not be stored).
-    A call's Result is stored only after its Message, and the caller is answered only
-    after both, so overlapping the write with the model weakens no durability.
-    """
-
-    def __init__(self, message_id: str, future: Future | None = None):
-        self.message_id = message_id
-        self._future = future
-
-    def done(self) -> bool:
-        return self._future is None or self._future.done()
-
-    def wait(self) -> str:
-        if self._future is not None:
-            self._future.result()
-        return self.message_id
-
-
-# One writer thread: Messages are stored in the order their nonces were given, so a
-# failed write fails every later pending Message of the process too (they name it).
-_record_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="record-writer")
-_pending: dict[str, MessageWrite] = {}  # process ID -> its newest Message write
-_signer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="record-signer")
-
-
-def _store_after(store, signed: records.SignedRecord, previous: MessageWrite | None) -> str:
-    if previous is not None:
-        previous.wait()  # a Message must not be stored after the one it names failed
-    return records.store_record(store, signed)
-
-
-def _validate_caller(caller, fee) -> None:
-    if not isinstance(caller, str) or not caller or len(caller.encode("utf-8")) > MAX_CALLER_BYTES:
-        raise InvalidRequest(f"caller must be a non-empty string of at most {MAX_CALLER_BYTES} bytes")
-    if not isinstance(fee, int) or isinstance(fee, bool) or fee < 0:
-        raise InvalidRequest(f"fee must be an integer >= 0, got {fee!r}")
-
-
-def start_message(store, plan: CallPlan, caller: str, fee: int = 0) -> tuple[PreparedCall, MessageWrite]:
-    """Given a planned call, its caller and fee, sign its Message and start storing it; return both.
-
-    The call can run at once (its seed comes from the signed Message's ID); pass the
-    MessageWrite to `write_result` / `write_failure`, which wait for it.
-    """
-    _validate_caller(caller, fee)
-    process = get_process(store, plan.process_id)
-    with _chain_lock(process.id):
-        pending = _pending.get(process.id)
-        if pending is not None and not pending.done():
-            nonce, previous, previous_id = _chains[process.id][:3]  # ours, still being stored
-        else:
-            nonce, previous, previous_id = _last_chain(store, process)
-        nonce += 1
-        draft = records.MessageRecord(
-            process=process.id,
-            caller=caller,
-            nonce=nonce,
-            input=plan.input,
-            rendered_prompt=plan.rendered_prompt,
-            parse_special=plan.parse_special,
-            sampling=plan.sampling.to_json(),
-            fee=fee,
-            previous=previous_id,
-            hash_chain="",
-        )
-        chain = records.next_chain(previous, draft.content_hash())
-        message = records.MessageRecord(**{**asdict(draft), "hash_chain": b64url.encode(chain)})
-        signed = records.sign_record(store, message)
-        future = _record_writer.submit(_store_after, store, signed, pending)
-        write = MessageWrite(signed.id, future)
-        _pending[process.id] = write
-        # If this write fails, the store's newest Message differs from this ID and the next
-        # call rescans the store instead of trusting the cache.
-        _chains[process.id] = (nonce, chain, signed.id, signed.id)
-    return call_for(process, signed.id, message), write
-
-
-def prepare_message(store, plan: CallPlan, caller: str, fee: int = 0) -> PreparedCall:
-    """Given a planned call, its caller and the fee paid, write the Message record and return the call."""
-    call, write = start_message(store, plan, caller, fee)
-    write.wait()
-    return call
 
 
 def call_for(process: Process, message_id: str, message: records.MessageRecord) -> PreparedCall:
@@ -406,215 +129,177 @@ def call_for(process: Process, message_id: str, message: records.MessageRecord) 
     sampling = dict(message.sampling)
     if sampling.get("seed") is None:
         sampling["seed"] = records.seed_from_message_id(message_id)
-    return PreparedCall(
-        process_id=process.id,
-        message_id=message_id,
-        nonce=message.nonce,
-        model_id=process.record.model,
-        model_path=str(process.model_path),
-        settings=dict(process.record.settings),
-        prompt=message.rendered_prompt,
-        parse_special=message.parse_special,
-        sampling=sampling,
-    )
-
-
-# ---------------------------------------------------------------------------- execution
-
-_engines: "OrderedDict[tuple, Engine]" = OrderedDict()
-_engines_lock = threading.Lock()
-
-
-def engine_for(model_path: str, settings: EngineSettings) -> Engine:
-    """Return a loaded engine for this file and settings, reusing one this OS process already has."""
-    key = (str(model_path), tuple(sorted(settings.to_json().items())))
-    with _engines_lock:
-        engine = _engines.get(key)
-        if engine is not None:
-            _engines.move_to_end(key)
-            return engine
-        engine = Engine.from_path(model_path, settings)
-        _engines[key] = engine
-        while len(_engines) > ENGINE_CACHE_SIZE:
-            _, old = _engines.popitem(last=False)
-            old.close()
-        return engine
-
-
-def close_engines() -> None:
-    """Free every cached engine (llama.cpp frees badly during interpreter teardown, so do it first)."""
-    with _engines_lock:
-        while _engines:
-            _, engine = _engines.popitem()
-            engine.close()
-
-
-atexit.register(close_engines)
-
-
-def execute(call: PreparedCall, on_text=None, engine: Engine | None = None, message_id_later=None) -> Generation:
-    """Given a prepared call, run it on llama.cpp and return the generation (no store access).
-
-    A call whose Message is still being signed has no seed and no message_id yet:
-    `message_id_later()` gives the ID once the prompt is evaluated, and the seed follows
-    from it as it always does.
-    """
-    settings = EngineSettings.from_json(call.settings)
-    engine = engine or engine_for(call.model_path, settings)
-    sampling = SamplingParams.from_json(call.sampling)
-    seed_later = None
-    if sampling.seed is None and message_id_later is not None:
-        seed_later = lambda: records.seed_from_message_id(message_id_later())  # noqa: E731
-    return engine.generate(call.prompt, sampling, special=call.parse_special, on_text=on_text, seed_later=seed_later)
-
-
-def execute_job(payload: dict, emit) -> dict:
-    """Herder worker entry ("inference.processes:execute_job"): payload is PreparedCall.to_json().
-
-    Emits text pieces as they are generated; returns generation_to_json(generation).
-    A payload without a seed gets its message ID from the herder once the server has
-    signed the Message (herder.late_value).
-    """
-    from inference.herder import late_value
-
-    generation = execute(PreparedCall.from_json(payload), on_text=emit, message_id_later=late_value)
-    return generation_to_json(generation)
+    return PreparedCall(process.id, message_id, message.nonce, process.record.model, str(process.model_path),
+                        dict(process.record.settings), message.rendered_prompt, message.parse_special, sampling)
 
 
 def unsigned_call(process: Process, plan: CallPlan) -> PreparedCall:
     """Given a planned call, return what a worker can start on before its Message is signed."""
-    return PreparedCall(
-        process_id=process.id,
-        message_id="",
-        nonce=0,
-        model_id=process.record.model,
-        model_path=str(process.model_path),
-        settings=dict(process.record.settings),
-        prompt=plan.rendered_prompt,
-        parse_special=plan.parse_special,
-        sampling=plan.sampling.to_json(),  # seed None: derived from the Message's ID
-    )
+    # seed None: derived from the Message's ID, sent to the worker once it is signed.
+    return PreparedCall(process.id, "", 0, process.record.model, str(process.model_path),
+                        dict(process.record.settings), plan.rendered_prompt, plan.parse_special,
+                        plan.sampling.to_json())
 
 
-def generation_to_json(generation: Generation) -> dict:
-    return {
-        "text": generation.text,
-        "token_ids": list(generation.token_ids),
-        "prompt_tokens": generation.prompt_tokens,
-        "prompt_token_hash": generation.prompt_token_hash,
-        "finish_reason": generation.finish_reason,
-        "timings": generation.timings,
-    }
+class ProcessBook:
+    """The processes of one store: drafted, written, loaded (checked, cached) and planned on."""
+
+    def __init__(self, models: ModelCatalog, records_: RecordStore, vocabularies: Vocabularies,
+                 templates: TemplateRenderer, identity: Callable[[], dict[str, Any]]):
+        self.models = models
+        self.records = records_
+        self.vocabularies = vocabularies
+        self.templates = templates
+        self.identity = identity
+        self._cache: OrderedDict[str, Process] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # -- spawning
+
+    def draft(self, model_id: str, settings: EngineSettings | None = None, system_prompt: str | None = None,
+              chat_template: str | None = None) -> Process:
+        """Given a model ID and settings, return the process that spawning would record, unwritten (id "").
+
+        chat_template: None uses the model's own template when it has one; "model",
+        "chatml", "llama-2", "phi-3" or "gemma" pick one explicitly.
+        """
+        model = self.models.get(model_id)
+        metadata = model.metadata
+        if settings is None:
+            settings = default_settings(metadata)
+        if not isinstance(settings, EngineSettings):
+            raise InvalidRequest("settings must be EngineSettings")
+        settings.validate()
+        check_machine(settings, metadata.context_length)
+        if system_prompt is not None and not isinstance(system_prompt, str):
+            raise InvalidRequest("system_prompt must be a string")
+        template = _template_of(chat_template, metadata)
+        record = records.ProcessRecord(
+            model=model_id,
+            engine=self.identity(),
+            settings=settings.to_json(),
+            chat_template=template.name if template else None,
+            chat_template_sha256=template.source_sha256 if template else None,
+            system_prompt=system_prompt,
+        )
+        return Process("", self.node_address, record, model.path, template, settings, model.verified)
+
+    @property
+    def node_address(self) -> str:
+        """Return the address that signs this node's records."""
+        return self.records.node_address
+
+    def write(self, draft: Process) -> str:
+        """Given a drafted process, write its Process record and return the process ID."""
+        process_id = self.records.write(draft.record)
+        self._remember(Process(process_id, draft.owner_address, draft.record, draft.model_path, draft.template,
+                               draft.settings, draft.verified))
+        return process_id
+
+    def spawn(self, model_id: str, settings: EngineSettings | None = None, system_prompt: str | None = None,
+              chat_template: str | None = None) -> str:
+        """Given a model ID and settings, write a Process record and return the process ID (see draft)."""
+        return self.write(self.draft(model_id, settings, system_prompt, chat_template))
+
+    # -- loading
+
+    def get(self, process_id: str) -> Process:
+        """Given a process ID, return the process, checked like a spawn request; cached, records never change."""
+        with self._lock:
+            cached = self._cache.get(process_id)
+            if cached is not None:
+                self._cache.move_to_end(process_id)
+                return cached
+        stored = self.records.load(process_id, records.ProcessRecord.type)
+        record = stored.record
+        model = self.models.get(record.model)
+        metadata = model.metadata
+        settings = _checked_settings(process_id, record, metadata)
+        template = None
+        if record.chat_template:
+            try:
+                template = resolve_template(record.chat_template, metadata.chat_template,
+                                            metadata.bos_token, metadata.eos_token)
+            except InvalidRequest as exc:
+                raise RecordInvalid(f"process {process_id} cannot run here: {exc}") from None
+            if template.source_sha256 != record.chat_template_sha256:
+                raise RecordInvalid(f"process {process_id}: chat template {record.chat_template!r} "
+                                    "differs from the recorded one")
+        return self._remember(Process(process_id, stored.owner_address, record, model.path, template, settings,
+                                      model.verified))
+
+    def _remember(self, process: Process) -> Process:
+        with self._lock:
+            self._cache[process.id] = process
+            while len(self._cache) > PROCESS_CACHE:
+                self._cache.popitem(last=False)
+        return process
+
+    # -- planning
+
+    def plan(self, process_id: str, prompt: str | None = None, messages: Any = None,
+             sampling: SamplingParams | None = None) -> CallPlan:
+        """Given a process ID and a prompt (raw completion) or chat messages, return the rendered, counted call."""
+        return self.plan_for(self.get(process_id), prompt=prompt, messages=messages, sampling=sampling)
+
+    def plan_for(self, process: Process, prompt: str | None = None, messages: Any = None,
+                 sampling: SamplingParams | None = None) -> CallPlan:
+        """Given a process (maybe a draft) and a prompt or chat messages, return the rendered, counted call.
+
+        Raw prompts are used verbatim after the process's system prompt (if any) and a newline;
+        chat messages follow the process's system prompt as a system message and go through its template.
+        """
+        if sampling is not None and not isinstance(sampling, SamplingParams):
+            raise InvalidRequest("sampling must be SamplingParams (SamplingParams.from_json for request bodies)")
+        sampling = (sampling or SamplingParams()).validate()
+        if (prompt is None) == (messages is None):
+            raise InvalidRequest("give exactly one of prompt or messages")
+        system = process.record.system_prompt
+        if prompt is not None:
+            if not isinstance(prompt, str):
+                raise InvalidRequest("prompt must be a string")
+            call_input: dict[str, Any] = {"prompt": prompt}
+            rendered = raw_prompt(system, prompt)
+            parse_special = False  # user text that looks like a control token stays text
+        else:
+            if process.template is None:
+                raise InvalidRequest("this process has no chat template; send a prompt, or spawn with a chat template")
+            messages = validate_messages(messages)
+            call_input = {"messages": messages}
+            rendered = self.render(process, messages)
+            parse_special = True
+            stops = list(sampling.stop) + [s for s in process.template.stop if s not in sampling.stop]
+            sampling = SamplingParams.from_json({**sampling.to_json(), "stop": stops})
+        n_prompt = self.vocabularies.count_tokens(process.model_path, rendered, parse_special)
+        n_ctx = process.settings.n_ctx
+        if n_prompt >= n_ctx:
+            raise PromptTooLong(f"prompt is {n_prompt} tokens; this process's context holds {n_ctx}")
+        return CallPlan(process.id, call_input, rendered, parse_special, sampling, n_prompt)
+
+    def render(self, process: Process, messages: list[dict[str, str]]) -> str:
+        """Given a process with a template and validated messages, return the rendered prompt (in the sandbox)."""
+        if process.template is None:
+            raise InvalidRequest("this process has no chat template")
+        return render(self.templates, process.template, with_system(process.record.system_prompt, messages))
 
 
-def generation_from_json(data: dict) -> Generation:
-    return Generation(
-        text=data["text"],
-        token_ids=tuple(data["token_ids"]),
-        prompt_tokens=data["prompt_tokens"],
-        prompt_token_hash=data["prompt_token_hash"],
-        finish_reason=data["finish_reason"],
-        timings=data.get("timings", {}),
-    )
+def default_settings(metadata: ModelMetadata) -> EngineSettings:
+    """Given a model's header, return the settings of a process spawned without any."""
+    return EngineSettings(n_ctx=min(DEFAULT_N_CTX, metadata.context_length or DEFAULT_N_CTX))
 
 
-# ---------------------------------------------------------------------------- results
+def _template_of(chat_template: str | None, metadata: ModelMetadata) -> ChatTemplate | None:
+    return resolve_template(chat_template, metadata.chat_template, metadata.bos_token, metadata.eos_token)
 
 
-def write_result(store, call: PreparedCall, generation: Generation | dict, message: MessageWrite | None = None) -> CallResult:
-    """Given a call and its generation (or generation_to_json of it), write the Result record.
-
-    With `message` (from start_message) the Result is signed first, then stored once the
-    Message is durable; if the Message could not be stored, its error is raised and no
-    Result is written (it would answer a message that does not exist).
-    """
-    if isinstance(generation, dict):
-        generation = generation_from_json(generation)
-    record = records.ResultRecord(
-        message=call.message_id,
-        process=call.process_id,
-        nonce=call.nonce,
-        seed=call.sampling["seed"],
-        text=generation.text,
-        token_ids=list(generation.token_ids),
-        token_hash=generation.token_hash,
-        prompt_tokens=generation.prompt_tokens,
-        prompt_token_hash=generation.prompt_token_hash,
-        completion_tokens=generation.completion_tokens,
-        finish_reason=generation.finish_reason,
-        timings=generation.timings,
-    )
-    result_id = _store_answer(store, record, message)
-    return CallResult(
-        process_id=call.process_id,
-        message_id=call.message_id,
-        result_id=result_id,
-        text=generation.text,
-        token_ids=generation.token_ids,
-        prompt_tokens=generation.prompt_tokens,
-        finish_reason=generation.finish_reason,
-        seed=call.sampling["seed"],
-        timings=generation.timings,
-    )
-
-
-def write_failure(store, call: PreparedCall, reason: str, message: MessageWrite | None = None) -> str:
-    """Given a call that could not run, write a Result with finish_reason "error"; return its ID.
-
-    `message` as in write_result.
-    """
-    record = records.ResultRecord(
-        message=call.message_id,
-        process=call.process_id,
-        nonce=call.nonce,
-        seed=call.sampling["seed"],
-        text="",
-        token_ids=[],
-        token_hash=token_hash([]),
-        prompt_tokens=0,
-        prompt_token_hash="",
-        completion_tokens=0,
-        finish_reason=ERROR_FINISH,
-        timings={"error": str(reason)[:500]},
-    )
-    return _store_answer(store, record, message)
-
-
-def _store_answer(store, record: records.ResultRecord, message: MessageWrite | None) -> str:
-    """Sign a Result, wait until its Message is durable, then store the Result; return its ID."""
-    signed = records.sign_record(store, record)
-    if message is not None:
-        message.wait()
-    return records.store_record(store, signed)
-
-
-def send(
-    store,
-    process_id: str,
-    caller: str,
-    prompt: str | None = None,
-    messages=None,
-    sampling: SamplingParams | None = None,
-    fee: int = 0,
-    on_text=None,
-) -> CallResult:
-    """Given a process and a prompt or messages, run one recorded call here and return its result."""
-    plan = plan_call(store, process_id, prompt=prompt, messages=messages, sampling=sampling)
-    return run_planned(store, plan, caller, fee, on_text)
-
-
-def run_planned(store, plan: CallPlan, caller: str, fee: int = 0, on_text=None) -> CallResult:
-    """Given a planned call, run it here with its records and return the result (see send)."""
-    process_id = plan.process_id
-    _validate_caller(caller, fee)
-    # The Message is signed on another thread while llama.cpp evaluates the prompt.
-    started = _signer.submit(start_message, store, plan, caller, fee)
+def _checked_settings(process_id: str, record: records.ProcessRecord, metadata: ModelMetadata) -> EngineSettings:
+    """Given a loaded Process record, return its settings when a spawn request with them would pass."""
+    if record.seed_policy != records.SEED_POLICY:
+        raise RecordInvalid(f"process {process_id} has seed policy {record.seed_policy!r}; "
+                            f"this node runs {records.SEED_POLICY!r}")
     try:
-        generation = execute(unsigned_call(get_process(store, process_id), plan), on_text=on_text,
-                             message_id_later=lambda: started.result()[0].message_id)
-    except Exception as exc:
-        call, message = started.result()  # a Message that could not be signed raises here
-        write_failure(store, call, f"{type(exc).__name__}: {exc}", message)
-        raise
-    call, message = started.result()
-    return write_result(store, call, generation, message)
+        settings = EngineSettings.from_json(record.settings)
+        check_machine(settings, metadata.context_length)
+    except InvalidRequest as exc:
+        raise RecordInvalid(f"process {process_id} cannot run here: {exc}") from None
+    return settings

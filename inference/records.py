@@ -14,11 +14,17 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, fields
-
-from permastore.protocol import b64url
-from permastore.protocol.tags import Tag
+from typing import Any, Union
 
 from inference.errors import RecordInvalid, RecordNotFound
+from inference.fetching import Fetcher
+from inference.models import tag_dict
+from inference.store_types import InferenceStore
+from permastore.protocol import ans104, b64url
+from permastore.protocol.tags import Tag
+from permastore.protocol.wallet import address_of
+from permastore.store.errors import CorruptChunk
+from permastore.store.records import ObjectInfo, Query
 
 DATA_PROTOCOL = "ao"
 VARIANT = "ao.TN.1"
@@ -30,7 +36,7 @@ MAX_RECORD_BYTES = 16 << 20  # a record is prompts and token IDs, never weights
 MAX_TOKEN_ID = 1 << 31  # llama_token is int32
 
 
-def canonical_json(value) -> bytes:
+def canonical_json(value: Any) -> bytes:
     """Given a JSON-able value, return its canonical bytes (sorted keys, compact, UTF-8)."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
 
@@ -55,8 +61,8 @@ class ProcessRecord:
     """A spawned llama process: the model and every setting that shapes its output."""
 
     model: str
-    engine: dict  # engine identity (versions, build, CPU features)
-    settings: dict  # EngineSettings.to_json()
+    engine: dict[str, Any]  # engine identity (versions, build, CPU features)
+    settings: dict[str, Any]  # EngineSettings.to_json()
     chat_template: str | None  # template name, None: raw prompts only
     chat_template_sha256: str | None
     system_prompt: str | None
@@ -78,10 +84,10 @@ class MessageRecord:
     process: str
     caller: str
     nonce: int
-    input: dict  # {"prompt": text} or {"messages": [{role, content}, ...]}
+    input: dict[str, Any]  # {"prompt": text} or {"messages": [{role, content}, ...]}
     rendered_prompt: str  # the exact text tokenized
     parse_special: bool  # control-token text parsed as tokens (chat templates)
-    sampling: dict  # SamplingParams.to_json(); seed None: derived from the message ID
+    sampling: dict[str, Any]  # SamplingParams.to_json(); seed None: derived from the message ID
     fee: int
     previous: str | None  # ID of the message with nonce - 1 (None for nonce 1): the chain walks by ID
     hash_chain: str  # b64url of chain(nonce)
@@ -113,13 +119,13 @@ class ResultRecord:
     nonce: int
     seed: int  # the seed actually used
     text: str
-    token_ids: list
+    token_ids: list[int]
     token_hash: str  # engine.token_hash(token_ids)
     prompt_tokens: int
     prompt_token_hash: str
     completion_tokens: int
     finish_reason: str
-    timings: dict  # informative only; never compared
+    timings: dict[str, Any]  # informative only; never compared
 
     type = "Result"
 
@@ -132,6 +138,7 @@ class ResultRecord:
         ]
 
 
+Record = Union[ProcessRecord, MessageRecord, ResultRecord]  # noqa: UP007 - a runtime alias
 NULLABLE_FIELDS = ("chat_template", "chat_template_sha256", "system_prompt", "previous")
 RECORD_TYPES = {cls.type: cls for cls in (ProcessRecord, MessageRecord, ResultRecord)}
 
@@ -142,10 +149,10 @@ class StoredRecord:
 
     id: str
     owner_address: str
-    record: ProcessRecord | MessageRecord | ResultRecord
+    record: Record
 
 
-def record_json(record) -> dict:
+def record_json(record: Record) -> dict[str, Any]:
     """Given a record, return the JSON object stored as its data."""
     # Shallow: the dict is only serialised, and asdict's deep copy of token lists costs ~0.4 ms.
     body = {field.name: getattr(record, field.name) for field in fields(record)}
@@ -154,7 +161,7 @@ def record_json(record) -> dict:
     return body
 
 
-def record_tags(record) -> list[Tag]:
+def record_tags(record: Record) -> list[Tag]:
     """Given a record, return every tag of its data item."""
     pairs = [
         ("Data-Protocol", DATA_PROTOCOL),
@@ -175,35 +182,7 @@ class SignedRecord:
     item: bytes
 
 
-def sign_record(store, record) -> SignedRecord:
-    """Given a store and a record, return it signed by the store's wallet (nothing is written).
-
-    Signing is the slow part of a record that a call must wait for (its ID seeds the
-    call); storing it durably can then happen while the model runs.
-    """
-    from permastore.protocol import ans104
-
-    tags = [*record_tags(record), Tag.text("Content-Type", CONTENT_TYPE)]
-    item = ans104.build_item(store.signer, canonical_json(record_json(record)), tags)
-    # An item's ID is the SHA-256 of its signature, which follows the 2-byte signature type.
-    signature = item[2 : 2 + ans104.SIGNATURE_TYPES[store.signer.signature_type].signature_size]
-    return SignedRecord(b64url.encode(hashlib.sha256(signature).digest()), item)
-
-
-def store_record(store, signed: SignedRecord) -> str:
-    """Given a signed record, store it durably (the store checks the signature again); return its ID."""
-    info = store.put_item(signed.item)
-    if info.id != signed.id:  # cannot happen unless the item bytes were altered
-        raise RecordInvalid(f"stored record {info.id} is not the signed record {signed.id}")
-    return info.id
-
-
-def write_record(store, record) -> str:
-    """Given a store and a record, sign and store it as a data item; return its ID."""
-    return store_record(store, sign_record(store, record))
-
-
-def parse_record(data: bytes, expected_type: str | None = None):
+def parse_record(data: bytes, expected_type: str | None = None) -> Record:
     """Given record bytes, return the record object or raise RecordInvalid."""
     try:
         body = json.loads(data.decode("utf-8"))
@@ -229,7 +208,7 @@ def parse_record(data: bytes, expected_type: str | None = None):
     return record
 
 
-def _check_shapes(record) -> None:
+def _check_shapes(record: Record) -> None:
     """Raise RecordInvalid when a field has the wrong JSON type (a record is input like any other)."""
     expect = {
         "model": str, "engine": dict, "settings": dict, "process": str, "caller": str, "nonce": int,
@@ -253,78 +232,103 @@ def _check_shapes(record) -> None:
         raise RecordInvalid(f"Result field token_ids must be a list of integers in 0..{MAX_TOKEN_ID - 1}")
 
 
-def load_record(store, record_id: str, expected_type: str | None = None, source=None) -> StoredRecord:
-    """Given a record ID, return the stored record; raise RecordNotFound or RecordInvalid.
-
-    The store verified the item's signature when it was stored and checks chunk hashes
-    on read; here the record's tags must also agree with its JSON. A record not stored
-    here is read through `source` (a storing DataSource over upstream nodes) if given.
-    """
-    from permastore.store.errors import CorruptChunk
-
-    if not isinstance(record_id, str) or not b64url.is_id(record_id):
-        raise RecordNotFound(f"{record_id!r} is not a valid record ID (43 base64url characters)")
-    info = store.info(record_id)
-    if (info is None or not info.data_complete) and source is not None:
-        _fetch_through(source, record_id)
-        info = store.info(record_id)
-    if info is None or not info.data_complete:
-        raise RecordNotFound(f"record {record_id} is not stored here")
-    if info.data_size > MAX_RECORD_BYTES:
-        raise RecordInvalid(f"{record_id} is {info.data_size} bytes: too large to be a record")
-    try:
-        data = b"".join(store.read(record_id))
-    except CorruptChunk as exc:
-        raise RecordInvalid(f"record {record_id} is corrupt: {exc}") from None
-    record = parse_record(data, expected_type)
-    _check_tags(record_id, info, record)
-    return StoredRecord(record_id, info.owner_address, record)
-
-
-def _fetch_through(source, record_id: str) -> None:
-    """Have a storing source fetch, verify (signature) and store one record."""
-    from permastore.store.errors import NotFound, StoreError
-
-    try:
-        source.get(record_id).close()
-    except NotFound:
-        raise RecordNotFound(f"record {record_id} is neither stored here nor upstream") from None
-    except StoreError as exc:  # upstreams failed, or served bytes that do not verify
-        raise RecordNotFound(f"record {record_id} could not be fetched and verified: {exc}") from None
-
-
-def _check_tags(record_id: str, info, record) -> None:
-    from inference.models import tag_dict
-
+def _check_tags(record_id: str, info: ObjectInfo, record: Record) -> None:
     tags = tag_dict(info)
     for name, value in [("Type", record.type), *record.tags()]:
         if tags.get(name) != value:
             raise RecordInvalid(f"record {record_id}: tag {name}={tags.get(name)!r} disagrees with its data ({value!r})")
 
 
-def query_ids(
-    store, tags: list[tuple[str, list[str]]], limit: int | None = None, owners: list[str] | None = None
-) -> list[str]:
-    """Given tag filters (and optionally owner addresses), return the IDs of every matching item (all pages, store order)."""
-    from permastore.store.records import Query
+class RecordStore:
+    """The records of one store: sign with its wallet, store, load (fetched through upstreams), find by tags."""
 
-    ids: list[str] = []
-    after = None
-    while True:
-        page = store.query(Query(tags=tags, owners=owners or [], first=min(100, limit or 100), after=after))
-        ids += [info.id for info in page.items]
-        if not page.has_next or (limit is not None and len(ids) >= limit):
-            return ids[:limit] if limit is not None else ids
-        after = page.next_cursor
+    def __init__(self, store: InferenceStore, fetcher: Fetcher):
+        self.store = store
+        self.fetcher = fetcher
+        self.node_address = address_of(store.signer.owner)  # the signer of every record written here
 
+    def sign(self, record: Record) -> SignedRecord:
+        """Given a record, return it signed by the store's wallet (nothing is written).
 
-def find_result_for(store, message_id: str, owner: str) -> str | None:
-    """Given a message ID and the address that writes its process's records, return its Result's ID, if stored."""
-    # Security: anyone can post an item tagged Message=<id>; only a Result signed by the owner counts.
-    ids = query_ids(store, [("Type", [ResultRecord.type]), ("Message", [message_id])], limit=1, owners=[owner])
-    return ids[0] if ids else None
+        Signing is the slow part of a record that a call must wait for (its ID seeds the
+        call); storing it durably can then happen while the model runs.
+        """
+        signer = self.store.signer
+        tags = [*record_tags(record), Tag.text("Content-Type", CONTENT_TYPE)]
+        item = ans104.build_item(signer, canonical_json(record_json(record)), tags)
+        # An item's ID is the SHA-256 of its signature, which follows the 2-byte signature type.
+        signature = item[2 : 2 + ans104.SIGNATURE_TYPES[signer.signature_type].signature_size]
+        return SignedRecord(b64url.encode(hashlib.sha256(signature).digest()), item)
 
+    def put(self, signed: SignedRecord) -> str:
+        """Given a signed record, store it durably (the store checks the signature again); return its ID."""
+        info = self.store.put_item(signed.item)
+        if info.id != signed.id:  # cannot happen unless the item bytes were altered
+            raise RecordInvalid(f"stored record {info.id} is not the signed record {signed.id}")
+        return info.id
 
-def message_ids_of(store, process_id: str) -> list[str]:
-    """Given a process ID, return the IDs of every Message record that names it."""
-    return query_ids(store, [("Type", [MessageRecord.type]), ("Process", [process_id])])
+    def write(self, record: Record) -> str:
+        """Given a record, sign and store it as a data item; return its ID."""
+        return self.put(self.sign(record))
+
+    def load(self, record_id: str, expected_type: str | None = None) -> StoredRecord:
+        """Given a record ID, return the stored record; raise RecordNotFound or RecordInvalid.
+
+        The store verified the item's signature when it was stored and checks chunk hashes
+        on read; here the record's tags must also agree with its JSON. A record not stored
+        here is read through the fetcher's source, if any.
+        """
+        if not isinstance(record_id, str) or not b64url.is_id(record_id):
+            raise RecordNotFound(f"{record_id!r} is not a valid record ID (43 base64url characters)")
+        info = self.store.info(record_id)
+        if (info is None or not info.data_complete) and self.fetcher.enabled:
+            self.fetcher.fetch(
+                record_id,
+                missing=lambda why: RecordNotFound(f"record {record_id} is {why}"),
+                failed=lambda why: RecordNotFound(f"record {record_id} could not be fetched and verified: {why}"),
+                held=lambda: self._held(record_id),
+            )
+            info = self.store.info(record_id)
+        if info is None or not info.data_complete:
+            raise RecordNotFound(f"record {record_id} is not stored here")
+        if info.data_size > MAX_RECORD_BYTES:
+            raise RecordInvalid(f"{record_id} is {info.data_size} bytes: too large to be a record")
+        try:
+            data = b"".join(self.store.read(record_id))
+        except CorruptChunk as exc:
+            raise RecordInvalid(f"record {record_id} is corrupt: {exc}") from None
+        record = parse_record(data, expected_type)
+        _check_tags(record_id, info, record)
+        return StoredRecord(record_id, info.owner_address, record)
+
+    def _held(self, record_id: str) -> bool:
+        info = self.store.info(record_id)
+        return info is not None and info.data_complete
+
+    def query_ids(self, tags: list[tuple[str, list[str]]], limit: int | None = None,
+                  owners: list[str] | None = None) -> list[str]:
+        """Given tag filters (and optionally owner addresses), return the IDs of every matching item (store order)."""
+        ids: list[str] = []
+        after = None
+        while True:
+            page = self.store.query(Query(tags=tags, owners=owners or [], first=min(100, limit or 100), after=after))
+            ids += [info.id for info in page.items]
+            if not page.has_next or (limit is not None and len(ids) >= limit):
+                return ids[:limit] if limit is not None else ids
+            after = page.next_cursor
+
+    def find_result_for(self, message_id: str, owner: str) -> str | None:
+        """Given a message ID and the address that writes its process's records, return its Result's ID, if stored."""
+        # Security: anyone can post an item tagged Message=<id>; only a Result signed by the owner counts.
+        ids = self.query_ids([("Type", [ResultRecord.type]), ("Message", [message_id])], limit=1, owners=[owner])
+        return ids[0] if ids else None
+
+    def message_ids_of(self, process_id: str, owner: str | None = None) -> list[str]:
+        """Given a process ID (and optionally the signer), return the IDs of every Message record that names it."""
+        return self.query_ids([("Type", [MessageRecord.type]), ("Process", [process_id])],
+                              owners=[owner] if owner else None)
+
+    def newest_message_id(self, process_id: str, owner: str) -> str | None:
+        """Return the ID of the newest Message naming the process that `owner` signed."""
+        ids = self.query_ids([("Type", [MessageRecord.type]), ("Process", [process_id])], limit=1, owners=[owner])
+        return ids[0] if ids else None

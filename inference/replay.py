@@ -8,15 +8,23 @@ RecordInvalid (tampered / inconsistent) or RecordNotFound (missing), never repla
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any
 
-from permastore.protocol import b64url
-
-from inference import processes, records
-from inference.chat import render
-from inference.engine import engine_identity, identity_differences, token_hash
+from inference import records
+from inference.context import Inference
+from inference.engine import EngineCache
 from inference.errors import RecordInvalid, RecordNotFound
+from inference.execution import engines_of, execute
+from inference.generation import token_hash
+from inference.herder.pool import WorkerPool
+from inference.herder.worker import JobContext
+from inference.identity import identity_differences
+from inference.messages import ERROR_FINISH
+from inference.processes import PreparedCall, Process, call_for, raw_prompt
+from inference.sampling import EngineSettings
+from permastore.protocol import b64url
 
 
 @dataclass
@@ -72,20 +80,20 @@ def _describe(token: int | None, piece: str | None) -> str:
 # ---------------------------------------------------------------------------- record checks
 
 
-def _load_owned(store, record_id: str, kind: str, owner: str | None, source=None):
+def _load_owned(ctx: Inference, record_id: str, kind: str, owner: str | None) -> records.StoredRecord:
     """Load a record of a given type; when owner is given it must have signed it."""
-    stored = records.load_record(store, record_id, kind, source)
+    stored = ctx.records.load(record_id, kind)
     if owner is not None and stored.owner_address != owner:
         raise RecordInvalid(f"{kind} {record_id} is signed by {stored.owner_address}, not the process owner {owner}")
     return stored
 
 
-def _result_for(store, message_id: str, owner: str) -> records.StoredRecord:
+def _result_for(ctx: Inference, message_id: str, owner: str) -> records.StoredRecord:
     """Return the process owner's Result for a message; raise RecordNotFound when there is none."""
-    result_id = records.find_result_for(store, message_id, owner)
+    result_id = ctx.records.find_result_for(message_id, owner)
     if result_id is None:
         raise RecordNotFound(f"no Result record for message {message_id}")
-    return records.load_record(store, result_id, records.ResultRecord.type)
+    return ctx.records.load(result_id, records.ResultRecord.type)
 
 
 def check_result(message_id: str, message: records.MessageRecord, stored: records.StoredRecord) -> None:
@@ -93,7 +101,7 @@ def check_result(message_id: str, message: records.MessageRecord, stored: record
     result = stored.record
     if result.message != message_id or result.process != message.process or result.nonce != message.nonce:
         raise RecordInvalid(f"Result {stored.id} does not belong to message {message_id}")
-    if result.finish_reason == processes.ERROR_FINISH:
+    if result.finish_reason == ERROR_FINISH:
         return
     if token_hash(result.token_ids) != result.token_hash:
         raise RecordInvalid(f"Result {stored.id} is tampered: its token hash does not match its token IDs")
@@ -127,7 +135,7 @@ def check_chain(process_id: str, messages: list[tuple[str, records.MessageRecord
         previous, previous_id = chain, message_id
 
 
-def _link_single(store, process, message_id: str, message: records.MessageRecord, source=None) -> None:
+def _link_single(ctx: Inference, process: Process, message_id: str, message: records.MessageRecord) -> None:
     """Check one message's chain value against its predecessor's (or the process's initial value).
 
     The predecessor is found by the ID the message names, so this works on a node that
@@ -143,7 +151,7 @@ def _link_single(store, process, message_id: str, message: records.MessageRecord
         if message.previous is None:
             raise RecordInvalid(f"message {message_id} has nonce {message.nonce} but names no predecessor")
         try:
-            before = _load_owned(store, message.previous, records.MessageRecord.type, process.owner_address, source)
+            before = _load_owned(ctx, message.previous, records.MessageRecord.type, process.owner_address)
         except RecordNotFound:
             raise RecordNotFound(f"process {process.id}: message with nonce {message.nonce - 1} "
                                  f"({message.previous}) is missing") from None
@@ -155,16 +163,15 @@ def _link_single(store, process, message_id: str, message: records.MessageRecord
         raise RecordInvalid(f"message {message_id}: hash chain does not link to the previous message")
 
 
-def _render_notes(process, message: records.MessageRecord) -> list[str]:
+def _render_notes(ctx: Inference, process: Process, message: records.MessageRecord) -> list[str]:
     """Re-render the prompt from the message input; return notes (raw prompts must match exactly)."""
-    system = process.record.system_prompt
     if "prompt" in message.input:
-        if processes.raw_prompt(system, message.input["prompt"]) != message.rendered_prompt:
+        if raw_prompt(process.record.system_prompt, message.input["prompt"]) != message.rendered_prompt:
             raise RecordInvalid("message's rendered prompt does not match its prompt and the process's system prompt")
         return []
     if process.template is None:
         raise RecordInvalid("message has chat messages but its process has no chat template")
-    if render(process.template, processes.with_system(system, message.input.get("messages", []))) != message.rendered_prompt:
+    if ctx.processes.render(process, message.input.get("messages", [])) != message.rendered_prompt:
         # Templates may print today's date (strftime_now), so this is a note, not a failure.
         return ["re-rendering the chat messages gives a different prompt; replaying the recorded prompt"]
     return []
@@ -173,29 +180,29 @@ def _render_notes(process, message: records.MessageRecord) -> list[str]:
 # ---------------------------------------------------------------------------- replay
 
 
-def resolve_call(store, record_id: str, source=None):
+def resolve_call(ctx: Inference, record_id: str) -> tuple[Process, str, records.MessageRecord, records.StoredRecord]:
     """Given a message or result ID, return (process, message_id, message, result StoredRecord).
 
     Checked on the way: owners agree, the message links to its predecessor in the hash
     chain, the Result is consistent with itself and with the message.
     """
-    stored = records.load_record(store, record_id, source=source)
+    stored = ctx.records.load(record_id)
     if isinstance(stored.record, records.ProcessRecord):
         raise RecordInvalid(f"{record_id} is a Process record; replay a message or result, or use --process")
     if isinstance(stored.record, records.ResultRecord):
         message_id = stored.record.message
-        message_stored = records.load_record(store, message_id, records.MessageRecord.type, source)
-        result_stored = stored
+        message_stored = ctx.records.load(message_id, records.MessageRecord.type)
+        result_stored: records.StoredRecord | None = stored
     else:
         message_id, message_stored, result_stored = record_id, stored, None
     message = message_stored.record
-    process = processes.get_process(store, message.process, source)
+    process = ctx.processes.get(message.process)
     owner = process.owner_address
     if message_stored.owner_address != owner:
         raise RecordInvalid(f"Message {message_id} is signed by {message_stored.owner_address}, not the process owner")
-    _link_single(store, process, message_id, message, source)
+    _link_single(ctx, process, message_id, message)
     if result_stored is None:
-        result_stored = _result_for(store, message_id, owner)
+        result_stored = _result_for(ctx, message_id, owner)
     elif result_stored.owner_address != owner:
         raise RecordInvalid(f"Result {result_stored.id} is signed by {result_stored.owner_address}, not the process owner")
     check_result(message_id, message, result_stored)
@@ -203,12 +210,11 @@ def resolve_call(store, record_id: str, source=None):
 
 
 # A runner: given a call to execute and the recorded token IDs, return (generation as
-# generation_to_json, {token ID: its text} for the tokens at the first difference).
-Runner = Callable[[processes.PreparedCall, list], tuple[dict, dict]]
-REPLAY_JOB = "inference.replay:replay_job"  # the herder's worker entry for replays
+# Generation.to_json, {token ID: its text} for the tokens at the first difference).
+Runner = Callable[[PreparedCall, list[int]], tuple[dict[str, Any], dict[int, str | None]]]
 
 
-def first_difference(recorded, replayed) -> int | None:
+def first_difference(recorded: list[int], replayed: list[int]) -> int | None:
     """Given two token ID lists, return the first index where they differ (None: identical)."""
     for index in range(max(len(recorded), len(replayed))):
         a = recorded[index] if index < len(recorded) else None
@@ -218,44 +224,50 @@ def first_difference(recorded, replayed) -> int | None:
     return None
 
 
-def run_here(call: processes.PreparedCall, recorded: list) -> tuple[dict, dict]:
-    """Runner in this OS process: the engine is loaded (and cached) here."""
-    engine = processes.engine_for(call.model_path, processes.EngineSettings.from_json(call.settings))
-    generation = processes.execute(call, engine=engine)
+def run_with(engines: EngineCache, call: PreparedCall, recorded: list[int]) -> tuple[dict[str, Any], dict[int, str | None]]:
+    """Run a call on engines of this OS process; return its generation and the pieces at the first difference."""
+    engine = engines.get(call.model_path, EngineSettings.from_json(call.settings))
+    generation = execute(call, engines)
     replayed = list(generation.token_ids)
-    pieces = {}
+    pieces: dict[int, str | None] = {}
     index = first_difference(recorded, replayed)
     if index is not None:
         for tokens in (recorded, replayed):
             if index < len(tokens):
-                pieces[tokens[index]] = _piece(engine, tokens[index])
-    return processes.generation_to_json(generation), pieces
+                pieces[tokens[index]] = engine.piece(tokens[index])
+    return generation.to_json(), pieces
 
 
-def replay_job(payload: dict, emit) -> dict:
-    """Herder worker entry (REPLAY_JOB): payload {"call": PreparedCall.to_json(), "recorded": [ids]}."""
-    generation, pieces = run_here(processes.PreparedCall.from_json(payload["call"]), payload["recorded"])
+def run_here(ctx: Inference) -> Runner:
+    """Return a runner in this OS process (the context's engines)."""
+    return lambda call, recorded: run_with(ctx.engines, call, recorded)
+
+
+def replay_job(payload: dict[str, Any], job: JobContext) -> dict[str, Any]:
+    """Herder job: payload {"call": PreparedCall.to_json(), "recorded": [ids]}."""
+    generation, pieces = run_with(engines_of(job), PreparedCall.from_json(payload["call"]), payload["recorded"])
     return {"generation": generation, "pieces": [[token, piece] for token, piece in pieces.items()]}
 
 
-def herder_runner(herder) -> Runner:
-    """Given a started Herder, return a runner that replays in its worker processes (queued like calls)."""
-    def run(call: processes.PreparedCall, recorded: list) -> tuple[dict, dict]:
-        answer = herder.run(REPLAY_JOB, {"call": call.to_json(), "recorded": list(recorded)})
+def herder_runner(pool: WorkerPool) -> Runner:
+    """Given a started WorkerPool, return a runner that replays in its worker processes (queued like calls)."""
+    def run(call: PreparedCall, recorded: list[int]) -> tuple[dict[str, Any], dict[int, str | None]]:
+        answer = pool.run(replay_job, {"call": call.to_json(), "recorded": list(recorded)})
         return answer["generation"], {token: piece for token, piece in answer["pieces"]}
     return run
 
 
-def _run(process, message_id, message, result_stored, notes, runner: Runner | None = None) -> ReplayReport:
+def _run(process: Process, message_id: str, message: records.MessageRecord, result_stored: records.StoredRecord,
+         notes: list[str], runner: Runner) -> ReplayReport:
     result = result_stored.record
     report = ReplayReport(process.id, message_id, result_stored.id, message.nonce, False,
                           len(result.token_ids), 0, notes=notes)
-    if result.finish_reason == processes.ERROR_FINISH:
+    if result.finish_reason == ERROR_FINISH:
         report.skipped = "the original call failed (" + str(result.timings.get("error", "no reason")) + ")"
         return report
-    call = processes.call_for(process, message_id, message)
+    process.verified.result()  # the weights must be the ones the ID names
     recorded = list(result.token_ids)
-    generation, pieces = (runner or run_here)(call, recorded)
+    generation, pieces = runner(call_for(process, message_id, message), recorded)
     replayed = list(generation["token_ids"])
     report.replayed_tokens = len(replayed)
     if generation["prompt_token_hash"] != result.prompt_token_hash:
@@ -266,60 +278,53 @@ def _run(process, message_id, message, result_stored, notes, runner: Runner | No
         b = replayed[index] if index < len(replayed) else None
         report.first_difference = index
         report.recorded_token, report.replayed_token = a, b
-        report.recorded_piece, report.replayed_piece = pieces.get(a), pieces.get(b)
+        report.recorded_piece = pieces.get(a) if a is not None else None
+        report.replayed_piece = pieces.get(b) if b is not None else None
         return report
     report.identical = generation["text"] == result.text
     return report
 
 
-def _piece(engine, token: int | None) -> str | None:
-    if token is None:
-        return None
-    try:
-        return engine.llama.detokenize([token]).decode("utf-8", errors="replace")
-    except Exception:  # a tampered token ID may be outside the vocabulary
-        return None
+def _tell_identity(ctx: Inference, process: Process, on_identity: Callable[[list[str]], None] | None) -> None:
+    differences = identity_differences(process.record.engine, ctx.identity())
+    if differences and on_identity:
+        on_identity(differences)
 
 
-def replay_call(store, record_id: str, on_identity: Callable[[list[str]], None] | None = None, source=None,
+def replay_call(ctx: Inference, record_id: str, on_identity: Callable[[list[str]], None] | None = None,
                 runner: Runner | None = None) -> ReplayReport:
     """Given a message or result ID, check its records, replay it and return the report.
 
     on_identity is told the engine-identity differences (if any) before the model runs;
-    source (a storing DataSource) fetches the model when it is not stored here; runner
-    (default run_here; herder_runner(herder) for a server) runs the model.
+    runner (default run_here(ctx); herder_runner(pool) for a server) runs the model.
     """
-    process, message_id, message, result_stored = resolve_call(store, record_id, source)
-    notes = _render_notes(process, message)
-    differences = identity_differences(process.record.engine, engine_identity())
-    if differences and on_identity:
-        on_identity(differences)
-    return _run(process, message_id, message, result_stored, notes, runner)
+    process, message_id, message, result_stored = resolve_call(ctx, record_id)
+    notes = _render_notes(ctx, process, message)
+    _tell_identity(ctx, process, on_identity)
+    return _run(process, message_id, message, result_stored, notes, runner or run_here(ctx))
 
 
-def replay_process(store, process_id: str, on_identity=None, on_call: Callable[[ReplayReport], None] | None = None,
-                   source=None) -> ProcessReplayReport:
+def replay_process(ctx: Inference, process_id: str, on_identity: Callable[[list[str]], None] | None = None,
+                   on_call: Callable[[ReplayReport], None] | None = None) -> ProcessReplayReport:
     """Given a process ID, check its whole message chain, then replay every call in nonce order."""
-    process = processes.get_process(store, process_id, source)
+    process = ctx.processes.get(process_id)
     owner = process.owner_address
     messages = []
-    for message_id in records.message_ids_of(store, process_id):
-        stored = records.load_record(store, message_id, records.MessageRecord.type)
+    for message_id in ctx.records.message_ids_of(process_id, owner=owner):
+        stored = ctx.records.load(message_id, records.MessageRecord.type)
         if stored.owner_address == owner:  # items by others tagged Process=... are not part of it
             messages.append((message_id, stored.record))
     check_chain(process_id, messages)
     messages.sort(key=lambda pair: pair[1].nonce)
     checked = []
     for message_id, message in messages:
-        result_stored = _result_for(store, message_id, owner)
+        result_stored = _result_for(ctx, message_id, owner)
         check_result(message_id, message, result_stored)
-        checked.append((message_id, message, result_stored, _render_notes(process, message)))
-    differences = identity_differences(process.record.engine, engine_identity())
-    if differences and on_identity:
-        on_identity(differences)
+        checked.append((message_id, message, result_stored, _render_notes(ctx, process, message)))
+    _tell_identity(ctx, process, on_identity)
     reports = []
     for message_id, message, result_stored, notes in checked:
-        report = _run(process, message_id, message, result_stored, notes)
+        report = _run(process, message_id, message, result_stored, notes, run_here(ctx))
         reports.append(report)
         if on_call:
             on_call(report)

@@ -19,7 +19,7 @@ router = APIRouter(tags=["chunks"])
 # The Arweave node's limits and reason strings; arweave-js's uploader stops retrying on these.
 MAX_DATA_PATH_SIZE = 256 * 1024
 MAX_OFFSET = 2**256
-MAX_DATA_SIZE = 2**256
+MAX_DATA_SIZE = 2**256  # the parse bound; the node's own limit (store.max_data_size) is far lower
 
 
 def _b64_field(doc: dict, name: str) -> bytes:
@@ -64,6 +64,8 @@ def parse_chunk_post(doc: dict) -> tuple[bytes, int, int, bytes, bytes]:
 def store_chunk(node: Node, doc: dict) -> None:
     """Given the POST /chunk JSON, validate its data_path against data_root, then store the chunk."""
     data_root, data_size, offset, chunk, data_path = parse_chunk_post(doc)
+    if data_size > node.store.max_data_size:
+        raise bad_request(f"data_size_too_big: this node takes at most {node.store.max_data_size} bytes")
     try:
         # security: the store validates the proof and the chunk's hash before writing a byte
         node.store.put_chunk(data_root, data_size, offset, chunk, data_path)

@@ -22,6 +22,7 @@ from gateway.errors import ApiError, not_found
 from gateway.manifests import MANIFEST_CONTENT_TYPE, MAX_MANIFEST_SIZE, resolve
 from gateway.node import Node, node_of
 from gateway.openapi import answers, documented_id_param, route_template
+from gateway.partial_stream import stream_partial
 from gateway.params import parse_id
 from gateway.ranges import ByteRange, Unsatisfiable, multipart_parts, multipart_trailer, parse_ranges
 from permastore.protocol import b64url
@@ -62,11 +63,12 @@ def digest_headers(sha256: bytes | None) -> dict[str, str]:
     }
 
 
-def lookup(node: Node, object_id: str):
-    """Given an ID, return its ObjectInfo, fetching it through upstreams when missing locally."""
+def lookup(node: Node, object_id: str, want_data: bool = True):
+    """Given an ID, return its ObjectInfo, fetching it through upstreams when missing locally
+    (only its verified header when not want_data)."""
     info = node.store.info(object_id)
-    if info is None and node.upstream is not None:
-        info = node.fetch_through(object_id)
+    if (info is None or (want_data and not info.data_complete)) and node.upstream is not None:
+        info = node.fetch_through(object_id, want_data) or info
     if info is None:
         raise not_found()
     return info
@@ -146,8 +148,8 @@ def content_type_of(info) -> str:
     return tagged
 
 
-def object_headers(node: Node, info) -> dict[str, str]:
-    """Given an object's info, return the headers every answer about its data carries."""
+def object_headers(node: Node, info, digest: bool = True) -> dict[str, str]:
+    """Given an object's info, return the headers every answer about its data carries (its digest when known)."""
     return {
         # Content-Type exactly as tagged (no charset added), so clients see what the uploader said.
         "Content-Type": content_type_of(info),
@@ -155,18 +157,21 @@ def object_headers(node: Node, info) -> dict[str, str]:
         "ETag": etag_of(info.id),
         "Cache-Control": CACHE_IMMUTABLE,
         "X-Ar-Io-Data-Id": info.id,
-        **digest_headers(node.ledger.digest(info.id)),
+        **digest_headers(node.ledger.digest(info.id) if digest else None),
     }
 
 
 async def serve_object(request: Request, node: Node, info, head: bool) -> Response:
     """Given an object's info, answer with its data, honouring Range (one or several) and If-None-Match."""
-    if not info.data_complete:
+    info, session = node.streaming(info)
+    if not info.data_complete and session is None:
         raise not_found("data not available yet: chunks are still missing")
     size = info.data_size
-    headers = object_headers(node, info)
+    headers = object_headers(node, info, digest=session is None)
     if etag_matches(request.headers.get("if-none-match"), info.id):
         return Response(status_code=304, headers=headers)
+    if session is not None:  # being fetched from peers: proven bytes streamed as they arrive
+        return await stream_partial(request, session, info, head, headers)
     try:
         spans = parse_ranges(request.headers.get("range"), size)
     except Unsatisfiable as exc:

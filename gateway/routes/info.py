@@ -84,11 +84,11 @@ async def healthcheck(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok", "height": height})
 
 
-@router.get("/peers", summary="Known peers (the configured upstreams), host:port",
-              responses=answers(s200=json_body({"type": "array", "items": {"type": "string"}})))
+@router.get("/peers", summary="The peers this node fetches from (--upstream, --peer, learnt), host:port",
+            responses=answers(s200=json_body({"type": "array", "items": {"type": "string"}})))
 async def peers(request: Request) -> JSONResponse:
     hosts = []
-    for url in node_of(request).config.upstreams:
+    for url in node_of(request).peer_urls():
         parts = urlsplit(url)
         hosts.append(parts.netloc or url)
     return JSONResponse(hosts)

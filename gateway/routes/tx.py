@@ -31,7 +31,7 @@ def pending_response() -> PlainTextResponse:
 
 def l1_info(node: Node, tx_id: str):
     """Given a tx ID, return the ObjectInfo of that L1 transaction or raise 404."""
-    info = lookup(node, parse_id(tx_id))
+    info = lookup(node, parse_id(tx_id), want_data=False)  # the verified header, with or without its data
     if info.kind != "tx":
         raise not_found()
     return info

@@ -1,38 +1,31 @@
 """Entry point of the `permastore` command.
 
-Core subcommands (put, get, info, query, fsck) live in `permastore.cli.commands`.
-Other packages add theirs through the `permastore.commands` entry-point group, so
-that `permastore` itself never imports `gateway` or `inference`.
+Core subcommands (init, address, put, get, info, query, fsck) live in
+`permastore.cli.commands`. Other packages add theirs through the `permastore.commands`
+entry-point group, so that `permastore` itself never imports `gateway` or `inference`.
+Every parser is a `CommandParser` (global options anywhere, IDs starting with '-'); a
+command that sets `needs_store=READ` is refused before dispatch on a folder without a store.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 from importlib.metadata import entry_points
 
 from permastore.cli.errors import CliError
+from permastore.cli.options import CommandParser
+from permastore.cli.stores import MODES, READ, default_data_dir, require_store
 
-DEFAULT_DATA_DIR = "./data"
-
-
-def default_data_dir() -> str:
-    """Return the data folder: $PERMASTORE_DATA, else ./data."""
-    return os.environ.get("PERMASTORE_DATA") or DEFAULT_DATA_DIR
+__all__ = ["build_parser", "default_data_dir", "main"]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> CommandParser:
     """Given the installed plugins, return the full argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="permastore",
         description="Permanent storage node: Arweave-compatible store, gateway and inference.",
-    )
-    parser.add_argument(
-        "--data",
-        default=default_data_dir(),
-        metavar="DIR",
-        help="data folder (default: $PERMASTORE_DATA or ./data)",
+        epilog="Options shown here (--data) are accepted after the command too.",
+        top_level=True,
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
@@ -50,11 +43,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_store_need(args) -> None:
+    """Given parsed arguments, refuse a reading command on a folder that holds no store."""
+    need = getattr(args, "needs_store", None)
+    if need is None:
+        return
+    if need not in MODES:
+        raise CliError(f"command declares needs_store={need!r}; expected one of {', '.join(MODES)}")
+    if need == READ:
+        require_store(args.data)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; return its exit status. Errors print one line, no traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        check_store_need(args)
         status = args.handler(args)
     except CliError as exc:
         print(f"permastore: {exc}", file=sys.stderr)

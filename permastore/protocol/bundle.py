@@ -9,7 +9,7 @@ with a ``read_at`` that reads inside that item's data.
 """
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 from . import b64url
 from .ans104 import parse_header
@@ -18,6 +18,8 @@ from .errors import MalformedData
 COUNT_SIZE = 32
 ENTRY_SIZE = 64
 ID_SIZE = 32
+# Index entries read at a time by iter_bundle_index: memory stays bounded whatever the count.
+ENTRIES_PER_READ = 4096
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,16 @@ def _read_exact(read_at: Callable[[int, int], bytes], offset: int, size: int) ->
 
 def parse_bundle_index(read_at: Callable[[int, int], bytes], size: int) -> list[BundleEntry]:
     """Given ``read_at(offset, n) -> bytes`` over a bundle of ``size`` bytes, return its items' entries."""
+    return list(iter_bundle_index(read_at, size))
+
+
+def iter_bundle_index(read_at: Callable[[int, int], bytes], size: int) -> Iterator[BundleEntry]:
+    """Given ``read_at(offset, n) -> bytes`` over a bundle of ``size`` bytes, yield its items' entries.
+
+    The whole index is checked before the first entry is yielded (a malformed index yields
+    nothing), reading it in bounded pieces, so a bundle of millions of items costs no more
+    memory than a bundle of one.
+    """
     if size < COUNT_SIZE:
         raise MalformedData(f"bundle of {size} bytes is shorter than its item count")
     count = _le(_read_exact(read_at, 0, COUNT_SIZE))
@@ -49,17 +61,29 @@ def parse_bundle_index(read_at: Callable[[int, int], bytes], size: int) -> list[
     index_end = COUNT_SIZE + ENTRY_SIZE * count
     if index_end > size:
         raise MalformedData(f"bundle declares {count} items but is only {size} bytes")
-    table = _read_exact(read_at, COUNT_SIZE, ENTRY_SIZE * count)
-    entries = []
-    offset = index_end
-    for i in range(count):
-        row = table[i * ENTRY_SIZE : (i + 1) * ENTRY_SIZE]
-        item_size = _le(row[:ID_SIZE])
-        if offset + item_size > size:
-            raise MalformedData(f"bundle item {i} runs past the end of the bundle")
-        entries.append(BundleEntry(b64url.encode(bytes(row[ID_SIZE:])), offset, item_size))
-        offset += item_size
-    return entries
+    end = index_end
+    for first, rows in _index_rows(read_at, count):
+        for i, row in enumerate(rows, first):
+            end += _le(row[:ID_SIZE])
+            if end > size:
+                raise MalformedData(f"bundle item {i} runs past the end of the bundle")
+    return _entries(read_at, count, index_end)
+
+
+def _index_rows(read_at, count: int) -> Iterator[tuple[int, list[memoryview]]]:
+    """Yield (index of the first, rows) for the index's 64-byte rows, ENTRIES_PER_READ at a time."""
+    for first in range(0, count, ENTRIES_PER_READ):
+        n = min(ENTRIES_PER_READ, count - first)
+        table = memoryview(_read_exact(read_at, COUNT_SIZE + ENTRY_SIZE * first, ENTRY_SIZE * n))
+        yield first, [table[i * ENTRY_SIZE : (i + 1) * ENTRY_SIZE] for i in range(n)]
+
+
+def _entries(read_at, count: int, offset: int) -> Iterator[BundleEntry]:
+    for _, rows in _index_rows(read_at, count):
+        for row in rows:
+            item_size = _le(row[:ID_SIZE])
+            yield BundleEntry(b64url.encode(bytes(row[ID_SIZE:])), offset, item_size)
+            offset += item_size
 
 
 def bundle_header(entries: list[tuple[bytes, int]]) -> bytes:

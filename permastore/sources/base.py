@@ -66,13 +66,20 @@ class IterReader(io.RawIOBase):
         return True
 
     def read(self, n: int = -1) -> bytes:
+        """Return n bytes (fewer only at the end), gathering pieces as they come."""
         if n is None or n < 0:
             out, self._rest = self._rest + b"".join(self._pieces), b""
             return out
-        while not self._rest:
+        if len(self._rest) >= n:
+            out, self._rest = self._rest[:n], self._rest[n:]
+            return out
+        parts, size = [self._rest], len(self._rest)
+        while size < n:
             piece = next(self._pieces, None)
             if piece is None:
-                return b""
-            self._rest = bytes(piece)
-        out, self._rest = self._rest[:n], self._rest[n:]
+                break
+            parts.append(piece)
+            size += len(piece)
+        data = b"".join(parts)
+        out, self._rest = data[:n], data[n:]
         return out

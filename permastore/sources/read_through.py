@@ -1,30 +1,18 @@
 """ReadThroughSource and FallbackSource: fetch what is missing, verify it, keep it, serve it.
 
-ReadThroughSource never passes on an upstream byte directly. A missing object is
-fetched whole into the store first, and the store refuses it unless it verifies:
-- an L1 tx: its signature (before any byte is written), then its data against the
-  signed data_root and data_size (before the index commit);
-- a data item: its signature over the deep-hash of the data, streamed;
-- a data item known only as part of a bundle: the bundle is fetched (verified as
-  above) and unbundled, which verifies each item inside.
-Then the bytes are served from the store, which checks each chunk's BLAKE3 on read.
+ReadThroughSource never passes on an upstream byte directly: a missing object is fetched
+by the node's fetch engine (``permastore.sources.engine.Fetcher``) from its upstreams as
+peers, every chunk proven as it arrives (or the whole object checked when no per-chunk
+proof exists), stored, and then served from the store, which checks each chunk's BLAKE3
+on read. A tx's verified header is kept even when its data cannot be had.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-
-from permastore.protocol import ans104
 from permastore.protocol.errors import ProtocolError
-from permastore.sources.base import DataStream, IterReader, UpstreamError
+from permastore.sources.base import DataStream, UpstreamError
 from permastore.sources.local import LocalSource
 from permastore.store.errors import NotFound, StoreError
-from permastore.store.ingest import PrefixedStream
-
-log = logging.getLogger(__name__)
-
-MAX_PARENT_DEPTH = 8
 
 
 class FallbackSource:
@@ -49,14 +37,17 @@ class FallbackSource:
 
 
 class ReadThroughSource:
-    """Given an inner (upstream) source and a Store, serve from the store, filling it from upstream."""
+    """Given upstreams (an UpstreamSource, or a FallbackSource of them) and a Store, serve from the
+    store, filling it through the fetch engine with the upstreams as its peers.
 
-    def __init__(self, inner, store):
+    ``fetcher`` (optional) is the node's own Fetcher, shared with ``serve --peer`` and ``pull``.
+    """
+
+    def __init__(self, inner, store, fetcher=None):
         self.inner = inner
         self.store = store
         self.local = LocalSource(store)
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
+        self.fetcher = fetcher or _fetcher_over(store, self.upstreams())
 
     def upstreams(self) -> list:
         return list(self.inner.sources) if isinstance(self.inner, FallbackSource) else [self.inner]
@@ -67,71 +58,24 @@ class ReadThroughSource:
             return self.local.get(id, start, end)  # the common case: one index lookup
         except NotFound:
             pass
-        with self._lock_for(id):  # one download per ID, however many ask at once
-            if not self._held(id):
-                self.fetch(id)
+        self.fetch(id)
         return self.local.get(id, start, end)
 
-    def _held(self, id: str) -> bool:
-        info = self.store.info(id)
-        return info is not None and info.data_complete
+    def fetch(self, id: str) -> None:
+        """Given an ID, store it verified from the upstreams (one fetch per ID however many ask); raise otherwise."""
+        self.fetcher.fetch(id)
 
-    def _lock_for(self, id: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks.setdefault(id, threading.Lock())
+    def fetch_header(self, id: str) -> None:
+        """Given an L1 tx ID, store its verified header (its data may follow); NotFound when no upstream has one."""
+        if not self.fetcher.fetch_header(id):
+            raise NotFound(id, "transaction (here or upstream)")
 
-    def fetch(self, id: str, depth: int = 0) -> None:
-        """Given an ID, store it verified from the first upstream that can prove it; raise otherwise."""
-        errors = []
-        for upstream in self.upstreams():
-            try:
-                if self._fetch_from(upstream, id, depth):
-                    return
-            except NotFound:
-                continue
-            except (StoreError, ProtocolError, ValueError) as exc:
-                # Wrong bytes or a broken transfer: refused; another upstream may do better.
-                log.warning("read-through of %s from %r refused: %s", id, upstream, exc)
-                errors.append(f"{upstream!r}: {exc}")
-        if errors:
-            raise UpstreamError(f"{id} could not be fetched and verified: " + "; ".join(errors))
-        raise NotFound(id, "object (here or upstream)")
 
-    def _fetch_from(self, upstream, id: str, depth: int) -> bool:
-        """Try the ways one upstream can prove an object; return True once it is stored."""
-        if not hasattr(upstream, "tx_header"):  # a plain DataSource cannot prove anything
-            return False
-        tx = upstream.tx_header(id)
-        if tx is not None:
-            if tx.id != id:
-                raise UpstreamError(f"upstream answered /tx/{id} with tx {tx.id}")
-            data = None
-            if tx.data_size and not tx.data:
-                data = IterReader(upstream.get(id, 0, tx.data_size))
-            info = self.store.put_tx(tx, data)  # verifies signature, then data_root
-            return info.data_complete or tx.data_size == 0
-        header = upstream.item_header(id)
-        if header is not None:
-            parsed = ans104.parse_header(header)
-            if parsed.id != id:
-                raise UpstreamError(f"upstream answered item {id} with the header of {parsed.id}")
-            data = IterReader(upstream.get(id))
-            self.store.put_item(PrefixedStream(header[: parsed.header_size], data))  # verifies signature
-            return True
-        parent = upstream.parent_of(id)
-        if parent is not None and depth < MAX_PARENT_DEPTH:
-            if not self._held(parent):
-                self.fetch(parent, depth + 1)
-            # Unbundling the verified parent indexes the item only if it verified too.
-            if self.store.info(id) is None:
-                raise UpstreamError(f"bundle {parent} does not hold a valid item {id}")
-            return True
-        # Last resort (arlocal): the header rebuilt from GraphQL fields; put_item checks its signature.
-        rebuilt = upstream.item_header_from_fields(id) if hasattr(upstream, "item_header_from_fields") else None
-        if rebuilt is not None:
-            data = IterReader(upstream.get(id))
-            info = self.store.put_item(PrefixedStream(rebuilt, data))
-            if info.id != id:
-                raise UpstreamError(f"upstream fields for item {id} rebuild item {info.id}")
-            return True
-        return False
+def _fetcher_over(store, upstreams):
+    """Given a store and UpstreamSources, return a Fetcher whose peers are their URLs (same limits)."""
+    from permastore.sources.engine import Fetcher
+    from permastore.sources.peer_set import PeerSet
+
+    urls = [u.base_url for u in upstreams if getattr(u, "base_url", None)]
+    limits = next((u.limits for u in upstreams if getattr(u, "limits", None)), None)
+    return Fetcher(store, PeerSet(urls, limits))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import struct
+import time
 
 import httpx
 
@@ -27,6 +28,7 @@ from permastore.protocol.errors import ProtocolError
 from permastore.protocol.tags import Tag
 from permastore.protocol.tx import Transaction
 from permastore.sources.base import DataStream, UpstreamError
+from permastore.sources.limits import FetchLimits, TransferWatch
 from permastore.store.errors import NotFound
 
 PIECE_SIZE = 1024 * 1024
@@ -46,15 +48,27 @@ class _EndedEarly(Exception):
     pass
 
 
+def make_client(limits: FetchLimits, connections: int = 32) -> httpx.Client:
+    """Given FetchLimits, return an httpx client whose single reads and connects are bounded by them."""
+    timeout = httpx.Timeout(limits.read_timeout_s, connect=limits.connect_timeout_s, pool=limits.read_timeout_s)
+    pool = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    return httpx.Client(timeout=timeout, limits=pool, follow_redirects=False)
+
+
 class UpstreamSource:
-    """Given a base URL (http:// or https://), fetch headers and data from it."""
+    """Given a base URL (http:// or https://), fetch headers and data from it.
+
+    Every transfer is policed by ``limits`` (FetchLimits): a deadline, a minimum rate and
+    a maximum size, so a stranger's endless or dripping answer is cut off.
+    """
 
     def __init__(self, base_url: str, client: httpx.Client | None = None, timeout: float = DEFAULT_TIMEOUT,
-                 retries: int = DEFAULT_RETRIES):  # fmt: skip
+                 retries: int = DEFAULT_RETRIES, limits: FetchLimits | None = None):  # fmt: skip
         if not re.match(r"https?://", base_url or ""):
             raise ValueError(f"upstream must be an http:// or https:// URL, got {base_url!r}")
         self.base_url = base_url.rstrip("/")
-        self.client = client or httpx.Client(timeout=timeout, follow_redirects=False)
+        self.limits = limits or FetchLimits(read_timeout_s=min(timeout, FetchLimits.read_timeout_s))
+        self.client = client or make_client(self.limits)
         self.retries = retries
 
     def __repr__(self) -> str:
@@ -62,21 +76,42 @@ class UpstreamSource:
 
     # -- headers -------------------------------------------------------------------------
 
+    def small_watch(self, path: str) -> TransferWatch:
+        """Return the watch of one small document (header deadline, minimum rate)."""
+        limits = self.limits
+        return TransferWatch.for_limits(f"{self.base_url}{path}", limits, time.monotonic() + limits.header_deadline_s)
+
     def _get_small(self, path: str, limit: int) -> httpx.Response | None:
         """GET a small document; None on 404/400 (the upstream does not have it)."""
+        watch = self.small_watch(path)
         try:
             with self.client.stream("GET", self.base_url + path) as response:
                 if response.status_code in (400, 404, 410):
                     return None
-                body = b""
+                body = bytearray()
                 for piece in response.iter_bytes():
                     body += piece
+                    watch.update(len(piece))
                     if len(body) > limit:
                         raise UpstreamError(f"{self.base_url}{path}: answer larger than {limit} bytes")
-                response._content = body
+                response._content = bytes(body)
                 return response
         except httpx.HTTPError as exc:
             raise UpstreamError(f"{self.base_url}{path}: {exc}") from None
+
+    def post_small(self, path: str, doc: dict, limit: int = MAX_TX_JSON_BYTES):
+        """POST JSON, return the decoded JSON answer of a 200 (None otherwise), read under a small watch."""
+        watch = self.small_watch(path)
+        with self.client.stream("POST", self.base_url + path, json=doc) as response:
+            if response.status_code != 200:
+                return None
+            body = bytearray()
+            for piece in response.iter_bytes():
+                body += piece
+                watch.update(len(piece))
+                if len(body) > limit:
+                    raise UpstreamError(f"{self.base_url}{path}: answer larger than {limit} bytes")
+        return json.loads(bytes(body))
 
     def tx_header(self, id: str) -> Transaction | None:
         """Given an ID, return the upstream's L1 tx header (unverified), or None when it has none."""
@@ -106,11 +141,8 @@ class UpstreamSource:
         """Given a data item ID, return the ID of the bundle holding it per the upstream's GraphQL, or None."""
         b64url.parse_id(id)
         try:
-            response = self.client.post(
-                self.base_url + "/graphql", json={"query": PARENT_QUERY, "variables": {"id": id}}
-            )
-            body = response.json() if response.status_code == 200 else {}
-        except (httpx.HTTPError, ValueError):
+            body = self.post_small("/graphql", {"query": PARENT_QUERY, "variables": {"id": id}}) or {}
+        except (httpx.HTTPError, ValueError, UpstreamError):
             return None  # no GraphQL there: this route to the item is closed, not an error
         try:
             found = ((body or {}).get("data") or {}).get("transaction") or {}
@@ -128,10 +160,8 @@ class UpstreamSource:
         """
         b64url.parse_id(id)
         try:
-            response = self.client.post(
-                self.base_url + "/graphql", json={"query": FIELDS_QUERY, "variables": {"id": id}}
-            )
-            found = response.json()["data"]["transaction"] if response.status_code == 200 else None
+            answer = self.post_small("/graphql", {"query": FIELDS_QUERY, "variables": {"id": id}})
+            found = answer["data"]["transaction"] if answer is not None else None
             if not found:
                 return None
             owner = b64url.decode(found["owner"]["key"])
@@ -140,24 +170,33 @@ class UpstreamSource:
                 owner, b64url.decode(found["signature"]), b64url.decode(found.get("recipient") or ""),
                 b64url.decode(found.get("anchor") or ""), tags,
             )  # fmt: skip
-        except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError):
+        except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError, UpstreamError):
             return None  # no usable answer: this route to the item is closed, not an error
 
     # -- data ----------------------------------------------------------------------------
 
     def get(self, id: str, start: int = 0, end: int | None = None) -> DataStream:
-        """Given an ID and a range, return a stream of the upstream's (unverified) bytes."""
+        """Given an ID and a range, return a stream of the upstream's (unverified) bytes.
+
+        Reading stops at the declared length (``end``, else the answer's total size); an
+        answer declaring more than ``limits.max_data_size``, or running past it, is refused.
+        """
         b64url.parse_id(id)
         if start < 0 or (end is not None and end < start):
             raise ValueError(f"invalid range start={start} end={end}")
+        watch = TransferWatch.for_limits(f"{self.base_url}/raw/{id}", self.limits)
         path, response = self._open_data(id, start, end)
         total = _total_size(response, start)
-        stop = end if end is None or total is None else min(end, total)
+        try:
+            self.limits.check_size(f"{self.base_url}{path}", total)
+        except UpstreamError:
+            response.close()
+            raise
+        stop = total if end is None else (end if total is None else min(end, total))
         size = None if stop is None else stop - start
         content_type = response.headers.get("content-type")
-        return DataStream(
-            id, self._pieces(path, response, start, stop), size, content_type, total_size=total, verified=False
-        )
+        pieces = self._pieces(path, response, start, stop, watch)
+        return DataStream(id, pieces, size, content_type, total_size=total, verified=False)
 
     def _open_data(self, id: str, start: int, end: int | None):
         """Open the first data URL that has the object; return (path, open response)."""
@@ -180,21 +219,25 @@ class UpstreamSource:
         except httpx.HTTPError as exc:
             raise UpstreamError(f"{self.base_url}{path}: {exc}") from None
 
-    def _pieces(self, path: str, response: httpx.Response, offset: int, stop: int | None):
+    def _pieces(self, path: str, response: httpx.Response, offset: int, stop: int | None, watch: TransferWatch):
         """Yield the bytes [offset, stop), reopening the range after a dropped connection."""
         failures = 0
+        limit = self.limits.max_data_size
         try:
             while True:
                 # A server that ignored our Range sends from byte 0: skip up to where we are.
                 skip = offset if response.status_code == 200 else 0
                 try:
-                    for piece in response.iter_raw(PIECE_SIZE):
+                    for piece in response.iter_raw():  # as it arrives: the watch sees every read
                         if skip:
                             cut = min(skip, len(piece))
                             piece, skip = piece[cut:], skip - cut
                         if stop is not None:
                             piece = piece[: max(stop - offset, 0)]
+                        watch.update(len(piece))
                         if piece:
+                            if stop is None and offset + len(piece) > limit:
+                                raise UpstreamError(f"{self.base_url}{path}: more than {limit} bytes")
                             yield piece
                             offset += len(piece)
                         if stop is not None and offset >= stop:

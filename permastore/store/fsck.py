@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 
 from permastore.protocol.merkle import chunk_ranges
-from permastore.store.errors import CorruptChunk
+from permastore.store.errors import CorruptChunk, StoreError
 from permastore.store.records import FsckReport
+
+MAX_LISTED_REFUSALS = 1000  # refused items listed in a report (refused_total counts them all)
 
 
 class Checker:
@@ -33,8 +35,45 @@ class Checker:
             problem = self._object_problem(row)
             if problem:
                 report.failures.append((row["id"], problem[0], problem[1]))
+        self._check_bundles(report)
+        self._check_partials(report, progress)
         report.ok = not report.failures
         return report
+
+    def _check_bundles(self, report: FsckReport) -> None:
+        """Report bundles whose unbundling failed (failures) and the items refused in bundles."""
+        failed = self.db.execute(
+            "SELECT o.id, r.reason FROM objects o LEFT JOIN bundle_refusals r ON r.bundle_id = o.id"
+            " AND r.item_id = o.id WHERE o.bundle_state = 'failed'"
+        ).fetchall()
+        for row in failed:
+            report.failures.append((row["id"], -1, row["reason"] or "unbundling failed"))
+        failed_ids = {row["id"] for row in failed}
+        report.refused_total = self.db.execute("SELECT COUNT(*) FROM bundle_refusals").fetchone()[0]
+        for bundle_id, item_id, reason in self.refusals(limit=MAX_LISTED_REFUSALS + len(failed_ids)):
+            if not (bundle_id in failed_ids and item_id == bundle_id) and len(report.refused) < MAX_LISTED_REFUSALS:
+                report.refused.append((bundle_id, item_id, reason))
+        report.refused_total -= sum(1 for row in failed if row["reason"] is not None)
+
+    def _check_partials(self, report: FsckReport, progress) -> None:
+        """Check the held ranges of partially held objects (what they lack yet is not a failure)."""
+        for id in self.partial_ids():
+            report.partial_objects += 1
+            info = self.partial_info(id)
+            ranges = self.db.execute("SELECT offset, size FROM partial_ranges WHERE id = ?", (id,)).fetchall()
+            for r in ranges:
+                report.chunks_checked += 1
+                try:
+                    for _ in self._partial_pieces(id, r["offset"], r["offset"] + r["size"]):
+                        pass
+                except CorruptChunk as exc:
+                    report.failures.append((id, -1, exc.reason))
+                except (OSError, StoreError) as exc:
+                    report.failures.append((id, -1, f"held range at {r['offset']}: {exc}"))
+                if progress:
+                    progress(r["size"])
+            if info is not None and info.held_bytes > info.data_size:
+                report.failures.append((id, -1, "held ranges overlap or pass the end of the data"))
 
     def _check_segments(self, report: FsckReport) -> None:
         for row in self.db.execute("SELECT name, committed_size FROM segments").fetchall():

@@ -96,9 +96,17 @@ class WeaveChunk:
 
 @dataclass
 class FsckReport:
-    """Result of checking every stored chunk: ok, and (id, chunk_index, reason) per failure."""
+    """Result of checking every stored chunk: ok, and (id, chunk_index, reason) per failure.
+
+    refused: (bundle ID, item ID, reason) of bundle items that were not indexed because they
+    failed verification. That is what a stranger sent, not damage to the store: it does not
+    make ``ok`` false. A bundle whose unbundling failed as a whole is a failure.
+    """
 
     ok: bool = True
     failures: list = field(default_factory=list)
     objects_checked: int = 0
     chunks_checked: int = 0
+    refused: list = field(default_factory=list)  # the first 1000
+    refused_total: int = 0
+    partial_objects: int = 0  # being fetched: what they hold is checked, the rest is not missing

@@ -119,6 +119,42 @@ CREATE TABLE IF NOT EXISTS pending_chunks (
     PRIMARY KEY (data_root, data_size, offset)
 ) WITHOUT ROWID;
 
+-- Items of a bundle that were not indexed, and why (bad signature, ID not the index's, a
+-- malformed header...). A bundle whose unbundling failed as a whole has its own ID as item_id.
+CREATE TABLE IF NOT EXISTS bundle_refusals (
+    bundle_id TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (bundle_id, item_id)
+);
+CREATE INDEX IF NOT EXISTS bundle_refusals_item ON bundle_refusals(item_id);
+
+-- An object being fetched from peers (permastore.store.partial): its verified header (a tx,
+-- whose row in objects stays data_complete = 0) or candidate header (an item, unverified until
+-- complete), the dedicated segment being filled at final positions, and how it is proven.
+CREATE TABLE IF NOT EXISTS partial_objects (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('tx', 'item')),
+    data_size INTEGER NOT NULL,
+    raw_header BLOB NOT NULL,
+    segment_id INTEGER NOT NULL,
+    proof TEXT NOT NULL CHECK (proof IN ('chunks', 'end')),
+    bundled_in TEXT,
+    leaves BLOB,
+    created_at REAL NOT NULL
+);
+
+-- Byte ranges of a partial object held in its segment: written, fsynced, then recorded here.
+CREATE TABLE IF NOT EXISTS partial_ranges (
+    id TEXT NOT NULL,
+    offset INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    sha256 BLOB,
+    PRIMARY KEY (id, offset)
+) WITHOUT ROWID;
+
 CREATE TABLE IF NOT EXISTS blocks (
     height INTEGER PRIMARY KEY,
     indep_hash TEXT NOT NULL UNIQUE,

@@ -36,7 +36,9 @@ from permastore.store.index import (
 )
 from permastore.store.ingest import Ingested, NewChunk, ingest
 from permastore.store.items import Items
+from permastore.store.known_copies import KnownCopies
 from permastore.store.object_paths import ObjectPaths, remove_stale_views
+from permastore.store.partial import PartialObjects
 from permastore.store.query import run_query
 from permastore.store.reader import ChunkReader, chunk_rows, contiguous_runs
 from permastore.store.records import ObjectInfo, Page, Query
@@ -60,7 +62,7 @@ VIEWS_DIR = "views"
 PACK_LIMIT = 1024 * 1024 * 1024
 
 
-class Store(Items, Transactions, ObjectPaths, Unbundler, Weave, Checker, Exporter):
+class Store(Items, Transactions, KnownCopies, ObjectPaths, Unbundler, Weave, Checker, Exporter, PartialObjects):
     """A data folder opened for reading and writing; safe to share between threads."""
 
     def __init__(self, root: Path):

@@ -13,33 +13,52 @@ import json
 import blake3
 
 from permastore.protocol import b64url, merkle
-from permastore.protocol.errors import InvalidProof
+from permastore.protocol.errors import InvalidProof, LimitExceeded
 from permastore.protocol.tx import Transaction, verify as verify_tx
-from permastore.store import codec
+from permastore.store import chunk_layout, codec
 from permastore.store.errors import DataMismatch, NotFound
 from permastore.store.index import b64_or_empty, content_type_of, insert_chunk_list, transaction
 from permastore.store.ingest import Ingested, NewChunk
 from permastore.store.records import ObjectInfo
+from permastore.store.weave import assign_weave_range
+
+
+# The largest data_size a tx may claim here (a signed header costs a stranger nothing).
+DEFAULT_MAX_DATA_SIZE = 64 * 1024**3
 
 
 class Transactions:
-    """Store mixin: ``put_tx`` and ``put_chunk``."""
+    """Store mixin: ``put_tx`` and ``put_chunk``.
+
+    ``max_data_size`` (a store-level setting; set it on the opened Store) bounds the data
+    a tx may claim: anything larger is refused before any work is done for it.
+    """
+
+    max_data_size: int = DEFAULT_MAX_DATA_SIZE
+
+    def check_data_size(self, data_size: int) -> None:
+        """Given a claimed data size, raise LimitExceeded (a 400) when it is past ``max_data_size``."""
+        if not 0 <= data_size <= self.max_data_size:
+            raise LimitExceeded(f"data_size {str(data_size)[:40]} is more than this node's limit of {self.max_data_size} bytes")
 
     def put_tx(self, tx: Transaction, data=None, progress=None) -> ObjectInfo:
         """Given a signed L1 tx and its data (stream, bytes, or None for chunks to come), store it.
 
         The data must match the tx's data_size and data_root; nothing is stored otherwise.
         """
+        self.check_data_size(tx.data_size)
         # Security: the ID and signature are checked before any byte is written.
         verify_tx(tx)
         if tx.format == 1 or tx.data:
             data = tx.data
         existing = self.info(tx.id)
+        if existing is not None:  # a known ID proves nothing: the copy must be the stored tx
+            self.check_known_tx(tx, data if existing.data_complete else None)
         if existing is not None and (existing.data_complete or data is None):
             return existing
         if existing is not None:
             return self._complete_tx(existing, tx, data, progress)
-        row = _tx_row(tx)
+        row = tx_row(tx)
         if tx.data_size == 0:
             return self._commit_tx(None, row, tx)
         if data is None:
@@ -61,13 +80,11 @@ class Transactions:
 
     def _commit_tx(self, ingested: Ingested | None, row: dict, tx: Transaction) -> ObjectInfo:
         def assign_weave_offset(conn, seq):
-            if tx.data_size > 0 and tx.format == 2:
-                # Weave offsets are 0-based; a tx's weave_offset is its last byte, as /tx/{id}/offset says.
-                start = conn.execute("SELECT value FROM meta WHERE key = 'weave_size'").fetchone()[0]
-                end = start + tx.data_size
-                conn.execute("UPDATE meta SET value = ? WHERE key = 'weave_size'", (end,))
-                conn.execute("UPDATE objects SET weave_offset = ? WHERE seq = ?", (end - 1, seq))
-            if not row["data_complete"]:
+            if row["data_complete"]:
+                # Weave space is given only to data that is here: a pending header, whatever
+                # data_size it claims, moves no other tx's offset.
+                assign_weave_range(conn, seq, tx.format, tx.data_size)
+            else:
                 self._try_complete(conn, tx.data_root, tx.data_size)
 
         if ingested is None:
@@ -84,6 +101,7 @@ class Transactions:
                 return seq  # completed meanwhile by chunks
             insert_chunk_list(conn, seq, ingested.chunk_list)
             conn.execute("UPDATE objects SET data_complete = 1 WHERE seq = ?", (seq,))
+            assign_weave_range(conn, seq, tx.format, tx.data_size)
             return seq
 
         try:
@@ -106,13 +124,9 @@ class Transactions:
 
         The proof must lead to data_root and the chunk must hash to the proven leaf.
         """
-        # Security: proof validated and chunk hash matched before anything is stored.
-        proven = merkle.validate_path(data_root, offset, 0, data_size, data_path)
-        if len(chunk) != proven.chunk_size or hashlib.sha256(chunk).digest() != proven.data_hash:
-            raise InvalidProof("chunk bytes do not match the data_path's leaf")
-        expected = {(s, e) for s, e in merkle.chunk_ranges(data_size) if e > s}
-        if (proven.left_bound, proven.right_bound) not in expected:
-            raise InvalidProof("chunk bounds do not follow Arweave chunking of data_size")
+        # Security: cheap checks first, nothing sized by the claimed data_size: the size must be
+        # within the limit and a stored tx must have this data_root and size.
+        self.check_data_size(data_size)
         conn = self.db
         rows = conn.execute(
             "SELECT data_complete FROM objects WHERE kind = 'tx' AND data_root = ? AND data_size = ?",
@@ -122,6 +136,12 @@ class Transactions:
             raise NotFound(b64url.encode(data_root), "transaction with data_root")
         if all(row["data_complete"] for row in rows):
             return  # every tx with this data is already whole: nothing to add
+        # Security: proof validated and chunk hash matched before anything is stored.
+        proven = merkle.validate_path(data_root, offset, 0, data_size, data_path)
+        if len(chunk) != proven.chunk_size or hashlib.sha256(chunk).digest() != proven.data_hash:
+            raise InvalidProof("chunk bytes do not match the data_path's leaf")
+        if not chunk_layout.is_chunk(data_size, proven.left_bound, proven.right_bound):
+            raise InvalidProof("chunk bounds do not follow Arweave chunking of data_size")
         address = blake3.blake3(chunk).digest()
         kind, stored = codec.encode(chunk)
         new = NewChunk(address, len(chunk), kind, stored, stored_size=len(stored), sha256=proven.data_hash)
@@ -144,25 +164,33 @@ class Transactions:
 
     def _try_complete(self, conn, data_root: bytes, data_size: int) -> list[str]:
         """Inside a transaction: when every chunk of data_root is here, complete its pending txs."""
-        ranges = [(s, e) for s, e in merkle.chunk_ranges(data_size) if e > s]
         chunk_list = self._chunk_list_from_complete(conn, data_root, data_size)
         if chunk_list is None:
+            # Counted first: the chunk list is built only once it is whole (and its size bounded).
+            held = conn.execute(
+                "SELECT COUNT(*) FROM pending_chunks WHERE data_root = ? AND data_size = ?", (data_root, data_size)
+            ).fetchone()[0]
+            if held < chunk_layout.chunk_count(data_size):
+                return []
             got = dict(
                 conn.execute(
                     "SELECT offset, hash FROM pending_chunks WHERE data_root = ? AND data_size = ?",
                     (data_root, data_size),
                 ).fetchall()
             )
+            ranges = [(s, e) for s, e in merkle.chunk_ranges(data_size) if e > s]
             if any(start not in got for start, _ in ranges):
                 return []
             chunk_list = [(s, e - s, bytes(got[s]), None) for s, e in ranges]
         pending = conn.execute(
-            "SELECT seq, id FROM objects WHERE kind = 'tx' AND data_root = ? AND data_size = ? AND data_complete = 0",
+            "SELECT seq, id, format FROM objects WHERE kind = 'tx' AND data_root = ? AND data_size = ?"
+            " AND data_complete = 0",
             (data_root, data_size),
         ).fetchall()
         for row in pending:
             insert_chunk_list(conn, row["seq"], chunk_list)
             conn.execute("UPDATE objects SET data_complete = 1 WHERE seq = ?", (row["seq"],))
+            assign_weave_range(conn, row["seq"], row["format"], data_size)
         conn.execute("DELETE FROM pending_chunks WHERE data_root = ? AND data_size = ?", (data_root, data_size))
         return [row["id"] for row in pending]
 
@@ -181,7 +209,8 @@ class Transactions:
         return [(r["offset"], r["size"], bytes(r["hash"]), None) for r in rows]
 
 
-def _tx_row(tx: Transaction) -> dict:
+def tx_row(tx: Transaction) -> dict:
+    """Given a verified tx, return its objects row (data complete unless changed)."""
     body = tx.to_json()
     if tx.format == 2:
         body["data"] = ""  # format-2 data is served by /{id} and /chunk, not inside the header
@@ -189,7 +218,7 @@ def _tx_row(tx: Transaction) -> dict:
         "id": tx.id,
         "kind": "tx",
         "format": tx.format,
-        "signature_type": 1,
+        "signature_type": tx.signature_type,
         "owner": tx.owner,
         "owner_address": tx.owner_address,
         "target": b64_or_empty(tx.target),

@@ -1,7 +1,8 @@
 """The weave as this node keeps it: L1 txs' global byte offsets, chunk proofs, and blocks.
 
-Offsets are 0-based. Each L1 tx with data takes the next ``data_size`` bytes of the
-weave when it is stored; its ``weave_offset`` is the offset of its last byte (what
+Offsets are 0-based. Each format-2 L1 tx takes the next ``data_size`` bytes of the
+weave when its data is complete here (a header waiting for its chunks takes none, so a
+huge claimed data_size moves no other tx's offset); its ``weave_offset`` is the offset of its last byte (what
 ``GET /tx/{id}/offset`` reports), so its first byte is ``weave_offset - data_size + 1``.
 """
 
@@ -21,6 +22,19 @@ PROOF_CACHE_SIZE = 16
 _EMPTY_SHA256 = hashlib.sha256(b"").digest()
 
 
+def assign_weave_range(conn, seq: int, tx_format: int | None, data_size: int) -> None:
+    """Inside a write transaction: give a tx whose data just became complete the next weave bytes."""
+    if tx_format != 2 or data_size <= 0:
+        return
+    if conn.execute("SELECT weave_offset FROM objects WHERE seq = ?", (seq,)).fetchone()[0] is not None:
+        return
+    # Weave offsets are 0-based; a tx's weave_offset is its last byte, as /tx/{id}/offset says.
+    start = conn.execute("SELECT value FROM meta WHERE key = 'weave_size'").fetchone()[0]
+    end = start + data_size
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'weave_size'", (end,))
+    conn.execute("UPDATE objects SET weave_offset = ? WHERE seq = ?", (end - 1, seq))
+
+
 class Weave:
     """Store mixin: chunk proofs, weave offsets, blocks."""
 
@@ -34,11 +48,7 @@ class Weave:
         if cached is not None:
             return cached
         row = self._row(id)
-        if row["kind"] != "tx" or row["format"] != 2 or row["data_size"] == 0:
-            raise StoreError(f"{id} has no chunked data (only format-2 L1 txs with data do)")
-        if not row["data_complete"]:
-            raise NotFound(id, "data of")
-        chunks = [merkle.Chunk(sha, start, start + size) for start, size, sha in self._chunk_hashes(row)]
+        chunks = self._leaf_chunks(row)
         if row["data_size"] % merkle.MAX_CHUNK_SIZE == 0:
             chunks.append(merkle.Chunk(_EMPTY_SHA256, row["data_size"], row["data_size"]))
         if merkle.compute_root(chunks) != bytes(row["data_root"]):
@@ -49,6 +59,17 @@ class Weave:
                 self._proof_cache.pop(next(iter(self._proof_cache)))
             self._proof_cache[id] = proofs
         return proofs
+
+    def chunk_leaves(self, id: str) -> list:
+        """Given a stored L1 tx with data, return its non-empty chunks (merkle.Chunk: SHA-256 and range)."""
+        return self._leaf_chunks(self._row(id))
+
+    def _leaf_chunks(self, row) -> list:
+        if row["kind"] != "tx" or row["format"] != 2 or row["data_size"] == 0:
+            raise StoreError(f"{row['id']} has no chunked data (only format-2 L1 txs with data do)")
+        if not row["data_complete"]:
+            raise NotFound(row["id"], "data of")
+        return [merkle.Chunk(sha, start, start + size) for start, size, sha in self._chunk_hashes(row)]
 
     def _chunk_hashes(self, row) -> list[tuple[int, int, bytes]]:
         """(offset, size, sha256) of each stored chunk; SHA-256s missing from the index are computed."""

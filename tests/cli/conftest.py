@@ -1,4 +1,8 @@
-"""Run the real `permastore` console script against a data folder with a pre-made wallet."""
+"""Run the real `permastore` console script against data folders made for each test.
+
+Every run gets HOME pointed at a folder of its own and no $PERMASTORE_DATA (unless a test
+sets them), so no test reads or writes the real ~/.permastore.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from permastore.store import Store
 
 VECTORS = Path(__file__).resolve().parents[2] / "fixtures" / "vectors" / "arweave"
 KEYFILE = VECTORS / "arweave-keyfile-fOVzBRTBnyt4VrUUYadBH8yras_-jhgpmNgg-5b3vEw.json"
@@ -24,30 +30,105 @@ def console_script() -> str:
     return found
 
 
+def isolated_env(home: Path, **overrides: str | None) -> dict:
+    """Return os.environ with HOME=home, no PERMASTORE_DATA, then overrides (None removes a name)."""
+    env = {name: value for name, value in os.environ.items() if name != "PERMASTORE_DATA"}
+    env["HOME"] = str(home)
+    for name, value in overrides.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
+def run_permastore(*args, env: dict, cwd: Path | None = None, input: bytes | None = None,
+                   timeout: float = 120) -> subprocess.CompletedProcess:  # fmt: skip
+    """Run `permastore ARGS...` exactly as given (no --data added); return the CompletedProcess (bytes)."""
+    return subprocess.run(
+        [console_script(), *map(str, args)], input=input, capture_output=True, env=env, cwd=cwd, timeout=timeout
+    )
+
+
+def seed_wallet(data_dir: Path) -> Path:
+    """Put the fixture wallet in data_dir (0600): a new RSA-4096 key would cost seconds per test."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / "wallet.json", os.O_WRONLY | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(json.loads(KEYFILE.read_text()), out)
+    return data_dir
+
+
+def make_store(data_dir: Path) -> Path:
+    """Create a store (fixture wallet, empty index) in data_dir; return it."""
+    seed_wallet(data_dir)
+    Store.open(data_dir).close()
+    return data_dir
+
+
 class Cli:
     """Runs `permastore --data DIR ...` and returns the CompletedProcess (bytes)."""
 
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, home: Path):
         self.data_dir = data_dir
+        self.home = home
         self.script = console_script()
 
+    @property
+    def env(self) -> dict:
+        return isolated_env(self.home)
+
     def __call__(self, *args, input: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess:
-        result = subprocess.run(
-            [self.script, "--data", str(self.data_dir), *map(str, args)],
-            input=input,
-            capture_output=True,
-            timeout=120,
-        )
+        result = run_permastore("--data", self.data_dir, *args, env=self.env, input=input)
         if check and result.returncode != 0:
             raise AssertionError(f"permastore {' '.join(map(str, args))} failed: {result.stderr.decode()}")
         return result
 
 
 @pytest.fixture
-def cli(tmp_path) -> Cli:
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    fd = os.open(data_dir / "wallet.json", os.O_WRONLY | os.O_CREAT, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(json.loads(KEYFILE.read_text()), out)
-    return Cli(data_dir)
+def home(tmp_path) -> Path:
+    path = tmp_path / "home"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def cli(tmp_path, home) -> Cli:
+    return Cli(make_store(tmp_path / "data"), home)
+
+
+def start_serve(log_path: Path, *args: str, env: dict, cwd: Path | None = None):
+    """Start `permastore serve --port 0 ARGS...` (no --data added) with env; return a RunningServer."""
+    import time
+
+    import httpx
+
+    from tests.gateway.servers import LISTENING_PREFIX, START_TIMEOUT_S, RunningServer
+
+    log = open(log_path, "wb")
+    command = [console_script(), "serve", "--port", "0", "--mine-interval", "0", *args]
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        for line in log_path.read_text(errors="replace").splitlines():
+            if LISTENING_PREFIX in line:
+                server = RunningServer(line.split(LISTENING_PREFIX, 1)[1].strip(), process, log_path)
+                assert httpx.get(f"{server.url}/healthcheck", timeout=10).status_code == 200
+                return server
+        if process.poll() is not None:
+            break
+        time.sleep(0.1)
+    process.kill()
+    process.wait()
+    raise AssertionError(f"server did not start; log:\n{log_path.read_text(errors='replace')[-3000:]}")
+
+
+def tree_of(root: Path) -> dict[str, bytes | None]:
+    """Given a folder, return {relative path: bytes (files) or None (folders)}; {} when it does not exist."""
+    if not root.exists():
+        return {}
+    found: dict[str, bytes | None] = {}
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root).as_posix()
+        found[relative] = path.read_bytes() if path.is_file() and not path.is_symlink() else None
+    return found

@@ -32,7 +32,7 @@ def test_put_prints_id_and_get_returns_exact_bytes(cli, payload, tmp_path):
     assert out.read_bytes() == payload.read_bytes()
     assert cli("get", object_id).stdout == payload.read_bytes()
     info = json.loads(cli("info", object_id).stdout)
-    assert info["id"] == object_id and info["data_size"] == 5_000_000 and info["kind"] == "item"
+    assert info["id"] == object_id and info["data_size"] == 5_000_000 and info["kind"] == "tx"  # past one chunk: an L1 tx
     assert {"name": "Note", "value": "a=b"} in info["tags"]
 
 
@@ -106,7 +106,8 @@ def test_fsck_passes_then_names_the_corrupt_object_and_chunk(cli, payload):
         (["info", "A" * 43], "not found"),
         (["put", "/no/such/file"], "cannot read"),
         (["put", "-", "--tag", "novalue"], "NAME=VALUE"),
-        (["query"], "at least one"),
+        (["query", "--after", "not-a-cursor"], "invalid cursor"),
+        (["query", "--limit", "-1"], "must not be negative"),
     ],
 )
 def test_bad_input_is_one_line_and_non_zero(cli, args, message):
@@ -145,7 +146,7 @@ def test_progress_bar_on_a_terminal(cli, payload):
     try:
         proc = subprocess.run(
             [cli.script, "--data", str(cli.data_dir), "put", str(payload)],
-            stdout=subprocess.PIPE, stderr=terminal, timeout=120,
+            stdout=subprocess.PIPE, stderr=terminal, timeout=120, env=cli.env,
         )  # fmt: skip
         os.close(terminal)
         shown = b""

@@ -1,22 +1,6 @@
-"""App assembly: optional routers, route order, the small-object cache."""
+"""App assembly: route order, the small-object cache."""
 
-import pytest
-
-from gateway.app import _optional_router
 from gateway.fastpath import ENTRY_OVERHEAD, MAX_CACHED_OBJECT, SmallObjectCache
-
-
-def test_optional_router_missing_module_is_none():
-    assert _optional_router("gateway.routes.no_such_module") is None
-
-
-def test_optional_router_broken_module_is_loud(monkeypatch):
-    def import_with_missing_dependency(name):
-        raise ModuleNotFoundError("No module named 'llama_cpp'", name="llama_cpp")
-
-    monkeypatch.setattr("gateway.app.importlib.import_module", import_with_missing_dependency)
-    with pytest.raises(ModuleNotFoundError):
-        _optional_router("gateway.routes.inference")
 
 
 def test_one_segment_routes_are_not_shadowed_by_ids(client):

@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import uvicorn
 
+from inference.settings import HerderSettings
+
 from gateway.app import create_app
 from gateway.config import GatewayConfig
 
@@ -23,11 +25,12 @@ START_TIMEOUT_S = 30
 
 
 @dataclass
-class RunningServer:
+class InferenceServer:
     url: str
     app: object
     server: uvicorn.Server
     thread: threading.Thread
+    model_id: str = ""
 
     @property
     def store(self):
@@ -35,26 +38,35 @@ class RunningServer:
 
     @property
     def service(self):
-        """Return the HerderService (started by the first inference request)."""
+        """Return the CallService (started with the server)."""
         return self.app.state.inference
+
+    @property
+    def node_address(self) -> str:
+        return self.service.node_address
+
+    def add_model(self, path: Path) -> str:
+        """Store a GGUF as this node's operator would (`model add`); return its ID."""
+        return self.service.inference.models.add(path)
 
     def client(self, **headers) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers=headers, timeout=120)
 
     def stop(self) -> None:
-        service = getattr(self.app.state, "inference", None)
-        if service is not None:
-            service.close()
+        """Stop the server; its lifespan closes the inference service and the store."""
         self.server.should_exit = True
-        self.thread.join(30)
+        self.thread.join(60)
 
 
-def start_server(data_dir: Path, herder: dict | None = None) -> RunningServer:
-    """Given a data folder and herder settings (written to data/herder.json), serve it."""
+def start_server(data_dir: Path, herder: dict | HerderSettings | None = None, **config) -> InferenceServer:
+    """Given a data folder and herder settings (a dict: written to data/herder.json; HerderSettings:
+    as `serve` passes its flags), serve it."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    if herder is not None:
+    if isinstance(herder, HerderSettings):
+        config["herder"] = herder
+    elif herder is not None:
         (data_dir / "herder.json").write_text(json.dumps(herder))
-    app = create_app(GatewayConfig(data_dir=data_dir, mine_interval=0))
+    app = create_app(GatewayConfig(data_dir=data_dir, mine_interval=0, **config))
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -68,4 +80,4 @@ def start_server(data_dir: Path, herder: dict | None = None) -> RunningServer:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("test server did not start")
         time.sleep(0.02)
-    return RunningServer(f"http://127.0.0.1:{port}", app, server, thread)
+    return InferenceServer(f"http://127.0.0.1:{port}", app, server, thread)

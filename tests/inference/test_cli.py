@@ -6,8 +6,10 @@ import sys
 
 import pytest
 
-from inference import processes, records
-from inference.engine import token_hash
+from inference.context import Inference
+from inference.generation import token_hash
+from inference.processes import call_for
+from inference.sampling import SamplingParams
 from permastore.store import Store
 
 JOKER = "Tell a joke on the given topic, on one line"
@@ -80,19 +82,21 @@ def test_replay_reports_first_differing_token(data, cli_model):
     _, out, _ = permastore(data, "run", cli_model, "cats", "--seed", "4", "--max-tokens", "10", check_rc=0)
     ids = ids_from(out)
     store = Store.open(data)
+    inference = Inference.open(store)
     try:
-        result = records.load_record(store, ids["result"]).record
-        process = processes.get_process(store, ids["process"])
-        message = records.load_record(store, ids["message"]).record
-        call = processes.call_for(process, ids["message"], message)
+        result = inference.records.load(ids["result"]).record
+        process = inference.processes.get(ids["process"])
+        message = inference.records.load(ids["message"]).record
+        call = call_for(process, ids["message"], message)
         lie = list(result.token_ids)
         lie[2] = lie[2] + 1 if lie[2] < 300 else 5
         forged = dataclasses.replace(result, token_ids=lie, token_hash=token_hash(lie))
-        forged_id = records.write_record(store, forged)
+        forged_id = inference.records.write(forged)
         broken = dataclasses.replace(result, token_hash=token_hash([0]))
-        broken_id = records.write_record(store, broken)
+        broken_id = inference.records.write(broken)
         assert call.sampling["seed"] == 4
     finally:
+        inference.close()
         store.close()
     rc, out, _ = permastore(data, "replay", forged_id)
     assert rc == 1
@@ -107,13 +111,15 @@ def test_identity_difference_is_said_before_running(data, cli_model):
     _, out, _ = permastore(data, "run", cli_model, "cats", "--max-tokens", "4", check_rc=0)
     ids = ids_from(out)
     store = Store.open(data)
+    inference = Inference.open(store)
     try:
         # A process recorded on another machine: same model and settings, other CPU features.
-        record = records.load_record(store, ids["process"]).record
+        record = inference.records.load(ids["process"]).record
         foreign = dataclasses.replace(record, engine=dict(record.engine, cpu_features=["asimd", "neon"]))
-        pid = records.write_record(store, foreign)
-        sent = processes.send(store, pid, "x", prompt="hi", sampling=processes.SamplingParams(max_tokens=4))
+        pid = inference.records.write(foreign)
+        sent = inference.send(pid, "x", prompt="hi", sampling=SamplingParams(max_tokens=4))
     finally:
+        inference.close()
         store.close()
     rc, out, _ = permastore(data, "replay", sent.result_id)
     lines = out.splitlines()
@@ -143,10 +149,12 @@ def test_bad_sampling_is_refused_before_anything_is_written(data, cli_model):
     rc, _, err = permastore(data, "run", cli_model, "word " * 600)
     assert rc == 1 and err.strip().startswith("permastore: prompt is") and "context holds 512" in err
     store = Store.open(data)
+    inference = Inference.open(store)
     try:
-        assert records.query_ids(store, [("Type", ["Message"])]) == []
-        assert records.query_ids(store, [("Type", ["Process"])]) == []
+        assert inference.records.query_ids([("Type", ["Message"])]) == []
+        assert inference.records.query_ids([("Type", ["Process"])]) == []
     finally:
+        inference.close()
         store.close()
 
 

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from inference.credits import InsufficientCredit, Ledger, UnknownReservation
+from inference.credits import CreditLedger, InsufficientCredit, UnknownReservation
 
 ADDRESS = "A" * 43
 OTHER = "B" * 43
@@ -12,7 +12,7 @@ OTHER = "B" * 43
 
 @pytest.fixture
 def ledger(tmp_path):
-    ledger = Ledger.open(tmp_path)
+    ledger = CreditLedger.open(tmp_path)
     yield ledger
     ledger.close()
 
@@ -74,8 +74,8 @@ def test_bad_amounts_are_refused(ledger):
 
 def test_concurrent_reservations_never_overspend(tmp_path):
     """Threads on one ledger and a second connection (another process's view) race."""
-    first = Ledger.open(tmp_path)
-    second = Ledger.open(tmp_path)
+    first = CreditLedger.open(tmp_path)
+    second = CreditLedger.open(tmp_path)
     first.credit(ADDRESS, 1000)
     won, lost = [], []
     start = threading.Barrier(16)
@@ -101,11 +101,11 @@ def test_concurrent_reservations_never_overspend(tmp_path):
 
 
 def test_open_reservations_are_refunded_after_a_restart(tmp_path):
-    ledger = Ledger.open(tmp_path)
+    ledger = CreditLedger.open(tmp_path)
     ledger.credit(ADDRESS, 50)
     ledger.reserve(ADDRESS, 20)
     ledger.close()  # the herder died mid-call
-    reopened = Ledger.open(tmp_path)
+    reopened = CreditLedger.open(tmp_path)
     assert reopened.balance(ADDRESS) == 30
     assert reopened.refund_open_reservations() == 1
     assert reopened.balance(ADDRESS) == 50

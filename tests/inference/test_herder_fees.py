@@ -10,7 +10,8 @@ from inference.fees import (
     needed_fee,
     quote,
 )
-from inference.herder import Call, CallQueue, HerderConfig
+from inference.herder.calls import Call, CallQueue
+from inference.settings import HerderSettings
 
 
 def test_needed_fee_is_base_plus_token_fee_times_prompt_and_max_tokens():
@@ -56,7 +57,7 @@ def test_underpayment_and_bad_counts_are_refused():
 
 
 def _call(multiplier: float, name: str) -> Call:
-    return Call(target="x:y", payload=name, multiplier=multiplier)
+    return Call(job=print, payload=name, multiplier=multiplier)
 
 
 def test_queue_orders_by_multiplier_then_arrival():
@@ -89,21 +90,27 @@ def test_drained_queue_refuses_new_calls():
         q.put(_call(1.0, "late"))
 
 
-def test_config_precedence_file_env_overrides(tmp_path):
+def test_config_precedence_file_env_overrides(tmp_path, monkeypatch):
     (tmp_path / "herder.json").write_text('{"fee_base": 5, "fee_token": 1, "workers": 3}')
-    env = {"PERMASTORE_FEE_TOKEN": "2", "PERMASTORE_REQUIRE_KEYS": "true"}
-    config = HerderConfig.load(tmp_path, env=env, workers=2, call_timeout_s=None)
+    monkeypatch.setenv("PERMASTORE_FEE_TOKEN", "2")
+    monkeypatch.setenv("PERMASTORE_REQUIRE_KEYS", "true")
+    config = HerderSettings.load(tmp_path, workers=2, call_timeout_s=None)
     assert (config.fee_base, config.fee_token, config.workers) == (5, 2, 2)
     assert config.require_keys is True
     assert config.call_timeout_s > 0
-    assert HerderConfig.load(tmp_path / "none", env={}).fees.enabled is False
+    monkeypatch.delenv("PERMASTORE_FEE_TOKEN")
+    assert HerderSettings.load(tmp_path / "none").fees.enabled is False
 
 
-def test_config_rejects_bad_values(tmp_path):
+def test_config_rejects_bad_values(tmp_path, monkeypatch):
+    monkeypatch.setenv("PERMASTORE_FEE_TOKEN", "lots")
     with pytest.raises(ValueError, match="fee_token"):
-        HerderConfig.load(None, env={"PERMASTORE_FEE_TOKEN": "lots"})
+        HerderSettings.load(None)
+    monkeypatch.delenv("PERMASTORE_FEE_TOKEN")
     (tmp_path / "herder.json").write_text('{"fee_bass": 5}')
     with pytest.raises(ValueError, match="unknown herder settings: fee_bass"):
-        HerderConfig.load(tmp_path, env={})
+        HerderSettings.load(tmp_path)
     with pytest.raises(ValueError):
-        HerderConfig(workers=0)
+        HerderSettings.of(workers=0)
+    with pytest.raises(ValueError, match="trust_model_owners"):
+        HerderSettings.of(trust_model_owners=("not an address",))

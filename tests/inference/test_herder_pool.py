@@ -3,16 +3,17 @@
 import os
 import signal
 import time
+from concurrent.futures import Future
 
 import pytest
 
-from inference.herder import CallFailed, CallTimeout, Herder, HerderConfig, WorkerLost
+from inference.errors import CallFailed, CallTimeout, WorkerLost
+from inference.herder.pool import PoolConfig, WorkerPool
+from tests.inference import herder_jobs as jobs
 
-JOBS = "tests.inference.herder_jobs"
 
-
-def _herder(**settings) -> Herder:
-    herder = Herder(HerderConfig(**settings)).start()
+def _herder(**settings) -> WorkerPool:
+    herder = WorkerPool(PoolConfig(**settings)).start()
     assert herder.wait_ready(60), "workers did not start"
     return herder
 
@@ -33,7 +34,7 @@ def herder():
 
 
 def test_calls_run_in_separate_worker_processes(herder):
-    results = [herder.submit(f"{JOBS}:echo", i) for i in range(6)]
+    results = [herder.submit(jobs.echo, i) for i in range(6)]
     outputs = [call.wait(30) for call in results]
     assert [o["payload"] for o in outputs] == list(range(6))
     pids = {o["pid"] for o in outputs}
@@ -42,7 +43,7 @@ def test_calls_run_in_separate_worker_processes(herder):
 
 
 def test_events_stream_back_in_order(herder):
-    call = herder.submit(f"{JOBS}:stream", 50)
+    call = herder.submit(jobs.stream, 50)
     outcomes = list(call.results(30))
     assert outcomes[:-1] == [("event", i) for i in range(50)]
     assert outcomes[-1] == ("done", 50)
@@ -51,14 +52,14 @@ def test_events_stream_back_in_order(herder):
 def test_a_failing_job_is_reported_and_the_worker_lives(herder):
     pids = herder.worker_pids()
     with pytest.raises(CallFailed, match="bad input 'x'"):
-        herder.run(f"{JOBS}:explode", "x")
-    assert herder.run(f"{JOBS}:echo", 1)["payload"] == 1
+        herder.run(jobs.explode, "x")
+    assert herder.run(jobs.echo, 1)["payload"] == 1
     assert sorted(herder.worker_pids()) == sorted(pids)
     assert herder.restarts == 0
 
 
 def test_a_killed_worker_is_replaced_and_its_call_retried(herder):
-    call = herder.submit(f"{JOBS}:slow", 1.0)
+    call = herder.submit(jobs.slow, 1.0)
     victim = _wait_running(call)
     os.kill(victim, signal.SIGKILL)
     result = call.wait(60)
@@ -72,7 +73,7 @@ def test_a_killed_worker_is_replaced_and_its_call_retried(herder):
 def test_a_call_whose_worker_dies_twice_gets_an_error_answer():
     herder = _herder(workers=1, call_timeout_s=20, retries=1)
     try:
-        call = herder.submit(f"{JOBS}:slow", 5.0)
+        call = herder.submit(jobs.slow, 5.0)
         os.kill(_wait_running(call), signal.SIGKILL)
         deadline = time.monotonic() + 60
         while call.attempts < 2 or call.worker_pid is None:
@@ -81,7 +82,7 @@ def test_a_call_whose_worker_dies_twice_gets_an_error_answer():
         os.kill(call.worker_pid, signal.SIGKILL)
         with pytest.raises(WorkerLost):
             call.wait(60)
-        assert herder.run(f"{JOBS}:echo", "after")["payload"] == "after"
+        assert herder.run(jobs.echo, "after")["payload"] == "after"
     finally:
         herder.close()
 
@@ -89,14 +90,14 @@ def test_a_call_whose_worker_dies_twice_gets_an_error_answer():
 def test_a_hung_worker_hits_the_timeout_and_is_replaced():
     herder = _herder(workers=1, call_timeout_s=1.5, retries=0)
     try:
-        call = herder.submit(f"{JOBS}:slow", 0.5)
+        call = herder.submit(jobs.slow, 0.5)
         victim = _wait_running(call)
         os.kill(victim, signal.SIGSTOP)  # hung: alive, never answers
         started = time.monotonic()
         with pytest.raises(CallTimeout, match="timed out after 1.5 s"):
             call.wait(30)
         assert time.monotonic() - started < 10
-        assert herder.run(f"{JOBS}:echo", "next")["pid"] != victim
+        assert herder.run(jobs.echo, "next")["pid"] != victim
     finally:
         herder.close()
 
@@ -104,7 +105,7 @@ def test_a_hung_worker_hits_the_timeout_and_is_replaced():
 def test_a_hung_worker_is_retried_on_a_fresh_one():
     herder = _herder(workers=1, call_timeout_s=2, retries=1)
     try:
-        call = herder.submit(f"{JOBS}:slow", 0.5)
+        call = herder.submit(jobs.slow, 0.5)
         victim = _wait_running(call)
         os.kill(victim, signal.SIGSTOP)
         result = call.wait(60)
@@ -116,7 +117,7 @@ def test_a_hung_worker_is_retried_on_a_fresh_one():
 def test_a_streamed_call_is_not_silently_retried_after_output_was_sent():
     herder = _herder(workers=1, call_timeout_s=20, retries=1)
     try:
-        call = herder.submit(f"{JOBS}:stream_then_sleep", 5.0)
+        call = herder.submit(jobs.stream_then_sleep, 5.0)
         outcomes = call.results(30)
         assert next(outcomes) == ("event", "first")
         os.kill(call.worker_pid, signal.SIGKILL)
@@ -129,8 +130,8 @@ def test_a_streamed_call_is_not_silently_retried_after_output_was_sent():
 
 def test_closing_answers_waiting_calls():
     herder = _herder(workers=1, call_timeout_s=20)
-    running = herder.submit(f"{JOBS}:slow", 0.5)
-    waiting = herder.submit(f"{JOBS}:echo", "late")
+    running = herder.submit(jobs.slow, 0.5)
+    waiting = herder.submit(jobs.echo, "late")
     _wait_running(running)
     herder.close()
     assert running.wait(5)["slept"] == 0.5
@@ -141,10 +142,10 @@ def test_closing_answers_waiting_calls():
 def test_every_worker_and_every_replacement_runs_the_warm_ups():
     herder = _herder(workers=2, call_timeout_s=20)
     try:
-        herder.warm(f"{JOBS}:remember", "model-a")
+        herder.warm(jobs.remember, "model-a")
         deadline = time.monotonic() + 30
         while True:
-            seen = [herder.run(f"{JOBS}:remembered", None) for _ in range(6)]
+            seen = [herder.run(jobs.remembered, None) for _ in range(6)]
             pids = {pid for pid, _ in seen}
             if len(pids) == 2 or time.monotonic() > deadline:
                 break
@@ -152,7 +153,7 @@ def test_every_worker_and_every_replacement_runs_the_warm_ups():
         victim = seen[0][0]
         os.kill(victim, signal.SIGKILL)
         assert herder.wait_ready(60)
-        after = [herder.run(f"{JOBS}:remembered", None) for _ in range(6)]
+        after = [herder.run(jobs.remembered, None) for _ in range(6)]
         assert all(memory == ["model-a"] for _, memory in after)
         assert victim not in {pid for pid, _ in after}
     finally:
@@ -161,7 +162,7 @@ def test_every_worker_and_every_replacement_runs_the_warm_ups():
 
 def test_closing_kills_a_hung_call_after_the_grace_period_and_answers_it():
     herder = _herder(workers=1, call_timeout_s=300)
-    call = herder.submit(f"{JOBS}:slow", 0.5)
+    call = herder.submit(jobs.slow, 0.5)
     victim = _wait_running(call)
     os.kill(victim, signal.SIGSTOP)
     started = time.monotonic()
@@ -175,8 +176,8 @@ def test_closing_kills_a_hung_call_after_the_grace_period_and_answers_it():
 def test_a_warm_up_that_kills_workers_is_dropped_and_calls_still_run():
     herder = _herder(workers=1, call_timeout_s=20)
     try:
-        herder.warm(f"{JOBS}:die", None)
-        assert herder.run(f"{JOBS}:echo", "served")["payload"] == "served"
+        herder.warm(jobs.die, None)
+        assert herder.run(jobs.echo, "served")["payload"] == "served"
         assert herder.restarts >= 1
     finally:
         herder.close()
@@ -184,43 +185,37 @@ def test_a_warm_up_that_kills_workers_is_dropped_and_calls_still_run():
 
 def test_calls_are_answered_when_no_worker_can_start():
     # A start timeout no worker can meet stands in for a machine that cannot run workers.
-    herder = Herder(HerderConfig(workers=1, call_timeout_s=20, worker_start_timeout_s=0.001)).start()
+    herder = WorkerPool(PoolConfig(workers=1, call_timeout_s=20, worker_start_timeout_s=0.001)).start()
     try:
         with pytest.raises(WorkerLost, match="no worker process could be started"):
-            herder.run(f"{JOBS}:echo", "never")
+            herder.run(jobs.echo, "never")
     finally:
         herder.close()
 
 
 def test_a_job_gets_its_late_value_while_running(herder):
-    from concurrent.futures import Future
-
     value: Future = Future()
-    call = herder.submit(f"{JOBS}:late", None, late=value)
+    call = herder.submit(jobs.late, None, late=value)
     outcomes = call.results(timeout=30)
     assert next(outcomes) == ("event", "started")  # running before the value exists
     value.set_result("message-id")
     kind, result = next(outcomes)
     assert kind == "done" and result["late"] == "message-id"
     # The worker serves the next call normally (a late value never confuses its loop).
-    assert herder.submit(f"{JOBS}:echo", 1).wait(30)["payload"] == 1
+    assert herder.submit(jobs.echo, 1).wait(30)["payload"] == 1
 
 
 def test_a_failed_late_value_fails_the_job(herder):
-    from concurrent.futures import Future
-
     value: Future = Future()
-    call = herder.submit(f"{JOBS}:late", None, late=value)
+    call = herder.submit(jobs.late, None, late=value)
     value.set_exception(ValueError("could not sign"))
     with pytest.raises(CallFailed, match="could not sign"):
         call.wait(30)
 
 
 def test_a_retried_job_gets_the_late_value_again(herder, tmp_path):
-    from concurrent.futures import Future
-
     value: Future = Future()
     value.set_result("again")
-    call = herder.submit(f"{JOBS}:die_then_late", str(tmp_path / "died-once"), late=value)
+    call = herder.submit(jobs.die_then_late, str(tmp_path / "died-once"), late=value)
     assert call.wait(60) == {"late": "again"}
     assert call.attempts == 2

@@ -12,10 +12,9 @@ import time
 import pytest
 
 from inference.keys import KeyStore
-from inference.models import add_model
 from tests.inference.inference_server import start_server
 
-CALLER = "CALLERxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"[:43]
+CALLER = "CALLER" + "x" * 36 + "A"  # a canonical b64url address
 
 
 def _node(tmp_path, tiny_gguf, **herder):
@@ -25,7 +24,7 @@ def _node(tmp_path, tiny_gguf, **herder):
     key = keys.create(CALLER)
     keys.close()
     server = start_server(data, herder={"fee_base": 10, "fee_token": 1, "workers": 1, **herder})
-    server.model_id = add_model(server.store, tiny_gguf)
+    server.model_id = server.add_model(tiny_gguf)
     server.key = key
     return server
 
@@ -77,7 +76,7 @@ def test_a_worker_killed_mid_call_is_replaced_and_the_call_retried(retrying):
     with node.client(Authorization=f"Bearer {node.key}") as client:
         expected = _warm(node, client)
         balance = client.get(f"/credits/{CALLER}").json()["balance"]
-        [victim] = node.service.herder.worker_pids()
+        [victim] = node.service.pool.worker_pids()
         os.kill(victim, signal.SIGSTOP)  # it takes the call and sits on it...
         thread, replies = _background(node, client)
         _wait_busy(node)
@@ -87,7 +86,7 @@ def test_a_worker_killed_mid_call_is_replaced_and_the_call_retried(retrying):
         assert reply.status_code == 200, reply.text
         # Same seed, same prompt: the retried call's output is the deterministic one.
         assert reply.json()["choices"][0]["text"] == expected["choices"][0]["text"]
-        assert victim not in node.service.herder.worker_pids()
+        assert victim not in node.service.pool.worker_pids()
         assert node.service.info()["worker_restarts"] >= 1
         # Charged once, not twice.
         assert client.get(f"/credits/{CALLER}").json()["balance"] == balance - reply.json()["fee"]
@@ -97,13 +96,13 @@ def test_a_hung_worker_is_retried_on_a_fresh_one_within_the_timeout(retrying):
     node = retrying
     with node.client(Authorization=f"Bearer {node.key}") as client:
         _warm(node, client)
-        [victim] = node.service.herder.worker_pids()
+        [victim] = node.service.pool.worker_pids()
         os.kill(victim, signal.SIGSTOP)
         started = time.monotonic()
         reply = _request(node, client)
         assert reply.status_code == 200, reply.text
         assert time.monotonic() - started >= 3  # waited out the hung attempt
-        assert victim not in node.service.herder.worker_pids()
+        assert victim not in node.service.pool.worker_pids()
 
 
 def test_a_hung_worker_hits_the_timeout_and_the_call_is_refunded(not_retrying):
@@ -111,26 +110,25 @@ def test_a_hung_worker_hits_the_timeout_and_the_call_is_refunded(not_retrying):
     with node.client(Authorization=f"Bearer {node.key}") as client:
         _warm(node, client)
         balance = client.get(f"/credits/{CALLER}").json()["balance"]
-        [victim] = node.service.herder.worker_pids()
+        [victim] = node.service.pool.worker_pids()
         os.kill(victim, signal.SIGSTOP)
         reply = _request(node, client)
         assert reply.status_code == 504
         assert "timed out after 2 s" in reply.json()["error"]
         assert client.get(f"/credits/{CALLER}").json()["balance"] == balance
         # The Message is answered by a failure Result, so no recorded call is left open.
-        from inference import records
-
         owner = node.service.node_address
+        book = node.service.inference.records
         [message_id] = [
-            mid for mid in records.query_ids(node.store, [("Type", [records.MessageRecord.type])])
-            if records.find_result_for(node.store, mid, owner) is not None
-            and records.load_record(node.store, records.find_result_for(node.store, mid, owner)).record.finish_reason == "error"
+            mid for mid in book.query_ids([("Type", ["Message"])])
+            if book.find_result_for(mid, owner) is not None
+            and book.load(book.find_result_for(mid, owner)).record.finish_reason == "error"
         ]
         failure = client.get(f"/results/{message_id}").json()
         assert failure["finish_reason"] == "error" and "timed out" in failure["timings"]["error"]
         # The node keeps serving: a fresh worker took the hung one's place.
         assert _request(node, client).status_code == 200
-        assert victim not in node.service.herder.worker_pids()
+        assert victim not in node.service.pool.worker_pids()
 
 
 def test_a_stream_whose_worker_dies_ends_with_an_error_event_and_a_refund(not_retrying):
@@ -138,7 +136,7 @@ def test_a_stream_whose_worker_dies_ends_with_an_error_event_and_a_refund(not_re
     with node.client(Authorization=f"Bearer {node.key}") as client:
         _warm(node, client)
         balance = client.get(f"/credits/{CALLER}").json()["balance"]
-        [victim] = node.service.herder.worker_pids()
+        [victim] = node.service.pool.worker_pids()
         os.kill(victim, signal.SIGSTOP)
         killer = threading.Timer(0.5, lambda: os.kill(victim, signal.SIGKILL))
         killer.start()

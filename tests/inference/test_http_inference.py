@@ -6,8 +6,6 @@ import json
 
 import pytest
 
-from inference import processes
-from inference.models import add_model
 from tests.inference.inference_server import start_server
 
 MISSING = "A" * 43  # a well-formed ID that nothing has
@@ -17,7 +15,7 @@ MISSING = "A" * 43  # a well-formed ID that nothing has
 def node(tmp_path_factory, tiny_gguf):
     """A local node on its embedded default (no herder.json): fees off, no key needed."""
     server = start_server(tmp_path_factory.mktemp("node") / "data")
-    server.model_id = add_model(server.store, tiny_gguf)
+    server.model_id = server.add_model(tiny_gguf)
     yield server
     server.stop()
 
@@ -118,7 +116,7 @@ def test_replay_runs_in_a_herder_worker_not_the_server(node, http, monkeypatch):
         raise AssertionError("replay loaded a model into the server process")
 
     # The server runs in this process; herder workers are other processes, untouched by this.
-    monkeypatch.setattr(processes, "engine_for", not_here)
+    monkeypatch.setattr(node.service.inference.engines, "get", not_here)
     replayed = http.post(f"/replay/{sent.json()['record']['result']}")
     assert replayed.status_code == 200, replayed.text
     assert replayed.json()["identical"] is True

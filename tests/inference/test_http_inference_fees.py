@@ -7,17 +7,18 @@ import threading
 
 import pytest
 
+from inference.records import MessageRecord
+
 from inference.keys import KeyStore
-from inference.models import add_model
 from tests.inference.inference_server import start_server
 
 FEE_BASE = 100
 FEE_TOKEN = 2
 MAX_TOKENS = 6
 PROMPT = "the quick brown fox"
-PAYER = "PAYERxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"[:43]
-RACER = "RACERxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"[:43]
-BROKE = "BROKExxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"[:43]
+PAYER = "PAYER" + "x" * 37 + "A"  # canonical b64url addresses
+RACER = "RACER" + "x" * 37 + "A"
+BROKE = "BROKE" + "x" * 37 + "A"
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def node(tmp_path_factory, tiny_gguf):
     server = start_server(data, herder={
         "fee_base": FEE_BASE, "fee_token": FEE_TOKEN, "require_keys": True, "workers": 2,
     })
-    server.model_id = add_model(server.store, tiny_gguf)
+    server.model_id = server.add_model(tiny_gguf)
     server.api_keys = api_keys
     yield server
     server.stop()
@@ -97,13 +98,12 @@ def test_a_paid_call_is_charged_and_recorded_with_its_fee(node, needed):
         assert _balance(client, PAYER) == 9 * needed
         message = reply.json()["record"]["message"]
     # The Credit-Notice and the Message are signed records in the store.
-    from inference import records
     from inference.models import tag_dict
 
     notice_tags = tag_dict(node.store.info(notice))
     assert (notice_tags["Type"], notice_tags["Recipient"], notice_tags["Quantity"]) == (
         "Credit-Notice", PAYER, str(10 * needed))
-    stored = records.load_record(node.store, message, records.MessageRecord.type)
+    stored = node.service.inference.records.load(message, MessageRecord.type)
     assert stored.record.fee == needed and stored.record.caller == PAYER
 
 

@@ -8,7 +8,6 @@ from urllib.parse import quote
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from inference.models import add_model
 from tests.inference.inference_server import start_server
 
 SETTINGS = settings(max_examples=60, deadline=None,
@@ -27,7 +26,7 @@ FIELDS = ["model", "messages", "prompt", "max_tokens", "temperature", "top_p", "
 @pytest.fixture(scope="module")
 def node(tmp_path_factory, tiny_gguf):
     server = start_server(tmp_path_factory.mktemp("fuzz") / "data", herder={"fee_base": 1, "fee_token": 1})
-    server.model_id = add_model(server.store, tiny_gguf)
+    server.model_id = server.add_model(tiny_gguf)
     with server.client() as client:
         pid = client.post("/processes", json={"model": server.model_id}).json()["process"]
         client.post(f"/credits/{_node_address(server)}", json={"amount": 10**9})

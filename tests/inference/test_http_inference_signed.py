@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from inference.models import add_model
 from permastore.protocol import ans104, b64url
 from permastore.protocol.signers import Ed25519Signer
 from permastore.protocol.tags import Tag
@@ -20,7 +19,7 @@ def node(tmp_path_factory, tiny_gguf):
     server = start_server(tmp_path_factory.mktemp("signed") / "data", herder={
         "fee_base": 5, "fee_token": 1, "require_keys": True,
     })
-    server.model_id = add_model(server.store, tiny_gguf)
+    server.model_id = server.add_model(tiny_gguf)
     _NODE["address"] = _node_address(server)
     yield server
     server.stop()
@@ -59,9 +58,7 @@ def test_a_signed_request_is_charged_to_its_owner(node, signer):
         assert fee > 0
         assert client.get(f"/credits/{owner}").json()["balance"] == 1000 - fee
         message = reply.json()["record"]["message"]
-    from inference import records
-
-    assert records.load_record(node.store, message).record.caller == owner
+    assert node.service.inference.records.load(message).record.caller == owner
     # The signed request itself is kept, as the caller's permanent authorisation.
     assert node.store.info(ans104.parse_header(item).id) is not None
 

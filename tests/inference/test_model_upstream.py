@@ -5,8 +5,9 @@ import sys
 
 import pytest
 
-from inference import models, processes
-from inference.engine import EngineSettings, SamplingParams
+from inference import models
+from inference.context import Inference
+from inference.sampling import EngineSettings, SamplingParams
 from inference.errors import ModelNotFound
 from permastore.sources import ReadThroughSource, UpstreamSource
 from permastore.store import Store
@@ -17,9 +18,11 @@ from tests.gateway.servers import start_server
 def upstream(tmp_path, tiny_gguf):
     data = tmp_path / "upstream"
     store = Store.open(data)
+    inference = Inference.open(store)
     try:
-        model_id = models.add_model(store, tiny_gguf)
+        model_id = inference.models.add(tiny_gguf)
     finally:
+        inference.close()
         store.close()
     server = start_server(data, tmp_path / "upstream.log")
     yield server.url, model_id
@@ -29,20 +32,26 @@ def upstream(tmp_path, tiny_gguf):
 def test_model_is_fetched_verified_and_run_by_id(store, upstream, tiny_gguf):
     url, model_id = upstream
     assert store.info(model_id) is None
-    source = ReadThroughSource(UpstreamSource(url), store)
-    path = models.resolve_model(store, model_id, source=source)
-    assert path.read_bytes() == tiny_gguf.read_bytes()
-    assert models.tag_dict(store.info(model_id))["Type"] == "model"  # the upstream's signed item, tags and all
-    pid = processes.spawn(store, model_id, EngineSettings(n_ctx=128, n_batch=32, n_ubatch=32, n_threads=1))
-    result = processes.send(store, pid, "x", prompt="hi", sampling=SamplingParams(seed=1, max_tokens=4))
-    assert result.token_ids
+    inference = Inference.open(store, source=ReadThroughSource(UpstreamSource(url), store))
+    try:
+        path = inference.models.resolve(model_id)
+        assert path.read_bytes() == tiny_gguf.read_bytes()
+        assert models.tag_dict(store.info(model_id))["Type"] == "model"  # the upstream's signed item, tags and all
+        pid = inference.processes.spawn(model_id, EngineSettings(n_ctx=128, n_batch=32, n_ubatch=32, n_threads=1))
+        result = inference.send(pid, "x", prompt="hi", sampling=SamplingParams(seed=1, max_tokens=4))
+        assert result.token_ids
+    finally:
+        inference.close()
 
 
 def test_unknown_model_upstream_is_not_found(store, upstream):
     url, _ = upstream
-    source = ReadThroughSource(UpstreamSource(url), store)
-    with pytest.raises(ModelNotFound, match="neither stored here nor upstream"):
-        models.resolve_model(store, "E" * 43, source=source)
+    inference = Inference.open(store, source=ReadThroughSource(UpstreamSource(url), store))
+    try:
+        with pytest.raises(ModelNotFound, match="neither stored here nor upstream"):
+            inference.models.resolve("E" * 43)
+    finally:
+        inference.close()
 
 
 def test_cli_run_with_upstream(tmp_path, upstream):
@@ -60,12 +69,14 @@ def test_replay_on_another_node_from_records_fetched_by_id(tmp_path, tiny_gguf):
     """Node A runs two calls; node B, holding nothing, replays the second by its Result ID alone."""
     data = tmp_path / "node-a"
     store = Store.open(data)
+    inference = Inference.open(store)
     try:
-        model_id = models.add_model(store, tiny_gguf)
-        pid = processes.spawn(store, model_id, EngineSettings(n_ctx=128, n_batch=32, n_ubatch=32, n_threads=1))
-        processes.send(store, pid, "x", prompt="first", sampling=SamplingParams(max_tokens=4))
-        second = processes.send(store, pid, "x", prompt="second", sampling=SamplingParams(max_tokens=6))
+        model_id = inference.models.add(tiny_gguf)
+        pid = inference.processes.spawn(model_id, EngineSettings(n_ctx=128, n_batch=32, n_ubatch=32, n_threads=1))
+        inference.send(pid, "x", prompt="first", sampling=SamplingParams(max_tokens=4))
+        second = inference.send(pid, "x", prompt="second", sampling=SamplingParams(max_tokens=6))
     finally:
+        inference.close()
         store.close()
     server = start_server(data, tmp_path / "node-a.log")
     try:

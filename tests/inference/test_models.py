@@ -5,14 +5,15 @@ import os
 import pytest
 
 from inference import models
-from inference.engine import Engine, EngineSettings, SamplingParams
+from inference.engine import Engine
+from inference.sampling import EngineSettings, SamplingParams
 from inference.errors import ModelCorrupt, ModelNotFound, NotAModel
 from permastore.protocol.tags import Tag
 
 from .conftest import make_gguf
 
 
-def test_add_tags_the_model_from_its_header(store, model_id, tiny_gguf):
+def test_add_tags_the_model_from_its_header(inference, store, model_id, tiny_gguf):
     info = store.info(model_id)
     tags = models.tag_dict(info)
     assert tags["Type"] == "model"
@@ -27,53 +28,53 @@ def test_add_tags_the_model_from_its_header(store, model_id, tiny_gguf):
     assert b"".join(store.read(model_id)) == tiny_gguf.read_bytes()
 
 
-def test_adding_the_same_bytes_again_gives_the_same_id(store, model_id, tiny_gguf):
-    assert models.add_model(store, tiny_gguf) == model_id
+def test_adding_the_same_bytes_again_gives_the_same_id(inference, store, model_id, tiny_gguf):
+    assert inference.models.add(tiny_gguf) == model_id
 
 
-def test_model_without_template_is_tagged_so(store, tmp_path):
+def test_model_without_template_is_tagged_so(inference, store, tmp_path):
     path = make_gguf(tmp_path / "plain.gguf", chat_template=None, name="plain")
-    tags = models.tag_dict(store.info(models.add_model(store, path)))
+    tags = models.tag_dict(store.info(inference.models.add(path)))
     assert tags["Model-Chat-Template"] == "false"
     assert tags["Model-Name"] == "plain"
 
 
-def test_list_finds_models_only(store, model_id, tmp_path):
+def test_list_finds_models_only(inference, store, model_id, tmp_path):
     import io
 
     store.put_data(io.BytesIO(b"not a model"), tags=[Tag.text("Type", "note")])
-    other = models.add_model(store, make_gguf(tmp_path / "b.gguf", name="other"))
-    listed = {entry.id: entry for entry in models.list_models(store)}
+    other = inference.models.add(make_gguf(tmp_path / "b.gguf", name="other"))
+    listed = {entry.id: entry for entry in inference.models.list()}
     assert set(listed) == {model_id, other}
     assert listed[other].tags["Model-Name"] == "other"
 
 
-def test_not_a_gguf_file_is_refused_and_nothing_stored(store, tmp_path):
+def test_not_a_gguf_file_is_refused_and_nothing_stored(inference, store, tmp_path):
     bogus = tmp_path / "bogus.gguf"
     bogus.write_bytes(b"GGML" + bytes(100))
     with pytest.raises(NotAModel, match="not a GGUF"):
-        models.add_model(store, bogus)
+        inference.models.add(bogus)
     truncated = tmp_path / "truncated.gguf"
     truncated.write_bytes(b"GGUF" + bytes(10))
     with pytest.raises(NotAModel):
-        models.add_model(store, truncated)
-    assert models.list_models(store) == []
+        inference.models.add(truncated)
+    assert inference.models.list() == []
 
 
-def test_resolve_gives_the_exact_bytes(store, model_id, tiny_gguf):
-    path = models.resolve_model(store, model_id)
+def test_resolve_gives_the_exact_bytes(inference, store, model_id, tiny_gguf):
+    path = inference.models.resolve(model_id)
     assert path.read_bytes() == tiny_gguf.read_bytes()
 
 
-def test_large_model_is_mapped_from_its_segment_without_a_copy(store, tmp_path):
+def test_large_model_is_mapped_from_its_segment_without_a_copy(inference, store, tmp_path):
     big = make_gguf(tmp_path / "big.gguf", n_ff=8192, name="big")
     assert big.stat().st_size > 4 << 20  # past the store's small-object limit: a dedicated segment
-    big_id = models.add_model(store, big)
-    path = models.resolve_model(store, big_id)
+    big_id = inference.models.add(big)
+    path = inference.models.resolve(big_id)
     assert "views" not in path.parts  # the segment itself, not a materialised copy
     assert path.stat().st_size == big.stat().st_size
     assert path.read_bytes() == big.read_bytes()
-    engine = Engine.load(store, big_id, EngineSettings(n_ctx=64, n_batch=16, n_ubatch=16, n_threads=1))
+    engine = Engine.from_path(path, EngineSettings(n_ctx=64, n_batch=16, n_ubatch=16, n_threads=1), model_id=big_id)
     try:
         assert engine.model_path == path
         assert engine.generate("hi", SamplingParams(seed=1, max_tokens=3)).token_ids
@@ -81,24 +82,24 @@ def test_large_model_is_mapped_from_its_segment_without_a_copy(store, tmp_path):
         engine.close()
 
 
-def test_unknown_and_malformed_ids(store):
+def test_unknown_and_malformed_ids(inference, store):
     with pytest.raises(ModelNotFound, match="not stored here"):
-        models.resolve_model(store, "A" * 43)
+        inference.models.resolve("A" * 43)
     with pytest.raises(ModelNotFound, match="not a valid ID"):
-        models.resolve_model(store, "short")
+        inference.models.resolve("short")
 
 
-def test_data_not_tagged_as_model_is_refused(store):
+def test_data_not_tagged_as_model_is_refused(inference, store):
     import io
 
     info = store.put_data(io.BytesIO(b"GGUF but not really"), tags=[Tag.text("Type", "note")])
     with pytest.raises(NotAModel, match="not tagged Type=model"):
-        models.resolve_model(store, info.id)
+        inference.models.resolve(info.id)
 
 
-def test_corrupted_weights_fail_verification(store, tmp_path):
+def test_corrupted_weights_fail_verification(inference, store, tmp_path):
     big = make_gguf(tmp_path / "big.gguf", n_ff=8192, name="big")
-    big_id = models.add_model(store, big)
+    big_id = inference.models.add(big)
     segment = store.object_path(big_id)
     os.chmod(segment, 0o644)
     with open(segment, "r+b") as f:
@@ -107,4 +108,4 @@ def test_corrupted_weights_fail_verification(store, tmp_path):
         f.seek(1 << 20)
         f.write(bytes([byte[0] ^ 0xFF]))
     with pytest.raises(ModelCorrupt, match=big_id):
-        models.resolve_model(store, big_id)
+        inference.models.resolve(big_id)

@@ -6,7 +6,6 @@ import openai
 import pytest
 
 from inference.keys import KeyStore
-from inference.models import add_model
 from tests.inference.inference_server import start_server
 
 ADDRESS = "OPENAIxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"[:43]
@@ -15,7 +14,7 @@ ADDRESS = "OPENAIxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"[:43]
 @pytest.fixture(scope="module")
 def node(tmp_path_factory, tiny_gguf):
     server = start_server(tmp_path_factory.mktemp("openai") / "data")
-    server.model_id = add_model(server.store, tiny_gguf)
+    server.model_id = server.add_model(tiny_gguf)
     yield server
     server.stop()
 
@@ -84,9 +83,7 @@ def test_a_real_key_works_and_a_wrong_one_is_refused(node, tmp_path):
     keys.close()
     with openai.OpenAI(base_url=f"{node.url}/v1", api_key=key, max_retries=0) as keyed:
         reply = keyed.completions.create(model=node.model_id, prompt="a", max_tokens=2)
-    from inference import records
-
-    message = records.load_record(node.store, reply.model_extra["record"]["message"])
+    message = node.service.inference.records.load(reply.model_extra["record"]["message"])
     assert message.record.caller == ADDRESS
     with openai.OpenAI(base_url=f"{node.url}/v1", api_key="psk_" + "B" * 43, max_retries=0) as wrong:
         with pytest.raises(openai.AuthenticationError):

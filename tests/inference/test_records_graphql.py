@@ -5,9 +5,9 @@ import json
 import httpx
 import pytest
 
-from inference import processes, records
-from inference.engine import EngineSettings, SamplingParams
-from inference.models import add_model
+from inference import records
+from inference.context import Inference
+from inference.sampling import EngineSettings, SamplingParams
 from permastore.store import Store
 from tests.gateway.servers import start_server
 
@@ -33,13 +33,15 @@ def gql(url, **tags):
 def recorded(tmp_path, tiny_gguf):
     data = tmp_path / "data"
     store = Store.open(data)
+    inference = Inference.open(store)
     try:
-        model_id = add_model(store, tiny_gguf)
-        pid = processes.spawn(store, model_id, EngineSettings(n_ctx=256, n_batch=32, n_ubatch=32, n_threads=1),
-                              system_prompt="Tell a joke on the given topic, on one line")
-        sent = [processes.send(store, pid, "alice", messages=[{"role": "user", "content": topic}],
+        model_id = inference.models.add(tiny_gguf)
+        pid = inference.processes.spawn(model_id, EngineSettings(n_ctx=256, n_batch=32, n_ubatch=32, n_threads=1),
+                                        system_prompt="Tell a joke on the given topic, on one line")
+        sent = [inference.send(pid, "alice", messages=[{"role": "user", "content": topic}],
                                sampling=SamplingParams(max_tokens=6)) for topic in ("cats", "dogs")]
     finally:
+        inference.close()
         store.close()
     return data, model_id, pid, sent
 

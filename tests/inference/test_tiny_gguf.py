@@ -3,7 +3,8 @@
 import subprocess
 import sys
 
-from inference.engine import Engine, EngineSettings, SamplingParams
+from inference.engine import Engine
+from inference.sampling import EngineSettings, SamplingParams
 from inference.models import read_gguf_metadata
 
 from .conftest import REPO, TINY_GGUF

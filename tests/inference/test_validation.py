@@ -8,9 +8,11 @@ import math
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from inference import processes, records
-from inference.engine import MAX_C_INT, MAX_N_CTX, MAX_THREADS, EngineSettings, SamplingParams
+import os
+
+from inference.sampling import MAX_C_INT, MAX_N_CTX, MAX_THREADS, EngineSettings, SamplingParams
 from inference.errors import InvalidRequest
+from tests.inference.inference_server import start_server
 from tests.inference.test_cli import permastore
 
 json_values = st.recursive(
@@ -81,14 +83,12 @@ def test_settings_beyond_any_machine_are_refused(bad, message):
         EngineSettings.from_json(bad)
 
 
-def test_spawn_refuses_settings_beyond_this_machine_or_model(store, model_id):
-    import os
-
+def test_spawn_refuses_settings_beyond_this_machine_or_model(inference, model_id):
     with pytest.raises(InvalidRequest, match="this machine's CPUs"):
-        processes.spawn(store, model_id, EngineSettings(n_ctx=128, n_threads=(os.cpu_count() or 1) + 1))
+        inference.processes.spawn(model_id, EngineSettings(n_ctx=128, n_threads=(os.cpu_count() or 1) + 1))
     with pytest.raises(InvalidRequest, match="the model's context length"):
-        processes.spawn(store, model_id, EngineSettings(n_ctx=513, n_threads=1))  # the tiny model holds 512
-    assert records.query_ids(store, [("Type", ["Process"])]) == []
+        inference.processes.spawn(model_id, EngineSettings(n_ctx=513, n_threads=1))  # the tiny model holds 512
+    assert inference.records.query_ids([("Type", ["Process"])]) == []
 
 
 @pytest.mark.parametrize("args, message", [
@@ -107,11 +107,8 @@ def test_cli_limits_are_one_line_and_nonzero(tmp_path, tiny_gguf, args, message)
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory, tiny_gguf):
-    from inference.models import add_model
-    from tests.inference.inference_server import start_server
-
     server = start_server(tmp_path_factory.mktemp("limits") / "data")
-    server.model_id = add_model(server.store, tiny_gguf)
+    server.model_id = server.add_model(tiny_gguf)
     yield server
     server.stop()
 

@@ -26,7 +26,27 @@ def disk_bytes(folder) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*.seg"))
 
 
-@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("size", [size for size in SIZES if size > MAX_CHUNK_SIZE])
+def test_put_data_past_one_chunk_is_a_chunk_provable_l1_tx(store, size):
+    import json
+
+    from permastore.protocol import merkle
+    from permastore.protocol.tx import Transaction, verify
+
+    data = pseudo_random(size, size)
+    info = store.put_data(io.BytesIO(data), tags=tags(App_Name="test"), content_type="application/x-test")
+    assert b"".join(store.read(info.id)) == data
+    assert info.kind == "tx" and info.format == 2 and info.data_size == size
+    tx = Transaction.from_json(json.loads(store.raw_header(info.id)))
+    verify(tx)  # signed by the node wallet
+    assert tx.data_root == merkle.compute_root(merkle.chunks_for(data)) == info.data_root
+    assert info.weave_offset == store.weave_size() - 1  # weave bytes given at once: the data is here
+    for proof, chunk in zip(store.chunk_proofs(info.id), merkle.chunks_for(data)):
+        merkle.validate_path(tx.data_root, proof.offset, 0, size, proof.proof)
+    assert [(t.name, t.value) for t in tx.tags] == [(b"App-Name", b"test"), (b"Content-Type", b"application/x-test")]
+
+
+@pytest.mark.parametrize("size", [size for size in SIZES if size <= MAX_CHUNK_SIZE])
 def test_put_data_round_trips_and_is_a_verifiable_data_item(store, size):
     data = pseudo_random(size, size)
     info = store.put_data(io.BytesIO(data), tags=tags(App_Name="test"), content_type="application/x-test")

@@ -7,6 +7,7 @@ import socket
 import pytest
 
 from permastore.protocol import ans104, bundle, merkle
+from permastore.sources.scheduler import FetchSettings
 from permastore.sources import FallbackSource, LocalSource, ReadThroughSource, UpstreamError, UpstreamSource
 from permastore.store import NotFound, Store
 from permastore.store.ingest import SMALL_OBJECT_LIMIT
@@ -83,20 +84,27 @@ def test_tampered_bytes_are_refused_and_nothing_is_kept(store, upstream, upstrea
     for object_id in (tx.id, item_id):
         with pytest.raises(UpstreamError):
             source.get(object_id)
-        assert store.info(object_id) is None
+    # No byte of the data is kept; the tx's signed header is (verified alone), its data pending.
+    assert store.info(item_id) is None
+    assert not store.info(tx.id).data_complete and store.info(tx.id).weave_offset is None
     assert segment_files(store) == 0
+    upstream.tamper = False  # a later read fetches the data again
+    assert source.get(tx.id).read_all() == data
 
 
 def test_dropped_connection_resumes_from_the_last_byte(store, upstream, upstream_store, rsa_signer):
     data = pseudo_random(SMALL_OBJECT_LIMIT + 2 * merkle.MAX_CHUNK_SIZE, 4)
     tx = signed_tx(rsa_signer, data)
     upstream_store.put_tx(tx, data)
-    upstream.drop_after = 3_000_000
+    upstream.drop_after = 1_000_000  # inside the first ranged request (4 MiB)
     assert read_through(store, upstream).get(tx.id).read_all() == data
-    ranges = [r for method, path, r in upstream.requests if path == f"/raw/{tx.id}"]
-    assert len(ranges) == 2
-    resumed_at = int(ranges[1].removeprefix("bytes=").split("-")[0])
-    assert 0 < resumed_at <= 3_000_000  # from the last byte received, not from the start
+    spans = [r.removeprefix("bytes=").split("-") for method, path, r in upstream.requests if path == f"/raw/{tx.id}"]
+    asked = sum(int(last) + 1 - int(first) for first, last in spans)
+    # Only what the cut lost is asked again: the chunks of the cut request after the 3 that came whole.
+    piece = FetchSettings().piece_chunks
+    assert asked - len(data) == (piece - 3) * merkle.MAX_CHUNK_SIZE
+    starts = [int(first) // merkle.MAX_CHUNK_SIZE for first, _ in spans]
+    assert 3 in starts  # resumed 3 chunks into the request that was cut
 
 
 def test_upstream_source_ranges_even_when_the_server_ignores_them(upstream, upstream_store):

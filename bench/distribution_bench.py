@@ -1,0 +1,474 @@
+"""Model distribution: one large incompressible object held by three nodes, pulled by a fourth.
+
+Measured in one run, on this machine (loopback, one disk):
+
+  aria2c      baseline: `aria2c -x8 -s8` of the same file from nginx, then `sync`
+  legacy      baseline: today's single-upstream read-through as it was before the fetch
+              engine: the whole object streamed from one node into the store, verified
+              against its data_root at the end, served only then (first byte = the end)
+  one_peer    `permastore pull` from one peer (the engine, one peer)
+  pull        `permastore pull ID --peer A --peer B --peer C`: wall, CPU, peak RSS
+              targets: <= 1.5x aria2c, >= 2x faster than legacy, peak RSS < 300 MB
+  serve       `permastore serve --peer A --peer B --peer C`, then GET /{id}: time to first
+              byte (target < 1 s) and to the last
+  resume      a pull SIGKILLed at about 40% held, then pulled again: bytes fetched by the
+              second pull (target <= 0.7x the object)
+  corrupt     a pull from A, B and a proxy in front of C that flips a byte in every data
+              answer (target: under 10% slower than the clean pull; C dropped)
+  (B and C hold hard links of A's sealed segment: one copy of the object on the one disk, as
+  for nginx; every measured fetch starts with the peers' segment out of the page cache)
+  profile     where the pull's time goes (its own phase timers summed over workers),
+              CPU seconds of the puller and of the three serving nodes, and the cost of
+              SHA-256 and BLAKE3 over the object on this CPU
+
+    python bench/distribution_bench.py                 # 2.2 GB
+    python bench/distribution_bench.py --size-mb 256   # a quick run
+
+Needs nginx and aria2c (Debian: apt-get install nginx aria2). Writes
+bench/out/distribution_bench.json (or --out) and prints a summary. Everything it writes
+under --workdir is removed at the end (keep it with --keep).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.distribution.proxy import NodeProxy  # noqa: E402
+from tests.gateway.servers import start_server  # noqa: E402
+
+OUT_DIR = REPO / "bench" / "out"
+PERMASTORE = Path(sys.executable).parent / "permastore"
+MB = 1_000_000
+BLOCK = 8 * 1024 * 1024
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def write_random(path: Path, size: int) -> None:
+    with open(path, "wb") as out:
+        left = size
+        while left:
+            block = os.urandom(min(BLOCK, left))
+            out.write(block)
+            left -= len(block)
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def same_bytes(a: Path, b: Path) -> bool:
+    if a.stat().st_size != b.stat().st_size:
+        return False
+    with open(a, "rb") as x, open(b, "rb") as y:
+        while True:
+            one, two = x.read(BLOCK), y.read(BLOCK)
+            if one != two:
+                return False
+            if not one:
+                return True
+
+
+def drop_cache(path: Path) -> None:
+    """Push a file's pages out of the page cache (so a node reads it from disk, as after a restart)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def cold(folders: list[Path]) -> None:
+    """Drop the serving nodes' segments from the page cache: every measured pull reads its peers from disk."""
+    for folder in folders:
+        for segment in (folder / "segments").glob("*.seg"):
+            drop_cache(segment)
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a live process, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_child(args: list[str], env=None) -> dict:
+    """Run a command; return wall seconds, its CPU, peak RSS (MB), exit code, stdout and stderr."""
+    started = time.monotonic()
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    out, err = [], []
+    readers = [threading.Thread(target=lambda s, b: b.append(s.read()), args=(p, buf), daemon=True)
+               for p, buf in ((process.stdout, out), (process.stderr, err))]  # fmt: skip
+    for reader in readers:
+        reader.start()
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.monotonic() - started
+    for reader in readers:
+        reader.join()
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return {
+        "wall_s": round(wall, 3), "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "rc": process.returncode,
+        "stdout": b"".join(out).decode(errors="replace"), "stderr": b"".join(err).decode(errors="replace"),
+    }  # fmt: skip
+
+
+def pull(folder: Path, object_id: str, peers: list[str], extra=()) -> dict:
+    args = [str(PERMASTORE), "--data", str(folder), "pull", object_id, *extra]
+    for url in peers:
+        args += ["--peer", url]
+    result = run_child(args)
+    if result["rc"] != 0:
+        raise SystemExit(f"pull failed: {result['stderr'][-2000:]}")
+    return result
+
+
+def pulled_bytes(stderr: str) -> int:
+    """Bytes the peers sent, from pull's summary line ('pulled N of M bytes ...')."""
+    for line in stderr.splitlines():
+        if line.startswith("pulled "):
+            return int(line.split()[1])
+    raise ValueError(f"no summary line in {stderr!r}")
+
+
+def phases(stderr: str) -> str:
+    return next((line for line in stderr.splitlines() if line.startswith("time spent")), "")
+
+
+# ---------------------------------------------------------------------------- baselines
+
+
+NGINX_CONF = """
+worker_processes 2;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{ worker_connections 256; }}
+http {{
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy; fastcgi_temp_path {dir}/fcgi;
+  uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;
+  server {{ listen 127.0.0.1:{port}; root {root}; }}
+}}
+"""
+
+
+def aria2c_baseline(work: Path, source: Path) -> dict:
+    nginx, aria2c = shutil.which("nginx") or "/usr/sbin/nginx", shutil.which("aria2c")
+    if not Path(nginx).exists() or aria2c is None:
+        raise SystemExit("needs nginx and aria2c (apt-get install nginx aria2)")
+    conf_dir = work / "nginx"
+    conf_dir.mkdir()
+    port = free_port()
+    (conf_dir / "nginx.conf").write_text(NGINX_CONF.format(dir=conf_dir, port=port, root=source.parent))
+    server = subprocess.Popen([nginx, "-c", str(conf_dir / "nginx.conf"), "-p", str(conf_dir)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        _wait_port(port)
+        out_dir = work / "aria2c"
+        out_dir.mkdir()
+        drop_cache(source)
+        started = time.monotonic()
+        result = run_child([aria2c, "-x8", "-s8", "-q", "--allow-overwrite=true", "--file-allocation=none",
+                            "-d", str(out_dir), f"http://127.0.0.1:{port}/{source.name}"])  # fmt: skip
+        subprocess.run(["sync"], check=True)
+        wall = time.monotonic() - started
+        if result["rc"] != 0 or not same_bytes(source, out_dir / source.name):
+            raise SystemExit(f"aria2c failed (exit {result['rc']}): {result['stderr'][-500:]}{result['stdout'][-500:]}")
+        shutil.rmtree(out_dir)
+        return {"wall_s": round(wall, 3), "download_s": result["wall_s"], "cpu_s": result["cpu_s"]}
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(10)
+
+
+def _wait_port(port: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nginx did not listen on {port}")
+
+
+class _PieceReader:
+    """read(n) over an iterator of pieces, one piece at a time (the read-through's reader before the engine)."""
+
+    def __init__(self, pieces):
+        self.pieces, self.rest = iter(pieces), b""
+
+    def read(self, n: int = -1) -> bytes:
+        while not self.rest:
+            piece = next(self.pieces, None)
+            if piece is None:
+                return b""
+            self.rest = piece
+        out, self.rest = self.rest[:n], self.rest[n:]
+        return out
+
+
+def legacy_read_through(work: Path, jwk: dict, peer: str, object_id: str) -> dict:
+    """The read-through as it was before the engine: one upstream, the whole object streamed
+    (httpx, 1 MiB pieces) into put_tx, verified against data_root at the end, served only then."""
+    import httpx
+
+    from permastore.protocol.tx import Transaction
+    from permastore.store import Store
+
+    folder = seeded(work / "legacy", jwk)
+    cold([work / "a"])
+    started = time.monotonic()
+    with Store.open(folder) as store, httpx.Client(timeout=30) as client:
+        tx = Transaction.from_json(client.get(f"{peer}/tx/{object_id}").json())
+        with client.stream("GET", f"{peer}/raw/{object_id}", headers={"Accept-Encoding": "identity"}) as response:
+            store.put_tx(tx, _PieceReader(response.iter_raw(1024 * 1024)))
+        stored = time.monotonic() - started
+        first = next(iter(store.read(object_id, 0, 1)))  # nothing could be served before this point
+        ttfb = time.monotonic() - started
+        assert first
+    shutil.rmtree(folder)
+    return {"wall_s": round(stored, 3), "first_byte_s": round(ttfb, 3)}
+
+
+# ---------------------------------------------------------------------------- the engine
+
+
+def seeded(folder: Path, jwk: dict) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / "wallet.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(jwk, out)
+    return folder
+
+
+def make_peers(work: Path, jwk: dict, source: Path) -> tuple[str, list]:
+    """Store the file as node A's own upload (a signed L1 tx); B and C get a copy of A's folder."""
+    folder = seeded(work / "a", jwk)
+    put = run_child([str(PERMASTORE), "--data", str(folder), "put", str(source)])
+    if put["rc"] != 0:
+        raise SystemExit(f"put failed: {put['stderr']}")
+    object_id = put["stdout"].strip().splitlines()[-1]
+    for name in ("b", "c"):
+        # Each node its own index and wallet; the sealed (0444, never written again) segment is a hard
+        # link: one copy on this one disk, as the one file nginx serves (three machines would have three).
+        shutil.copytree(folder, work / name, ignore=shutil.ignore_patterns("segments"))
+        (work / name / "segments").mkdir()
+        for segment in (folder / "segments").iterdir():
+            os.link(segment, work / name / "segments" / segment.name)
+    servers = [start_server(work / name, work / f"{name}.log", "--mine-interval", "0") for name in ("a", "b", "c")]
+    return object_id, servers
+
+
+def serve_first_byte(work: Path, jwk: dict, peers: list[str], object_id: str, source: Path) -> dict:
+    folder = seeded(work / "e", jwk)
+    cold([work / peer for peer in ("a", "b", "c")])
+    extra = sum((["--peer", url] for url in peers), [])
+    node = start_server(folder, work / "e.log", "--mine-interval", "0", *extra)
+    try:
+        parts = urlsplit(node.url)
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+        started = time.monotonic()
+        conn.request("GET", f"/{object_id}")
+        response = conn.getresponse()
+        first = response.read(1)
+        ttfb = time.monotonic() - started
+        total = len(first)
+        buffer = bytearray(BLOCK)
+        while True:
+            count = response.readinto(buffer)
+            if not count:
+                break
+            total += count
+        wall = time.monotonic() - started
+        streamed = response.getheader("x-permastore-fetching") == "1"
+        conn.close()
+        _wait_complete(folder, object_id)
+    finally:
+        node.stop()
+    with_object = _object_file(folder, object_id)
+    ok = total == source.stat().st_size and same_bytes(with_object, source)
+    shutil.rmtree(folder)
+    return {"first_byte_s": round(ttfb, 3), "wall_s": round(wall, 3), "streamed_while_fetching": streamed, "exact": ok}
+
+
+def _wait_complete(folder: Path, object_id: str, timeout: float = 60) -> None:
+    from permastore.store import Store
+
+    deadline = time.monotonic() + timeout
+    with Store.open(folder) as store:
+        while time.monotonic() < deadline:
+            info = store.info(object_id)
+            if info is not None and info.data_complete:
+                return
+            time.sleep(0.05)
+
+
+def _object_file(folder: Path, object_id: str) -> Path:
+    from permastore.store import Store
+
+    with Store.open(folder) as store:
+        return store.object_path(object_id, verify=False)
+
+
+def resume(work: Path, jwk: dict, peers: list[str], object_id: str, size: int) -> dict:
+    from permastore.store import Store
+
+    folder = seeded(work / "f", jwk)
+    cold([work / peer for peer in ("a", "b", "c")])
+    args = [str(PERMASTORE), "--data", str(folder), "pull", object_id, *sum((["--peer", u] for u in peers), [])]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    held = 0
+    while process.poll() is None and held < 0.4 * size:
+        time.sleep(0.02)
+        try:
+            with Store.open(folder) as store:
+                partial = store.partial_info(object_id)
+                held = partial.held_bytes if partial else 0
+        except Exception:
+            continue
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    with Store.open(folder) as store:
+        partial = store.partial_info(object_id)
+        durable = partial.held_bytes if partial else size
+    second = pull(folder, object_id, peers)
+    again = pulled_bytes(second["stderr"])
+    shutil.rmtree(folder)
+    return {"durable_at_kill": round(durable / size, 3), "second_pull_fetched": round(again / size, 3),
+            "second_pull_s": second["wall_s"]}  # fmt: skip
+
+
+def hash_costs(source: Path) -> dict:
+    import blake3
+
+    data_sha = data_b3 = 0.0
+    with open(source, "rb") as stream:
+        while True:
+            block = stream.read(BLOCK)
+            if not block:
+                break
+            view = memoryview(block)
+            began = time.perf_counter()
+            for at in range(0, len(view), 262144):
+                hashlib.sha256(view[at : at + 262144]).digest()
+            data_sha += time.perf_counter() - began
+            began = time.perf_counter()
+            for at in range(0, len(view), 262144):
+                blake3.blake3(view[at : at + 262144]).digest()
+            data_b3 += time.perf_counter() - began
+    return {"sha256_s": round(data_sha, 3), "blake3_s": round(data_b3, 3)}
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size-mb", type=float, default=2200.0, help="object size in MB (default 2200)")
+    parser.add_argument("--workdir", type=Path, default=None, help="where to put the copies (default: a temp dir)")
+    parser.add_argument("--out", type=Path, default=OUT_DIR / "distribution_bench.json")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    args = parser.parse_args()
+    size = int(args.size_mb * MB)
+    work = Path(tempfile.mkdtemp(prefix="distribution-bench-", dir=args.workdir))
+    work.chmod(0o755)  # nginx's workers (nobody) read the file from here
+    jwk = json.loads((REPO / "fixtures" / "vectors" / "arweave" /
+                      "arweave-keyfile-fOVzBRTBnyt4VrUUYadBH8yras_-jhgpmNgg-5b3vEw.json").read_text())  # fmt: skip
+    results: dict = {"size_bytes": size}
+    servers, proxy = [], None
+    try:
+        source = work / "www" / "object.bin"
+        source.parent.mkdir()
+        write_random(source, size)
+        results["aria2c"] = aria2c_baseline(work, source)
+        print("aria2c:", results["aria2c"], flush=True)
+        object_id, servers = make_peers(work, jwk, source)
+        peers = [s.url for s in servers]
+        results["legacy"] = legacy_read_through(work, jwk, peers[0], object_id)
+        print("legacy:", results["legacy"], flush=True)
+        results["one_peer"] = _pull_figures(work, jwk, object_id, peers[:1], source, "p1")
+        print("one_peer:", results["one_peer"], flush=True)
+        before = [cpu_seconds(s.process.pid) for s in servers]
+        results["pull"] = _pull_figures(work, jwk, object_id, peers, source, "d")
+        results["pull"]["server_cpu_s"] = [round(cpu_seconds(s.process.pid) - b, 2) for s, b in zip(servers, before)]
+        print("pull:", results["pull"], flush=True)
+        results["serve"] = serve_first_byte(work, jwk, peers, object_id, source)
+        print("serve:", results["serve"], flush=True)
+        results["resume"] = resume(work, jwk, peers, object_id, size)
+        print("resume:", results["resume"], flush=True)
+        proxy = NodeProxy(peers[2], flip=True)
+        results["corrupt"] = _pull_figures(work, jwk, object_id, [peers[0], peers[1], proxy.url], source, "g")
+        results["corrupt"]["bad_peer_dropped"] = f"dropped {proxy.url}" in results["corrupt"].pop("summary")
+        print("corrupt:", results["corrupt"], flush=True)
+        results["hashing"] = hash_costs(source)
+    finally:
+        if proxy is not None:
+            proxy.close()
+        for server in servers:
+            server.stop()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    _report(results)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def _pull_figures(work: Path, jwk: dict, object_id: str, peers: list[str], source: Path, name: str) -> dict:
+    folder = seeded(work / name, jwk)
+    cold([work / peer for peer in ("a", "b", "c")])
+    result = pull(folder, object_id, peers)
+    exact = same_bytes(_object_file(folder, object_id), source)
+    shutil.rmtree(folder)
+    figures = {k: result[k] for k in ("wall_s", "cpu_s", "peak_rss_mb")}
+    figures["exact"] = exact
+    figures["phases"] = phases(result["stderr"])
+    figures["summary"] = next((line for line in result["stderr"].splitlines() if line.startswith("pulled ")), "")
+    return figures
+
+
+def _report(results: dict) -> None:
+    aria, legacy, pulled = results["aria2c"]["wall_s"], results["legacy"]["wall_s"], results["pull"]["wall_s"]
+    lines = [
+        f"object: {results['size_bytes'] / MB:.0f} MB",
+        f"aria2c -x8 -s8 + sync: {aria:.2f} s; legacy read-through: {legacy:.2f} s (first byte {results['legacy']['first_byte_s']:.2f} s)",
+        f"pull, 1 peer: {results['one_peer']['wall_s']:.2f} s; 3 peers: {pulled:.2f} s = {pulled / aria:.2f}x aria2c (target <= 1.5),"
+        f" {legacy / pulled:.2f}x faster than legacy (target >= 2); peak RSS {results['pull']['peak_rss_mb']:.0f} MB (target < 300)",
+        f"serve --peer: first byte {results['serve']['first_byte_s']:.3f} s (target < 1), last {results['serve']['wall_s']:.2f} s",
+        f"resume after SIGKILL at {results['resume']['durable_at_kill']:.0%} held: fetched {results['resume']['second_pull_fetched']:.2f}x again (target <= 0.7)",
+        f"one corrupting peer: {results['corrupt']['wall_s']:.2f} s = {results['corrupt']['wall_s'] / pulled:.2f}x the clean pull (target < 1.10),"
+        f" dropped: {results['corrupt']['bad_peer_dropped']}",
+        f"profile: pull CPU {results['pull']['cpu_s']:.2f} s over {pulled:.2f} s wall; serving nodes' CPU {results['pull']['server_cpu_s']};"
+        f" SHA-256 of the object {results['hashing']['sha256_s']:.2f} s, BLAKE3 {results['hashing']['blake3_s']:.2f} s (one core)",
+        f"        {results['pull']['phases']}",
+    ]  # fmt: skip
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

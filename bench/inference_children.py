@@ -1,0 +1,108 @@
+"""Child modes of bench/inference_bench.py, each run in a fresh OS process: prints one JSON line.
+
+    python bench/inference_children.py ttft baseline|by_id MODEL DATA MODEL_ID SETTINGS_JSON
+    python bench/inference_children.py verify DATA MODEL_ID
+    python bench/inference_children.py tps MODEL SETTINGS_JSON TOKENS REPEATS
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+
+PROMPT = "Write a long story about a dragon who learns to bake bread. Once upon a time"
+SEED = 1234
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+
+def child_ttft(mode: str, model: str, data: str, model_id: str, settings_json: str) -> dict:
+    """In a fresh process: load the model (directly or by ID) and time the first token."""
+    settings = json.loads(settings_json)
+    # Imports are process start-up, not model loading: both sides import before the clock.
+    import llama_cpp
+
+    from inference.context import Inference
+    from inference.engine import Engine
+    from inference.sampling import EngineSettings, SamplingParams
+    from permastore.store import Store
+
+    store, store_open_s = None, 0.0
+    if mode == "by_id":
+        # A node's store is open before any call; opening it (SQLite, wallet key) is start-up.
+        opened = time.perf_counter()
+        store = Store.open(data)
+        store_open_s = time.perf_counter() - opened
+    started = time.perf_counter()
+    if mode == "baseline":
+        llama = llama_cpp.Llama(
+            model_path=model, use_mmap=True, n_gpu_layers=0, n_ctx=settings["n_ctx"],
+            n_batch=settings["n_batch"], n_ubatch=settings["n_ubatch"], n_threads=settings["n_threads"],
+            n_threads_batch=settings["n_threads"], seed=SEED, verbose=False,
+        )
+        loaded = time.perf_counter()
+        llama.create_completion(PROMPT, max_tokens=1, temperature=0.0, seed=SEED)
+    else:
+        # Verified once per server run (see "verify"); here the steady-state load by ID.
+        path = Inference.open(store).models.resolve(model_id, verify=False)
+        engine = Engine.from_path(path, EngineSettings.from_json(settings), model_id=model_id)
+        loaded = time.perf_counter()
+        engine.generate(PROMPT, SamplingParams(seed=SEED, temperature=0.0, max_tokens=1))
+    done = time.perf_counter()
+    return {"ttft_s": done - started, "load_s": loaded - started, "store_open_s": store_open_s,
+            "peak_rss_mib": peak_rss_mib()}
+
+
+def child_verify(data: str, model_id: str) -> dict:
+    """In a fresh process: resolve the model by ID with its full verification."""
+    from inference.context import Inference
+    from permastore.store import Store
+
+    inference = Inference.open(Store.open(data))
+    started = time.perf_counter()
+    inference.models.resolve(model_id, verify=True)
+    return {"verify_s": time.perf_counter() - started, "peak_rss_mib": peak_rss_mib()}
+
+
+def child_direct_tps(model: str, settings_json: str, tokens: int, repeats: int) -> dict:
+    """In one process: llama-cpp-python completions, tokens per second of wall time."""
+    import llama_cpp
+
+    settings = json.loads(settings_json)
+    llama = llama_cpp.Llama(
+        model_path=model, use_mmap=True, n_gpu_layers=0, n_ctx=settings["n_ctx"],
+        n_batch=settings["n_batch"], n_ubatch=settings["n_ubatch"], n_threads=settings["n_threads"],
+        n_threads_batch=settings["n_threads"], seed=SEED, verbose=False,
+    )
+    llama.create_completion(PROMPT, max_tokens=4, seed=SEED)  # warm-up, like the server's first call
+    runs = []
+    for i in range(repeats):
+        llama.reset()
+        started = time.perf_counter()
+        out = llama.create_completion(PROMPT, max_tokens=tokens, seed=SEED + i, temperature=0.8,
+                                      top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.0)
+        wall = time.perf_counter() - started
+        runs.append({"tokens": out["usage"]["completion_tokens"], "wall_s": wall})
+    return {"runs": runs, "peak_rss_mib": peak_rss_mib()}
+
+
+def main() -> None:
+    mode, *rest = sys.argv[1:]
+    if mode == "ttft":
+        print(json.dumps(child_ttft(*rest)))
+    elif mode == "verify":
+        print(json.dumps(child_verify(*rest)))
+    elif mode == "tps":
+        model, settings_json, tokens, repeats = rest
+        print(json.dumps(child_direct_tps(model, settings_json, int(tokens), int(repeats))))
+    else:
+        sys.exit(f"unknown child mode {mode!r}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""Inference commands: `model add|list`, `run`, `replay`, `keys create` (arguments: inference.cli)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from inference import replay
+from inference.context import Inference
+from inference.errors import InferenceError
+from inference.keys import InvalidKey, KeyStore
+from inference.processes import DEFAULT_N_CTX, Process
+from inference.replay import ReplayReport
+from inference.sampling import EngineSettings, SamplingParams, default_threads
+from permastore.cli.errors import CliError
+from permastore.protocol.wallet import address_of
+from permastore.sources import FallbackSource, ReadThroughSource, UpstreamSource
+from permastore.store import Store
+
+EXIT_DIFFERENT = 1
+EXIT_INVALID = 2
+
+
+def _open_store(args: argparse.Namespace) -> Store:
+    try:
+        return Store.open(args.data)
+    except Exception as exc:  # noqa: BLE001 - an unreadable data folder is the user's to fix, not a traceback
+        raise CliError(f"cannot open data folder {args.data}: {exc}") from None
+
+
+def _upstream_source(store: Store, urls: list[str]) -> ReadThroughSource | None:
+    """Given upstream URLs, return a source that verifies and stores what it reads, or None."""
+    if not urls:
+        return None
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise CliError(f"--upstream must be an http(s) URL, got {url!r}")
+    return ReadThroughSource(FallbackSource([UpstreamSource(url) for url in urls]), store)
+
+
+def _open_inference(args: argparse.Namespace, store: Store) -> Inference:
+    """The command line is the operator's: any stored model it names may run (operator trust)."""
+    return Inference.open(store, source=_upstream_source(store, getattr(args, "upstream", [])))
+
+
+def run_keys_create(args: argparse.Namespace) -> int:
+    address = args.address
+    if address is None:
+        store = _open_store(args)
+        try:
+            address = address_of(store.signer.owner)
+        finally:
+            store.close()
+    keys = KeyStore.open(args.data)
+    try:
+        key = keys.create(address, label=args.label)
+    except InvalidKey as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        keys.close()
+    print(key)
+    print(f"address: {address}", file=sys.stderr)
+    return 0
+
+
+def run_model_add(args: argparse.Namespace) -> int:
+    store = _open_store(args)
+    inference = Inference.open(store)
+    try:
+        print(inference.models.add(args.file))
+    except InferenceError as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"{args.file}: {exc.strerror or exc}") from None
+    finally:
+        inference.close()
+        store.close()
+    return 0
+
+
+def run_model_list(args: argparse.Namespace) -> int:
+    store = _open_store(args)
+    inference = Inference.open(store)
+    try:
+        for entry in inference.models.list():
+            tags = entry.tags
+            print("\t".join([
+                entry.id,
+                tags.get("Model-Name", "?"),
+                tags.get("Model-Architecture", "?"),
+                tags.get("Model-Quantization", "?"),
+                f"{tags.get('Model-Parameter-Count', '?')} params",
+                f"{entry.size} bytes",
+            ]))
+    finally:
+        inference.close()
+        store.close()
+    return 0
+
+
+def _sampling(args: argparse.Namespace) -> SamplingParams:
+    return SamplingParams(
+        seed=args.seed, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+        min_p=args.min_p, repeat_penalty=args.repeat_penalty, max_tokens=args.max_tokens,
+        stop=tuple(args.stop),
+    ).validate()
+
+
+def _process_for(inference: Inference, args: argparse.Namespace, sampling: SamplingParams) -> str:
+    """Return the process to send to: --process, or a new one spawned for the model."""
+    if args.process:
+        if args.system is not None or args.chat_template or args.ctx or args.threads:
+            raise CliError("--system, --chat-template, --ctx and --threads belong to the process; "
+                           "they cannot change with --process")
+        return args.process
+    metadata = inference.models.get(args.model_id).metadata
+    n_ctx = args.ctx or min(DEFAULT_N_CTX, metadata.context_length or DEFAULT_N_CTX)
+    settings = EngineSettings(n_ctx=n_ctx, n_threads=args.threads or default_threads())
+    template = None if args.raw else args.chat_template
+    draft = inference.processes.draft(args.model_id, settings, args.system, template)
+    # Check the call before anything is written: a bad prompt leaves no empty process behind.
+    inference.processes.plan_for(draft, **_call_input(draft, args), sampling=sampling)
+    draft.verified.result()
+    return inference.processes.write(draft)
+
+
+def run_run(args: argparse.Namespace) -> int:
+    store = _open_store(args)
+    inference = _open_inference(args, store)
+    try:
+        sampling = _sampling(args)
+        pid = _process_for(inference, args, sampling)
+        process = inference.processes.get(pid)
+        if process.record.model != args.model_id:
+            raise CliError(f"process {pid} runs model {process.record.model}, not {args.model_id}")
+        result = inference.send(pid, args.caller, **_call_input(process, args), sampling=sampling)
+        inference.trust.approve(args.model_id, "pulled")  # the operator ran it here: it is this node's now
+    except InferenceError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        inference.close()
+        store.close()
+    print(result.text)
+    print(f"process: {result.process_id}")
+    print(f"message: {result.message_id}")
+    print(f"result:  {result.result_id}")
+    print(f"seed: {result.seed}  tokens: {result.prompt_tokens} prompt + {result.completion_tokens} output  "
+          f"finish: {result.finish_reason}", file=sys.stderr)
+    return 0
+
+
+def _call_input(process: Process, args: argparse.Namespace) -> dict[str, Any]:
+    """Chat (the prompt as the user's message) when the process has a template, else raw text."""
+    if process.template is not None and not args.raw:
+        return {"messages": [{"role": "user", "content": args.prompt}]}
+    return {"prompt": args.prompt}
+
+
+def _on_identity(differences: list[str]) -> None:
+    print("engine identity differs from the recorded one:")
+    for line in differences:
+        print(f"  {line}")
+    sys.stdout.flush()
+
+
+def _on_call(report: ReplayReport) -> None:
+    for note in report.notes:
+        print(f"note: {note}")
+    print(report.summary())
+    sys.stdout.flush()
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    store = _open_store(args)
+    try:
+        inference = _open_inference(args, store)
+    except BaseException:
+        store.close()
+        raise
+    try:
+        if args.process:
+            outcome = replay.replay_process(inference, args.process, on_identity=_on_identity, on_call=_on_call)
+            identical = outcome.identical
+            if identical:
+                print(f"identical: process {args.process}, {len(outcome.calls)} message(s), hash chain intact")
+        else:
+            report = replay.replay_call(inference, args.record_id, on_identity=_on_identity)
+            _on_call(report)
+            identical = report.identical or bool(report.skipped)
+    except InferenceError as exc:
+        raise CliError(str(exc), EXIT_INVALID) from None
+    finally:
+        inference.close()
+        store.close()
+    return 0 if identical else EXIT_DIFFERENT

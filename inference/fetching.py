@@ -1,0 +1,56 @@
+"""Fetch through a storing source: the one way inference gets models and records it does not hold."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from inference.errors import InferenceError
+from inference.store_types import StoringSource
+from permastore.store.errors import NotFound, StoreError
+
+MAX_LOCKS = 1024  # per-ID locks kept for fetches in progress; idle ones are dropped past this
+
+
+class Fetcher:
+    """Given a storing source (or None: nothing is fetched), fetch objects into the store, one fetch per ID at a time."""
+
+    def __init__(self, source: StoringSource | None):
+        self.source = source
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        return self.source is not None
+
+    def fetch(self, object_id: str, missing: Callable[[str], InferenceError],
+              failed: Callable[[str], InferenceError], held: Callable[[], bool]) -> None:
+        """Store `object_id` through the source unless `held()` says another fetch already did.
+
+        Raises missing(reason) when no upstream has it, failed(reason) when upstreams
+        failed or served bytes that do not verify (nothing is stored then).
+        """
+        if self.source is None:
+            raise missing("no upstream given")
+        lock = self._lock_for(object_id)
+        try:
+            with lock:
+                if held():
+                    return
+                self.source.fetch(object_id)
+        except NotFound:
+            raise missing("neither stored here nor upstream") from None
+        except StoreError as exc:  # sources.UpstreamError: upstreams failed or served unverifiable bytes
+            raise failed(str(exc)) from None
+        finally:
+            self._release(object_id, lock)
+
+    def _lock_for(self, object_id: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(object_id, threading.Lock())
+
+    def _release(self, object_id: str, lock: threading.Lock) -> None:
+        with self._guard:
+            if len(self._locks) > MAX_LOCKS and not lock.locked():
+                self._locks.pop(object_id, None)

@@ -1,0 +1,64 @@
+"""`permastore init`, `address` and `fsck`: the data folder itself."""
+
+from __future__ import annotations
+
+import sys
+
+from permastore.cli.errors import CliError
+from permastore.cli.helpers import user_errors
+from permastore.cli.stores import READ, WRITE, opened_store, read_wallet_address, store_exists
+
+
+def add_parsers(subparsers) -> None:
+    init = subparsers.add_parser(
+        "init",
+        help="create the data folder and node wallet (if missing); print the node's address",
+        description="Create the store in the data folder, with a new node wallet, unless it is there; "
+        "print the wallet's address. Any writing command or `serve` does the same on first use.",
+    )
+    init.set_defaults(handler=cmd_init, needs_store=WRITE)
+
+    address = subparsers.add_parser(
+        "address",
+        help="print the node wallet's address",
+        description="Print the address of the node wallet (DIR/wallet.json). Reads only: on a folder "
+        "without a wallet it fails, so a mistyped --data never shows a new address; `init` makes one.",
+    )
+    address.set_defaults(handler=cmd_address)
+
+    fsck = subparsers.add_parser("fsck", help="verify every stored chunk; non-zero exit on any failure")
+    fsck.set_defaults(handler=cmd_fsck, needs_store=READ)
+
+
+def cmd_init(args) -> int:
+    from permastore.protocol.wallet import address_of
+
+    existed = store_exists(args.data)
+    with opened_store(args.data, WRITE) as store:
+        address = address_of(store.signer.owner)
+    print(address)
+    print(f"{'store already at' if existed else 'new store at'} {args.data}", file=sys.stderr)
+    return 0
+
+
+def cmd_address(args) -> int:
+    print(read_wallet_address(args.data))
+    return 0
+
+
+def cmd_fsck(args) -> int:
+    with opened_store(args.data, READ) as store, user_errors():
+        report = store.fsck()
+    for bundle_id, item_id, reason in report.refused:
+        print(f"{item_id} refused from bundle {bundle_id}: {reason}")
+    if report.refused_total > len(report.refused):
+        print(f"... and {report.refused_total - len(report.refused)} more refused bundle item(s)")
+    if report.ok:
+        refused = f" ({report.refused_total} bundle item(s) refused, not indexed)" if report.refused_total else ""
+        partial = f", {report.partial_objects} partially held" if report.partial_objects else ""
+        print(f"ok: {report.objects_checked} objects, {report.chunks_checked} chunks verified{partial}{refused}")
+        return 0
+    for object_id, chunk_index, reason in report.failures:
+        where = "object" if chunk_index < 0 else f"chunk {chunk_index}"
+        print(f"{object_id} {where}: {reason}")
+    raise CliError(f"fsck found {len(report.failures)} failure(s)")

@@ -1,0 +1,143 @@
+"""`permastore pull ID --peer URL...`: fetch an object into the store, every chunk proven, resumable.
+
+Registered as a plugin of the core CLI (entry point ``pull``). A progress bar on a
+terminal shows bytes, rate, peers in use and chunks fetched again; nothing when piped.
+The last line of standard output is the ID; exit 0 only when every byte is proven and
+durable. A pull killed at any point resumes with only the missing chunks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from permastore.cli.errors import CliError
+from permastore.sources.rate_limit import parse_rate
+
+POLL_S = 0.25
+
+
+def register(subparsers) -> None:
+    """Given the CLI's subparsers, add `pull`."""
+    from permastore.cli.commands import accept_dash_ids
+
+    parser = subparsers.add_parser(
+        "pull", help="fetch an object from peers, every chunk proven; print its ID",
+        description="Fetch a tx, data item, model or bundle from peers into the data folder. Resumable.",
+    )  # fmt: skip
+    parser.add_argument("--data", default=argparse.SUPPRESS, metavar="DIR", help="data folder")
+    parser.add_argument("id", metavar="ID")
+    parser.add_argument("--peer", action="append", default=[], metavar="URL", required=True,
+                        help="node to fetch from (repeatable): permastore, Arweave node, ar.io gateway")
+    parser.add_argument("--max-rate", type=parse_rate, default=None, metavar="RATE",
+                        help="bandwidth cap over every peer, bytes/s (K, M, G suffixes); default none")
+    parser.add_argument("--in-flight", type=int, default=None, metavar="N",
+                        help="chunks in flight over all peers (default 32)")
+    parser.add_argument("--piece-chunks", type=int, default=None, metavar="N",
+                        help="chunks per ranged request to a peer (default 16: 4 MiB)")
+    parser.add_argument("--timeout", type=float, default=None, metavar="S", help="give up after S seconds")
+    parser.set_defaults(handler=run_pull)
+    accept_dash_ids(parser)
+
+
+def run_pull(args) -> int:
+    import logging
+
+    from permastore.cli.commands import opened_store, parse_id
+
+    # Peers dropped, chunks refused: one line each on stderr, as the summary.
+    logging.basicConfig(level=logging.WARNING, format="permastore: %(message)s", stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+    object_id = parse_id(args.id)
+    for url in args.peer:
+        if not url.startswith(("http://", "https://")):
+            raise CliError(f"invalid peer {url!r}: expected an http:// or https:// URL")
+    if args.in_flight is not None and not 1 <= args.in_flight <= 1024:
+        raise CliError("--in-flight must be between 1 and 1024")
+    if args.piece_chunks is not None and not 1 <= args.piece_chunks <= 256:
+        raise CliError("--piece-chunks must be between 1 and 256")
+    with opened_store(args) as store:
+        info = store.info(object_id)
+        if info is not None and info.data_complete:
+            print(object_id)
+            return 0
+        fetcher = _fetcher(store, args)
+        try:
+            session = fetcher.session(object_id, bounded=False)
+            _follow(session, args.timeout)
+        finally:
+            fetcher.close()
+    _summary(session)
+    print(object_id)
+    return 0
+
+
+def _fetcher(store, args):
+    from permastore.sources.engine import Fetcher
+    from permastore.sources.scheduler import FetchSettings
+
+    settings = FetchSettings(max_rate=args.max_rate)
+    if args.piece_chunks is not None:
+        settings.piece_chunks = args.piece_chunks
+    if args.in_flight is not None:
+        settings.max_in_flight = args.in_flight
+        settings.per_peer = min(settings.per_peer, args.in_flight)
+    settings.piece_chunks = min(settings.piece_chunks, settings.per_peer)
+    return Fetcher(store, [url.rstrip("/") for url in args.peer], settings)
+
+
+def _follow(session, timeout: float | None) -> None:
+    """Wait for the session, drawing progress on a terminal; raise CliError with the reason on failure."""
+    from permastore.sources.base import UpstreamError
+    from permastore.store.errors import NotFound, StoreError
+
+    bar = None
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        while not session.done.wait(POLL_S):
+            if deadline is not None and time.monotonic() > deadline:
+                raise CliError(f"{session.id}: not complete after {timeout:g} s (run pull again to resume)")
+            bar = _draw(session, bar)
+        _draw(session, bar)
+        session.wait(0)
+    except NotFound:
+        raise CliError(f"{session.id}: no peer has it") from None
+    except (UpstreamError, StoreError, ValueError) as exc:
+        raise CliError(f"{exc} (run pull again to resume)") from None
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _draw(session, bar):
+    if not sys.stderr.isatty() or session.writer is None:
+        return bar
+    if bar is None:
+        from tqdm import tqdm
+
+        bar = tqdm(total=session.plan.data_size, initial=session.writer.held_bytes, unit="B", unit_scale=True,
+                   unit_divisor=1024, desc="pull", file=sys.stderr)  # fmt: skip
+    bar.update(session.writer.held_bytes - bar.n)
+    scheduler = session.scheduler
+    if scheduler is not None:
+        busy = sum(1 for lane in scheduler.lanes if not lane.dropped and lane.in_flight)
+        bar.set_postfix(peers=busy, refetched=scheduler.refetched, refresh=False)
+    return bar
+
+
+def _summary(session) -> None:
+    """One line on stderr: what came from where, what was fetched again, who was dropped."""
+    report = session.report
+    if not report.data_size:
+        return
+    sent = ", ".join(f"{url} {count / 1e6:.1f} MB" for url, count in report.received.items() if count)
+    line = f"pulled {report.data_size - report.held_before} of {report.data_size} bytes in {report.seconds:.1f} s"
+    line += f" ({sent or 'nothing new'}); {report.refetched} chunks fetched again"
+    for url, reason in report.dropped.items():
+        line += f"; dropped {url}: {reason}"
+    print(line, file=sys.stderr)
+    if report.phases:
+        spent = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in report.phases.items())
+        print(f"time spent (summed over workers): {spent}", file=sys.stderr)

@@ -1,0 +1,90 @@
+"""Plugin commands get the core's global options and store checks without code of their own.
+
+A real plugin, installed the way plugins are found (a dist-info with a `permastore.commands`
+entry point, on PYTHONPATH), declares no --data: it is accepted before and after its
+command, nested commands included; `needs_store=READ` makes the core refuse a folder without
+a store before the handler runs; a plugin that still declares --data itself keeps working.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import isolated_env, make_store, run_permastore, tree_of
+
+PLUGIN = '''
+import argparse
+
+
+def register(subparsers):
+    echo = subparsers.add_parser("echo-data", help="print --data and the ID")
+    echo.add_argument("object_id")
+    echo.set_defaults(handler=lambda args: print(args.data, args.object_id))
+
+    demo = subparsers.add_parser("demo")
+    actions = demo.add_subparsers(dest="demo_command", required=True)
+    show = actions.add_parser("show")
+    show.set_defaults(handler=show_store, needs_store="read")
+
+    legacy = subparsers.add_parser("legacy")
+    legacy.add_argument("--data", default=argparse.SUPPRESS, metavar="DIR", help="its own copy, as serve had")
+    legacy.set_defaults(handler=lambda args: print(args.data))
+
+    wrong = subparsers.add_parser("wrong")
+    wrong.set_defaults(handler=lambda args: print("ran"), needs_store="maybe")
+
+
+def show_store(args):
+    from permastore.cli.stores import READ, opened_store
+
+    with opened_store(args.data, READ) as store:
+        print("objects:", store.fsck().objects_checked)
+'''
+
+
+@pytest.fixture
+def plugin_env(tmp_path, home):
+    site = tmp_path / "plugin-site"
+    info = site / "demo_plugin-0.1.dist-info"
+    info.mkdir(parents=True)
+    (site / "demo_plugin.py").write_text(PLUGIN)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: demo-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[permastore.commands]\ndemo = demo_plugin:register\n")
+    return isolated_env(home, PYTHONPATH=str(site))
+
+
+def test_global_options_anywhere_for_a_plugin_that_declares_none(plugin_env, tmp_path, home):
+    dash_id = "-" + "A" * 42
+    for argv in (["--data", "D1", "echo-data", dash_id], ["echo-data", dash_id, "--data", "D1"],
+                 ["echo-data", "--data", "D1", dash_id]):
+        result = run_permastore(*argv, env=plugin_env)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.decode().split() == ["D1", dash_id]
+    default = run_permastore("echo-data", "X" * 43, env=plugin_env)
+    assert default.stdout.decode().split()[0] == str(home / ".permastore")
+    shown = run_permastore("demo", "show", "--help", env=plugin_env).stdout.decode()
+    assert shown.count("--data DIR  data folder") == 1
+
+
+def test_a_plugins_own_data_option_still_works(plugin_env):
+    assert run_permastore("legacy", "--data", "D2", env=plugin_env).stdout.decode().strip() == "D2"
+    assert run_permastore("--data", "D3", "legacy", env=plugin_env).stdout.decode().strip() == "D3"
+
+
+def test_a_plugin_read_command_is_refused_on_a_folder_without_a_store(plugin_env, tmp_path):
+    missing = tmp_path / "typo"
+    before = tree_of(tmp_path)
+    for argv in (["demo", "show", "--data", missing], ["--data", missing, "demo", "show"],
+                 ["demo", "--data", missing, "show"]):
+        result = run_permastore(*argv, env=plugin_env)
+        assert result.returncode == 1 and f"no store at {missing}" in result.stderr.decode()
+    assert tree_of(tmp_path) == before
+    store = make_store(tmp_path / "real")
+    shown = run_permastore("demo", "show", "--data", store, env=plugin_env)
+    assert shown.returncode == 0 and shown.stdout.decode().strip() == "objects: 0"
+
+
+def test_an_unknown_store_need_is_a_clear_error(plugin_env):
+    result = run_permastore("wrong", env=plugin_env)
+    assert result.returncode == 1 and "needs_store='maybe'" in result.stderr.decode()
+    assert result.stdout == b""
