@@ -107,7 +107,7 @@ async def get_tx(request: Request, tx_id: str = TX_ID) -> Response:
               responses=answers(202, 400, 404, 502, s200=json_body(STATUS)))
 async def tx_status(request: Request, tx_id: str = TX_ID) -> Response:
     node = node_of(request)
-    info = await run_in_threadpool(lookup, node, parse_id(tx_id))
+    info = await run_in_threadpool(lookup, node, parse_id(tx_id), False)  # a header is enough: no data fetched
     holder = await run_in_threadpool(status_holder, node, info)
     confirmed = await run_in_threadpool(node.confirmation, holder)
     if confirmed is None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -167,10 +169,11 @@ def test_a_mainnet_tx_is_fetched_over_the_standard_chunk_route(nodes, flip):
 
 
 def test_a_model_only_a_peer_holds_is_fetched_and_used_for_a_completion(nodes, jwk):
-    from inference import models
-
-    with Store.open(seeded(nodes.tmp_path / "a", jwk)) as store:
-        model_id = models.add_model(store, FIXTURES / "tiny-llama.gguf")
+    folder = seeded(nodes.tmp_path / "a", jwk)
+    added = subprocess.run([sys.executable, "-m", "permastore.cli.main", "--data", str(folder), "model", "add",
+                            str(FIXTURES / "tiny-llama.gguf")], capture_output=True, text=True, timeout=300)
+    assert added.returncode == 0, added.stderr
+    model_id = added.stdout.strip().splitlines()[-1]
     peer = nodes.start("a")
     node = nodes.start("d", "--peer", peer.url)
     request = {"model": model_id, "prompt": "once upon a time", "max_tokens": 4, "seed": 3}
