@@ -145,6 +145,12 @@ def test_inputs_that_were_500s_are_4xx_with_a_json_reason(server, client, rsa_si
     for value in (b"bytes=\xb2-3", b"bytes=0-\xb2", b"bytes=\xb9\xb2\xb3-"):  # superscript digits, as raw header bytes
         status, body = raw_request(server, b"GET /" + object_id.encode() + b" HTTP/1.1\r\nHost: x\r\nRange: " + value + b"\r\n\r\n")
         assert status == 416 and b'"error"' in body, (value, status, body[:200])
+    completion = b'{"model": "%s", "prompt": "hi", "max_tokens": 1}' % (b"A" * 43)
+    for value in (b"\xb2", b"1\xb9", b"9" * 5000):  # X-Payment is read before the model is looked up
+        request = (b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Payment: " + value
+                   + b"\r\nContent-Length: %d\r\n\r\n" % len(completion) + completion)
+        status, body = raw_request(server, request)
+        assert status == 400 and b"payment" in body and b'"error"' in body, (value[:10], status, body[:200])
     base = signed_tx(rsa_signer, b"decimal fields").to_json()
     for field in ("quantity", "reward", "data_size", "format"):
         for value in ("5" * 5000, "\xb2", "1" + "\u0663" * 3):
