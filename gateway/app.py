@@ -16,7 +16,9 @@ from gateway.inference_api.errors import install_inference_errors
 from gateway.manifests import ParsedManifests
 from gateway.node import Node
 from gateway.openapi import add_head_routes, install_openapi
+from gateway.routes import ao as ao_routes
 from gateway.routes import inference as inference_routes
+from gateway.routes import ollama as ollama_routes
 from gateway.uploads import UploadLimits, UploadSpools
 from permastore.store import CorruptChunk, StoreError
 
@@ -97,6 +99,8 @@ def create_app(config: GatewayConfig) -> FastAPI:
     for module in (info, wallet, blocks, tx, chunk, graphql, peers):
         app.include_router(add_head_routes(module.router))
     app.include_router(inference_routes.router)  # its lifespan starts and stops the inference service
+    app.include_router(ollama_routes.router)  # /api/*: before the data routes' `/{id}/{path}`
+    app.include_router(ao_routes.router)  # AO's MU and CU; its lifespan runs inside the inference one
     app.include_router(add_head_routes(data.router))  # last: `/{id}` would otherwise shadow one-segment routes
     install_openapi(app)
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from urllib.parse import urlsplit
 
 from permastore.cli.errors import CliError
 from permastore.sources.rate_limit import parse_rate
@@ -40,6 +41,7 @@ def register(subparsers) -> None:
     parser.add_argument("--data", default=argparse.SUPPRESS, metavar="DIR", help="data folder")
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any free)")
+    parser.add_argument("--quiet", action="store_true", help="no access log (by default one line per request on stderr)")
     parser.add_argument(
         "--upstream", action="append", default=[], metavar="URL",
         help="gateway or node to read missing IDs through (repeatable; tried in order)",
@@ -66,6 +68,9 @@ def register(subparsers) -> None:
                              f"again (default {DEFAULT_MAX_AGE_S:g})")
     parser.add_argument("--no-dev-routes", action="store_true",
                         help="refuse arlocal's /mint and /mine to everyone (by default they answer 127.0.0.1 / ::1 only)")
+    parser.add_argument("--public-url", metavar="URL",
+                        help="URL clients reach this node at, published as its AO Scheduler-Location "
+                             "(default: the listening URL)")
     limits = parser.add_argument_group("request body limits (bytes; larger bodies get 413)")
     limits.add_argument("--max-tx-body", type=int, default=DEFAULT_MAX_BODY, metavar="N",
                         help=f"POST /tx JSON, inline data included (default {DEFAULT_MAX_BODY})")
@@ -124,6 +129,19 @@ def _herder_settings(args: argparse.Namespace) -> HerderSettings:
         raise CliError(f"invalid herder settings: {exc}") from None
 
 
+def _check_public_url(url: str) -> None:
+    """Given --public-url, return if clients can be sent to it (the node signs it as its Scheduler-Location)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
+            or any(c.isspace() for c in url):
+        raise CliError(f"invalid --public-url {url!r}: expected an http:// or https:// URL with a host "
+                       "(a path is allowed, a query or fragment is not)")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number in 0-65535
+    except ValueError:
+        raise CliError(f"invalid --public-url {url!r}: its port is not a number in 0-65535") from None
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """Given parsed arguments, run the gateway until stopped; return the exit status."""
     if not 0 <= args.port <= 65535:
@@ -133,6 +151,8 @@ def run_serve(args: argparse.Namespace) -> int:
             raise CliError(f"invalid upstream or peer {url!r}: expected an http:// or https:// URL")
     if not 0 <= args.learn_peers <= 1000:
         raise CliError("--learn-peers must be between 0 and 1000")
+    if args.public_url is not None:
+        _check_public_url(args.public_url)
     if args.cache_bytes < 0:
         raise CliError("--cache-bytes must be 0 or more")
     if args.mine_interval < 0:
@@ -154,6 +174,7 @@ def run_serve(args: argparse.Namespace) -> int:
         dev_routes=not args.no_dev_routes,
         small_cache_bytes=args.cache_bytes,
         small_cache_max_age_s=args.cache_reverify,
+        public_url=args.public_url.rstrip("/") if args.public_url else None,
         max_tx_body=args.max_tx_body,
         max_item_body=args.max_item_body,
         max_chunk_body=args.max_chunk_body,
@@ -168,10 +189,12 @@ def run_serve(args: argparse.Namespace) -> int:
         ),
         herder=_herder_settings(args),
     )
+    from gateway.serve_lock import holding_serve_lock
     from gateway.server import serve
 
-    try:
-        serve(config)
-    except OSError as exc:  # e.g. the port is taken
-        raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    with holding_serve_lock(args.data) as lock:  # one server per data folder; CLI commands need no lock
+        try:
+            serve(config, quiet=args.quiet, lock=lock)
+        except OSError as exc:  # e.g. the port is taken
+            raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     return 0

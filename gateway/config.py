@@ -70,6 +70,8 @@ class GatewayConfig:
     enable_mint: bool = True  # arlocal's /mint: a development node hands out test tokens
     dev_routes: bool = True  # /mint and /mine, to loopback clients only; False: to nobody
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)
+    # The URL clients reach this node at (its AO Scheduler-Location); `serve` sets the listening URL.
+    public_url: str | None = None
     # Inference herder settings as `serve` loaded them (file < env < flags); None: loaded at start.
     herder: HerderSettings | None = None
 

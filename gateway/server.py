@@ -7,12 +7,14 @@ import logging
 import resource
 import signal
 import socket
+import sys
 import threading
 
 import uvicorn
 
 from permastore.cli.errors import CliError
 
+from gateway.access_log import AccessLog, install_access_log
 from gateway.app import create_app
 from gateway.config import ConnectionLimits, GatewayConfig
 
@@ -87,11 +89,16 @@ def http_protocol(app, limits: ConnectionLimits):
     return with_cache(app.fast_path.cache, limits)
 
 
-def serve(config: GatewayConfig) -> None:
-    """Given a config, serve until SIGINT or SIGTERM (uvicorn handles both gracefully)."""
+def serve(config: GatewayConfig, quiet: bool = False, lock=None) -> None:
+    """Given a config, serve until SIGINT or SIGTERM (uvicorn handles both gracefully).
+
+    Each request is logged to stderr (gateway/access_log.py) unless quiet; `lock` (the data
+    folder's ServeLock) is told the URL once the socket is bound.
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     sock = bind_socket(config.host, config.port)
     raise_open_files_limit(config.connections.max_connections)
+    config.public_url = config.public_url or url_of(sock)
     app = create_app(config)
     limits = config.connections
     server = AnnouncingServer(
@@ -108,9 +115,16 @@ def serve(config: GatewayConfig) -> None:
         ),
         url_of(sock),
     )
+    if lock is not None:
+        lock.record(url_of(sock))
+    access_log = None if quiet else AccessLog()
+    install_access_log(server.config, access_log)
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
+        if access_log is not None:
+            access_log.close()
     if not server.started:
         raise CliError("the gateway did not start (see the log above)")
+    print(f"permastore: stopped ({server.server_state.total_requests} requests served)", file=sys.stderr, flush=True)

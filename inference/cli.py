@@ -1,4 +1,6 @@
-"""Inference commands' arguments: `model add|list`, `run`, `replay`, `keys create` (handlers: inference.commands).
+"""Inference commands' arguments: `model add|name|list|pull`, `run`, `replay`, `keys create`.
+
+Handlers: inference.commands (and inference.model_pull_cli for `model pull`), imported when they run.
 
 Errors print one line and exit non-zero (CliError); no traceback, nothing half-written.
 """
@@ -28,14 +30,14 @@ def _data_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=argparse.SUPPRESS, metavar="DIR", help="data folder")
 
 
-def _handler(name: str) -> Callable[[argparse.Namespace], int]:
-    """Return a handler that imports inference.commands when it runs.
+def _handler(name: str, module: str = "inference.commands") -> Callable[[argparse.Namespace], int]:
+    """Return a handler that imports its module (inference.commands) when it runs.
 
     Deliberately lazy: every `permastore` command loads this plugin to build its parser,
     and the handlers' module loads llama-cpp-python (a third of a second).
     """
     def run(args: argparse.Namespace) -> int:
-        return getattr(importlib.import_module("inference.commands"), name)(args)
+        return getattr(importlib.import_module(module), name)(args)
     return run
 
 
@@ -46,14 +48,29 @@ def register(subparsers: Any) -> None:
     model_commands.required = True
     add = model_commands.add_parser("add", help="store a GGUF file; print its model ID")
     add.add_argument("file", metavar="FILE.gguf")
+    add.add_argument("--name", metavar="NAME[:TAG]", help="also record a name for it, Ollama-style (tag: latest)")
     _data_arg(add)
     add.set_defaults(handler=_handler("run_model_add"))
-    listing = model_commands.add_parser("list", help="list stored models")
+    naming = model_commands.add_parser("name", help="record a name for a stored model (re-points a name in use)")
+    naming.add_argument("model_id", metavar="MODEL", help="model ID (or a name already recorded)")
+    naming.add_argument("name", metavar="NAME[:TAG]")
+    _data_arg(naming)
+    accept_dash_ids(naming)
+    naming.set_defaults(handler=_handler("run_model_name"))
+    listing = model_commands.add_parser("list", help="list stored models and their names")
     _data_arg(listing)
     listing.set_defaults(handler=_handler("run_model_list"))
+    pulling = model_commands.add_parser("pull", help="fetch a model (ID, or a name a peer lists) from peers, "
+                                        "every chunk proven; print its ID")
+    pulling.add_argument("model_id", metavar="MODEL", help="model ID or name (NAME[:TAG])")
+    pulling.add_argument("--peer", action="append", required=True, metavar="URL",
+                         help="node to fetch from and to ask for names (repeatable)")
+    _data_arg(pulling)
+    accept_dash_ids(pulling)
+    pulling.set_defaults(handler=_handler("run_model_pull", "inference.model_pull_cli"))
 
-    run = subparsers.add_parser("run", help="run a model by ID on a prompt; print output and record IDs")
-    run.add_argument("model_id", metavar="MODEL_ID")
+    run = subparsers.add_parser("run", help="run a model by ID or name on a prompt; print output and record IDs")
+    run.add_argument("model_id", metavar="MODEL", help="model ID or name (NAME[:TAG])")
     run.add_argument("prompt", metavar="PROMPT")
     run.add_argument("--system", metavar="TEXT", help="system prompt of the process")
     run.add_argument("--seed", type=int, help="sampling seed (default: derived from the message ID)")

@@ -1,4 +1,4 @@
-"""Inference commands: `model add|list`, `run`, `replay`, `keys create` (arguments: inference.cli)."""
+"""Inference commands: `model add|name|list`, `run`, `replay`, `keys create` (arguments: inference.cli)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from inference.keys import InvalidKey, KeyStore
 from inference.processes import DEFAULT_N_CTX, Process
 from inference.replay import ReplayReport
 from inference.sampling import EngineSettings, SamplingParams, default_threads
+from inference.settings import HerderSettings, SettingsError
 from permastore.cli.errors import CliError
 from permastore.protocol.wallet import address_of
 from permastore.sources import FallbackSource, ReadThroughSource, UpstreamSource
@@ -40,8 +41,17 @@ def _upstream_source(store: Store, urls: list[str]) -> ReadThroughSource | None:
 
 
 def _open_inference(args: argparse.Namespace, store: Store) -> Inference:
-    """The command line is the operator's: any stored model it names may run (operator trust)."""
-    return Inference.open(store, source=_upstream_source(store, getattr(args, "upstream", [])))
+    """The command line is the operator's: any stored model it names may run (operator trust).
+
+    Names resolve as on the server: records of the node wallet and of the owners trusted
+    in data/herder.json or $PERMASTORE_TRUST_MODEL_OWNERS.
+    """
+    try:
+        owners = HerderSettings.load(args.data).trust_model_owners
+    except SettingsError as exc:
+        raise CliError(str(exc)) from None
+    return Inference.open(store, source=_upstream_source(store, getattr(args, "upstream", [])),
+                          trusted_owners=owners)
 
 
 def run_keys_create(args: argparse.Namespace) -> int:
@@ -66,9 +76,11 @@ def run_keys_create(args: argparse.Namespace) -> int:
 
 def run_model_add(args: argparse.Namespace) -> int:
     store = _open_store(args)
-    inference = Inference.open(store)
+    inference = _open_inference(args, store)
     try:
-        print(inference.models.add(args.file))
+        print(inference.models.add(args.file, name=args.name))
+        if args.name is not None:
+            print(f"name: {inference.models.names.lookup(args.name).name}", file=sys.stderr)
     except InferenceError as exc:
         raise CliError(str(exc)) from None
     except OSError as exc:
@@ -79,9 +91,24 @@ def run_model_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_model_name(args: argparse.Namespace) -> int:
+    store = _open_store(args)
+    inference = _open_inference(args, store)
+    try:
+        binding = inference.models.name(inference.models.model_id(args.model_id), args.name)
+    except InferenceError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        inference.close()
+        store.close()
+    print(f"{binding.name}\t{binding.model_id}")
+    print(f"name record: {binding.record_id}", file=sys.stderr)
+    return 0
+
+
 def run_model_list(args: argparse.Namespace) -> int:
     store = _open_store(args)
-    inference = Inference.open(store)
+    inference = _open_inference(args, store)
     try:
         for entry in inference.models.list():
             tags = entry.tags
@@ -92,6 +119,7 @@ def run_model_list(args: argparse.Namespace) -> int:
                 tags.get("Model-Quantization", "?"),
                 f"{tags.get('Model-Parameter-Count', '?')} params",
                 f"{entry.size} bytes",
+                ",".join(entry.names) or "-",
             ]))
     finally:
         inference.close()
@@ -130,6 +158,7 @@ def run_run(args: argparse.Namespace) -> int:
     inference = _open_inference(args, store)
     try:
         sampling = _sampling(args)
+        args.model_id = inference.models.model_id(args.model_id)  # a name: the ID it resolves to
         pid = _process_for(inference, args, sampling)
         process = inference.processes.get(pid)
         if process.record.model != args.model_id:

@@ -59,9 +59,13 @@ def library_dir() -> Path:
     return Path(llama_cpp.__file__).parent / "lib"
 
 
-def load_llama(model_path: Path | str, settings: EngineSettings) -> llama_cpp.Llama:
-    """Given a GGUF path and validated settings, return a loaded Llama (weights memory-mapped)."""
+def load_llama(model_path: Path | str, settings: EngineSettings, embedding: bool = False) -> llama_cpp.Llama:
+    """Given a GGUF path and validated settings, return a loaded Llama (weights memory-mapped).
+
+    embedding: a context that outputs pooled embeddings (the GGUF's pooling type) instead of logits.
+    """
     return llama_cpp.Llama(
+        embedding=embedding,
         model_path=str(model_path),
         use_mmap=True,  # the store's file is mapped, never copied
         n_gpu_layers=0,
@@ -75,6 +79,20 @@ def load_llama(model_path: Path | str, settings: EngineSettings) -> llama_cpp.Ll
         seed=0,
         verbose=False,
     )
+
+
+def embed(llama: llama_cpp.Llama, texts: list[str], truncate: bool) -> tuple[list[list[float]], int]:
+    """Given an embedding Llama and texts, return their L2-normalised vectors and the tokens read.
+
+    One text per decode: batched together, the same text's vector differs in its last bits
+    with its neighbours, and a text's vector should not depend on what came with it.
+    """
+    vectors, total = [], 0
+    for text in texts:
+        vector, count = llama.embed(text, normalize=True, truncate=truncate, return_count=True)
+        vectors.append([float(x) for x in vector])
+        total += int(count)
+    return vectors, total
 
 
 def load_vocabulary(model_path: Path | str) -> LlamaModel:

@@ -126,11 +126,14 @@ class MessageLog:
 
     # -- messages
 
-    def start_message(self, plan: CallPlan, caller: str, fee: int = 0) -> tuple[PreparedCall, MessageWrite]:
+    def start_message(self, plan: CallPlan, caller: str, fee: int = 0,
+                      request: records.SignedRequest | None = None) -> tuple[PreparedCall, MessageWrite]:
         """Given a planned call, its caller and fee, sign its Message and start storing it; return both.
 
         The call can run at once (its seed comes from the signed Message's ID); pass the
-        MessageWrite to `write_result` / `write_failure`, which wait for it.
+        MessageWrite to `write_result` / `write_failure`, which wait for it. `request`, the
+        caller's own signed item asking for the call (an AO message), is named by the
+        Message and stored before it.
         """
         check_caller(caller, fee)
         process = self.processes.get(plan.process_id)
@@ -143,20 +146,24 @@ class MessageLog:
                 process=process.id, caller=caller, nonce=chain.nonce + 1, input=plan.input,
                 rendered_prompt=plan.rendered_prompt, parse_special=plan.parse_special,
                 sampling=plan.sampling.to_json(), fee=fee, previous=chain.message_id, hash_chain="",
+                request=request.id if request is not None else None,
             )
             value = records.next_chain(chain.value, draft.content_hash())
             message = records.MessageRecord(**{**asdict(draft), "hash_chain": b64url.encode(value)})
             signed = self.records.sign(message)
-            write = MessageWrite(signed.id, self._writer.submit(self._store_after, signed, pending))
+            write = MessageWrite(signed.id, self._writer.submit(self._store_after, signed, pending, request))
             # If this write fails, the store's newest Message differs from this ID and the next
             # call reads the store again instead of trusting the head.
             chain.nonce, chain.value, chain.message_id, chain.newest_stored = message.nonce, value, signed.id, signed.id
             chain.pending = write
         return call_for(process, signed.id, message), write
 
-    def _store_after(self, signed: records.SignedRecord, previous: MessageWrite | None) -> str:
+    def _store_after(self, signed: records.SignedRecord, previous: MessageWrite | None,
+                     request: records.SignedRequest | None = None) -> str:
         if previous is not None:
             previous.wait()  # a Message must not be stored after the one it names failed
+        if request is not None and self.records.store.info(request.id) is None:
+            self.records.store.put_item(request.item)  # verified again by the store; the Message names it
         return self.records.put(signed)
 
     def prepare_message(self, plan: CallPlan, caller: str, fee: int = 0) -> PreparedCall:

@@ -1,9 +1,11 @@
-"""Models by ID: store a GGUF file with tags from its header, list models, resolve one for loading.
+"""Models by ID (and by name): store a GGUF file with tags from its header, list models, resolve one for loading.
 
 `ModelCatalog.add` stores the weights once (the store's ANS-104 item, signed by the node
-wallet) and tags it with what the GGUF header says. `ModelCatalog.resolve` turns a model
-ID into a plain file path of exactly the stored bytes, verified against the ID first;
-with a trust policy (the server's), only models the node trusts are listed or resolved.
+wallet) and tags it with what the GGUF header says. `ModelCatalog.model_id` is the one
+resolver of model references (an ID, `ID:latest`, or a name recorded by a trusted owner:
+`inference.model_names`); `ModelCatalog.resolve` turns a model ID into a plain file path
+of exactly the stored bytes, verified against the ID first. With a trust policy (the
+server's), only models the node trusts are listed or resolved.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from inference.errors import (
 )
 from inference.fetching import Fetcher
 from inference.gguf_header import GGUFError, parse_header
+from inference.model_names import InvalidModelName, ModelNames, NameBinding, parse_name
 from inference.model_trust import ModelTrust
 from inference.store_types import InferenceStore
 from permastore.protocol import ans104
@@ -86,11 +89,13 @@ class LocatedModel:
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One stored model as `model list` shows it."""
+    """One stored model as `model list` shows it, with the names that resolve to it."""
 
     id: str
     size: int
     tags: dict[str, str]
+    names: tuple[str, ...] = ()
+    created_at: float | None = None
 
 
 def read_gguf_metadata(path: Path | str) -> ModelMetadata:
@@ -171,6 +176,7 @@ class ModelCatalog:
         self.store = store
         self.fetcher = fetcher
         self.trust = trust
+        self.names = ModelNames(store, trust.owners)
         # Verified (model ID, file identity) pairs: weights are immutable, so a file that
         # passed once and has not been replaced need not be read again.
         self._verified: set[tuple[str, tuple]] = set()
@@ -190,11 +196,14 @@ class ModelCatalog:
                 return info.id
         return None
 
-    def add(self, path: Path | str, progress: Any = None) -> str:
+    def add(self, path: Path | str, progress: Any = None, name: str | None = None) -> str:
         """Given a GGUF file path, store the weights with header tags and return the model ID.
 
         Adding the same bytes again returns the first ID instead of signing a second item.
+        With a name, the name is checked first and recorded for the ID (see `name`).
         """
+        if name is not None:
+            parse_name(name)  # a bad name fails before gigabytes are stored
         path = Path(path)
         if not path.is_file():
             raise NotAModel(f"{path}: no such file")
@@ -209,15 +218,45 @@ class ModelCatalog:
                 model_id = self.store.put_data(stream, tags=tags, content_type=MODEL_CONTENT_TYPE,
                                                progress=progress).id
         self.trust.approve(model_id, "added")
+        if name is not None:
+            self.name(model_id, name)
         return model_id
 
+    def name(self, model_id: str, name: str) -> NameBinding:
+        """Given a stored model's ID and a name, record the name for it (signed by the node wallet).
+
+        The model must be stored here and be a model this node trusts (the command line may
+        name any stored model, which approves it, as `run` does); a name already in use is
+        re-pointed to this model.
+        """
+        if not is_id(model_id):
+            raise InvalidModelName(f"{model_id!r} is not a model ID (43 base64url characters)")
+        parse_name(name)
+        info = self.store.info(model_id)
+        if info is None or not info.data_complete:
+            raise ModelNotFound(f"model {model_id} is not stored here")
+        if tag_dict(info).get("Type") != MODEL_TYPE:
+            raise NotAModel(f"{model_id} is not tagged Type=model")
+        if not self.trust.allows(info):
+            raise ModelNotTrusted(f"model {model_id} is not trusted here; add it (permastore model add) first")
+        binding = self.names.record(name, model_id)
+        if self.trust.operator:
+            self.trust.approve(model_id, "named")  # the operator chose this model by naming it
+        return binding
+
+    def model_id(self, ref: str) -> str:
+        """Given a model reference (ID, `ID:latest`, or name), return the model ID; raise ModelNotFound."""
+        return self.names.resolve(ref)
+
     def list(self) -> list[ModelEntry]:
-        """Return every stored object tagged Type=model that this node trusts, newest first."""
+        """Return every stored object tagged Type=model that this node trusts, newest first, with its names."""
+        names = self.names.names_by_model()
         entries: list[ModelEntry] = []
         after = None
         while True:
             page = self.store.query(Query(tags=[("Type", [MODEL_TYPE])], first=LIST_PAGE, after=after))
-            entries += [ModelEntry(info.id, info.data_size, tag_dict(info))
+            entries += [ModelEntry(info.id, info.data_size, tag_dict(info), tuple(names.get(info.id, ())),
+                                   info.created_at)
                         for info in page.items if self.trust.allows(info)]
             if not page.has_next:
                 return entries
@@ -300,6 +339,12 @@ class ModelCatalog:
         located = self.get(model_id)
         located.verified.result()
         return located.path, located.metadata
+
+    def header_fields(self, model_id: str) -> dict[str, Any]:
+        """Given a model ID, return every key/value of its verified file's GGUF header (arrays as None)."""
+        path, _ = self.metadata(model_id)
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            return dict(parse_header(buf).fields)
 
     def get(self, model_id: str) -> LocatedModel:
         """Given a model ID, return its file, header and verification (running, or done once per file).

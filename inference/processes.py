@@ -158,11 +158,13 @@ class ProcessBook:
 
     def draft(self, model_id: str, settings: EngineSettings | None = None, system_prompt: str | None = None,
               chat_template: str | None = None) -> Process:
-        """Given a model ID and settings, return the process that spawning would record, unwritten (id "").
+        """Given a model ID (or name) and settings, return the process that spawning would record, unwritten (id "").
 
-        chat_template: None uses the model's own template when it has one; "model",
-        "chatml", "llama-2", "phi-3" or "gemma" pick one explicitly.
+        A name is resolved here: the record names the model by ID. chat_template: None uses
+        the model's own template when it has one; "model", "chatml", "llama-2", "phi-3" or
+        "gemma" pick one explicitly.
         """
+        model_id = self.models.model_id(model_id)
         model = self.models.get(model_id)
         metadata = model.metadata
         if settings is None:

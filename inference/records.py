@@ -67,6 +67,7 @@ class ProcessRecord:
     chat_template_sha256: str | None
     system_prompt: str | None
     seed_policy: str = SEED_POLICY
+    request: str | None = None  # ID of the caller's signed item that asked for it (an AO spawn)
 
     type = "Process"
 
@@ -74,7 +75,7 @@ class ProcessRecord:
         pairs = [("Model", self.model), ("Seed-Policy", self.seed_policy)]
         if self.chat_template:
             pairs.append(("Chat-Template", self.chat_template))
-        return pairs
+        return pairs + _request_tag(self.request)
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ class MessageRecord:
     fee: int
     previous: str | None  # ID of the message with nonce - 1 (None for nonce 1): the chain walks by ID
     hash_chain: str  # b64url of chain(nonce)
+    request: str | None = None  # ID of the caller's signed item this call answers (an AO message)
 
     type = "Message"
 
@@ -107,6 +109,7 @@ class MessageRecord:
             ("Nonce", str(self.nonce)),
             ("Hash-Chain", self.hash_chain),
             ("Fee", str(self.fee)),
+            *_request_tag(self.request),
         ]
 
 
@@ -138,8 +141,14 @@ class ResultRecord:
         ]
 
 
+def _request_tag(request: str | None) -> list[tuple[str, str]]:
+    return [("Request", request)] if request is not None else []
+
+
 Record = Union[ProcessRecord, MessageRecord, ResultRecord]  # noqa: UP007 - a runtime alias
-NULLABLE_FIELDS = ("chat_template", "chat_template_sha256", "system_prompt", "previous")
+NULLABLE_FIELDS = ("chat_template", "chat_template_sha256", "system_prompt", "previous", "request")
+# Left out of the JSON while None: records written before these fields existed keep their exact bytes.
+OPTIONAL_FIELDS = ("request",)
 RECORD_TYPES = {cls.type: cls for cls in (ProcessRecord, MessageRecord, ResultRecord)}
 
 
@@ -155,7 +164,8 @@ class StoredRecord:
 def record_json(record: Record) -> dict[str, Any]:
     """Given a record, return the JSON object stored as its data."""
     # Shallow: the dict is only serialised, and asdict's deep copy of token lists costs ~0.4 ms.
-    body = {field.name: getattr(record, field.name) for field in fields(record)}
+    body = {field.name: getattr(record, field.name) for field in fields(record)
+            if not (field.name in OPTIONAL_FIELDS and getattr(record, field.name) is None)}
     body["type"] = record.type
     body["version"] = RECORD_VERSION
     return body
@@ -172,6 +182,14 @@ def record_tags(record: Record) -> list[Tag]:
         *record.tags(),
     ]
     return [Tag.text(name, value) for name, value in pairs]
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    """A caller's signed ANS-104 item that asks for a record (an AO spawn or message): its ID and bytes."""
+
+    id: str
+    item: bytes
 
 
 @dataclass(frozen=True)
@@ -200,9 +218,11 @@ def parse_record(data: bytes, expected_type: str | None = None) -> Record:
     if version != RECORD_VERSION:
         raise RecordInvalid(f"unsupported {kind} record version {version!r}")
     names = {f.name for f in fields(cls)}
-    if set(body) != names:
-        missing, extra = names - set(body), set(body) - names
+    missing, extra = names - set(body) - set(OPTIONAL_FIELDS), set(body) - names
+    if missing or extra:
         raise RecordInvalid(f"{kind} record fields wrong: missing {sorted(missing)}, unexpected {sorted(extra)}")
+    if any(name in body and body[name] is None for name in OPTIONAL_FIELDS):
+        raise RecordInvalid(f"{kind} record: optional fields are left out, never null")
     record = cls(**body)
     _check_shapes(record)
     return record
@@ -215,7 +235,7 @@ def _check_shapes(record: Record) -> None:
         "input": dict, "rendered_prompt": str, "parse_special": bool, "sampling": dict, "fee": int,
         "hash_chain": str, "message": str, "seed": int, "text": str, "token_ids": list, "token_hash": str,
         "prompt_tokens": int, "prompt_token_hash": str, "completion_tokens": int, "finish_reason": str,
-        "timings": dict, "seed_policy": str, "previous": str,
+        "timings": dict, "seed_policy": str, "previous": str, "request": str,
     }
     for field in fields(record):
         value = getattr(record, field.name)
@@ -226,6 +246,9 @@ def _check_shapes(record: Record) -> None:
             raise RecordInvalid(f"{record.type} field {field.name} must be an integer")
         if not isinstance(value, wanted):
             raise RecordInvalid(f"{record.type} field {field.name} must be {wanted.__name__}")
+    request = getattr(record, "request", None)
+    if request is not None and not b64url.is_id(request):
+        raise RecordInvalid(f"{record.type} field request must be an item ID")
     if isinstance(record, ResultRecord) and not all(
         isinstance(t, int) and not isinstance(t, bool) and 0 <= t < MAX_TOKEN_ID for t in record.token_ids
     ):

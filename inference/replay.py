@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inference import records
+from inference.ao.binding import record_for_item
 from inference.context import Inference
 from inference.engine import EngineCache
 from inference.errors import RecordInvalid, RecordNotFound
@@ -184,8 +185,10 @@ def resolve_call(ctx: Inference, record_id: str) -> tuple[Process, str, records.
     """Given a message or result ID, return (process, message_id, message, result StoredRecord).
 
     Checked on the way: owners agree, the message links to its predecessor in the hash
-    chain, the Result is consistent with itself and with the message.
+    chain, the Result is consistent with itself and with the message. An AO message's own
+    ID stands for the Message record bound to it.
     """
+    record_id = record_for_item(ctx.records, record_id) or record_id
     stored = ctx.records.load(record_id)
     if isinstance(stored.record, records.ProcessRecord):
         raise RecordInvalid(f"{record_id} is a Process record; replay a message or result, or use --process")

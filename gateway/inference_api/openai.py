@@ -120,4 +120,5 @@ def model_object(entry: ModelEntry) -> dict[str, Any]:
         "owned_by": entry.tags.get("Model-Name", "permastore"),
         "size": entry.size,
         "tags": entry.tags,
+        "names": list(entry.names),
     }

@@ -34,6 +34,7 @@ from gateway.inference_api.schemas import (
 from gateway.inference_api.state import blocking, lifespan, service_of
 from gateway.params import parse_address, parse_id
 from inference import records
+from inference.errors import ModelNotFound
 from inference.herder.service import CallService, RunningCall
 from inference.processes import CallPlan
 from inference.replay import herder_runner, replay_call
@@ -90,13 +91,13 @@ async def _openai_call(request: Request, model: type[OpenAICallBody], kind: str)
 
 @router.post("/v1/chat/completions", responses=CALL_ERRORS, openapi_extra=openapi_body(ChatBody))
 async def chat_completions(request: Request) -> Any:
-    """OpenAI chat completion on a model by ID; the answer carries its record IDs."""
+    """OpenAI chat completion on a model by ID or name; the answer carries its record IDs."""
     return await _openai_call(request, ChatBody, "chat")
 
 
 @router.post("/v1/completions", responses=CALL_ERRORS, openapi_extra=openapi_body(CompletionBody))
 async def completions(request: Request) -> Any:
-    """OpenAI text completion on a model by ID; the answer carries its record IDs."""
+    """OpenAI text completion on a model by ID or name; the answer carries its record IDs."""
     return await _openai_call(request, CompletionBody, "text")
 
 
@@ -105,18 +106,22 @@ async def completions(request: Request) -> Any:
 
 @router.get("/v1/models", responses=openapi_errors(503))
 async def list_models(request: Request) -> dict[str, Any]:
-    """OpenAI model list: every model this node trusts, by ID."""
+    """OpenAI model list: every model this node trusts, by ID, with its names."""
     service = service_of(request)
     entries = await blocking(request, service.inference.models.list)
     return {"object": "list", "data": [openai.model_object(entry) for entry in entries]}
 
 
-@router.get("/v1/models/{model_id}", responses=openapi_errors(404, 503))
+@router.get("/v1/models/{model_id:path}", responses=openapi_errors(404, 503))
 async def get_model(model_id: str, request: Request) -> dict[str, Any]:
-    """OpenAI model object for one model this node trusts."""
+    """OpenAI model object for one model this node trusts (by ID or name)."""
     service = service_of(request)
+    try:
+        wanted = await blocking(request, service.inference.models.model_id, model_id)
+    except ModelNotFound:
+        raise ApiError(404, f"no model {model_id} here") from None
     for entry in await blocking(request, service.inference.models.list):
-        if entry.id == model_id:
+        if entry.id == wanted:
             return openai.model_object(entry)
     raise ApiError(404, f"no model {model_id} here")
 

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from gateway.bodies import read_json_object
 from gateway.errors import ApiError, bad_request, not_found
 from gateway.ingest import accept_item, accept_tx
+from gateway.item_json import data_item_json
 from gateway.node import Node, node_of
 from gateway.openapi import BLOCK_HASH_PATTERN, ID_PATTERN, answers, binary, id_param, json_body, request_body, text
 from gateway.params import parse_id
@@ -96,7 +97,9 @@ async def unconfirmed_tx(request: Request, tx_id: str = TX_ID) -> JSONResponse:
               responses=answers(202, 400, 404, 502, s200=json_body(TX_JSON)))
 async def get_tx(request: Request, tx_id: str = TX_ID) -> Response:
     node = node_of(request)
-    info = await run_in_threadpool(l1_info, node, tx_id)
+    info = await run_in_threadpool(lookup, node, parse_id(tx_id), False)
+    if info.kind == "item":  # e.g. a small `permastore put`: say what it is, not 404 (gateway/item_json.py)
+        return JSONResponse(data_item_json(info))
     if await run_in_threadpool(node.confirmation, info) is None:
         return pending_response()
     return JSONResponse(await run_in_threadpool(header_json, node, info))

@@ -42,6 +42,7 @@ from inference.processes import (
     default_settings,
     unsigned_call,
 )
+from inference.records import SignedRequest
 from inference.settings import HerderSettings
 
 log = logging.getLogger("inference.herder")
@@ -247,11 +248,12 @@ class CallService:
     # -- processes
 
     def default_process(self, model_id: str) -> str:
-        """Given a model ID, return this node's process for plain OpenAI-style calls on it.
+        """Given a model ID (or name), return this node's process for plain OpenAI-style calls on it.
 
         Spawned once per model per server run (default settings, the model's own template);
         every worker starts loading the model at once, while it is verified.
         """
+        model_id = self.inference.models.model_id(model_id)  # a name re-pointed later gets its new model
         with self._spawn_lock:
             process_id = self._default_processes.get(model_id)
             if process_id is None:
@@ -286,10 +288,12 @@ class CallService:
 
     # -- calls
 
-    def start(self, plan: CallPlan, caller: str, payment: int | None = None) -> RunningCall:
+    def start(self, plan: CallPlan, caller: str, payment: int | None = None,
+              request: SignedRequest | None = None) -> RunningCall:
         """Given a planned call and its caller, reserve the fee, queue the job, sign and store the Message.
 
         payment None pays the current quote. Raises PaymentRequired (nothing written).
+        `request`: the caller's signed item asking for the call, stored before the Message names it.
         """
         needed = self.needed(plan)
         quoted = quote(needed, self.pool.last_multiplier, len(self.pool.queue))
@@ -319,7 +323,7 @@ class CallService:
             self.refund(reservation)
             raise
         try:
-            prepared, message = self.inference.messages.start_message(plan, caller, fee)
+            prepared, message = self.inference.messages.start_message(plan, caller, fee, request)
         except BaseException as exc:
             late.set_exception(exc)  # the job fails; nothing was written
             self.refund(reservation)

@@ -11,6 +11,7 @@ from pathlib import Path
 from permastore.cli.errors import CliError
 from permastore.cli.helpers import open_input, parse_tag, progress_bar, user_errors
 from permastore.cli.stores import WRITE, opened_store
+from permastore.protocol.tags import Tag
 
 # How many bytes to look at to tell a JSON tx from a binary item (--raw).
 SNIFF_BYTES = 64
@@ -27,6 +28,8 @@ def add_parser(subparsers) -> None:
     put.add_argument("--tag", action="append", default=[], metavar="NAME=VALUE",
                      help="add a tag (repeatable; for a folder: on its manifest)")
     put.add_argument("--content-type", metavar="TYPE", help="Content-Type tag (guessed from the name otherwise)")
+    put.add_argument("--again", action="store_true",
+                     help="sign a new object even when this node already stored these bytes with these tags")
     put.add_argument(
         "--raw", action="store_true", help="FILE is a signed binary ANS-104 item or signed tx JSON: keep its own ID"
     )
@@ -56,7 +59,7 @@ def cmd_put(args) -> int:
             if args.raw:
                 info = put_raw(store, stream, update)
             else:
-                info = store.put_data(stream, tags=tags, content_type=content_type, progress=update)
+                info = put_plain(store, stream, path, tags, content_type, args.again, update)
     finally:
         if bar:
             bar.close()
@@ -64,6 +67,23 @@ def cmd_put(args) -> int:
             stream.close()
     print(info.id)
     return 0
+
+
+def put_plain(store, stream, path, tags, content_type, again, progress):
+    """Given plain data, return the info of the object this node already signed over the same
+    file and tags (unless `again`), or of a new one it signs now."""
+    from permastore.store.duplicates import find_same_upload
+    from permastore.store.index import content_type_of
+
+    tags = list(tags)
+    if content_type and content_type_of(tags) is None:
+        tags.append(Tag(b"Content-Type", content_type.encode("utf-8")))  # as put_data would add it
+    if path is not None and not again:
+        found = find_same_upload(store, path, tags)
+        if found is not None:
+            print("permastore: already stored with these tags; --again stores a new copy", file=sys.stderr)
+            return store.info(found)
+    return store.put_data(stream, tags=tags, progress=progress)
 
 
 def put_raw(store, stream, progress):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -169,11 +167,12 @@ def test_a_mainnet_tx_is_fetched_over_the_standard_chunk_route(nodes, flip):
 
 
 def test_a_model_only_a_peer_holds_is_fetched_and_used_for_a_completion(nodes, jwk):
-    folder = seeded(nodes.tmp_path / "a", jwk)
-    added = subprocess.run([sys.executable, "-m", "permastore.cli.main", "--data", str(folder), "model", "add",
-                            str(FIXTURES / "tiny-llama.gguf")], capture_output=True, text=True, timeout=300)
-    assert added.returncode == 0, added.stderr
-    model_id = added.stdout.strip().splitlines()[-1]
+    from inference.context import Inference
+
+    with Store.open(seeded(nodes.tmp_path / "a", jwk)) as store:
+        inference = Inference.open(store)
+        model_id = inference.models.add(FIXTURES / "tiny-llama.gguf")
+        inference.close()
     peer = nodes.start("a")
     node = nodes.start("d", "--peer", peer.url)
     request = {"model": model_id, "prompt": "once upon a time", "max_tokens": 4, "seed": 3}

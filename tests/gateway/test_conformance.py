@@ -168,7 +168,8 @@ def test_inputs_that_were_500s_are_4xx_with_a_json_reason(server, client, rsa_si
         path = re.sub(r"\{[^}]+\}", "A" * 43, path)
         for body in (nested, deep_object):
             response = client.post(path, content=body, headers={"Content-Type": "application/json"})
-            assert response.status_code < 500, (path, response.status_code, response.text[:200])
+            # 501: a route that is there to say it is not supported (Ollama's create, push, blobs)
+            assert response.status_code < 500 or response.status_code == 501, (path, response.status_code, response.text[:200])
             assert response.headers["content-type"].startswith("application/json"), path
             if response.status_code >= 400:
                 assert response.json()["error"], path
