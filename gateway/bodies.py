@@ -11,8 +11,8 @@ from gateway.errors import ApiError, bad_request
 
 
 def too_large(limit: int) -> ApiError:
-    """Given the limit, return the 413 error."""
-    return ApiError(413, f"request body larger than {limit} bytes")
+    """Given the limit, return the 413 error (the connection closes after it: the rest of the body is not read)."""
+    return ApiError(413, f"request body larger than {limit} bytes", {"Connection": "close"})
 
 
 def declared_length(request: Request, limit: int) -> int | None:
@@ -20,7 +20,7 @@ def declared_length(request: Request, limit: int) -> int | None:
     raw = request.headers.get("content-length")
     if raw is None:
         return None
-    if not raw.isdigit():
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 19:
         raise bad_request("invalid Content-Length")
     length = int(raw)
     if length > limit:
@@ -46,13 +46,24 @@ async def read_limited(request: Request, limit: int) -> bytes:
     return b"".join(parts)
 
 
+def parse_json(body: bytes, reason: str = "invalid_json") -> object:
+    """Given a request body, return it parsed as JSON, else raise a 400 with reason.
+
+    Nesting past the parser's depth (e.g. 20,000 `[`) is a refusal like any other malformed
+    document, not a server fault.
+    """
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise bad_request(reason) from None
+    except RecursionError:
+        raise bad_request(f"{reason}: JSON nested too deeply") from None
+
+
 async def read_json_object(request: Request, limit: int) -> dict:
     """Given a request, return its body parsed as a JSON object, else a 400 saying why."""
     body = await read_limited(request, limit)
-    try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise bad_request("invalid_json") from None  # the Arweave node's reason, which arweave-js knows
+    doc = parse_json(body)  # "invalid_json": the Arweave node's reason, which arweave-js knows
     if not isinstance(doc, dict):
         raise bad_request("invalid_json")
     return doc

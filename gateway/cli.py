@@ -11,15 +11,23 @@ from permastore.sources.rate_limit import parse_rate
 from inference.settings import HerderSettings, SettingsError
 
 from gateway.config import (
+    DEFAULT_BODY_TIMEOUT_S,
+    DEFAULT_HEADER_TIMEOUT_S,
     DEFAULT_HOST,
+    DEFAULT_KEEP_ALIVE_S,
     DEFAULT_MAX_BODY,
     DEFAULT_MAX_CHUNK_BODY,
+    DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_DATA_SIZE,
     DEFAULT_MAX_ITEM_BODY,
+    DEFAULT_MAX_SPOOL_BYTES,
+    DEFAULT_MAX_UPLOADS,
     DEFAULT_MINE_INTERVAL,
     DEFAULT_PORT,
+    ConnectionLimits,
     GatewayConfig,
 )
+from gateway.fastpath import DEFAULT_CACHE_BYTES, DEFAULT_MAX_AGE_S
 
 
 def register(subparsers) -> None:
@@ -52,6 +60,14 @@ def register(subparsers) -> None:
         help=f"seconds between blocks (default {DEFAULT_MINE_INTERVAL:g}; 0 = only on /mine)",
     )
     parser.add_argument("--no-mint", action="store_true", help="refuse arlocal's /mint route")
+    parser.add_argument("--cache-bytes", type=int, default=DEFAULT_CACHE_BYTES, metavar="N",
+                        help=f"memory for verified small objects answered without a disk read, headers and bookkeeping "
+                             f"counted (default {DEFAULT_CACHE_BYTES}; 0 = no cache)")
+    parser.add_argument("--cache-reverify", type=float, default=DEFAULT_MAX_AGE_S, metavar="S",
+                        help="seconds a small object is answered from memory before its stored copy is verified "
+                             f"again (default {DEFAULT_MAX_AGE_S:g})")
+    parser.add_argument("--no-dev-routes", action="store_true",
+                        help="refuse arlocal's /mint and /mine to everyone (by default they answer 127.0.0.1 / ::1 only)")
     parser.add_argument("--public-url", metavar="URL",
                         help="URL clients reach this node at, published as its AO Scheduler-Location "
                              "(default: the listening URL)")
@@ -64,11 +80,30 @@ def register(subparsers) -> None:
                         help=f"POST /chunk JSON (default {DEFAULT_MAX_CHUNK_BODY})")
     limits.add_argument("--max-data-size", type=int, default=DEFAULT_MAX_DATA_SIZE, metavar="N",
                         help=f"largest data_size a tx may claim, posted or fetched (default {DEFAULT_MAX_DATA_SIZE})")
+    limits.add_argument("--max-uploads", type=int, default=DEFAULT_MAX_UPLOADS, metavar="N",
+                        help=f"streamed item uploads at once; more get 503 (default {DEFAULT_MAX_UPLOADS})")
+    limits.add_argument("--max-spool-bytes", type=int, default=DEFAULT_MAX_SPOOL_BYTES, metavar="N",
+                        help=f"bytes of streamed uploads spooled at once; past it 503 (default {DEFAULT_MAX_SPOOL_BYTES})")
+    _connection_arguments(parser)
     _herder_arguments(parser)
     parser.set_defaults(handler=run_serve)
     from inference.herder import remote_cli
 
     remote_cli.register(subparsers)  # `permastore worker`: a node's other role in a herd
+
+
+def _connection_arguments(parser) -> None:
+    """Connection limits: what a client may hold open and how slowly it may send."""
+    group = parser.add_argument_group("connections (a client past these is answered 4xx/503 and disconnected)")
+    group.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS, metavar="N",
+                       help=f"open connections at once (default {DEFAULT_MAX_CONNECTIONS})")
+    group.add_argument("--header-timeout", type=float, default=DEFAULT_HEADER_TIMEOUT_S, metavar="S",
+                       help="seconds to send a request's headers, from its first byte or from connecting "
+                            f"(default {DEFAULT_HEADER_TIMEOUT_S:g})")
+    group.add_argument("--body-timeout", type=float, default=DEFAULT_BODY_TIMEOUT_S, metavar="S",
+                       help=f"seconds a request body may pause between bytes (default {DEFAULT_BODY_TIMEOUT_S:g})")
+    group.add_argument("--keep-alive-timeout", type=float, default=DEFAULT_KEEP_ALIVE_S, metavar="S",
+                       help=f"seconds an idle keep-alive connection stays open (default {DEFAULT_KEEP_ALIVE_S:g})")
 
 
 def _herder_arguments(parser) -> None:
@@ -129,9 +164,12 @@ def run_serve(args: argparse.Namespace) -> int:
         raise CliError("--learn-peers must be between 0 and 1000")
     if args.public_url is not None:
         _check_public_url(args.public_url)
+    if args.cache_bytes < 0:
+        raise CliError("--cache-bytes must be 0 or more")
     if args.mine_interval < 0:
         raise CliError("--mine-interval must be 0 or more")
-    for flag in ("max_tx_body", "max_item_body", "max_chunk_body", "max_data_size"):
+    for flag in ("cache_reverify", "max_tx_body", "max_item_body", "max_chunk_body", "max_data_size", "max_uploads",
+                 "max_spool_bytes", "max_connections", "header_timeout", "body_timeout", "keep_alive_timeout"):
         if getattr(args, flag) <= 0:
             raise CliError(f"--{flag.replace('_', '-')} must be positive")
     config = GatewayConfig(
@@ -144,11 +182,22 @@ def run_serve(args: argparse.Namespace) -> int:
         max_rate=args.max_rate,
         mine_interval=args.mine_interval,
         enable_mint=not args.no_mint,
+        dev_routes=not args.no_dev_routes,
+        small_cache_bytes=args.cache_bytes,
+        small_cache_max_age_s=args.cache_reverify,
         public_url=args.public_url.rstrip("/") if args.public_url else None,
         max_tx_body=args.max_tx_body,
         max_item_body=args.max_item_body,
         max_chunk_body=args.max_chunk_body,
         max_data_size=args.max_data_size,
+        max_uploads=args.max_uploads,
+        max_spool_bytes=args.max_spool_bytes,
+        connections=ConnectionLimits(
+            max_connections=args.max_connections,
+            header_timeout_s=args.header_timeout,
+            body_timeout_s=args.body_timeout,
+            keep_alive_s=args.keep_alive_timeout,
+        ),
         herder=_herder_settings(args),
     )
     from gateway.serve_lock import holding_serve_lock

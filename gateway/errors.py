@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import sqlite3
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from permastore.protocol.errors import ProtocolError
@@ -43,9 +46,15 @@ def error_response(status: int, reason: str, headers: dict[str, str] | None = No
 
 def _validation_reason(exc: RequestValidationError) -> str:
     """Given FastAPI's validation error, return one readable line."""
+    from gateway.openapi import PATTERN_MEANINGS
+
     parts = []
     for err in exc.errors()[:3]:
         where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        meaning = PATTERN_MEANINGS.get((err.get("ctx") or {}).get("pattern"))
+        if meaning is not None:
+            parts.append(f"invalid {where.removeprefix('path.')}: expected {meaning}")
+            continue
         parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg")))
     return "; ".join(parts) or "invalid request"
 
@@ -59,7 +68,14 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         reason = exc.detail if isinstance(exc.detail, str) else "request refused"
-        return error_response(exc.status_code, reason, getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:  # every method the path's routes take, not only the first route's
+            from gateway.openapi import allowed_methods
+
+            allow = allowed_methods(request.app, request.scope)
+            headers = {**(headers or {}), "Allow": ", ".join(allow)}
+            reason = f"method {request.method} not allowed here; use {' or '.join(allow)}"
+        return error_response(exc.status_code, reason, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -112,9 +128,45 @@ class InternalErrorMiddleware:
 
         try:
             await self.app(scope, receive, send_tracking)
-        except Exception as exc:
-            log.exception("internal error on %s %s", scope.get("method"), scope.get("path"))
+        except ClientDisconnect:  # the client left (or was timed out) mid-body: nobody to answer
+            log.info("client went away during %s %s", scope.get("method"), scope.get("path"))
+        except RecursionError:
+            # Safety net for routes that parse bodies themselves: only input nested past the
+            # interpreter's depth (JSON, a query) recurses this far. Its own routes say so first.
+            log.warning("refused on %s %s: input nested too deeply", scope.get("method"), scope.get("path"))
             if started:
                 raise
-            response = error_response(500, f"internal error: {type(exc).__name__}")
+            await error_response(400, "request nested too deeply to process")(scope, receive, send)
+        except Exception as exc:
+            full = storage_full(exc)
+            if full:
+                log.warning("refused on %s %s: storage full: %s", scope.get("method"), scope.get("path"), exc)
+            else:
+                log.exception("internal error on %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise
+            if full:
+                # Nothing was acknowledged; what is stored stays readable (reads never write).
+                response = error_response(507, f"insufficient storage: the node's disk is full ({exc}); nothing was stored")
+            else:
+                response = error_response(500, f"internal error: {type(exc).__name__}")
             await response(scope, receive, send)
+
+
+SQLITE_FULL = 13  # sqlite3 result code "database or disk is full"
+FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def storage_full(exc: BaseException) -> bool:
+    """Given an exception, return whether it says the disk (or the quota) is full, here or in its causes."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, OSError) and exc.errno in FULL_ERRNOS:
+            return True
+        if isinstance(exc, sqlite3.Error) and (
+            getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL or "disk is full" in str(exc)
+        ):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False

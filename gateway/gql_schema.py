@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import enum
 import logging
-import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from decimal import Decimal
 from typing import Optional
 
 import strawberry
 from starlette.concurrency import run_in_threadpool
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter
 from strawberry.types import Info
 
+from gateway.gql_budget import CostRule, MAX_TOKENS, QueryBudget
+from gateway.gql_filters import TagCheck, split_tag_filters
 from permastore.protocol import b64url
 from permastore.store import Query
-from permastore.store.query import encode_cursor
+from permastore.store import InvalidQuery
+from permastore.store.query import decode_cursor, encode_cursor
 from permastore.store.records import PENDING_HEIGHT_KEY
 
 log = logging.getLogger("gateway.graphql")
@@ -27,7 +30,9 @@ log = logging.getLogger("gateway.graphql")
 MAX_PAGE = 100  # ar.io and arweave.net cap `first` at 100
 SCAN_PAGE = 500  # rows read per store query while NEQ / WILDCARD filters are applied here
 MAX_SCANNED = 200_000  # a filtered query reading more rows than this is refused, not left to run
-SUPPORTED_MATCHES = ("EXACT", "WILDCARD")
+MAX_CURSOR_LENGTH = 200  # this node's cursors are ~30 characters
+MAX_SQL_INTEGER = 2**63 - 1
+MAX_LIST_ARGUMENT = 1000  # ids, owners, recipients, bundledIn: each becomes SQL parameters
 WINSTON_PER_AR = Decimal(10**12)
 
 
@@ -177,59 +182,16 @@ class TransactionConnection:
     edges: list[TransactionEdge]
 
 
-def _pattern(value: bytes, match: TagMatch) -> re.Pattern[bytes]:
-    """Given a filter value and its match mode, return the regex a tag value must fully match.
-
-    WILDCARD: `*` stands for any run of bytes (`text/*` is a prefix match); EXACT: the value itself.
-    """
-    if match is TagMatch.EXACT:
-        return re.compile(re.escape(value))
-    return re.compile(b".*".join(re.escape(part) for part in value.split(b"*")), re.DOTALL)
-
-
-@dataclass
-class TagCheck:
-    """A tag filter the store cannot run (NEQ or WILDCARD), applied to each row it returns."""
-
-    name: bytes
-    patterns: list[re.Pattern[bytes]]
-    negated: bool
-
-    def holds(self, tags) -> bool:
-        """Given an object's tags, return whether one tag of this name has a value that (does not) match.
-
-        NEQ, as on arweave.net: the object carries the tag, with a value none of the values match.
-        """
-        for tag in tags:
-            if tag.name == self.name:
-                hit = any(p.fullmatch(tag.value) for p in self.patterns)
-                if hit != self.negated:
-                    return True
-        return False
-
-
-def _tag_filters(tags: list[TagFilter] | None) -> tuple[list[tuple[bytes, list[bytes]]], list[TagCheck]]:
-    """Given the GraphQL tag filters, return (store filters, checks applied here)."""
-    filters, checks = [], []
-    for tag in tags or []:
-        if tag.match.value not in SUPPORTED_MATCHES:
-            raise ValueError(f"tag filter match {tag.match.value} is not supported by this node; use {' or '.join(SUPPORTED_MATCHES)}")
-        name, values = tag.name.encode(), [value.encode() for value in tag.values]
-        if tag.op is TagOperator.EQ and tag.match is TagMatch.EXACT:
-            filters.append((name, values))
-            continue
-        if not values:
-            raise ValueError(f"tag filter {tag.name!r:.60} with op {tag.op.value} / match {tag.match.value} needs values")
-        filters.append((name, []))  # the store narrows to objects carrying the tag at all
-        checks.append(TagCheck(name, [_pattern(v, tag.match) for v in values], tag.op is TagOperator.NEQ))
-    return filters, checks
-
-
 def build_query(ids, owners, recipients, tags, bundled_in, block, first, after, sort) -> tuple[Query, list[TagCheck]]:
     """Given the GraphQL arguments, return the store Query and the tag checks applied to its rows here."""
     if first < 0:
         raise ValueError("first must be 0 or more")
-    store_tags, checks = _tag_filters(tags)
+    for name, values in (("ids", ids), ("owners", owners), ("recipients", recipients), ("bundledIn", bundled_in)):
+        if values is not None and len(values) > MAX_LIST_ARGUMENT:
+            raise ValueError(f"{name} takes at most {MAX_LIST_ARGUMENT} values, got {len(values)}")
+    store_tags, checks = split_tag_filters(tags)
+    if after is not None:
+        check_cursor(after)
     query = Query(
         ids=list(ids or []),
         owners=list(owners or []),
@@ -245,18 +207,29 @@ def build_query(ids, owners, recipients, tags, bundled_in, block, first, after, 
     return query, checks
 
 
+def check_cursor(cursor: str) -> None:
+    """Given a `transactions` cursor, raise ValueError unless it is one this node could have given out."""
+    try:
+        height_key, seq = decode_cursor(cursor) if len(cursor) <= MAX_CURSOR_LENGTH else (-1, -1)
+    except (InvalidQuery, RecursionError):
+        height_key, seq = -1, -1
+    if not (0 <= height_key <= MAX_SQL_INTEGER and 0 <= seq <= MAX_SQL_INTEGER):
+        raise ValueError(f"invalid cursor {cursor!r:.60}: use the cursor of an edge this node returned")
+
+
 def cursor_of(item) -> str:
     """Given an ObjectInfo from a query, return the cursor that continues after it."""
     return encode_cursor(item.height if item.height is not None else PENDING_HEIGHT_KEY, item.seq)
 
 
-def _checked_page(store, query: Query, checks: list[TagCheck]) -> tuple[list, bool]:
+def _checked_page(store, query: Query, checks: list[TagCheck], budget: QueryBudget) -> tuple[list, bool]:
     """Given a store query and checks, return (up to query.first passing rows, whether more pass).
 
     Rows are read in the query's order, SCAN_PAGE at a time, so cursors stay the store's.
     """
     found, after, scanned = [], query.after, 0
     while True:
+        budget.check_time()
         page = store.query(replace(query, first=SCAN_PAGE, after=after))
         for item in page.items:
             if all(check.holds(item.tags) for check in checks):
@@ -271,13 +244,25 @@ def _checked_page(store, query: Query, checks: list[TagCheck]) -> tuple[list, bo
         after = cursor_of(page.items[-1])
 
 
-def _connection(node, query: Query, checks: list[TagCheck]) -> TransactionConnection:
+def answer_size(item) -> int:
+    """Given an ObjectInfo, return a generous estimate of its bytes in a GraphQL answer."""
+    tag_bytes = sum(len(tag.name) + len(tag.value) for tag in item.tags)
+    return 2 * (len(item.owner) + len(item.signature) + tag_bytes) + 64 * len(item.tags) + 1024
+
+
+def _connection(node, query: Query, checks: list[TagCheck], budget: QueryBudget) -> TransactionConnection:
+    budget.check_time()
     if checks:
-        items, has_next = _checked_page(node.store, query, checks)
+        items, has_next = _checked_page(node.store, query, checks, budget)
     else:
         page = node.store.query(query)
         items, has_next = page.items, page.has_next
-    edges = [TransactionEdge(cursor=cursor_of(item), node=transaction_of(item)) for item in items]
+    edges = []
+    for item in items:
+        if not budget.take(answer_size(item)):
+            has_next = True  # the page stops here; its last cursor continues after the last edge sent
+            break
+        edges.append(TransactionEdge(cursor=cursor_of(item), node=transaction_of(item)))
     return TransactionConnection(pageInfo=PageInfo(hasNextPage=has_next), edges=edges)
 
 
@@ -298,21 +283,24 @@ def block_of(found) -> Block:
     return Block(id=strawberry.ID(found.indep_hash), timestamp=found.timestamp, height=found.height, previous=strawberry.ID(found.previous))
 
 
-def _block_connection(node, ids, height: BlockFilter | None, first: int, after: str | None, sort: SortOrder) -> BlockConnection:
+def _block_connection(node, ids, height: BlockFilter | None, first: int, after: str | None, sort: SortOrder,
+                      budget: QueryBudget) -> BlockConnection:
     """Given block filters, return one page of blocks by height (cursor: the last height seen)."""
     miner = node.miner
     tip_height, _ = miner.tip()
     low = max(0, height.min if height and height.min is not None else 0)
     high = min(tip_height, height.max if height and height.max is not None else tip_height)
     if after:
-        if not after.isdigit():
+        if not after.isascii() or not after.isdigit() or len(after) > 19:
             raise ValueError("invalid block cursor")
         high, low = (min(high, int(after) - 1), low) if sort is SortOrder.HEIGHT_DESC else (high, max(low, int(after) + 1))
     heights = range(high, low - 1, -1) if sort is SortOrder.HEIGHT_DESC else range(low, high + 1)
     wanted = set(ids or [])
     edges: list[BlockEdge] = []
     has_next = False
-    for h in heights:
+    for scanned, h in enumerate(heights):
+        if scanned % 256 == 0:
+            budget.check_time()
         found = miner.block_at(h)
         if found is None or (wanted and found.indep_hash not in wanted):
             continue
@@ -346,7 +334,10 @@ class QueryRoot:
     ) -> BlockConnection:
         if first < 0:
             raise ValueError("first must be 0 or more")
-        return await run_in_threadpool(_block_connection, info.context["node"], ids, height, first, after, sort)
+        if ids is not None and len(ids) > MAX_LIST_ARGUMENT:
+            raise ValueError(f"ids takes at most {MAX_LIST_ARGUMENT} values, got {len(ids)}")
+        context = info.context
+        return await run_in_threadpool(_block_connection, context["node"], ids, height, first, after, sort, context["budget"])
 
     @strawberry.field
     async def transaction(self, info: Info, id: strawberry.ID) -> Optional[Transaction]:
@@ -370,7 +361,7 @@ class QueryRoot:
         sort: SortOrder = SortOrder.HEIGHT_DESC,
     ) -> TransactionConnection:
         query, checks = build_query(ids, owners, recipients, tags, bundledIn, block, first, after, sort)
-        return await run_in_threadpool(_connection, info.context["node"], query, checks)
+        return await run_in_threadpool(_connection, info.context["node"], query, checks, info.context["budget"])
 
 
 class QuietSchema(strawberry.Schema):
@@ -381,4 +372,7 @@ class QuietSchema(strawberry.Schema):
             log.debug("GraphQL error: %s", error.message)
 
 
-schema = QuietSchema(query=QueryRoot)
+schema = QuietSchema(
+    query=QueryRoot,
+    extensions=[lambda: MaxTokensLimiter(MAX_TOKENS), lambda: AddValidationRules([CostRule])],
+)

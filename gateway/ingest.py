@@ -11,12 +11,14 @@ import tempfile
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from gateway.bodies import limited_stream
+from gateway.bodies import declared_length, limited_stream
 from gateway.errors import ApiError, bad_request
 from gateway.ledger import InsufficientFunds
 from gateway.miner import ANCHOR_DEPTH
 from gateway.node import Node
+from gateway.uploads import ItemHeaderCheck, upload_refused
 from permastore.protocol import b64url
+from permastore.protocol.errors import ProtocolError
 from permastore.protocol.tx import Transaction, verify
 
 SPOOL_IN_MEMORY = 8 * 1024 * 1024  # item bodies past this go to a temp file in the data folder
@@ -24,7 +26,12 @@ SPOOL_IN_MEMORY = 8 * 1024 * 1024  # item bodies past this go to a temp file in 
 
 def accept_tx(node: Node, doc: dict) -> int:
     """Given a POST /tx JSON body, verify and store the tx; return 200, or 208 if already stored."""
-    tx = Transaction.from_json(doc)  # MalformedData -> 400
+    try:
+        tx = Transaction.from_json(doc)  # MalformedData -> 400
+    except ProtocolError:
+        raise
+    except (ValueError, OverflowError) as exc:  # e.g. a 5,000-digit decimal, past int()'s digit limit
+        raise bad_request(f"invalid transaction: {exc}"[:300]) from None
     if not tx.id or not tx.signature:
         raise bad_request("transaction is not signed")
     verify(tx)  # security: signature and id == sha256(signature) before anything is kept
@@ -64,18 +71,37 @@ def check_anchor(node: Node, tx: Transaction) -> None:
 
 
 async def accept_item(request: Request, node: Node):
-    """Given a request whose body is a signed ANS-104 data item, verify, store and return its ObjectInfo."""
+    """Given a request whose body is a signed ANS-104 data item, verify, store and return its ObjectInfo.
+
+    The header is checked while the body arrives (a body that is not an item is refused
+    after the few bytes that show it); only then is the rest spooled, within the node's
+    upload bounds (gateway.uploads).
+    """
+    declared = declared_length(request, node.config.max_item_body)
     spool_dir = node.config.data_dir / "tmp"
     spool_dir.mkdir(exist_ok=True)
-    with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, dir=spool_dir) as spool:
-        size = 0
+    with request.app.state.uploads.admitted(declared) as reservation:
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, dir=spool_dir) as spool:
+            await _spool_item(request, node, spool, reservation)
+            spool.seek(0)
+            return await run_in_threadpool(node.store.put_item, spool)
+
+
+async def _spool_item(request: Request, node: Node, spool, reservation) -> None:
+    """Given an admitted upload, copy its body into the spool, refusing it once its header shows it is no item."""
+    check = ItemHeaderCheck()
+    size = 0
+    try:
         async for piece in limited_stream(request, node.config.max_item_body):
+            check.feed(piece)  # security: MalformedData / LimitExceeded before the rest is taken in
             size += len(piece)
+            reservation.grow_to(size)  # a body longer than its Content-Length (or chunked) still counts
             if size > SPOOL_IN_MEMORY:  # going to disk: keep the event loop free while writing
                 await run_in_threadpool(spool.write, piece)
             else:
                 spool.write(piece)
         if size == 0:
             raise bad_request("empty body: expected a signed ANS-104 data item")
-        spool.seek(0)
-        return await run_in_threadpool(node.store.put_item, spool)
+        check.finish()
+    except ProtocolError as exc:
+        raise upload_refused(400, str(exc)) from None

@@ -8,9 +8,12 @@ It also caches what upstreams said of the block status of txs read through them.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from pathlib import Path
+
+log = logging.getLogger("gateway.ledger")
 
 LEDGER_FILE = "gateway.sqlite"
 
@@ -120,9 +123,16 @@ class Ledger:
         return row[0] if row else None
 
     def set_digest(self, object_id: str, sha256: bytes) -> None:
-        """Given an ID and the SHA-256 of its full data, remember it."""
-        with self._lock:
-            self._digest_db.execute("INSERT OR IGNORE INTO digests (id, sha256) VALUES (?, ?)", (object_id, sha256))
+        """Given an ID and the SHA-256 of its full data, remember it when the disk lets us.
+
+        Best effort: a digest is a cache that the next full read learns again, so a full disk
+        or a busy database never fails the read that learnt it.
+        """
+        try:
+            with self._lock:
+                self._digest_db.execute("INSERT OR IGNORE INTO digests (id, sha256) VALUES (?, ?)", (object_id, sha256))
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("digest of %s not recorded (served anyway): %s", object_id, exc)
 
     def upstream_status(self, tx_id: str) -> tuple[tuple[int, str, int] | None, float] | None:
         """Given a tx ID, return ((height, indep_hash, confirmations) or None, checked_at), or None when not read through."""
@@ -139,6 +149,12 @@ class Ledger:
     def set_upstream_status(self, tx_id: str, confirmed: tuple[int, str, int] | None, checked_at: float) -> None:
         """Given a tx ID, what its upstream said ((height, indep_hash, confirmations) or None) and when, remember it."""
         height, indep_hash, confirmations = confirmed or (None, None, None)
+        try:
+            self._record_upstream_status(tx_id, height, indep_hash, confirmations, checked_at)
+        except (sqlite3.Error, OSError) as exc:  # a cache: a full disk must not fail the read asking
+            log.warning("upstream status of %s not recorded: %s", tx_id, exc)
+
+    def _record_upstream_status(self, tx_id, height, indep_hash, confirmations, checked_at) -> None:
         with self._lock:  # a cache of the upstream's answer: re-asked when lost, so no fsync needed
             self._digest_db.execute(
                 "INSERT INTO upstream_status (id, block_height, block_indep_hash, confirmations, checked_at) "

@@ -8,6 +8,8 @@ so `..` or `%2e%2e` cannot reach an ID the manifest does not list.
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -17,6 +19,8 @@ MANIFEST_CONTENT_TYPE = "application/x.arweave-manifest+json"
 MANIFEST_TYPE = "arweave/paths"
 SUPPORTED_VERSIONS = ("0.1.0", "0.2.0")
 MAX_MANIFEST_SIZE = 10 * 1024 * 1024  # larger "manifests" are served as plain data
+DEFAULT_PARSED_BYTES = 64 * 1024 * 1024  # memory for parsed manifests
+PARSED_COST_FACTOR = 3  # a parsed manifest's dict of paths holds about three times its JSON's bytes
 
 
 class ManifestError(ValueError):
@@ -47,6 +51,8 @@ def parse_manifest(raw: bytes) -> Manifest:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ManifestError(f"manifest is not JSON: {exc}") from None
+    except RecursionError:
+        raise ManifestError("manifest JSON is nested too deeply") from None
     if not isinstance(doc, dict) or doc.get("manifest") != MANIFEST_TYPE:
         raise ManifestError("not an arweave/paths manifest")
     if doc.get("version") not in SUPPORTED_VERSIONS:
@@ -62,15 +68,18 @@ def parse_manifest(raw: bytes) -> Manifest:
 
 
 def _index_id(index: object, paths: dict[str, str]) -> str | None:
-    """Given the manifest's index entry, return the ID it names (by path or, in 0.2.0, by id)."""
+    """Given the manifest's index entry, return the ID it names: by id (0.2.0), else by path.
+
+    As ar-io-node resolves them: when an index has both, `id` wins over `path`.
+    """
     if index is None:
         return None
     if not isinstance(index, dict):
         raise ManifestError("index is not an object")
-    if "path" in index:
-        return paths.get(str(index["path"]))  # an index naming a missing path has no index
     if "id" in index:
         return _entry_id(index, "index")
+    if "path" in index:
+        return paths.get(str(index["path"]))  # an index naming a missing path has no index
     raise ManifestError("index has neither path nor id")
 
 
@@ -90,3 +99,39 @@ def resolve(manifest: Manifest, subpath: str) -> str | None:
         if candidate in manifest.paths:
             return manifest.paths[candidate]
     return manifest.fallback_id
+
+
+class ParsedManifests:
+    """Given a byte budget, keep parsed manifests by ID (least recently used out first); thread-safe.
+
+    A manifest under an ID never changes, and parsing a large one holds the GIL for a
+    while, so each is parsed once rather than on every request for a path inside it.
+    Invalid manifests are remembered too (as None): they are served as plain data.
+    """
+
+    def __init__(self, max_bytes: int = DEFAULT_PARSED_BYTES):
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[str, tuple[Manifest | None, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, manifest_id: str, load) -> Manifest | None:
+        """Given an ID and load() -> raw bytes, return its parsed Manifest (None when invalid), parsing at most once."""
+        with self._lock:
+            if manifest_id in self._entries:
+                self._entries.move_to_end(manifest_id)
+                return self._entries[manifest_id][0]
+        raw = load()
+        try:
+            manifest = parse_manifest(raw)
+        except ManifestError:
+            manifest = None
+        cost = len(raw) * PARSED_COST_FACTOR
+        with self._lock:
+            if manifest_id not in self._entries and cost <= self.max_bytes:
+                self._entries[manifest_id] = (manifest, cost)
+                self._bytes += cost
+                while self._bytes > self.max_bytes:
+                    _, (_, old_cost) = self._entries.popitem(last=False)
+                    self._bytes -= old_cost
+        return manifest

@@ -7,6 +7,7 @@ from permastore.protocol import b64url
 from gateway.errors import bad_request
 
 MAX_OFFSET_DIGITS = 40  # weave offsets fit far below this; longer strings are not offsets
+MAX_SQL_INTEGER = 2**63 - 1  # SQLite's INTEGER: anything the store looks up must fit
 
 
 def parse_id(text: str, what: str = "ID") -> str:
@@ -21,8 +22,11 @@ def parse_address(text: str) -> str:
     return parse_id(text, "wallet address")
 
 
-def parse_uint(text: str, what: str) -> int:
-    """Given a path segment, return a non-negative decimal integer or raise a 400."""
+def parse_uint(text: str, what: str, maximum: int | None = None) -> int:
+    """Given a path segment, return a non-negative decimal integer (at most maximum) or raise a 400."""
     if not (0 < len(text) <= MAX_OFFSET_DIGITS) or not text.isascii() or not text.isdigit():
         raise bad_request(f"invalid {what}: expected a non-negative integer")
-    return int(text)
+    value = int(text)
+    if maximum is not None and value > maximum:
+        raise bad_request(f"invalid {what}: at most {maximum}")
+    return value

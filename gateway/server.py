@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import resource
 import signal
 import socket
 import sys
@@ -15,7 +16,9 @@ from permastore.cli.errors import CliError
 
 from gateway.access_log import AccessLog, install_access_log
 from gateway.app import create_app
-from gateway.config import GatewayConfig
+from gateway.config import ConnectionLimits, GatewayConfig
+
+FILES_BESIDES_CONNECTIONS = 256  # SQLite, segments, spools, herder pipes
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -27,6 +30,16 @@ def bind_socket(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+def raise_open_files_limit(connections: int) -> None:
+    """Given the connections to allow, raise the soft open-files limit toward the hard one so they fit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + FILES_BESIDES_CONNECTIONS
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def url_of(sock: socket.socket) -> str:
@@ -61,15 +74,19 @@ class AnnouncingServer(uvicorn.Server):
             print(f"permastore gateway listening on {self.url}", flush=True)
 
 
-def http_protocol(app):
-    """Given the app, return uvicorn's `http` setting: httptools answering cache hits itself when installed."""
+def http_protocol(app, limits: ConnectionLimits):
+    """Given the app and the connection limits, return uvicorn's `http` setting.
+
+    httptools (uvicorn[standard]): our guarded protocol, answering cache hits itself. Without it,
+    h11 with its header-size limit (no header or body read timeouts: install httptools).
+    """
     try:
         import httptools  # noqa: F401
     except ImportError:
-        return "auto"  # h11: every request through the app (its own fast path still applies)
+        return "h11"
     from gateway.fast_protocol import with_cache
 
-    return with_cache(app.fast_path.cache)
+    return with_cache(app.fast_path.cache, limits)
 
 
 def serve(config: GatewayConfig, quiet: bool = False, lock=None) -> None:
@@ -80,17 +97,20 @@ def serve(config: GatewayConfig, quiet: bool = False, lock=None) -> None:
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     sock = bind_socket(config.host, config.port)
+    raise_open_files_limit(config.connections.max_connections)
     config.public_url = config.public_url or url_of(sock)
     app = create_app(config)
+    limits = config.connections
     server = AnnouncingServer(
         uvicorn.Config(
             app,
             loop="auto",  # uvloop when installed
-            http=http_protocol(app),
+            http=http_protocol(app, limits),
             log_level="warning",
             access_log=False,
             proxy_headers=False,  # bound to loopback by default; no proxy to trust
-            timeout_keep_alive=30,
+            timeout_keep_alive=int(max(1, limits.keep_alive_s)),
+            h11_max_incomplete_event_size=limits.max_header_bytes,  # used only without httptools
             lifespan="on",
         ),
         url_of(sock),

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from gateway.bodies import read_json_object
 from gateway.errors import bad_request, not_found
 from gateway.node import Node, node_of
-from gateway.params import parse_uint
+from gateway.params import MAX_SQL_INTEGER, parse_uint
 from permastore.protocol import b64url, merkle
 from permastore.protocol.errors import InvalidProof, MalformedData
 from permastore.store import NotFound
@@ -85,7 +85,7 @@ async def post_chunk(request: Request) -> Response:
 
 def weave_chunk(node: Node, offset_text: str):
     """Given a weave offset (path text), return the WeaveChunk holding it or raise 400/404."""
-    offset = parse_uint(offset_text, "offset")
+    offset = parse_uint(offset_text, "offset", MAX_SQL_INTEGER)  # the store's offsets are SQLite integers
     try:
         found = node.store.chunk_at_weave_offset(offset)
     except NotFound:

@@ -6,15 +6,15 @@ malformed request is a JSON `{"error": ...}` like the rest of the gateway.
 
 from __future__ import annotations
 
-import json
-
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from gateway.bodies import read_limited
+from gateway.bodies import parse_json, read_limited
 from gateway.errors import bad_request
+from gateway.gql_budget import QueryBudget
 from gateway.gql_schema import schema
 from gateway.node import node_of
+from gateway.openapi import answers, json_body, request_body
 
 router = APIRouter(tags=["graphql"])
 
@@ -25,10 +25,7 @@ def _request_parts(doc: object) -> tuple[str, dict | None, str | None]:
         raise bad_request("GraphQL request must be a JSON object")
     query, variables, operation = doc.get("query"), doc.get("variables"), doc.get("operationName")
     if isinstance(variables, str) and variables:
-        try:
-            variables = json.loads(variables)
-        except ValueError:
-            raise bad_request("variables is not valid JSON") from None
+        variables = parse_json(variables.encode(), "variables is not valid JSON")
     if not isinstance(query, str) or not query.strip():
         raise bad_request("missing GraphQL query")
     if variables is not None and not isinstance(variables, dict) and variables != "":
@@ -40,9 +37,11 @@ def _request_parts(doc: object) -> tuple[str, dict | None, str | None]:
 
 async def _execute(request: Request, doc: object) -> JSONResponse:
     query, variables, operation = _request_parts(doc)
-    result = await schema.execute(
-        query, variable_values=variables, operation_name=operation, context_value={"node": node_of(request)}
-    )
+    context = {"node": node_of(request), "budget": QueryBudget()}
+    try:
+        result = await schema.execute(query, variable_values=variables, operation_name=operation, context_value=context)
+    except RecursionError:
+        raise bad_request("GraphQL query or variables nested too deeply") from None
     body: dict = {"data": result.data}
     if result.errors:
         body["errors"] = [error.formatted for error in result.errors]
@@ -54,16 +53,31 @@ async def _execute(request: Request, doc: object) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
-@router.post("/graphql", summary="GraphQL (ar.io schema): transactions, transaction")
+GRAPHQL_REQUEST = {"type": "object", "required": ["query"], "properties": {
+    "query": {"type": "string", "minLength": 1}, "variables": {"type": ["object", "null"]},
+    "operationName": {"type": ["string", "null"]}}}
+GRAPHQL_ANSWER = {"type": "object", "required": ["data"], "properties": {"data": {}, "errors": {"type": "array"}}}
+GRAPHQL_REFUSAL = {"description": "The query did not parse, validate or fit the cost limits (data null, errors, error)",
+                   "content": {"application/json": {"schema": {
+                       "type": "object", "required": ["error", "status"],
+                       "properties": {"error": {"type": "string"}, "status": {"type": "integer"}, "data": {"type": "null"},
+                                      "errors": {"type": "array"}}}}}}
+ANSWERS = answers(413, s200=json_body(GRAPHQL_ANSWER, "The answer; resolver errors (a bad cursor) come in `errors` by `data`"))
+ANSWERS[400] = GRAPHQL_REFUSAL
+
+
+@router.post("/graphql", summary="GraphQL (ar.io schema): transactions, transaction, blocks, block",
+             responses=ANSWERS, openapi_extra=request_body({"application/json": GRAPHQL_REQUEST}))
 async def graphql_post(request: Request) -> JSONResponse:
     body = await read_limited(request, node_of(request).config.max_graphql_body)
-    try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise bad_request("request body is not JSON") from None
-    return await _execute(request, doc)
+    return await _execute(request, parse_json(body, "request body is not JSON"))
 
 
-@router.get("/graphql", summary="GraphQL with the query in the query string")
-async def graphql_get(request: Request, query: str = "", variables: str = "", operationName: str | None = None) -> JSONResponse:
+@router.get("/graphql", summary="GraphQL with the query in the query string", responses=ANSWERS)
+async def graphql_get(
+    request: Request,
+    query: str = Query(min_length=1, description="the GraphQL document"),
+    variables: str = Query("", description="the variables, as JSON text"),
+    operationName: str | None = None,
+) -> JSONResponse:
     return await _execute(request, {"query": query, "variables": variables, "operationName": operationName})

@@ -1,13 +1,14 @@
-"""Node-level routes: /info, /healthcheck, /peers, /price."""
+"""Node-level routes: /info (and /), /height, /healthcheck, /peers, /price."""
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from gateway.node import node_of
+from gateway.openapi import BLOCK_HASH_PATTERN, answers, id_param, json_body, text, uint_param
 from gateway.params import parse_address, parse_uint
 from permastore.protocol.merkle import MAX_CHUNK_SIZE as CHUNK_SIZE
 
@@ -43,19 +44,48 @@ def network_info(request: Request) -> dict:
     }
 
 
-@router.get("/info", summary="Network and chain tip, as the Arweave node reports them")
-@router.get("/", include_in_schema=False)
+NETWORK_INFO = {
+    "type": "object",
+    "required": ["network", "version", "release", "height", "current", "blocks", "peers", "queue_length", "node_state_latency"],
+    "properties": {
+        "network": {"type": "string"}, "version": {"type": "integer"}, "release": {"type": "integer"},
+        "height": {"type": "integer", "minimum": 0}, "current": {"type": "string", "pattern": BLOCK_HASH_PATTERN},
+        "blocks": {"type": "integer"}, "peers": {"type": "integer"}, "queue_length": {"type": "integer"},
+        "node_state_latency": {"type": "integer"},
+    },
+}
+INFO = {"summary": "Network and chain tip, as the Arweave node reports them",
+        "responses": answers(s200=json_body(NETWORK_INFO))}
+PRICE = answers(400, s200=text({"type": "string", "pattern": "^[0-9]+$"}))
+
+
+@router.get("/info", **INFO)
 async def info(request: Request) -> JSONResponse:
     return JSONResponse(network_info(request))
 
 
-@router.get("/healthcheck", summary="Liveness: 200 while the node can answer")
+@router.get("/", **INFO)
+async def root_info(request: Request) -> JSONResponse:
+    return JSONResponse(network_info(request))
+
+
+@router.get("/height", summary="The height of the newest block (a JSON number, as ar.io answers)",
+              responses=answers(s200=json_body({"type": "integer", "minimum": 0})))
+async def height(request: Request) -> Response:
+    tip_height, _ = node_of(request).miner.tip()
+    return Response(str(tip_height), media_type="application/json")
+
+
+@router.get("/healthcheck", summary="Liveness: 200 while the node can answer",
+              responses=answers(s200=json_body({"type": "object", "required": ["status", "height"], "properties": {
+                  "status": {"type": "string", "enum": ["ok"]}, "height": {"type": "integer"}}})))
 async def healthcheck(request: Request) -> JSONResponse:
     height, _ = node_of(request).miner.tip()
     return JSONResponse({"status": "ok", "height": height})
 
 
-@router.get("/peers", summary="The peers this node fetches from (--upstream, --peer, learnt), host:port")
+@router.get("/peers", summary="The peers this node fetches from (--upstream, --peer, learnt), host:port",
+            responses=answers(s200=json_body({"type": "array", "items": {"type": "string"}})))
 async def peers(request: Request) -> JSONResponse:
     hosts = []
     for url in node_of(request).peer_urls():
@@ -64,12 +94,16 @@ async def peers(request: Request) -> JSONResponse:
     return JSONResponse(hosts)
 
 
-@router.get("/price/{size}", response_class=PlainTextResponse, summary="Upload price in winston")
-async def price(size: str) -> PlainTextResponse:
+@router.get("/price/{size}", response_class=PlainTextResponse, summary="Upload price in winston",
+              responses=PRICE)
+async def price(size: str = uint_param("data size in bytes")) -> PlainTextResponse:
     return PlainTextResponse(str(price_of(parse_uint(size, "byte count"))))
 
 
-@router.get("/price/{size}/{target}", response_class=PlainTextResponse, summary="Upload price with a transfer")
-async def price_with_target(size: str, target: str) -> PlainTextResponse:
+@router.get("/price/{size}/{target}", response_class=PlainTextResponse, summary="Upload price with a transfer",
+              responses=PRICE)
+async def price_with_target(
+    size: str = uint_param("data size in bytes"), target: str = id_param("wallet address")
+) -> PlainTextResponse:
     parse_address(target)
     return PlainTextResponse(str(price_of(parse_uint(size, "byte count"))))

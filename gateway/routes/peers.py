@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.errors import not_found
 from gateway.node import Node, node_of
+from gateway.openapi import answers, binary, id_param
 from gateway.params import parse_id
 from permastore.protocol import b64url
 from permastore.sources.proofs import encode_leaves
@@ -40,8 +41,12 @@ def leaf_list(node: Node, object_id: str) -> tuple[bytes, bytes, int]:
     return partial.leaves, info.data_root, info.data_size
 
 
-@router.get("/leaves/{object_id}", summary="A format-2 tx's leaf list: SHA-256 and end offset per chunk (binary)")
-async def leaves(object_id: str, request: Request) -> Response:
+LEAF_HEADERS = {"X-Data-Root": {"schema": {"type": "string"}}, "X-Data-Size": {"schema": {"type": "string"}}}
+
+
+@router.get("/leaves/{object_id}", summary="A format-2 tx's leaf list: SHA-256 and end offset per chunk (binary)",
+            responses=answers(400, 404, s200={**binary(), "headers": LEAF_HEADERS}))
+async def leaves(request: Request, object_id: str = id_param("a format-2 transaction ID")) -> Response:
     node = node_of(request)
     body, data_root, data_size = await run_in_threadpool(leaf_list, node, parse_id(object_id))
     headers = {"X-Data-Root": b64url.encode(data_root), "X-Data-Size": str(data_size)}

@@ -19,6 +19,7 @@ from permastore.protocol.tx import Transaction, sign
 VECTORS = Path(__file__).resolve().parents[2] / "fixtures" / "vectors" / "arweave"
 KEYFILE = VECTORS / "arweave-keyfile-fOVzBRTBnyt4VrUUYadBH8yras_-jhgpmNgg-5b3vEw.json"
 KEY_ADDRESS = "fOVzBRTBnyt4VrUUYadBH8yras_-jhgpmNgg-5b3vEw"
+LOCAL_CLIENT = ("127.0.0.1", 50000)  # the in-process app sees a loopback client, as a local script is
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +45,7 @@ def make_config(tmp_path: Path, **overrides) -> GatewayConfig:
 def client(tmp_path):
     """A TestClient over a fresh node (mining only on /mine)."""
     app = create_app(make_config(tmp_path))
-    with TestClient(app, raise_server_exceptions=False) as test_client:
+    with TestClient(app, raise_server_exceptions=False, client=LOCAL_CLIENT) as test_client:
         yield test_client
 
 

@@ -1,7 +1,10 @@
 """Cached small objects answered by the protocol itself: same bytes as the app, in order, on a real server."""
 
 import asyncio
+import os
 import socket
+import threading
+import time
 
 import httpx
 import pytest
@@ -10,6 +13,7 @@ from uvicorn.server import ServerState
 
 from gateway.fast_protocol import with_cache
 from gateway.fastpath import SmallObjectCache
+from permastore.protocol.signers import Ed25519Signer
 
 from .conftest import signed_item
 from .servers import start_server
@@ -158,3 +162,74 @@ def test_header_values_with_control_bytes_are_never_cached():
     cache = SmallObjectCache()
     cache.put("x" * 43, b"body", {"Content-Type": "text/html\r\nSet-Cookie: a=b"})
     assert cache.get("x" * 43) is None
+
+
+def test_a_cached_object_is_not_served_once_its_stored_copy_is_found_corrupt(tmp_path, ed_signer):
+    from .test_server import flip_byte_of
+
+    running = start_server(tmp_path / "data", tmp_path / "server.log", "--mine-interval", "0", "--cache-reverify", "2")
+    try:
+        with httpx.Client(base_url=running.url, timeout=30) as client:
+            body = os.urandom(20_000)  # stored zstd-free: random bytes do not compress
+            ids = [_upload(client, signer, body, "text/plain") for signer in (ed_signer, Ed25519Signer(bytes(32)))]
+            other = os.urandom(20_000)
+            other_id = _upload(client, ed_signer, other, "text/plain")
+            for object_id in ids + [other_id]:
+                assert client.get(f"/{object_id}").content in (body, other)  # read, verified, cached
+            flip_byte_of(tmp_path / "data", body[5000:5064])  # one stored chunk, shared by both IDs
+            flip_byte_of(tmp_path / "data", other[5000:5064])
+            assert client.get(f"/{ids[0]}").content == body  # from memory: nobody has looked at the disk yet
+            found = client.get(f"/raw/{ids[0]}")  # a read of the stored copy finds it bad
+            assert found.status_code == 500 and "verification" in found.json()["error"]
+            for object_id in ids:  # both IDs with that content are out of the cache
+                again = client.get(f"/{object_id}")
+                assert again.status_code == 500, object_id
+            assert client.get(f"/{other_id}").status_code == 200  # still cached; not yet re-verified
+            time.sleep(3)  # past --cache-reverify: the next hit has its store copy checked in the background
+            statuses = []
+            for _ in range(100):
+                statuses.append(client.get(f"/{other_id}").status_code)
+                if statuses[-1] == 500:
+                    break
+                time.sleep(0.1)
+            assert statuses[-1] == 500 and all(status == 200 for status in statuses[:-1])  # found bad: never again from memory
+            assert "failed verification" in running.log()
+    finally:
+        running.stop()
+
+
+@pytest.mark.slow
+def test_many_tiny_uploads_read_back_keep_the_cache_within_its_budget(tmp_path, ed_signer):
+    """Issue 7 point 15: uploads read back grew the server ~1 KB each; the cache budget counted bodies only.
+
+    A real uvicorn server with the gateway's protocol, in this process so the cache can be weighed.
+    """
+    from gateway.app import create_app
+
+    from .conftest import make_config
+
+    budget = 100_000
+    app = create_app(make_config(tmp_path, small_cache_bytes=budget))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(app, http=with_cache(app.fast_path.cache), log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        url = "http://127.0.0.1:%d" % sock.getsockname()[1]
+        with httpx.Client(base_url=url, timeout=60) as client:
+            for n in range(1500):
+                item = signed_item(ed_signer, b"", {"Content-Type": "text/plain", "N": str(n)})  # empty: costs a bodies-only budget nothing
+                object_id = client.post("/tx", content=item, headers={"Content-Type": "application/octet-stream"}).json()["id"]
+                assert client.get(f"/{object_id}").status_code == 200
+                assert client.get(f"/{object_id}").status_code == 200  # answered from the cache
+        entries = list(app.fast_path.cache._entries.values())
+        held = sum(len(entry.body) + len(entry.header_lines) + 43 for entry in entries)  # a floor of what they hold
+        assert held <= budget, f"{len(entries)} cached answers hold at least {held} bytes; the budget is {budget}"
+        assert len(entries) > 10  # the cache still works
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

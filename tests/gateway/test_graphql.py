@@ -1,4 +1,8 @@
-"""POST/GET /graphql with the ar.io schema, against the in-process app."""
+"""POST/GET /graphql with the ar.io schema: the in-process app, and a real server for hostile queries."""
+
+import json
+
+from permastore.protocol import b64url
 
 from .conftest import KEY_ADDRESS, signed_item, signed_tx
 
@@ -166,3 +170,125 @@ def test_unsupported_tag_matches_are_clear_graphql_errors(client):
     assert response.status_code == 400 and response.json()["errors"]
     response = client.post("/graphql", json={"query": QUERY, "variables": {"tags": [{"name": "A", "values": [], "op": "NEQ"}]}})
     assert "needs values" in response.json()["errors"][0]["message"]
+
+
+# -- hostile queries against a real server (issue 7 point 4) --------------------------------------
+
+import re as _re  # noqa: E402
+
+import httpx  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from gateway.gql_filters import Glob  # noqa: E402
+
+from .servers import start_server  # noqa: E402
+
+
+@pytest.fixture
+def server(tmp_path):
+    running = start_server(tmp_path / "data", tmp_path / "server.log", "--mine-interval", "0")
+    yield running
+    running.stop()
+
+
+def test_wildcard_on_a_long_tag_answers_at_once_and_the_server_stays_responsive(server, ed_signer):
+    """A backtracking regex took minutes over a 3,000-byte value with `a*a*a*a*b`; a linear match is instant."""
+    value = "a" * 3000
+    item = signed_item(ed_signer, b"long tag", {"Note": value, "App-Name": "wild"})
+    with httpx.Client(base_url=server.url, timeout=60) as client:  # the old matcher never answered within this
+        item_id = client.post("/tx", content=item, headers={"Content-Type": "application/octet-stream"}).json()["id"]
+        for pattern, hit in (("a*a*a*a*b", False), ("a*a*a*a*a", True), ("*" + "a*" * 40, True), ("a" * 2999 + "*b", False)):
+            body = {"query": QUERY, "variables": {"tags": [{"name": "Note", "values": [pattern], "match": "WILDCARD"}]}}
+            response = client.post("/graphql", json=body)
+            assert response.status_code == 200, response.text
+            ids = [edge["node"]["id"] for edge in response.json()["data"]["transactions"]["edges"]]
+            assert ids == ([item_id] if hit else []), pattern
+        assert client.get("/info").status_code == 200
+
+
+def test_costly_queries_are_refused_with_a_clear_400(server):
+    aliases = "{" + " ".join(f"a{n}: transactions {{ edges {{ cursor }} }}" for n in range(1000)) + "}"
+    fragments = "fragment F0 on Transaction { id anchor }\n" + "\n".join(
+        f"fragment F{n} on Transaction {{ ...F{n - 1} ...F{n - 1} }}" for n in range(1, 40)
+    ) + "\n{ transactions { edges { node { ...F39 } } } }"
+    deep = "{ transactions { edges { node { " + "bundledIn { id } " + "} } } }"
+    nested = "{" + "a {" * 3000 + "b" + "}" * 3000 + "}"
+    pages = "{" + " ".join(f"p{n}: blocks {{ edges {{ cursor }} }}" for n in range(40)) + "}"
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        for query, reason in ((aliases, "1000 aliases"), (fragments, "fields"), (nested, "nested too deeply"), (pages, "transactions/blocks")):
+            response = client.post("/graphql", json={"query": query})
+            assert response.status_code == 400, response.text[:300]
+            assert reason in response.json()["error"]
+        assert client.post("/graphql", json={"query": deep}).status_code == 200  # an ordinary query still runs
+        wide = {"query": QUERY, "variables": {"tags": [{"name": "A", "values": ["b"]}] * 21}}
+        assert "at most 20 tag filters" in client.post("/graphql", json=wide).json()["errors"][0]["message"]
+        bad_cursor = client.post("/graphql", json={"query": QUERY, "variables": {"after": "WzEwMDAwMDAwMDAwMDAwMDAwMDAwMDAwLDFd"}})
+        assert "invalid cursor" in bad_cursor.json()["errors"][0]["message"]
+
+
+def test_pages_shrink_to_the_response_budget_and_cursors_continue(client, ed_signer, monkeypatch):
+    from gateway import gql_budget
+
+    for n in range(6):
+        raw = signed_item(ed_signer, f"big tags {n}".encode(), {"App-Name": "budget", "Pad": "x" * 3000})
+        client.post("/tx", content=raw, headers={"Content-Type": "application/octet-stream"})
+    monkeypatch.setattr(gql_budget, "RESPONSE_BUDGET_BYTES", 16_000)  # two such items per query
+    seen, after, pages = [], None, 0
+    while True:
+        page = gql(client, QUERY, tags=[{"name": "App-Name", "values": ["budget"]}], first=100, after=after)["transactions"]
+        seen += [edge["node"]["id"] for edge in page["edges"]]
+        pages += 1
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["edges"][-1]["cursor"]
+    assert len(seen) == len(set(seen)) == 6 and pages >= 3
+
+
+def _reference_glob(pattern: bytes, value: bytes) -> bool:
+    return _re.fullmatch(b".*".join(_re.escape(p) for p in pattern.split(b"*")), value, _re.DOTALL) is not None
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=12).map(lambda b: bytes(c % 3 + 97 if c % 4 else 42 for c in b)), st.binary(max_size=16).map(lambda b: bytes(c % 3 + 97 for c in b)))
+def test_fuzz_glob_equals_the_regex_it_replaced(pattern, value):
+    assert Glob.of(pattern).matches(value) == _reference_glob(pattern, value)
+
+
+tag_filter = st.fixed_dictionaries(
+    {"name": st.sampled_from(["a", "b", "c", ""]) | st.text(max_size=6), "values": st.lists(st.text(alphabet="ab*/\\.%_", max_size=6), max_size=3)},
+    optional={"op": st.sampled_from(["EQ", "NEQ", "LIKE"]), "match": st.sampled_from(["EXACT", "WILDCARD", "FUZZY_OR"])},
+)
+cursors = st.one_of(
+    st.text(max_size=40),
+    st.tuples(st.integers(-(2**70), 2**70), st.integers(-(2**70), 2**70)).map(lambda t: b64url.encode(json.dumps(list(t)).encode())),
+    st.binary(max_size=30).map(b64url.encode),
+)
+
+
+@pytest.fixture(scope="module")
+def tagged_node(tmp_path_factory, ed_signer):
+    """One app for the fuzz test below, holding items whose tags the filters can hit."""
+    from fastapi.testclient import TestClient
+
+    from gateway.app import create_app
+
+    from .conftest import LOCAL_CLIENT, make_config
+
+    with TestClient(create_app(make_config(tmp_path_factory.mktemp("gqlfuzz"))), raise_server_exceptions=False, client=LOCAL_CLIENT) as test_client:
+        for n, value in enumerate(["a", "ab", "a*b", "b/a", "%_", "\\a", "ba" * 50]):
+            raw = signed_item(ed_signer, f"fuzz {n}".encode(), {"a": value, "b": value})
+            test_client.post("/tx", content=raw, headers={"Content-Type": "application/octet-stream"})
+        yield test_client
+
+
+@settings(max_examples=150, deadline=None)
+@given(tags=st.lists(tag_filter, max_size=4), after=st.one_of(st.none(), cursors), first=st.integers(-3, 10**6))
+def test_fuzz_tag_filters_and_cursors_never_fail_the_server(tagged_node, tags, after, first):
+    client = tagged_node
+    response = client.post("/graphql", json={"query": QUERY, "variables": {"tags": tags, "after": after, "first": first}})
+    assert response.status_code in (200, 400), response.text[:300]
+    body = response.json()
+    assert "data" in body
+    if response.status_code == 200 and "errors" not in body:
+        assert len(body["data"]["transactions"]["edges"]) <= 100

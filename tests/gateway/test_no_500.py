@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from gateway.app import create_app
 from permastore.protocol import b64url
 
-from .conftest import make_config, signed_item, signed_tx
+from .conftest import LOCAL_CLIENT, make_config, signed_item, signed_tx
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -26,7 +26,7 @@ GET_ROUTES = [
 def node(tmp_path_factory, rsa_signer):
     """One app for the whole module, holding a tx and an item the strategies can aim at."""
     app = create_app(make_config(tmp_path_factory.mktemp("fuzz")))
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app, raise_server_exceptions=False, client=LOCAL_CLIENT) as client:
         tx = signed_tx(rsa_signer, b"fuzz target " * 30000, {"Content-Type": "text/plain"})
         assert client.post("/tx", json=tx.to_json()).status_code == 200
         item = signed_item(rsa_signer, b"item target")
@@ -120,7 +120,7 @@ def test_graphql_inputs(node, query, variables):
 
 def test_oversized_bodies_get_413(tmp_path):
     app = create_app(make_config(tmp_path, max_tx_body=1000, max_item_body=2000, max_chunk_body=1000, max_graphql_body=100))
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app, raise_server_exceptions=False, client=LOCAL_CLIENT) as client:
         for path, size, content_type in (("/tx", 1001, "application/json"), ("/tx", 2001, "application/octet-stream"), ("/chunk", 1001, "application/json"), ("/graphql", 101, "application/json")):
             response = client.post(path, content=b"x" * size, headers={"Content-Type": content_type})
             assert response.status_code == 413, (path, response.text)

@@ -1,0 +1,104 @@
+"""The node's own /openapi.json tells the truth: schemathesis, every check, against a real server.
+
+The server holds a mined L1 tx, a data item, a bundle and a manifest; their IDs are
+offered to the generated requests half of the time (schemathesis dictionaries), so the
+data, tx and block routes answer 200, 206, 301 and 304 as well as 400 and 404. The
+inference, Ollama (`/api/*`) and AO (`/ao/*`) routes are left out: they are the APIs of
+those worlds, documented and tested by their own suites (tests/inference, tests/ao).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from permastore.protocol.bundle import build_bundle
+
+from .conftest import KEY_ADDRESS, signed_item, signed_tx
+from .servers import start_server
+
+CONFIG_FILE = Path(__file__).with_name("schemathesis.toml")
+NOT_HERE = r"^/(v1|processes|results|replay|herder|credits|api|ao)(/|$)"
+EXAMPLES = 25
+
+
+def seed(url: str, rsa_signer, ed_signer) -> dict[str, list]:
+    """Store an L1 tx, items, a bundle and a manifest on the node; return the values to offer per parameter."""
+    with httpx.Client(base_url=url, timeout=60) as client:
+        tx = signed_tx(rsa_signer, b"openapi tx " * 100, {"Content-Type": "text/plain"})
+        assert client.post("/tx", json=tx.to_json()).status_code == 200
+        item = signed_item(ed_signer, b"openapi item", {"Content-Type": "text/plain"})
+        item_id = client.post("/tx", content=item, headers={"Content-Type": "application/octet-stream"}).json()["id"]
+        manifest = (b'{"manifest":"arweave/paths","version":"0.2.0","index":{"path":"a"},"paths":{"a":{"id":"%s"}}}'
+                    % item_id.encode())
+        raw = signed_item(ed_signer, manifest, {"Content-Type": "application/x.arweave-manifest+json"})
+        manifest_id = client.post("/tx", content=raw, headers={"Content-Type": "application/octet-stream"}).json()["id"]
+        bundle = signed_tx(rsa_signer, build_bundle([signed_item(ed_signer, b"bundled")]),
+                           {"Bundle-Format": "binary", "Bundle-Version": "2.0.0"})
+        assert client.post("/tx", json=bundle.to_json()).status_code == 200
+        client.post("/mine")
+        block = client.get("/block/current").json()
+        offset = int(client.get(f"/tx/{tx.id}/offset").json()["offset"])
+    ids = [tx.id, item_id, manifest_id, bundle.id]
+    return {
+        "path.object_id": ids, "path.tx_id": [tx.id, bundle.id, item_id], "path.item_id": [item_id],
+        "path.address": [KEY_ADDRESS, block["reward_addr"]],
+        "path.indep_hash": [block["indep_hash"]], "path.height": ["0", "1"], "path.offset": [offset, offset - 5],
+        "path.subpath": ["a", "", "missing"],
+    }
+
+
+def toml_value(value) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(value)  # strings and integers are spelled alike in TOML and JSON
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory, rsa_signer, ed_signer):
+    """A real server holding seeded data, and a schemathesis config offering its IDs."""
+    root = tmp_path_factory.mktemp("openapi")
+    server = start_server(root / "data", root / "server.log", "--mine-interval", "0")
+    offered = seed(server.url, rsa_signer, ed_signer)
+    lines = [CONFIG_FILE.read_text(), "", "[parameters]"]
+    lines += [f'"{name}" = {{ dictionary = "{name.replace(".", "-")}", probability = 0.5 }}' for name in offered]
+    for name, values in offered.items():
+        lines += ["", f'[dictionaries.{name.replace(".", "-")}]', f"values = {toml_value(values)}"]
+    config = root / "schemathesis.toml"
+    config.write_text("\n".join(lines) + "\n")
+    yield server, config
+    server.stop()
+    assert "Traceback" not in server.log()
+
+
+def test_every_operation_conforms_to_the_document(node, tmp_path):
+    """`st run` with every check and every phase; a failure prints schemathesis's report (with curl to reproduce)."""
+    server, config = node
+    command = [
+        str(Path(sys.executable).parent / "st"), "--config-file", str(config), "run", f"{server.url}/openapi.json",
+        "--checks", "all", "--max-examples", str(EXAMPLES), "--exclude-path-regex", NOT_HERE, "--workers", "1",
+        "--seed", "7", "--generation-database", "none", "--no-color",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    (tmp_path / "schemathesis-report.txt").write_text(result.stdout + result.stderr)
+    assert result.returncode == 0, result.stdout[-12000:] + result.stderr[-3000:]
+    assert "passed" in result.stdout and " 0 passed" not in result.stdout
+
+
+def test_the_document_lists_what_the_issue_asks_for(node):
+    server, _ = node
+    paths = httpx.get(f"{server.url}/openapi.json").json()["paths"]
+    for path in ("/height", "/current_block", "/chunk/{offset}", "/chunk/{offset}/data", "/{object_id}", "/raw/{object_id}",
+                 "/tx/{tx_id}/data", "/{object_id}/{subpath}"):
+        assert "head" in paths[path], path
+    assert "422" not in json.dumps({p: list(ops) for p, ops in paths.items()})  # validation failures are 400s
+    assert {"400", "404", "416", "206"} <= set(paths["/{object_id}"]["get"]["responses"])
+    assert set(paths["/tx"]["post"]["requestBody"]["content"]) == {"application/json", "application/octet-stream"}
+    wrong = httpx.request("DELETE", f"{server.url}/graphql")
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "GET, HEAD, POST" and wrong.json()["error"]
+    assert httpx.get(f"{server.url}/tx").status_code == 405  # not "invalid ID" from the `/{id}` route
