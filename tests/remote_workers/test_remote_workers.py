@@ -79,7 +79,8 @@ def test_a_worker_not_allowed_is_refused_and_gets_no_call(herd):
     # The stranger's worker process keeps being refused; no call reaches it. With no allowed worker
     # asking for calls (and no local slot), the call is answered 503 after 3 lease TTLs, not kept.
     answer = herd.complete("x", max_tokens=4)
-    assert answer.status_code == 503 and "no worker took the call" in answer.json()["error"]
+    # /v1 answers OpenAI's error shape.
+    assert answer.status_code == 503 and "no worker took the call" in answer.json()["error"]["message"]
     info = herd.info()
     assert worker_named(info, stranger.address) is None
     assert info["queue_length"] == 0
