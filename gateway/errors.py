@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from permastore.protocol.errors import ProtocolError
 from permastore.store import CorruptChunk, NotFound, StoreError
+from permastore.store.bucket.storage import BucketError
 
 log = logging.getLogger("gateway")
 
@@ -94,6 +95,12 @@ def install_error_handlers(app: FastAPI) -> None:
         # Stored bytes failed their hash: a fault on this node, never served.
         log.error("corrupt data refused: %s", exc)
         return error_response(500, f"stored data failed verification: {exc}")
+
+    @app.exception_handler(BucketError)
+    async def _bucket_down(request: Request, exc: Exception) -> JSONResponse:
+        # The bucket (the durable copy) failed: nothing was acknowledged; the client may retry.
+        log.warning("bucket unavailable: %s", exc)
+        return error_response(503, f"storage bucket unavailable, nothing was acknowledged: {exc}", {"Retry-After": "5"})
 
     @app.exception_handler(StoreError)
     async def _store_error(request: Request, exc: Exception) -> JSONResponse:

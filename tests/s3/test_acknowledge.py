@@ -64,3 +64,22 @@ def test_a_mapped_model_file_is_pinned_and_a_bucket_only_one_is_materialised_ver
     with Store.open(seed_wallet(tmp_path / "other"), bucket=small) as store:
         view = store.object_path(model_id)  # only in the bucket here: one contiguous verified file
         assert view.read_bytes() == model
+
+
+def test_an_upload_while_the_bucket_is_down_is_a_503_and_nothing_is_acknowledged(tmp_path, bucket, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from gateway.app import create_app
+    from gateway.config import GatewayConfig
+
+    monkeypatch.setenv("PERMASTORE_S3_ENDPOINT", bucket.endpoint)
+    monkeypatch.setenv("PERMASTORE_S3_BUCKET", bucket.bucket)
+    app = create_app(GatewayConfig(data_dir=seed_wallet(tmp_path / "node"), mine_interval=0))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        store = app.state.node.store
+        assert store.bucket is not None
+        store.bucket.storage = S3Storage("http://127.0.0.1:9", bucket.bucket)  # discard port: refused
+        item = ans104.build_item(store.signer, os.urandom(300 * 1024), [])
+        answer = client.post("/tx", content=item, headers={"Content-Type": "application/octet-stream"})
+        assert answer.status_code == 503, answer.text
+        assert "bucket" in answer.json()["error"] and answer.headers["Retry-After"]
