@@ -1,4 +1,4 @@
-"""Core subcommands: init, address, put, get, info, query, fsck.
+"""Core subcommands: init, address, put, get, info, query, fsck, pull.
 
 Each handler turns bad input and store failures into a one-line CliError; the output of
 `get` reaches its file (or folder) only once every chunk has verified. Commands that only
@@ -7,7 +7,7 @@ read set `needs_store=READ` and never create a store.
 
 from __future__ import annotations
 
-from permastore.cli import get, lookup, node, put
+from permastore.cli import get, lookup, node, pull, put
 
 
 def register(subparsers) -> None:
@@ -16,3 +16,4 @@ def register(subparsers) -> None:
     get.add_parser(subparsers)
     lookup.add_parsers(subparsers)  # info, query
     node.add_parsers(subparsers)  # init, address, fsck
+    pull.add_parser(subparsers)

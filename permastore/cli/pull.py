@@ -1,6 +1,6 @@
 """`permastore pull ID --peer URL...`: fetch an object into the store, every chunk proven, resumable.
 
-Registered as a plugin of the core CLI (entry point ``pull``). A progress bar on a
+A core command (permastore.cli.commands). A progress bar on a
 terminal shows bytes, rate, peers in use and chunks fetched again; nothing when piped.
 The last line of standard output is the ID; exit 0 only when every byte is proven and
 durable. A pull killed at any point resumes with only the missing chunks.
@@ -8,25 +8,23 @@ durable. A pull killed at any point resumes with only the missing chunks.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
 from permastore.cli.errors import CliError
+from permastore.cli.helpers import parse_id
+from permastore.cli.stores import WRITE, opened_store
 from permastore.sources.rate_limit import parse_rate
 
 POLL_S = 0.25
 
 
-def register(subparsers) -> None:
+def add_parser(subparsers) -> None:
     """Given the CLI's subparsers, add `pull`."""
-    from permastore.cli.commands import accept_dash_ids
-
     parser = subparsers.add_parser(
         "pull", help="fetch an object from peers, every chunk proven; print its ID",
         description="Fetch a tx, data item, model or bundle from peers into the data folder. Resumable.",
     )  # fmt: skip
-    parser.add_argument("--data", default=argparse.SUPPRESS, metavar="DIR", help="data folder")
     parser.add_argument("id", metavar="ID")
     parser.add_argument("--peer", action="append", default=[], metavar="URL", required=True,
                         help="node to fetch from (repeatable): permastore, Arweave node, ar.io gateway")
@@ -37,14 +35,11 @@ def register(subparsers) -> None:
     parser.add_argument("--piece-chunks", type=int, default=None, metavar="N",
                         help="chunks per ranged request to a peer (default 16: 4 MiB)")
     parser.add_argument("--timeout", type=float, default=None, metavar="S", help="give up after S seconds")
-    parser.set_defaults(handler=run_pull)
-    accept_dash_ids(parser)
+    parser.set_defaults(handler=run_pull, needs_store=WRITE)
 
 
 def run_pull(args) -> int:
     import logging
-
-    from permastore.cli.commands import opened_store, parse_id
 
     # Peers dropped, chunks refused: one line each on stderr, as the summary.
     logging.basicConfig(level=logging.WARNING, format="permastore: %(message)s", stream=sys.stderr)
@@ -58,7 +53,7 @@ def run_pull(args) -> int:
         raise CliError("--in-flight must be between 1 and 1024")
     if args.piece_chunks is not None and not 1 <= args.piece_chunks <= 256:
         raise CliError("--piece-chunks must be between 1 and 256")
-    with opened_store(args) as store:
+    with opened_store(args.data, WRITE) as store:
         info = store.info(object_id)
         if info is not None and info.data_complete:
             print(object_id)

@@ -52,7 +52,6 @@ def test_the_verified_header_is_served_while_the_data_cannot_be_had(nodes, hosti
         assert client.get(f"/tx/{missing.id}/offset").json()["size"] == str(len(data))
 
 
-@pytest.mark.xfail(strict=True, reason="needs ECDSA support from store-hardening")
 def test_a_read_through_of_the_ecdsa_fixture_verifies(nodes, hostile):
     doc = json.loads((VECTORS / "ario" / "signed_ecdsa_tx.json").read_text())
     hostile.objects = {doc["id"]: {"tx": doc, "status": CONFIRMED}}

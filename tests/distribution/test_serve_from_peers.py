@@ -167,10 +167,12 @@ def test_a_mainnet_tx_is_fetched_over_the_standard_chunk_route(nodes, flip):
 
 
 def test_a_model_only_a_peer_holds_is_fetched_and_used_for_a_completion(nodes, jwk):
-    from inference import models
+    from inference.context import Inference
 
     with Store.open(seeded(nodes.tmp_path / "a", jwk)) as store:
-        model_id = models.add_model(store, FIXTURES / "tiny-llama.gguf")
+        inference = Inference.open(store)
+        model_id = inference.models.add(FIXTURES / "tiny-llama.gguf")
+        inference.close()
     peer = nodes.start("a")
     node = nodes.start("d", "--peer", peer.url)
     request = {"model": model_id, "prompt": "once upon a time", "max_tokens": 4, "seed": 3}
