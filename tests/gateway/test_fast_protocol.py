@@ -10,9 +10,9 @@ from uvicorn.server import ServerState
 
 from gateway.fast_protocol import with_cache
 from gateway.fastpath import SmallObjectCache
+from tests.helpers.servers import start_server
 
 from .conftest import signed_item
-from .servers import start_server
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
 """POST/GET /graphql with the ar.io schema, against the in-process app."""
 
-from .conftest import KEY_ADDRESS, signed_item, signed_tx
+from tests.helpers.keys import KEY_ADDRESS
+
+from .conftest import signed_item, signed_tx
 
 QUERY = """
 query($tags: [TagFilter!], $first: Int, $after: String, $owners: [String!], $sort: SortOrder) {

@@ -1,12 +1,12 @@
 """POST /tx, POST /chunk, /tx/{id}/..., /chunk/{offset}, blocks and wallets, against the in-process app."""
 
-import dataclasses
 import os
 
 from permastore.protocol import b64url, merkle
 from permastore.protocol.tx import Transaction, sign
+from tests.helpers.keys import KEY_ADDRESS
 
-from .conftest import KEY_ADDRESS, chunk_posts, header_only, signed_item, signed_tx
+from .conftest import chunk_posts, header_only, signed_item, signed_tx
 
 
 def mine(client, count: int = 1) -> dict:
@@ -62,7 +62,7 @@ def test_inline_tx_pending_then_mined(client, rsa_signer):
     assert client.get(f"/tx/{tx.id}/nonsense").status_code == 400
     assert get_data_like_arweave_js(client, tx.id) == b"inline data"
 
-    block = client.get(f"/block/height/1").json()
+    block = client.get("/block/height/1").json()
     assert block["indep_hash"] == info["current"] or tx.id in block["txs"]
     assert tx.id in block["txs"]
     assert client.get(f"/block/hash/{block['indep_hash']}").json()["height"] == 1
