@@ -51,7 +51,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.distribution.proxy import NodeProxy  # noqa: E402
-from tests.gateway.servers import start_server  # noqa: E402
+from tests.helpers.servers import start_server  # noqa: E402
 
 OUT_DIR = REPO / "bench" / "out"
 PERMASTORE = Path(sys.executable).parent / "permastore"

@@ -13,6 +13,8 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from permastore.store import database
+
 log = logging.getLogger("gateway.ledger")
 
 LEDGER_FILE = "gateway.sqlite"
@@ -37,17 +39,6 @@ CREATE TABLE IF NOT EXISTS digests (
 """
 
 
-BUSY_TIMEOUT_S = 30.0
-
-
-def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
-    """Given the ledger file and a synchronous level, return an autocommit WAL connection."""
-    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_S)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute(f"PRAGMA synchronous={synchronous}")
-    return conn
-
-
 class InsufficientFunds(Exception):
     """The sender cannot cover quantity + reward."""
 
@@ -57,10 +48,10 @@ class Ledger:
 
     def __init__(self, data_dir: Path):
         path = Path(data_dir) / LEDGER_FILE
-        self._db = _connect(path, "FULL")  # balances: a commit is on disk before the answer
+        self._db = database.connect(path, "FULL")  # balances: a commit is on disk before the answer
         self._db.executescript(SCHEMA)
         # Digests are a cache of what any full read recomputes: no fsync per first read.
-        self._digest_db = _connect(path, "NORMAL")
+        self._digest_db = database.connect(path, "NORMAL")
         self._lock = threading.Lock()  # the connections are shared by the event loop and workers
 
     def close(self) -> None:
@@ -82,8 +73,7 @@ class Ledger:
 
     def mint(self, address: str, winston: int) -> int:
         """Given an address and an amount, credit it and return the new balance."""
-        with self._lock, self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with database.immediate(self._db, self._lock):
             new = self._balance_locked(address) + winston
             self._set_locked(address, new)
         return new
@@ -104,8 +94,7 @@ class Ledger:
         InsufficientFunds); a plain data tx is accepted from an unfunded wallet and its
         reward burns what there is, so uploads work without minting first.
         """
-        with self._lock, self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with database.immediate(self._db, self._lock):
             balance = self._balance_locked(owner_address)
             if target and quantity > 0:
                 if balance < quantity + reward:

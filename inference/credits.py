@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import sqlite3
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from inference.sqlite_file import SqliteFile
 from inference.store_types import InferenceStore
 from permastore.protocol.tags import Tag
+from permastore.store import database
 
 LEDGER_FILE = "credits.sqlite"
 MAX_AMOUNT = 2**62  # SQLite INTEGER is signed 64-bit; stay clear of overflow on sums
@@ -85,8 +85,9 @@ class CreditLedger(SqliteFile):
     FILE_NAME = LEDGER_FILE
     SCHEMA = SCHEMA
 
-    def _transaction(self) -> _Immediate:
-        return _Immediate(self._db, self._lock)
+    def _transaction(self):
+        """A write transaction under the ledger lock (IMMEDIATE: read-then-write is atomic across processes)."""
+        return database.immediate(self._db, self._lock)
 
     def balance(self, address: str) -> int:
         """Given an address, return its spendable balance (0 when unknown)."""
@@ -194,31 +195,6 @@ class CreditLedger(SqliteFile):
                 "SELECT state FROM reservations WHERE id = ?", (reservation_id,)
             ).fetchone()
         return row[0] if row else None
-
-
-class _Immediate:
-    """`with` block holding the ledger lock and a BEGIN IMMEDIATE transaction."""
-
-    def __init__(self, db: sqlite3.Connection, lock: threading.Lock):
-        self.db = db
-        self.lock = lock
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.lock.acquire()
-        try:
-            # IMMEDIATE takes the write lock up front, so a read-then-write cannot interleave
-            # with another process's write.
-            self.db.execute("BEGIN IMMEDIATE")
-        except BaseException:
-            self.lock.release()
-            raise
-        return self.db
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        try:
-            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
-        finally:
-            self.lock.release()
 
 
 def credit_notice_tags(address: str, amount: int) -> list[tuple[str, str]]:

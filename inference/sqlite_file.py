@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from pathlib import Path
 
-BUSY_TIMEOUT_S = 30.0
+from permastore.store import database
 
 
 class SqliteFile:
@@ -21,11 +20,7 @@ class SqliteFile:
     def __init__(self, path: Path):
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # an acknowledged credit or key survives power loss
+        self._db = database.connect(self.path, "FULL")  # an acknowledged credit or key survives power loss
         self._db.executescript(self.SCHEMA)
 
     @classmethod

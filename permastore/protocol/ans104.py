@@ -121,9 +121,9 @@ def header_size_of(prefix: bytes) -> int | None:
     return None if layout is None else layout["header_size"]
 
 
-def parse_header(buf: bytes) -> DataItemHeader:
+def parse_header(data: bytes | memoryview) -> DataItemHeader:
     """Given bytes starting with a data item header (at least the whole header), return it parsed."""
-    buf = memoryview(buf)
+    buf = memoryview(data)
     layout = _layout(bytes(buf[:MAX_FIXED_HEADER]))
     if layout is None or len(buf) < layout["header_size"]:
         raise MalformedData(f"data item is shorter than its header ({len(buf)} bytes)")
@@ -199,14 +199,28 @@ def build_header(
     signature = signer.sign(message)
     if len(signature) != kind.signature_size:
         raise MalformedData(f"{kind.name} signature must be {kind.signature_size} bytes, got {len(signature)}")
+    return assemble_header(signer.signature_type, signature, signer.owner, target, anchor, len(tags), raw_tags)
+
+
+def assemble_header(
+    signature_type: int,
+    signature: bytes,
+    owner: bytes,
+    target: bytes | None,
+    anchor: bytes | None,
+    tag_count: int,
+    raw_tags: bytes,
+) -> bytes:
+    """Given an item's signed fields (tags already Avro-encoded), return its binary header: the one
+    place the ANS-104 header layout is written."""
     return b"".join(
         [
-            struct.pack("<H", signer.signature_type),
+            struct.pack("<H", signature_type),
             signature,
-            signer.owner,
+            owner,
             b"\x01" + target if target is not None else b"\x00",
             b"\x01" + anchor if anchor is not None else b"\x00",
-            struct.pack("<QQ", len(tags), len(raw_tags)),
+            struct.pack("<QQ", tag_count, len(raw_tags)),
             raw_tags,
         ]
     )

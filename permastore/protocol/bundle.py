@@ -31,7 +31,7 @@ class BundleEntry:
     size: int
 
 
-def _le(data: bytes) -> int:
+def _le(data: bytes | memoryview) -> int:
     return int.from_bytes(data, "little")
 
 

@@ -26,7 +26,7 @@ BRANCH_SIZE = HASH_SIZE * 2 + NOTE_SIZE
 LEAF_SIZE = HASH_SIZE + NOTE_SIZE
 
 
-def _sha256(data: bytes) -> bytes:
+def _sha256(data: bytes | memoryview) -> bytes:
     return hashlib.sha256(data).digest()
 
 
@@ -190,6 +190,8 @@ def build_proofs(chunks: list[Chunk]) -> list[Proof]:
         if node.left is None:
             proofs.append(Proof(node.max_byte_range - 1, path + node.data_hash + note(node.max_byte_range)))
             continue
+        # An inner node always has both children (_build_tree pairs them).
+        assert node.right is not None
         partial = path + node.left.id + node.right.id + note(node.byte_range)
         stack.append((node.right, partial))
         stack.append((node.left, partial))

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import json
 import re
-import struct
 import time
+from dataclasses import dataclass
 
 import httpx
 
@@ -55,6 +55,14 @@ def make_client(limits: FetchLimits, connections: int = 32) -> httpx.Client:
     return httpx.Client(timeout=timeout, limits=pool, follow_redirects=False)
 
 
+@dataclass(frozen=True)
+class SmallAnswer:
+    """A small answer read whole: its status and body (httpx's own Response is never patched)."""
+
+    status_code: int
+    content: bytes
+
+
 class UpstreamSource:
     """Given a base URL (http:// or https://), fetch headers and data from it.
 
@@ -81,8 +89,9 @@ class UpstreamSource:
         limits = self.limits
         return TransferWatch.for_limits(f"{self.base_url}{path}", limits, time.monotonic() + limits.header_deadline_s)
 
-    def _get_small(self, path: str, limit: int) -> httpx.Response | None:
-        """GET a small document; None on 404/400 (the upstream does not have it)."""
+    def _get_small(self, path: str, limit: int) -> SmallAnswer | None:
+        """GET a small document, read whole under a watch and a size limit; None on 404/400/410 (the
+        upstream does not have it)."""
         watch = self.small_watch(path)
         try:
             with self.client.stream("GET", self.base_url + path) as response:
@@ -94,8 +103,7 @@ class UpstreamSource:
                     watch.update(len(piece))
                     if len(body) > limit:
                         raise UpstreamError(f"{self.base_url}{path}: answer larger than {limit} bytes")
-                response._content = bytes(body)
-                return response
+                return SmallAnswer(response.status_code, bytes(body))
         except httpx.HTTPError as exc:
             raise UpstreamError(f"{self.base_url}{path}: {exc}") from None
 
@@ -265,17 +273,7 @@ def _assemble_item_header(owner: bytes, signature: bytes, target: bytes, anchor:
     if not kinds:
         raise ValueError(f"no data item signature type has {len(owner)}-byte owners")
     raw_tags = encode_tags(tags)
-    return b"".join(
-        [
-            struct.pack("<H", kinds[0]),
-            signature,
-            owner,
-            b"\x01" + target if target else b"\x00",
-            b"\x01" + anchor if anchor else b"\x00",
-            struct.pack("<QQ", len(tags), len(raw_tags)),
-            raw_tags,
-        ]
-    )
+    return ans104.assemble_header(kinds[0], signature, owner, target or None, anchor or None, len(tags), raw_tags)
 
 
 def _total_size(response: httpx.Response, start: int) -> int | None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from contextlib import contextmanager
 
 from permastore.protocol import b64url
 from permastore.protocol.tags import Tag
+from permastore.store import database
 from permastore.store.records import ObjectInfo
 
 OBJECT_COLUMNS = (
@@ -18,16 +18,9 @@ OBJECT_COLUMNS = (
 )  # fmt: skip
 
 
-@contextmanager
 def transaction(conn: sqlite3.Connection):
     """Run the block in one write transaction: all of it commits, or none of it."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+    return database.immediate(conn)
 
 
 def b64_or_empty(value: bytes | None) -> str:

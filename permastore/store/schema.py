@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-BUSY_TIMEOUT_MS = 60_000
+from permastore.store import database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -168,12 +168,7 @@ CREATE TABLE IF NOT EXISTS blocks (
 
 def connect(path: Path, check_same_thread: bool = True) -> sqlite3.Connection:
     """Given the index path, return a connection in WAL mode with FULL sync and the schema in place."""
-    conn = sqlite3.connect(
-        str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=check_same_thread
-    )
-    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
+    conn = database.connect(path, "FULL", check_same_thread=check_same_thread)
     conn.execute("PRAGMA foreign_keys=OFF")
     return conn
 

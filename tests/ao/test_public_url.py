@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.gateway.servers import start_server
+from tests.helpers.servers import start_server
 
 PERMASTORE = Path(sys.executable).parent / "permastore"
 SCHEDULER_QUERY = """

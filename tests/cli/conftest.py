@@ -6,7 +6,6 @@ sets them), so no test reads or writes the real ~/.permastore.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -16,9 +15,7 @@ from pathlib import Path
 import pytest
 
 from permastore.store import Store
-
-VECTORS = Path(__file__).resolve().parents[2] / "fixtures" / "vectors" / "arweave"
-KEYFILE = VECTORS / "arweave-keyfile-fOVzBRTBnyt4VrUUYadBH8yras_-jhgpmNgg-5b3vEw.json"
+from tests.helpers import keys
 
 
 def console_script() -> str:
@@ -52,11 +49,7 @@ def run_permastore(*args, env: dict, cwd: Path | None = None, input: bytes | Non
 
 def seed_wallet(data_dir: Path) -> Path:
     """Put the fixture wallet in data_dir (0600): a new RSA-4096 key would cost seconds per test."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(data_dir / "wallet.json", os.O_WRONLY | os.O_CREAT, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(json.loads(KEYFILE.read_text()), out)
-    return data_dir
+    return keys.seed_wallet(data_dir)
 
 
 def make_store(data_dir: Path) -> Path:
@@ -103,7 +96,7 @@ def start_serve(log_path: Path, *args: str, env: dict, cwd: Path | None = None):
 
     import httpx
 
-    from tests.gateway.servers import LISTENING_PREFIX, START_TIMEOUT_S, RunningServer
+    from tests.helpers.servers import LISTENING_PREFIX, START_TIMEOUT_S, RunningServer
 
     log = open(log_path, "wb")
     command = [console_script(), "serve", "--port", "0", "--mine-interval", "0", *args]

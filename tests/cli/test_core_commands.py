@@ -9,8 +9,7 @@ import random
 import pytest
 
 from permastore.protocol import ans104
-
-from .conftest import VECTORS
+from tests.helpers.keys import ARWEAVE_VECTORS as VECTORS
 
 
 def last_line(result) -> str:

@@ -14,11 +14,9 @@ from permastore.protocol.signers import Ed25519Signer, Secp256k1Signer
 from permastore.protocol.tags import Tag
 from permastore.protocol.tx import Transaction, sign
 from permastore.store import Store
-from tests.gateway.servers import start_server
-from tests.store.conftest import seed_wallet
+from tests.helpers.keys import seed_wallet
+from tests.helpers.servers import start_server
 from tests.store.hostile import flipped, forged_rsa_item, forged_rsa_tx, item_id, mixed_bundle
-
-from .conftest import KEYFILE
 
 ECDSA_FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "vectors" / "ario" / "signed_ecdsa_tx.json"
 ED = Ed25519Signer(bytes(range(32)))
@@ -27,7 +25,7 @@ OCTETS = {"Content-Type": "application/octet-stream"}
 
 @pytest.fixture
 def data_dir(tmp_path) -> Path:
-    return seed_wallet(tmp_path / "data", json.loads(KEYFILE.read_text()))
+    return seed_wallet(tmp_path / "data")
 
 
 def serve(data_dir: Path, log: Path):

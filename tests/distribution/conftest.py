@@ -2,44 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import pytest
 
-from permastore.protocol.signers import Ed25519Signer, RsaSigner
 from permastore.protocol.tags import Tag
 from permastore.protocol.tx import Transaction, sign
-
-from tests.gateway.servers import RunningServer, start_server
-
-VECTORS = Path(__file__).resolve().parents[2] / "fixtures" / "vectors"
-KEYFILE = VECTORS / "arweave" / "arweave-keyfile-fOVzBRTBnyt4VrUUYadBH8yras_-jhgpmNgg-5b3vEw.json"
-
-
-@pytest.fixture(scope="session")
-def jwk() -> dict:
-    return json.loads(KEYFILE.read_text())
-
-
-@pytest.fixture(scope="session")
-def rsa_signer(jwk) -> RsaSigner:
-    return RsaSigner(jwk)
-
-
-@pytest.fixture(scope="session")
-def ed_signer() -> Ed25519Signer:
-    return Ed25519Signer(bytes(range(32)))
+from tests.helpers.keys import seed_wallet
+from tests.helpers.servers import RunningServer, start_server
 
 
 def seeded(folder: Path, jwk: dict) -> Path:
     """Given a data folder, put the test wallet there (no RSA-4096 generation per node); return it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / "wallet.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(jwk, out)
-    return folder
+    return seed_wallet(folder, jwk)
 
 
 class Nodes:

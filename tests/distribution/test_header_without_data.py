@@ -9,8 +9,9 @@ import httpx
 import pytest
 
 from permastore.protocol import b64url
+from tests.helpers.keys import VECTORS
 
-from .conftest import VECTORS, signed_tx
+from .conftest import signed_tx
 from .hostile import HostileUpstream
 
 CONFIRMED = {"block_height": 7, "block_indep_hash": "b" * 64, "number_of_confirmations": 3}

@@ -16,8 +16,9 @@ from permastore.protocol import ans104, b64url, bundle
 from permastore.protocol.tags import Tag
 from permastore.protocol.tx import Transaction, sign
 from permastore.store import Store
+from tests.helpers.keys import VECTORS
 
-from .conftest import VECTORS, seeded
+from .conftest import seeded
 from .proxy import NodeProxy
 from .test_pull import MIB, hold_everywhere
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import pytest
@@ -12,29 +11,11 @@ from fastapi.testclient import TestClient
 from gateway.app import create_app
 from gateway.config import GatewayConfig
 from permastore.protocol import ans104, merkle
-from permastore.protocol.signers import Ed25519Signer, RsaSigner
 from permastore.protocol.tags import Tag
 from permastore.protocol.tx import Transaction, sign
 
-VECTORS = Path(__file__).resolve().parents[2] / "fixtures" / "vectors" / "arweave"
-KEYFILE = VECTORS / "arweave-keyfile-fOVzBRTBnyt4VrUUYadBH8yras_-jhgpmNgg-5b3vEw.json"
-KEY_ADDRESS = "fOVzBRTBnyt4VrUUYadBH8yras_-jhgpmNgg-5b3vEw"
 LOCAL_CLIENT = ("127.0.0.1", 50000)  # the in-process app sees a loopback client, as a local script is
 
-
-@pytest.fixture(scope="session")
-def jwk() -> dict:
-    return json.loads(KEYFILE.read_text())
-
-
-@pytest.fixture(scope="session")
-def rsa_signer(jwk) -> RsaSigner:
-    return RsaSigner(jwk)
-
-
-@pytest.fixture(scope="session")
-def ed_signer() -> Ed25519Signer:
-    return Ed25519Signer(bytes(range(32)))
 
 
 def make_config(tmp_path: Path, **overrides) -> GatewayConfig:

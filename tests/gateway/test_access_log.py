@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from .conftest import signed_item
-from .servers import LISTENING_PREFIX, START_TIMEOUT_S, serve_command
+from tests.helpers.servers import LISTENING_PREFIX, START_TIMEOUT_S, serve_command
 
 LINE = re.compile(
     r'^(?P<client>\S+) - - \[(?P<time>\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d \+0000)\] '

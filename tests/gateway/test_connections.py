@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from .servers import start_server
+from tests.helpers.servers import start_server
 
 MAX_CONNECTIONS = 40
 

@@ -7,8 +7,8 @@ import socket
 import httpx
 import pytest
 
-from .conftest import KEY_ADDRESS
-from .servers import start_server
+from tests.helpers.keys import KEY_ADDRESS
+from tests.helpers.servers import start_server
 
 DEV_ROUTES = [("GET", f"/mint/{KEY_ADDRESS}/1000"), ("POST", f"/mint/{KEY_ADDRESS}/1000"), ("GET", "/mine"),
               ("POST", "/mine"), ("GET", "/mine/2"), ("POST", "/mine/2")]

@@ -14,9 +14,9 @@ from uvicorn.server import ServerState
 from gateway.fast_protocol import with_cache
 from gateway.fastpath import SmallObjectCache
 from permastore.protocol.signers import Ed25519Signer
+from tests.helpers.servers import start_server
 
 from .conftest import signed_item
-from .servers import start_server
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from .conftest import header_only, signed_item, signed_tx
-from .servers import LISTENING_PREFIX, RunningServer, serve_command
+from tests.helpers.servers import LISTENING_PREFIX, RunningServer, serve_command
 
 FILESYSTEM_BYTES = 12 * 1024 * 1024
 ITEM = {"Content-Type": "application/octet-stream"}

@@ -4,7 +4,9 @@ import json
 
 from permastore.protocol import b64url
 
-from .conftest import KEY_ADDRESS, signed_item, signed_tx
+from tests.helpers.keys import KEY_ADDRESS
+
+from .conftest import signed_item, signed_tx
 
 QUERY = """
 query($tags: [TagFilter!], $first: Int, $after: String, $owners: [String!], $sort: SortOrder) {
@@ -182,7 +184,7 @@ from hypothesis import given, settings, strategies as st  # noqa: E402
 
 from gateway.gql_filters import Glob  # noqa: E402
 
-from .servers import start_server  # noqa: E402
+from tests.helpers.servers import start_server  # noqa: E402
 
 
 @pytest.fixture

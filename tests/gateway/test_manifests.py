@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 from gateway.manifests import ManifestError, parse_manifest, resolve
 
 from .conftest import signed_item
-from .servers import start_server
+from tests.helpers.servers import start_server
 
 A = "A" * 43
 B = "B" * 42 + "A"

@@ -19,8 +19,10 @@ import pytest
 
 from permastore.protocol.bundle import build_bundle
 
-from .conftest import KEY_ADDRESS, signed_item, signed_tx
-from .servers import start_server
+from tests.helpers.keys import KEY_ADDRESS
+
+from .conftest import signed_item, signed_tx
+from tests.helpers.servers import start_server
 
 CONFIG_FILE = Path(__file__).with_name("schemathesis.toml")
 NOT_HERE = r"^/(v1|processes|results|replay|herder|credits|api|ao)(/|$)"

@@ -5,16 +5,16 @@ import os
 import shutil
 import subprocess
 import threading
-from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 import pytest
 
 from permastore.protocol import ans104, b64url
+from tests.helpers.servers import start_server
 
 from .conftest import signed_item, signed_tx
-from .servers import start_server
 
 
 @pytest.fixture

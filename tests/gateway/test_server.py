@@ -9,9 +9,9 @@ import httpx
 import pytest
 
 from permastore.protocol import b64url
+from tests.helpers.servers import serve_command, start_server
 
 from .conftest import chunk_posts, header_only, signed_item, signed_tx
-from .servers import serve_command, start_server
 
 
 @pytest.fixture

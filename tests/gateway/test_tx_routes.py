@@ -4,8 +4,9 @@ import os
 
 from permastore.protocol import b64url, merkle
 from permastore.protocol.tx import Transaction, sign
+from tests.helpers.keys import KEY_ADDRESS
 
-from .conftest import KEY_ADDRESS, chunk_posts, header_only, signed_item, signed_tx
+from .conftest import chunk_posts, header_only, signed_item, signed_tx
 
 
 def mine(client, count: int = 1) -> dict:

@@ -14,7 +14,7 @@ from gateway.uploads import ItemHeaderCheck
 from permastore.protocol.errors import LimitExceeded, MalformedData
 
 from .conftest import signed_item
-from .servers import start_server
+from tests.helpers.servers import start_server
 
 GIB = 1024**3
 

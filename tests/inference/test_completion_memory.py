@@ -12,7 +12,7 @@ import sys
 
 import httpx
 
-from tests.gateway.servers import start_server
+from tests.helpers.servers import start_server
 
 WARM_UP = 80
 CALLS = 250

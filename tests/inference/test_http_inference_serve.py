@@ -8,7 +8,7 @@ import time
 
 import httpx
 
-from tests.gateway.servers import serve_command, start_server
+from tests.helpers.servers import serve_command, start_server
 
 
 def _children(pid: int) -> set[int]:

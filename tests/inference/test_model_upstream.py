@@ -7,11 +7,11 @@ import pytest
 
 from inference import models
 from inference.context import Inference
-from inference.sampling import EngineSettings, SamplingParams
 from inference.errors import ModelNotFound
+from inference.sampling import EngineSettings, SamplingParams
 from permastore.sources import ReadThroughSource, UpstreamSource
 from permastore.store import Store
-from tests.gateway.servers import start_server
+from tests.helpers.servers import start_server
 
 
 @pytest.fixture

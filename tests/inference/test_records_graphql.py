@@ -9,7 +9,7 @@ from inference import records
 from inference.context import Inference
 from inference.sampling import EngineSettings, SamplingParams
 from permastore.store import Store
-from tests.gateway.servers import start_server
+from tests.helpers.servers import start_server
 
 QUERY = """
 query($tags: [TagFilter!]) {

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.gateway.servers import RunningServer, serve_command
+from tests.helpers.servers import RunningServer, serve_command
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_GGUF = REPO / "fixtures" / "tiny-llama.gguf"

@@ -3,36 +3,14 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import pytest
 
-from permastore.protocol.signers import Ed25519Signer, RsaSigner
 from permastore.protocol.tags import Tag
 from permastore.protocol.tx import Transaction, sign
 from permastore.store import Store
-
-VECTORS = Path(__file__).resolve().parents[2] / "fixtures" / "vectors" / "arweave"
-KEYFILE = VECTORS / "arweave-keyfile-fOVzBRTBnyt4VrUUYadBH8yras_-jhgpmNgg-5b3vEw.json"
-
-
-@pytest.fixture(scope="session")
-def jwk() -> dict:
-    if not KEYFILE.exists():
-        pytest.fail(f"conformance vectors not found at {VECTORS}")
-    return json.loads(KEYFILE.read_text())
-
-
-def seed_wallet(data_dir: Path, jwk: dict) -> Path:
-    """Given a data folder and a JWK, put it there as the node wallet (0600); return the folder."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path = data_dir / "wallet.json"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(jwk, out)
-    return data_dir
+from tests.helpers.keys import seed_wallet
 
 
 @pytest.fixture
@@ -45,16 +23,6 @@ def store(data_dir):
     opened = Store.open(data_dir)
     yield opened
     opened.close()
-
-
-@pytest.fixture(scope="session")
-def rsa_signer(jwk) -> RsaSigner:
-    return RsaSigner(jwk)
-
-
-@pytest.fixture(scope="session")
-def ed_signer() -> Ed25519Signer:
-    return Ed25519Signer(bytes(range(32)))
 
 
 def tags(**pairs) -> list[Tag]:

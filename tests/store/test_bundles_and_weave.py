@@ -7,11 +7,11 @@ import io
 import pytest
 
 from permastore.protocol import ans104, bundle, merkle
-from permastore.protocol.tags import Tag
 from permastore.store import NotFound, Query
 from permastore.store.ingest import SMALL_OBJECT_LIMIT
+from tests.helpers.keys import ARWEAVE_VECTORS as VECTORS
 
-from .conftest import VECTORS, pseudo_random, signed_tx, tags
+from .conftest import pseudo_random, signed_tx, tags
 
 GOAR = VECTORS / "goar"
 BUNDLE_TAGS = tags(Bundle_Format="binary", Bundle_Version="2.0.0")

@@ -8,7 +8,6 @@ store indexed verifies; the store opens again and fsck finds no damage.
 from __future__ import annotations
 
 import io
-import json
 import tempfile
 from pathlib import Path
 
@@ -20,9 +19,9 @@ from permastore.protocol.errors import ProtocolError
 from permastore.protocol.signers import Ed25519Signer
 from permastore.protocol.tags import Tag
 from permastore.store import Store, StoreError
+from tests.helpers.keys import seed_wallet
 from tests.protocol.test_fuzz_parsers import FUZZ, mutated
 
-from .conftest import KEYFILE, seed_wallet
 from .hostile import BUNDLE_TAGS, bundle_item, forged_rsa_item
 
 ED = Ed25519Signer(bytes(range(32)))
@@ -37,7 +36,7 @@ class FuzzedStore:
 
     def __init__(self):
         self.tmp = tempfile.TemporaryDirectory()
-        self.root = seed_wallet(Path(self.tmp.name) / "data", json.loads(KEYFILE.read_text()))
+        self.root = seed_wallet(Path(self.tmp.name) / "data")
         self.store = Store.open(self.root)
 
     def put(self, raw: bytes) -> None:

@@ -14,8 +14,9 @@ from permastore.protocol.tags import Tag
 from permastore.protocol.tx import Transaction
 from permastore.store import DataMismatch, NotFound
 from permastore.store.ingest import SMALL_OBJECT_LIMIT
+from tests.helpers.keys import ARWEAVE_VECTORS as VECTORS
 
-from .conftest import VECTORS, pseudo_random, signed_tx, tags
+from .conftest import pseudo_random, signed_tx, tags
 
 GOAR = VECTORS / "goar"
 

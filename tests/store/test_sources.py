@@ -7,12 +7,13 @@ import socket
 import pytest
 
 from permastore.protocol import ans104, bundle, merkle
-from permastore.sources.scheduler import FetchSettings
 from permastore.sources import FallbackSource, LocalSource, ReadThroughSource, UpstreamError, UpstreamSource
+from permastore.sources.scheduler import FetchSettings
 from permastore.store import NotFound, Store
 from permastore.store.ingest import SMALL_OBJECT_LIMIT
+from tests.helpers.keys import seed_wallet
 
-from .conftest import pseudo_random, seed_wallet, signed_tx, tags
+from .conftest import pseudo_random, signed_tx, tags
 from .upstream_server import Upstream
 
 BUNDLE_TAGS = tags(Bundle_Format="binary", Bundle_Version="2.0.0")
