@@ -119,9 +119,9 @@ def main() -> None:
         for _ in range(args.rounds):
             for name, (process, url) in servers.items():
                 samples[name]["cached"].append(measured(
-                    lambda: wrk(url, paths, root, args.duration, args.concurrency, 2), process.pid, args.duration))
+                    lambda url=url: wrk(url, paths, root, args.duration, args.concurrency, 2), process.pid, args.duration))
                 samples[name]["range"].append(measured(
-                    lambda: wrk_with_range(url, paths, root, args.duration, args.concurrency), process.pid, args.duration))
+                    lambda url=url: wrk_with_range(url, paths, root, args.duration, args.concurrency), process.pid, args.duration))
         rss = {name: peak_rss_kib([process.pid]) for name, (process, _) in servers.items()}
         for process, _ in servers.values():
             process.terminate()

@@ -202,7 +202,6 @@ def bench_small(work: Path, count: int, results: dict, cli_count: int = 20) -> N
     # The same puts as items already signed (ed25519): the store's own cost without RSA-4096 signing.
     from permastore.protocol import ans104
     from permastore.protocol.signers import Ed25519Signer
-
     from permastore.store import codec
 
     signer = Ed25519Signer(rng.randbytes(32))

@@ -3,10 +3,9 @@
 import argparse
 import sys
 
+from gateway.cli import register
 from permastore.cli.errors import CliError
 from permastore.cli.stores import default_data_dir
-
-from gateway.cli import register
 
 
 def main(argv: list[str] | None = None) -> int:

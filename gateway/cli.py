@@ -5,11 +5,6 @@ from __future__ import annotations
 import argparse
 from urllib.parse import urlsplit
 
-from permastore.cli.errors import CliError
-from permastore.sources.rate_limit import parse_rate
-
-from inference.settings import HerderSettings, SettingsError
-
 from gateway.config import (
     DEFAULT_BODY_TIMEOUT_S,
     DEFAULT_HEADER_TIMEOUT_S,
@@ -28,6 +23,9 @@ from gateway.config import (
     GatewayConfig,
 )
 from gateway.fastpath import DEFAULT_CACHE_BYTES, DEFAULT_MAX_AGE_S
+from inference.settings import HerderSettings, SettingsError
+from permastore.cli.errors import CliError
+from permastore.sources.rate_limit import parse_rate
 
 
 def register(subparsers) -> None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from inference.settings import HerderSettings
-
 from gateway.fastpath import DEFAULT_CACHE_BYTES, DEFAULT_MAX_AGE_S
+from inference.settings import HerderSettings
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 1984  # the Arweave node's and arlocal's port, so clients need only the host

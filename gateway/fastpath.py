@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import blake3
-
 from starlette.types import Scope, Send
 
 ID_PATH = re.compile(rb"/[A-Za-z0-9_-]{43}")

@@ -68,7 +68,7 @@ class _Cost:
     fields: int = 0
     pages: int = 0
 
-    def add(self, other: "_Cost", times: int = 1) -> None:
+    def add(self, other: _Cost, times: int = 1) -> None:
         self.depth = max(self.depth, other.depth)
         self.aliases += other.aliases * times
         self.fields += other.fields * times

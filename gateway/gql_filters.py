@@ -26,7 +26,7 @@ class Glob:
     pieces: tuple[bytes, ...]
 
     @classmethod
-    def of(cls, pattern: bytes) -> "Glob":
+    def of(cls, pattern: bytes) -> Glob:
         return cls(tuple(pattern.split(b"*")))
 
     def matches(self, value: bytes) -> bool:

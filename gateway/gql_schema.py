@@ -10,18 +10,16 @@ import enum
 import logging
 from dataclasses import replace
 from decimal import Decimal
-from typing import Optional
 
 import strawberry
 from starlette.concurrency import run_in_threadpool
 from strawberry.extensions import AddValidationRules, MaxTokensLimiter
 from strawberry.types import Info
 
-from gateway.gql_budget import CostRule, MAX_TOKENS, QueryBudget
+from gateway.gql_budget import MAX_TOKENS, CostRule, QueryBudget
 from gateway.gql_filters import TagCheck, split_tag_filters
 from permastore.protocol import b64url
-from permastore.store import Query
-from permastore.store import InvalidQuery
+from permastore.store import InvalidQuery, Query
 from permastore.store.query import decode_cursor, encode_cursor
 from permastore.store.records import PENDING_HEIGHT_KEY
 
@@ -75,8 +73,8 @@ class TagFilter:
 
 @strawberry.input
 class BlockFilter:
-    min: Optional[int] = None
-    max: Optional[int] = None
+    min: int | None = None
+    max: int | None = None
 
 
 @strawberry.type
@@ -94,7 +92,7 @@ class Amount:
 @strawberry.type
 class MetaData:
     size: str
-    type: Optional[str]
+    type: str | None
 
 
 @strawberry.type
@@ -132,11 +130,11 @@ class Transaction:
     quantity: Amount
     data: MetaData
     tags: list[Tag]
-    bundledIn: Optional[Bundle]
-    height: strawberry.Private[Optional[int]]
+    bundledIn: Bundle | None
+    height: strawberry.Private[int | None]
 
     @strawberry.field
-    def block(self, info: Info) -> Optional[Block]:
+    def block(self, info: Info) -> Block | None:
         if self.height is None:
             return None
         miner = info.context["node"].miner
@@ -144,7 +142,7 @@ class Transaction:
         return block_of(found) if found is not None else None
 
     @strawberry.field(deprecation_reason="use bundledIn")
-    def parent(self) -> Optional[Bundle]:
+    def parent(self) -> Bundle | None:
         return self.bundledIn
 
 
@@ -314,7 +312,7 @@ def _block_connection(node, ids, height: BlockFilter | None, first: int, after: 
 @strawberry.type
 class QueryRoot:
     @strawberry.field
-    async def block(self, info: Info, id: Optional[str] = None, height: Optional[int] = None) -> Optional[Block]:
+    async def block(self, info: Info, id: str | None = None, height: int | None = None) -> Block | None:
         miner = info.context["node"].miner
         if id is not None:
             found = await run_in_threadpool(miner.block_by_hash, id)
@@ -326,10 +324,10 @@ class QueryRoot:
     async def blocks(
         self,
         info: Info,
-        ids: Optional[list[str]] = None,
-        height: Optional[BlockFilter] = None,
+        ids: list[str] | None = None,
+        height: BlockFilter | None = None,
         first: int = 10,
-        after: Optional[str] = None,
+        after: str | None = None,
         sort: SortOrder = SortOrder.HEIGHT_DESC,
     ) -> BlockConnection:
         if first < 0:
@@ -340,7 +338,7 @@ class QueryRoot:
         return await run_in_threadpool(_block_connection, context["node"], ids, height, first, after, sort, context["budget"])
 
     @strawberry.field
-    async def transaction(self, info: Info, id: strawberry.ID) -> Optional[Transaction]:
+    async def transaction(self, info: Info, id: strawberry.ID) -> Transaction | None:
         if not b64url.is_id(id):
             raise ValueError("id must be 43 base64url characters")
         found = await run_in_threadpool(info.context["node"].store.info, str(id))
@@ -350,14 +348,14 @@ class QueryRoot:
     async def transactions(
         self,
         info: Info,
-        ids: Optional[list[strawberry.ID]] = None,
-        owners: Optional[list[str]] = None,
-        recipients: Optional[list[str]] = None,
-        tags: Optional[list[TagFilter]] = None,
-        bundledIn: Optional[list[strawberry.ID]] = None,
-        block: Optional[BlockFilter] = None,
+        ids: list[strawberry.ID] | None = None,
+        owners: list[str] | None = None,
+        recipients: list[str] | None = None,
+        tags: list[TagFilter] | None = None,
+        bundledIn: list[strawberry.ID] | None = None,
+        block: BlockFilter | None = None,
         first: int = 10,
-        after: Optional[str] = None,
+        after: str | None = None,
         sort: SortOrder = SortOrder.HEIGHT_DESC,
     ) -> TransactionConnection:
         query, checks = build_query(ids, owners, recipients, tags, bundledIn, block, first, after, sort)

@@ -7,12 +7,11 @@ import threading
 
 from fastapi import Request
 
-from permastore.store import NotFound, Store
-
-from gateway.config import GatewayConfig
 from gateway.chain_status import Confirmation, UpstreamStatus
+from gateway.config import GatewayConfig
 from gateway.errors import ApiError
 from gateway.ledger import Ledger
+from permastore.store import NotFound, Store
 
 log = logging.getLogger("gateway")
 

@@ -9,8 +9,8 @@ automatic 422 is removed: validation failures here are 400s, documented where th
 from __future__ import annotations
 
 from fastapi import FastAPI, Path
-from fastapi.responses import Response
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
 from fastapi.routing import APIRoute, APIRouter
 from pydantic import BaseModel
 from starlette.routing import Match

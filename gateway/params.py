@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from permastore.protocol import b64url
-
 from gateway.errors import bad_request
+from permastore.protocol import b64url
 
 MAX_OFFSET_DIGITS = 40  # weave offsets fit far below this; longer strings are not offsets
 MAX_SQL_INTEGER = 2**63 - 1  # SQLite's INTEGER: anything the store looks up must fit

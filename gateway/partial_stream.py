@@ -49,7 +49,7 @@ async def wait_readable(session, position: int, timeout: float = STALL_S) -> int
                 raise TimeoutError(f"no byte at {position} of {session.id} for {timeout:.0f} s")
             try:
                 await asyncio.wait_for(woken.wait(), min(left, 1.0))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
     finally:
         session.remove_listener(wake)

@@ -67,7 +67,7 @@ class ServeLock:
         self.took_over_from = previous_pid if previous_pid and previous_pid != os.getpid() else None
 
     @classmethod
-    def acquire(cls, data_dir) -> "ServeLock":
+    def acquire(cls, data_dir) -> ServeLock:
         """Given a data folder (created if missing), return its lock, or raise ServeLockHeld."""
         data_dir = Path(data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)

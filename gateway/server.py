@@ -12,11 +12,10 @@ import threading
 
 import uvicorn
 
-from permastore.cli.errors import CliError
-
 from gateway.access_log import AccessLog, install_access_log
 from gateway.app import create_app
 from gateway.config import ConnectionLimits, GatewayConfig
+from permastore.cli.errors import CliError
 
 FILES_BESIDES_CONNECTIONS = 256  # SQLite, segments, spools, herder pipes
 

@@ -19,10 +19,9 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from gateway.errors import ApiError
 from permastore.protocol import ans104
 from permastore.protocol.errors import MalformedData
-
-from gateway.errors import ApiError
 
 RETRY_AFTER_S = "5"
 CLOSE = {"Connection": "close"}  # a refused body is not read to its end

@@ -25,7 +25,13 @@ from gateway.inference_api import callers
 from gateway.inference_api import ollama_wire as wire
 from gateway.inference_api.ollama_bodies import CallBody, ChatBody, EmbedBody, GenerateBody, OllamaOptions
 from gateway.inference_api.ollama_wire import OllamaCall
-from inference.embeddings import Embedding, EmbeddingUnsupported, pooling_type, plan_embedding, start_embedding
+from inference.embeddings import (
+    Embedding,
+    EmbeddingUnsupported,
+    plan_embedding,
+    pooling_type,
+    start_embedding,
+)
 from inference.engine import ENGINE_CACHE_SIZE
 from inference.errors import InvalidRequest, ModelNotFound
 from inference.herder.service import CallService, RunningCall

@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from gateway.errors import ApiError
@@ -32,7 +32,7 @@ NANOS_PER_MS = 1_000_000
 
 def timestamp(seconds: float | None = None) -> str:
     """Given Unix seconds (default: now), return RFC 3339 UTC with microseconds and a Z."""
-    moment = datetime.fromtimestamp(time.time() if seconds is None else seconds, tz=timezone.utc)
+    moment = datetime.fromtimestamp(time.time() if seconds is None else seconds, tz=UTC)
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 

@@ -136,7 +136,7 @@ def _answer_when_done(future: Future, body: Callable[[], Any], request: Request)
             try:
                 await asyncio.wait_for(asyncio.shield(done), KEEPALIVE_S)
                 break
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 yield b" "
         try:
             value = await blocking(request, body)

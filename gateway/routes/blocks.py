@@ -10,12 +10,12 @@ from starlette.concurrency import run_in_threadpool
 from gateway.access import require_dev_route
 from gateway.errors import bad_request, not_found
 from gateway.node import Node, node_of
-from gateway.params import parse_uint
 from gateway.openapi import BLOCK_HASH_PATTERN, DEVELOPMENT, ID_PATTERN, answers, json_body, text, uint_param
+from gateway.params import parse_uint
 from gateway.routes.info import NETWORK_INFO, network_info
 from permastore.protocol import b64url
-from permastore.protocol.wallet import address_of
 from permastore.protocol.errors import MalformedData
+from permastore.protocol.wallet import address_of
 
 router = APIRouter(tags=["blocks"])
 

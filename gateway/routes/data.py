@@ -22,8 +22,8 @@ from gateway.errors import ApiError, not_found
 from gateway.manifests import MANIFEST_CONTENT_TYPE, MAX_MANIFEST_SIZE, resolve
 from gateway.node import Node, node_of
 from gateway.openapi import answers, documented_id_param, route_template
-from gateway.partial_stream import stream_partial
 from gateway.params import parse_id
+from gateway.partial_stream import stream_partial
 from gateway.ranges import ByteRange, Unsatisfiable, multipart_parts, multipart_trailer, parse_ranges
 from permastore.protocol import b64url
 from permastore.store import CorruptChunk

@@ -41,8 +41,8 @@ from gateway.inference_api.schemas import header_payment, openapi_body, parse_bo
 from gateway.inference_api.state import blocking, service_of
 from gateway.node import node_of
 from inference.errors import InferenceError, PaymentRequired
-from inference.model_pull import ModelPuller
 from inference.model_names import InvalidModelName
+from inference.model_pull import ModelPuller
 from permastore.protocol.errors import ProtocolError
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

@@ -13,7 +13,16 @@ from gateway.errors import ApiError, bad_request, not_found
 from gateway.ingest import accept_item, accept_tx
 from gateway.item_json import data_item_json
 from gateway.node import Node, node_of
-from gateway.openapi import BLOCK_HASH_PATTERN, ID_PATTERN, answers, binary, id_param, json_body, request_body, text
+from gateway.openapi import (
+    BLOCK_HASH_PATTERN,
+    ID_PATTERN,
+    answers,
+    binary,
+    id_param,
+    json_body,
+    request_body,
+    text,
+)
 from gateway.params import parse_id
 from gateway.routes.data import lookup
 from permastore.protocol import b64url

@@ -32,6 +32,7 @@ from inference.execution import execute_job, load_engine_job, prepare_worker
 from inference.fees import FEE_BUMP, FeeError, multiplier_of, needed_fee, quote
 from inference.generation import Generation
 from inference.herder.pool import WorkerPool
+from inference.herder.remote import RemoteHerd
 from inference.keys import KeyStore
 from inference.messages import MessageWrite
 from inference.processes import (
@@ -43,7 +44,6 @@ from inference.processes import (
     unsigned_call,
 )
 from inference.records import SignedRequest
-from inference.herder.remote import RemoteHerd
 from inference.settings import HerderSettings
 
 log = logging.getLogger("inference.herder")

@@ -8,8 +8,8 @@ An item's data may itself be a bundle (nested bundles): parse it the same way
 with a ``read_at`` that reads inside that item's data.
 """
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 from . import b64url
 from .ans104 import parse_header

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import io
-from typing import Iterable, Iterator, Protocol
+from collections.abc import Iterable, Iterator
+from typing import Protocol
 
 from permastore.store.errors import StoreError
 

@@ -56,7 +56,7 @@ class TransferWatch:
         self.total = 0
 
     @classmethod
-    def for_limits(cls, what: str, limits: FetchLimits, deadline: float | None = None) -> "TransferWatch":
+    def for_limits(cls, what: str, limits: FetchLimits, deadline: float | None = None) -> TransferWatch:
         """Given FetchLimits (and an absolute deadline, else a whole-fetch one from now), return a watch."""
         if deadline is None:
             deadline = time.monotonic() + limits.deadline_s

@@ -19,14 +19,13 @@ from __future__ import annotations
 import json
 import re
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 
 from permastore.protocol import b64url
 from permastore.protocol.errors import ProtocolError
 from permastore.sources.base import UpstreamError
-from permastore.sources.limits import TransferWatch
 from permastore.sources.proofs import LEAF_RECORD
 from permastore.sources.range_reader import RangeReader
 from permastore.sources.upstream import UpstreamSource

@@ -11,7 +11,7 @@ from __future__ import annotations
 import http.client
 import re
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 from permastore.sources.base import UpstreamError

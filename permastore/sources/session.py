@@ -73,7 +73,7 @@ class FetchSession:
 
     # -- running ---------------------------------------------------------------------------
 
-    def start(self) -> "FetchSession":
+    def start(self) -> FetchSession:
         self.thread.start()
         return self
 

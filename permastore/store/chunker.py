@@ -8,7 +8,7 @@ the tail is cut with ``merkle.chunk_ranges`` at the end of the stream.
 from __future__ import annotations
 
 from collections import deque
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from permastore.protocol.merkle import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, chunk_ranges
 

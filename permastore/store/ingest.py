@@ -14,9 +14,9 @@ import hashlib
 import io
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import blake3
 

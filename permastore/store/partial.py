@@ -18,8 +18,8 @@ import fcntl
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import blake3
 

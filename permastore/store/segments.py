@@ -18,9 +18,9 @@ import os
 import threading
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 SEGMENTS_DIR = "segments"
 PACK_LOCK = ".pack.lock"

@@ -15,8 +15,8 @@ import fcntl
 import os
 import sqlite3
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from permastore.protocol.signers import RsaSigner
 from permastore.store import codec, schema
@@ -27,9 +27,9 @@ from permastore.store.fsck import Checker
 from permastore.store.index import (
     insert_chunk_list,
     insert_object,
-    record_inline_chunks,
     object_row,
     record_chunks,
+    record_inline_chunks,
     tags_of,
     to_info,
     transaction,
@@ -89,7 +89,7 @@ class Store(Items, Transactions, KnownCopies, ObjectPaths, Unbundler, Weave, Che
     # -- opening and closing ---------------------------------------------------------
 
     @classmethod
-    def open(cls, data_dir, bucket=None) -> "Store":
+    def open(cls, data_dir, bucket=None) -> Store:
         """Given a data folder (created if missing), return the opened Store.
 
         bucket: BucketSettings, or None for those of the environment ($PERMASTORE_S3_BUCKET...;

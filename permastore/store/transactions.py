@@ -14,14 +14,14 @@ import blake3
 
 from permastore.protocol import b64url, merkle
 from permastore.protocol.errors import InvalidProof, LimitExceeded
-from permastore.protocol.tx import Transaction, verify as verify_tx
+from permastore.protocol.tx import Transaction
+from permastore.protocol.tx import verify as verify_tx
 from permastore.store import chunk_layout, codec
 from permastore.store.errors import DataMismatch, NotFound
 from permastore.store.index import b64_or_empty, content_type_of, insert_chunk_list, transaction
 from permastore.store.ingest import Ingested, NewChunk
 from permastore.store.records import ObjectInfo
 from permastore.store.weave import assign_weave_range
-
 
 # The largest data_size a tx may claim here (a signed header costs a stranger nothing).
 DEFAULT_MAX_DATA_SIZE = 64 * 1024**3

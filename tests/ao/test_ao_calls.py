@@ -13,7 +13,7 @@ import pytest
 
 from gateway.routes import ao as ao_routes
 from inference import records
-from tests.ao.conftest import OCTET, PUBLIC_URL, inference_tags, item_id, post_item, serve, spawned
+from tests.ao.conftest import PUBLIC_URL, inference_tags, item_id, post_item, serve, spawned
 
 
 def _records_of(node, kind: str) -> list[str]:

@@ -4,7 +4,8 @@ real server, real signed items)."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.ao.conftest import OCTET, post_item, serve, spawned
 

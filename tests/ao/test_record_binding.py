@@ -69,7 +69,7 @@ def test_aoconnect_tag_order_reads_the_last_copy():
 def test_inference_tags_become_sampling_parameters():
     tags = AoTags((("Action", "Inference"), ("Max-Tokens", "9"), ("Seed", "4"), ("Temperature", "0.5"),
                    ("Top-K", "3"), ("Stop", "a"), ("Stop", "b"), ("Payment", "120"), ("Unrelated", "x")))
-    options = inference_options(tags, "hello".encode())
+    options = inference_options(tags, b"hello")
     assert options.sampling == {"max_tokens": 9, "seed": 4, "temperature": 0.5, "top_k": 3, "stop": ["a", "b"]}
     assert options.text == "hello" and options.payment == 120
     with pytest.raises(InvalidRequest, match="tag Top-K must be an integer"):
@@ -86,5 +86,5 @@ def test_a_spawn_without_data_has_no_system_prompt(tmp_path):
     item = read_item(ans104.build_item(signer, b" ", tags))
     options = spawn_options(item, "M" * 43, "S" * 43)
     assert options.system_prompt is None and options.model == PID and not options.raw_prompts
-    with_data = read_item(ans104.build_item(signer, "Sois bref.".encode(), tags))
+    with_data = read_item(ans104.build_item(signer, b"Sois bref.", tags))
     assert spawn_options(with_data, "M" * 43, "S" * 43).system_prompt == "Sois bref."

@@ -11,8 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import signed_item
 from tests.helpers.servers import LISTENING_PREFIX, START_TIMEOUT_S, serve_command
+
+from .conftest import signed_item
 
 LINE = re.compile(
     r'^(?P<client>\S+) - - \[(?P<time>\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d \+0000)\] '

@@ -11,9 +11,9 @@ import pytest
 
 from permastore.protocol import ans104
 from permastore.protocol.bundle import build_bundle
+from tests.helpers.servers import start_server
 
 from .conftest import chunk_posts, header_only, signed_item, signed_tx
-from tests.helpers.servers import start_server
 
 B64URL_43 = re.compile(r"^[A-Za-z0-9_-]{43}$")
 B64URL_64 = re.compile(r"^[A-Za-z0-9_-]{64}$")

@@ -132,7 +132,9 @@ def test_repeat_reads_from_the_small_object_cache_match_the_full_route(client, r
     first = client.get(f"/{object_id}")
     assert first.headers["content-type"] == "text/html"  # exactly the tag, no charset added
     second = client.get(f"/{object_id}")
-    strip = lambda headers: {k: v for k, v in headers.items() if k not in ("date", "server")}
+    def strip(headers):
+        return {k: v for k, v in headers.items() if k not in ("date", "server")}
+
     assert second.content == data and strip(second.headers) == strip(first.headers)
     head = client.head(f"/{object_id}")
     assert head.status_code == 200 and head.content == b"" and head.headers["content-length"] == str(len(data))
@@ -145,7 +147,9 @@ def test_cross_origin_reads_are_allowed(client, rsa_signer):
     object_id = post_item(client, signed_item(rsa_signer, b"for a browser app"))
     origin = {"Origin": "https://app.example"}
     answers = [client.get(f"/{object_id}", headers=origin) for _ in range(2)]  # full route, then cache
-    strip = lambda headers: {k: v for k, v in headers.items() if k not in ("date", "server")}
+    def strip(headers):
+        return {k: v for k, v in headers.items() if k not in ("date", "server")}
+
     assert strip(answers[0].headers) == strip(answers[1].headers)
     assert answers[1].headers["access-control-allow-origin"] == "*"
     assert "Content-Range" in answers[1].headers["access-control-expose-headers"]

@@ -16,8 +16,9 @@ import time
 import httpx
 import pytest
 
-from .conftest import header_only, signed_item, signed_tx
 from tests.helpers.servers import LISTENING_PREFIX, RunningServer, serve_command
+
+from .conftest import header_only, signed_item, signed_tx
 
 FILESYSTEM_BYTES = 12 * 1024 * 1024
 ITEM = {"Content-Type": "application/octet-stream"}

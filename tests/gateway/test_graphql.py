@@ -3,7 +3,6 @@
 import json
 
 from permastore.protocol import b64url
-
 from tests.helpers.keys import KEY_ADDRESS
 
 from .conftest import signed_item, signed_tx
@@ -180,10 +179,10 @@ import re as _re  # noqa: E402
 
 import httpx  # noqa: E402
 import pytest  # noqa: E402
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 from gateway.gql_filters import Glob  # noqa: E402
-
 from tests.helpers.servers import start_server  # noqa: E402
 
 

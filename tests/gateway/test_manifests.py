@@ -6,12 +6,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.manifests import ManifestError, parse_manifest, resolve
+from tests.helpers.servers import start_server
 
 from .conftest import signed_item
-from tests.helpers.servers import start_server
 
 A = "A" * 43
 B = "B" * 42 + "A"

@@ -18,11 +18,10 @@ import httpx
 import pytest
 
 from permastore.protocol.bundle import build_bundle
-
 from tests.helpers.keys import KEY_ADDRESS
+from tests.helpers.servers import start_server
 
 from .conftest import signed_item, signed_tx
-from tests.helpers.servers import start_server
 
 CONFIG_FILE = Path(__file__).with_name("schemathesis.toml")
 NOT_HERE = r"^/(v1|processes|results|replay|herder|credits|api|ao)(/|$)"

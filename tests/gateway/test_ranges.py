@@ -3,7 +3,8 @@
 import re
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.ranges import MAX_RANGES, ByteRange, Unsatisfiable, parse_range, parse_ranges
 

@@ -12,9 +12,9 @@ import pytest
 
 from gateway.uploads import ItemHeaderCheck
 from permastore.protocol.errors import LimitExceeded, MalformedData
+from tests.helpers.servers import start_server
 
 from .conftest import signed_item
-from tests.helpers.servers import start_server
 
 GIB = 1024**3
 

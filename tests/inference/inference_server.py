@@ -16,10 +16,9 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from inference.settings import HerderSettings
-
 from gateway.app import create_app
 from gateway.config import GatewayConfig
+from inference.settings import HerderSettings
 
 START_TIMEOUT_S = 30
 

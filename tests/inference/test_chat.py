@@ -10,6 +10,7 @@ from inference.errors import InvalidRequest
 from inference.models import read_gguf_metadata
 from inference.template_sandbox import TemplateSandbox
 
+
 @pytest.fixture(scope="module")
 def sandbox():
     renderer = TemplateSandbox()

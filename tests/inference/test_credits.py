@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from inference.credits import CreditLedger, InsufficientCredit, UnknownReservation
+from inference.credits import CreditError, CreditLedger, InsufficientCredit, UnknownReservation
 
 ADDRESS = "A" * 43
 OTHER = "B" * 43
@@ -67,7 +67,7 @@ def test_free_calls_reserve_nothing(ledger):
 
 def test_bad_amounts_are_refused(ledger):
     for amount in (-1, 1.5, True, 2**63):
-        with pytest.raises(Exception):
+        with pytest.raises(CreditError):
             ledger.credit(ADDRESS, amount)
     assert ledger.balance(ADDRESS) == 0
 

@@ -5,10 +5,10 @@ import pytest
 from inference.engine import (
     Engine,
 )
+from inference.errors import InvalidRequest, PromptTooLong
 from inference.generation import token_hash
 from inference.identity import engine_identity, identity_differences
 from inference.sampling import EngineSettings, SamplingParams
-from inference.errors import InvalidRequest, PromptTooLong
 
 SETTINGS = EngineSettings(n_ctx=128, n_batch=32, n_ubatch=32, n_threads=1)
 

@@ -12,8 +12,8 @@ import time
 import pytest
 
 from inference.keys import KeyStore
-from tests.inference.inference_server import start_server
 from tests.inference.conftest import error_reason
+from tests.inference.inference_server import start_server
 
 CALLER = "CALLER" + "x" * 36 + "A"  # a canonical b64url address
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from tests.inference.inference_server import start_server
 from tests.inference.conftest import error_reason
+from tests.inference.inference_server import start_server
 
 MISSING = "A" * 43  # a well-formed ID that nothing has
 

@@ -7,11 +7,10 @@ import threading
 
 import pytest
 
-from inference.records import MessageRecord
-
 from inference.keys import KeyStore
-from tests.inference.inference_server import start_server
+from inference.records import MessageRecord
 from tests.inference.conftest import error_reason
+from tests.inference.inference_server import start_server
 
 FEE_BASE = 100
 FEE_TOKEN = 2

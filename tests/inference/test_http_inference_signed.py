@@ -9,8 +9,8 @@ import pytest
 from permastore.protocol import ans104, b64url
 from permastore.protocol.signers import Ed25519Signer
 from permastore.protocol.tags import Tag
-from tests.inference.inference_server import start_server
 from tests.inference.conftest import error_reason
+from tests.inference.inference_server import start_server
 
 OCTET = {"Content-Type": "application/octet-stream"}
 

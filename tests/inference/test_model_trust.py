@@ -17,9 +17,8 @@ from inference.settings import HerderSettings
 from permastore.protocol import ans104
 from permastore.protocol.signers import Ed25519Signer
 from permastore.protocol.tags import Tag
-from tests.inference.conftest import make_gguf
+from tests.inference.conftest import error_reason, make_gguf
 from tests.inference.inference_server import start_server
-from tests.inference.conftest import error_reason
 
 OCTET = {"Content-Type": "application/octet-stream"}
 STRANGER = Ed25519Signer(bytes(range(1, 33)))

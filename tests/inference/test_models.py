@@ -6,8 +6,8 @@ import pytest
 
 from inference import models
 from inference.engine import Engine
-from inference.sampling import EngineSettings, SamplingParams
 from inference.errors import ModelCorrupt, ModelNotFound, NotAModel
+from inference.sampling import EngineSettings, SamplingParams
 from permastore.protocol.tags import Tag
 
 from .conftest import make_gguf

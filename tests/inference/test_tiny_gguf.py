@@ -4,8 +4,8 @@ import subprocess
 import sys
 
 from inference.engine import Engine
-from inference.sampling import EngineSettings, SamplingParams
 from inference.models import read_gguf_metadata
+from inference.sampling import EngineSettings, SamplingParams
 
 from .conftest import REPO, TINY_GGUF
 

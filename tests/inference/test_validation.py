@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 import math
-
-import pytest
-from hypothesis import given, settings, strategies as st
-
 import os
 
-from inference.sampling import MAX_C_INT, MAX_N_CTX, MAX_THREADS, EngineSettings, SamplingParams
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from inference.errors import InvalidRequest
+from inference.sampling import MAX_C_INT, MAX_N_CTX, MAX_THREADS, EngineSettings, SamplingParams
+from tests.inference.conftest import error_reason
 from tests.inference.inference_server import start_server
 from tests.inference.test_cli import permastore
-from tests.inference.conftest import error_reason
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(10**20), 10**20) | st.floats() | st.text(max_size=8),

@@ -1,5 +1,6 @@
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from permastore.protocol import b64url
 from permastore.protocol.errors import InvalidId, MalformedData, ProtocolError

@@ -1,7 +1,8 @@
 import hashlib
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from permastore.protocol.deephash import BlobHasher, Prehashed, deep_hash, deep_hash_list
 from permastore.protocol.errors import MalformedData

@@ -20,7 +20,13 @@ from hypothesis import strategies as st
 
 from permastore.protocol import ans104, avro_tags, b64url, bundle, merkle
 from permastore.protocol.deephash import BlobHasher
-from permastore.protocol.errors import InvalidProof, InvalidSignature, LimitExceeded, MalformedData, ProtocolError
+from permastore.protocol.errors import (
+    InvalidProof,
+    InvalidSignature,
+    LimitExceeded,
+    MalformedData,
+    ProtocolError,
+)
 from permastore.protocol.signers import Ed25519Signer, EthereumSigner, Secp256k1Signer
 from permastore.protocol.tags import Tag
 from permastore.protocol.tx import Transaction, sign, verify

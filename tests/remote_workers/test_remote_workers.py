@@ -10,14 +10,13 @@ import httpx
 
 from permastore.protocol import ans104
 from permastore.store import Store
-
 from tests.remote_workers.conftest import PERMASTORE, worker_named
 
 
 def test_worker_node_answers_calls_for_a_head_with_no_local_workers(herd):
     address = herd.wallet("w1")
     herd.start_head("--workers", "0", "--allow-worker", address, "--verify-fraction", "0")
-    worker = herd.start_worker("w1")
+    herd.start_worker("w1")
     assert herd.info()["workers"] == 0
     answers = [herd.complete(f"hello {n}") for n in range(3)]
     for answer in answers:

@@ -9,8 +9,8 @@ import pytest
 
 from permastore.protocol import ans104
 from permastore.store import Store, StoreError
-from permastore.store.bucket.storage import S3Storage
 from permastore.store.bucket import layout
+from permastore.store.bucket.storage import S3Storage
 from tests.cli.conftest import isolated_env, run_permastore, seed_wallet
 
 MB = 1024 * 1024

@@ -7,7 +7,6 @@ byte for byte; at the end fsck must pass and no uncommitted segment may be left.
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 import signal
 import subprocess

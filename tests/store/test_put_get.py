@@ -11,7 +11,7 @@ import pytest
 
 from permastore.protocol import ans104
 from permastore.protocol.deephash import deep_hash
-from permastore.protocol.errors import LimitExceeded
+from permastore.protocol.errors import InvalidSignature, LimitExceeded
 from permastore.protocol.merkle import MAX_CHUNK_SIZE
 from permastore.protocol.tags import Tag
 from permastore.store import NotFound, Store, StoreError
@@ -41,7 +41,7 @@ def test_put_data_past_one_chunk_is_a_chunk_provable_l1_tx(store, size):
     verify(tx)  # signed by the node wallet
     assert tx.data_root == merkle.compute_root(merkle.chunks_for(data)) == info.data_root
     assert info.weave_offset == store.weave_size() - 1  # weave bytes given at once: the data is here
-    for proof, chunk in zip(store.chunk_proofs(info.id), merkle.chunks_for(data)):
+    for proof, _chunk in zip(store.chunk_proofs(info.id), merkle.chunks_for(data)):
         merkle.validate_path(tx.data_root, proof.offset, 0, size, proof.proof)
     assert [(t.name, t.value) for t in tx.tags] == [(b"App-Name", b"test"), (b"Content-Type", b"application/x-test")]
 
@@ -252,7 +252,7 @@ def test_wrapped_item_signature_covers_the_data(store):
     info = store.put_data(b"payload")
     header = ans104.parse_header(store.raw_header(info.id))
     ans104.verify_header(header, deep_hash(b"payload"))
-    with pytest.raises(Exception):
+    with pytest.raises(InvalidSignature):
         ans104.verify_header(header, deep_hash(b"pAyload"))
 
 

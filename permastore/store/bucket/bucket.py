@@ -16,10 +16,10 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Iterator
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import blake3
-from concurrent.futures import ThreadPoolExecutor
 
 from permastore.store.bucket import layout
 from permastore.store.bucket.manifest import Manifest
@@ -78,7 +78,7 @@ class Bucket:
 
         return _Importing()
 
-    def early_uploads(self) -> "EarlyUploads | None":
+    def early_uploads(self) -> EarlyUploads | None:
         """Start a put's uploads while it streams in (this thread's next publish waits for them)."""
         if getattr(self._importing, "on", False):
             return None

@@ -26,7 +26,8 @@ import blake3
 
 from permastore.protocol import merkle
 from permastore.protocol.errors import MalformedData, ProtocolError
-from permastore.protocol.tx import Transaction, verify as verify_tx
+from permastore.protocol.tx import Transaction
+from permastore.protocol.tx import verify as verify_tx
 from permastore.store import codec
 from permastore.store.bucket import layout
 from permastore.store.bucket.manifest import Manifest, decode

@@ -22,7 +22,7 @@ class BucketSettings:
     prefix: str = ""  # keys live under it (several stores may share one bucket apart)
 
     @classmethod
-    def from_env(cls, environ=None) -> "BucketSettings | None":
+    def from_env(cls, environ=None) -> BucketSettings | None:
         """Given the environment, return the settings it names, or None (the embedded default)."""
         environ = os.environ if environ is None else environ
         bucket = environ.get(BUCKET_ENV, "")

@@ -9,7 +9,8 @@ Ceph, SeaweedFS); credentials and region come from the standard AWS variables.
 from __future__ import annotations
 
 import os
-from typing import Iterator, Protocol
+from collections.abc import Iterator
+from typing import Protocol
 
 from permastore.store.errors import StoreError
 
