@@ -73,15 +73,34 @@ class AnnouncingServer(uvicorn.Server):
             print(f"permastore gateway listening on {self.url}", flush=True)
 
 
-def http_protocol(app, limits: ConnectionLimits):
-    """Given the app and the connection limits, return uvicorn's `http` setting.
+# gateway.fast_protocol subclasses uvicorn's httptools protocol and reads its private parts; it
+# was written and tested against this minor only. Any other uvicorn gets the plain protocol.
+FAST_PATH_UVICORN = (0, 54)
 
-    httptools (uvicorn[standard]): our guarded protocol, answering cache hits itself. Without it,
-    h11 with its header-size limit (no header or body read timeouts: install httptools).
-    """
+
+def fast_path_refusal(version: str = uvicorn.__version__) -> str | None:
+    """Given uvicorn's version, return why the fast protocol must not be used, or None when it may."""
     try:
         import httptools  # noqa: F401
     except ImportError:
+        return "httptools is not installed"
+    parts = version.split(".")
+    if tuple(int(p) for p in parts[:2] if p.isdigit()) != FAST_PATH_UVICORN:
+        return f"uvicorn {version} is not the {FAST_PATH_UVICORN[0]}.{FAST_PATH_UVICORN[1]}.x it was tested with"
+    return None
+
+
+def http_protocol(app, limits: ConnectionLimits, version: str = uvicorn.__version__):
+    """Given the app, the connection limits and uvicorn's version, return uvicorn's `http` setting.
+
+    On the tested uvicorn with httptools: our guarded protocol, answering cache hits itself.
+    Otherwise h11 with its header-size limit: slower, and without the header and body read
+    timeouts, but every answer still comes from the app (a newer uvicorn costs speed, not
+    correctness).
+    """
+    refusal = fast_path_refusal(version)
+    if refusal is not None:
+        logging.getLogger("gateway").warning("fast path off (%s): serving with uvicorn's h11 protocol", refusal)
         return "h11"
     from gateway.fast_protocol import with_cache
 
@@ -100,11 +119,14 @@ def serve(config: GatewayConfig, quiet: bool = False, lock=None) -> None:
     config.public_url = config.public_url or url_of(sock)
     app = create_app(config)
     limits = config.connections
+    http = http_protocol(app, limits)
     server = AnnouncingServer(
         uvicorn.Config(
             app,
             loop="auto",  # uvloop when installed
-            http=http_protocol(app, limits),
+            http=http,
+            # The fast protocol caps connections itself (503); the plain one gets uvicorn's cap.
+            limit_concurrency=limits.max_connections if isinstance(http, str) else None,
             log_level="warning",
             access_log=False,
             proxy_headers=False,  # bound to loopback by default; no proxy to trust
