@@ -3,6 +3,8 @@ engine differs (test-only: its seed is shifted) is caught, both Results are kept
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import httpx
 
 from tests.remote_workers.conftest import worker_named
@@ -10,15 +12,17 @@ from tests.remote_workers.conftest import worker_named
 MAX_CALLS = 12
 
 
-def _calls_until_banned(herd, address: str) -> list[dict]:
+def _calls_until_banned(herd, address: str, at_once: int = 1) -> list[dict]:
+    """Make calls (at_once of them together) until the worker at address is banned; return their records."""
     records = []
-    for n in range(MAX_CALLS):
-        answer = herd.complete(f"check me {n}", max_tokens=12)
-        assert answer.status_code == 200, answer.text
-        records.append(answer.json()["record"])
-        info = herd.info()
-        if address in info["banned_workers"]:
-            return records
+    with ThreadPoolExecutor(at_once) as pool:
+        for n in range(0, MAX_CALLS, at_once):
+            answers = list(pool.map(lambda k: herd.complete(f"check me {k}", max_tokens=12), range(n, n + at_once)))
+            for answer in answers:
+                assert answer.status_code == 200, answer.text
+                records.append(answer.json()["record"])
+            if address in herd.info()["banned_workers"]:
+                return records
     herd.wait_for(lambda i: address in i["banned_workers"], "the skewed worker to be banned", timeout=60)
     return records
 
@@ -55,7 +59,9 @@ def test_checks_run_on_the_heads_own_slots_when_it_has_them(herd):
     herd.start_head("--workers", "1", "--verify-fraction", "1", "--allow-worker", skewed)
     herd.start_worker("skewed", mode="skewed")
     herd.wait_for(lambda i: len(i["remote_workers"]) == 1, "the worker asking for calls")
-    _calls_until_banned(herd, skewed)
+    # Two calls at a time: one at a time, the head's own idle slot may take every call and the
+    # remote worker would never answer one to be checked.
+    _calls_until_banned(herd, skewed, at_once=2)
     info = herd.info()
     assert info["banned_workers"] == [skewed]
     marked = info["mismatched_calls"][0]
