@@ -22,9 +22,8 @@ from typing import Any
 
 from inference import llama_adapter
 from inference.context import Inference
-from inference.credits import InsufficientCredit
-from inference.errors import HerderError, InvalidRequest, PaymentRequired
-from inference.fees import FeeError, multiplier_of, needed_fee, quote
+from inference.errors import HerderError, InvalidRequest
+from inference.fees import needed_fee
 from inference.herder.service import CallService
 from inference.herder.worker import JobContext
 from inference.sampling import EngineSettings
@@ -121,18 +120,7 @@ def embed_job(payload: dict[str, Any], job: JobContext) -> dict[str, Any]:
 def start_embedding(service: CallService, plan: EmbeddingPlan, caller: str, payment: int | None) -> Future[Embedding]:
     """Given a planned embedding, reserve its fee and queue it; the future settles with the fee charged or refunded."""
     needed = needed_fee(service.settings.fees, plan.prompt_tokens, 0)
-    quoted = quote(needed, service.pool.last_multiplier, len(service.pool.queue))
-    fee = quoted if payment is None else payment
-    try:
-        multiplier = multiplier_of(fee, needed)
-    except FeeError as exc:
-        raise PaymentRequired(str(exc), needed=needed, quote=quoted) from None
-    reservation = None
-    if fee > 0:
-        try:
-            reservation = service.ledger.reserve(caller, fee)
-        except InsufficientCredit as exc:
-            raise PaymentRequired(str(exc), needed=fee, balance=exc.balance, quote=quoted) from None
+    fee, multiplier, reservation = service.reserve_fee(needed, caller, payment)
     done: Future[Embedding] = Future()
 
     def settle(kind: str, value: Any) -> None:  # on the pool's thread, once the job has ended

@@ -20,8 +20,9 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.bodies import read_limited
 from gateway.errors import ApiError
-from inference.herder.service import CallService
+from inference.herder.service import CallService, RunningCall
 from inference.keys import KEY_PREFIX
+from inference.processes import CallPlan
 from permastore.protocol import ans104, b64url
 from permastore.protocol.ans104 import DataItemHeader
 from permastore.protocol.errors import ProtocolError
@@ -168,3 +169,16 @@ def release(service: CallService, caller: CallerRequest) -> None:
     """Given a request whose call was refused before anything was charged or recorded, free its signed item."""
     if caller.signed is not None:
         service.keys.release_request(caller.signed.id)
+
+
+def start_call(service: CallService, caller: CallerRequest, plan: CallPlan, payment: int | None) -> RunningCall:
+    """Use up the caller's signed request (if any), then reserve, record and queue the call; return it.
+
+    A refused call (no credit, bad payment) releases the signed request: nothing was charged or recorded.
+    """
+    use(service, caller)
+    try:
+        return service.start(plan, caller.address, payment)
+    except BaseException:
+        release(service, caller)
+        raise

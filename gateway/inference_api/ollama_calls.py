@@ -34,8 +34,8 @@ from inference.embeddings import (
 )
 from inference.engine import ENGINE_CACHE_SIZE
 from inference.errors import InvalidRequest, ModelNotFound
-from inference.herder.service import CallService, RunningCall
-from inference.processes import CallPlan, Process, default_settings, raw_prompt
+from inference.herder.service import CallService
+from inference.processes import Process, default_settings, raw_prompt
 from inference.sampling import EngineSettings, SamplingParams
 
 SPAWNED_PROCESSES = 64  # processes spawned for non-default settings, kept per server run (LRU)
@@ -141,16 +141,6 @@ def sampling_for(process: Process, options: OllamaOptions) -> SamplingParams:
     return SamplingParams.from_json(values)
 
 
-def _start(service: CallService, caller: callers.CallerRequest, plan: CallPlan, payment: int | None) -> RunningCall:
-    """Use up the caller's signed request (if any), then reserve, record and queue the call (as OpenAI calls)."""
-    callers.use(service, caller)
-    try:
-        return service.start(plan, caller.address, payment)
-    except BaseException:
-        callers.release(service, caller)  # nothing was charged or recorded
-        raise
-
-
 def _prepared(service: CallService, state: OllamaState, body: CallBody) -> tuple[str, Process, SamplingParams]:
     model_id = resolve(service, body.model)
     process = process_for(service, state, model_id, body.model, body.mapped_options)
@@ -175,7 +165,7 @@ def start_generate(service: CallService, state: OllamaState, caller: callers.Cal
         messages = ([{"role": "system", "content": body.system}] if body.system else [])
         plan = processes.plan_for(process, messages=[*messages, {"role": "user", "content": body.prompt}],
                                   sampling=sampling)
-    running = _start(service, caller, plan, payment)
+    running = callers.start_call(service, caller, plan, payment)
     state.used(model_id, body.model, process.settings.n_ctx)
     return OllamaCall(running, body.model, "generate", started_ns)
 
@@ -191,7 +181,7 @@ def start_chat(service: CallService, state: OllamaState, caller: callers.CallerR
         plan = service.inference.processes.plan_for(process, messages=body.messages, sampling=sampling)
     except InvalidRequest as exc:
         raise ApiError(400, str(exc)) from None
-    running = _start(service, caller, plan, payment)
+    running = callers.start_call(service, caller, plan, payment)
     state.used(model_id, body.model, process.settings.n_ctx)
     return OllamaCall(running, body.model, "chat", started_ns)
 

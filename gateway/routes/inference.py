@@ -36,7 +36,6 @@ from gateway.params import parse_address, parse_id
 from inference import records
 from inference.errors import InvalidRequest, ModelNotFound
 from inference.herder.service import CallService, RunningCall
-from inference.processes import CallPlan
 from inference.replay import herder_runner, replay_call
 
 router = APIRouter(lifespan=lifespan)
@@ -50,16 +49,6 @@ CALL_ERRORS = openapi_errors(400, 401, 402, 403, 404, 409, 413, 422, 502, 503, 5
 def _payment(body: SamplingBody, request: Request) -> int | None:
     """Return the payment offered (body `payment` or header X-Payment), None for the quote."""
     return body.payment if body.payment is not None else header_payment(request.headers.get("x-payment"))
-
-
-def _start(service: CallService, caller: callers.CallerRequest, plan: CallPlan, payment: int | None) -> RunningCall:
-    """Use up the caller's signed request (if any), then reserve, record and queue the call."""
-    callers.use(service, caller)
-    try:
-        return service.start(plan, caller.address, payment)
-    except BaseException:
-        callers.release(service, caller)  # nothing was charged or recorded
-        raise
 
 
 def _start_openai(service: CallService, caller: callers.CallerRequest, body: OpenAICallBody, kind: str,
@@ -81,7 +70,7 @@ def _start_openai(service: CallService, caller: callers.CallerRequest, body: Ope
     else:
         assert isinstance(body, CompletionBody)
         plan = processes.plan(process_id, prompt=body.prompt, sampling=body.sampling)
-    return openai.OpenCall(_start(service, caller, plan, payment), model, kind, int(time.time()))
+    return openai.OpenCall(callers.start_call(service, caller, plan, payment), model, kind, int(time.time()))
 
 
 async def _openai_call(request: Request, model: type[OpenAICallBody], kind: str) -> Any:
@@ -149,7 +138,7 @@ def _start_message(service: CallService, caller: callers.CallerRequest, process_
                    payment: int | None) -> RunningCall:
     plan = service.inference.processes.plan(process_id, prompt=body.prompt, messages=body.messages,
                                             sampling=body.sampling)
-    return _start(service, caller, plan, payment)
+    return callers.start_call(service, caller, plan, payment)
 
 
 @router.post("/processes/{process_id}/messages", responses=CALL_ERRORS, openapi_extra=openapi_body(MessageBody))

@@ -305,21 +305,7 @@ class CallService:
         payment None pays the current quote. Raises PaymentRequired (nothing written).
         `request`: the caller's signed item asking for the call, stored before the Message names it.
         """
-        needed = self.needed(plan)
-        quoted = quote(needed, self.pool.last_multiplier, len(self.pool.queue))
-        fee = quoted if payment is None else payment
-        if fee > MAX_AMOUNT:
-            raise InvalidPayment(f"payment {fee} is beyond the ledger's limit {MAX_AMOUNT}; lower max_tokens or payment")
-        try:
-            multiplier = multiplier_of(fee, needed)
-        except FeeError as exc:
-            raise PaymentRequired(str(exc), needed=needed, quote=quoted) from None
-        reservation = None
-        if fee > 0:
-            try:
-                reservation = self.ledger.reserve(caller, fee)
-            except InsufficientCredit as exc:
-                raise PaymentRequired(str(exc), needed=fee, balance=exc.balance, quote=quoted) from None
+        fee, multiplier, reservation = self.reserve_fee(self.needed(plan), caller, payment)
         process = self.inference.processes.get(plan.process_id)
         running = RunningCall(self, process, fee, reservation)
         # The worker starts on the prompt at once; the Message is signed meanwhile (its ID
@@ -372,6 +358,26 @@ class CallService:
         except Exception as exc:  # noqa: BLE001 - the refund below matters more than the failure record
             log.error("writing failure of %s failed: %s", running.prepared.message_id, exc)
         self.refund(running.reservation)
+
+    def reserve_fee(self, needed: int, caller: str, payment: int | None) -> tuple[int, float, Reservation | None]:
+        """Given a job's needed fee, the caller and its payment (None: the current quote), reserve the
+        fee; return (fee, queue multiplier, reservation or None when free). Raises PaymentRequired or
+        InvalidPayment, with nothing reserved."""
+        quoted = quote(needed, self.pool.last_multiplier, len(self.pool.queue))
+        fee = quoted if payment is None else payment
+        if fee > MAX_AMOUNT:
+            raise InvalidPayment(f"payment {fee} is beyond the ledger's limit {MAX_AMOUNT}; lower max_tokens or payment")
+        try:
+            multiplier = multiplier_of(fee, needed)
+        except FeeError as exc:
+            raise PaymentRequired(str(exc), needed=needed, quote=quoted) from None
+        reservation = None
+        if fee > 0:
+            try:
+                reservation = self.ledger.reserve(caller, fee)
+            except InsufficientCredit as exc:
+                raise PaymentRequired(str(exc), needed=fee, balance=exc.balance, quote=quoted) from None
+        return fee, multiplier, reservation
 
     def charge(self, reservation: Reservation | None) -> None:
         """Settle a reservation as spent (no-op for free calls)."""

@@ -92,28 +92,14 @@ def cli(tmp_path, home) -> Cli:
 
 def start_serve(log_path: Path, *args: str, env: dict, cwd: Path | None = None):
     """Start `permastore serve --port 0 ARGS...` (no --data added) with env; return a RunningServer."""
-    import time
 
-    import httpx
 
-    from tests.helpers.servers import LISTENING_PREFIX, START_TIMEOUT_S, RunningServer
+    from tests.helpers.servers import wait_until_serving
 
     log = open(log_path, "wb")
     command = [console_script(), "serve", "--port", "0", "--mine-interval", "0", *args]
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        for line in log_path.read_text(errors="replace").splitlines():
-            if LISTENING_PREFIX in line:
-                server = RunningServer(line.split(LISTENING_PREFIX, 1)[1].strip(), process, log_path)
-                assert httpx.get(f"{server.url}/healthcheck", timeout=10).status_code == 200
-                return server
-        if process.poll() is not None:
-            break
-        time.sleep(0.1)
-    process.kill()
-    process.wait()
-    raise AssertionError(f"server did not start; log:\n{log_path.read_text(errors='replace')[-3000:]}")
+    return wait_until_serving(process, log_path)
 
 
 def tree_of(root: Path) -> dict[str, bytes | None]:

@@ -51,6 +51,12 @@ def start_server(data_dir: Path, log_path: Path, *extra: str) -> RunningServer:
     """Start a node, wait for its URL and /healthcheck, return it."""
     log = open(log_path, "wb")
     process = subprocess.Popen(serve_command(data_dir, *extra), stdout=log, stderr=subprocess.STDOUT)
+    return wait_until_serving(process, log_path)
+
+
+def wait_until_serving(process: subprocess.Popen, log_path: Path) -> RunningServer:
+    """Given a started `serve` process and its log, wait for its URL and /healthcheck; return it
+    (or kill it and fail with the log's tail)."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         for line in log_path.read_text(errors="replace").splitlines():
@@ -62,4 +68,5 @@ def start_server(data_dir: Path, log_path: Path, *extra: str) -> RunningServer:
             break
         time.sleep(0.1)
     process.kill()
+    process.wait()
     raise AssertionError(f"server did not start; log:\n{log_path.read_text(errors='replace')[-3000:]}")
