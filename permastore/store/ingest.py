@@ -232,6 +232,24 @@ class _BlockIter:
             yield block
 
 
+def _feed(head: list, stream, progress, queues: list, failed) -> None:
+    """Put the head blocks, then the stream's blocks, on every queue, until the stream ends or failed()."""
+    block = head.pop(0) if head else None
+    while block:
+        for q in reversed(queues):  # the deep-hash worker first, as before
+            q.put(block)
+        if failed():
+            return
+        if head:
+            block = head.pop(0)
+            continue
+        block = stream.read(BLOCK_SIZE)
+        if block:
+            block = bytes(block)
+            if progress:
+                progress(len(block))
+
+
 def _ingest_large(head, stream, segments_dir, known, want_deep_hash, want_sha256, progress, on_new_chunk=None) -> Ingested:
     result = Ingested()
     segment = ObjectSegmentWriter(segments_dir)
@@ -265,21 +283,8 @@ def _ingest_large(head, stream, segments_dir, known, want_deep_hash, want_sha256
         hash_worker.start()
     try:
         try:
-            block = head.pop(0) if head else None
-            while block:
-                if hash_worker:
-                    hash_worker.queue.put(block)
-                blocks.queue.put(block)
-                if chunk_error or (hash_worker and hash_worker.error):
-                    break
-                if head:
-                    block = head.pop(0)
-                    continue
-                block = stream.read(BLOCK_SIZE)
-                if block:
-                    block = bytes(block)
-                    if progress:
-                        progress(len(block))
+            _feed(head, stream, progress, [blocks.queue] + ([hash_worker.queue] if hash_worker else []),
+                  lambda: bool(chunk_error) or bool(hash_worker and hash_worker.error))  # fmt: skip
         finally:
             blocks.queue.put(None)
             if hash_worker:
