@@ -319,15 +319,19 @@ ERROR_BODY = {"content": {"application/json": {"schema": {
     "properties": {"error": {"type": "string"}, "status": {"type": "integer"}}}}}}
 
 
-def openapi_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """Given the statuses a route answers besides 200, return their OpenAPI responses (the JSON error body)."""
-    return {status: {"description": "refused, with a reason", **ERROR_BODY} for status in statuses}
+def openapi_errors(*statuses: int, body: dict[str, Any] | None = None) -> dict[int | str, dict[str, Any]]:
+    """Given the statuses a route answers besides 200 (and the error schema, the node's by default),
+    return their OpenAPI responses."""
+    content = ERROR_BODY if body is None else {"content": {"application/json": {"schema": body}}}
+    return {status: {"description": "refused, with a reason", **content} for status in statuses}
 
 
-def openapi_body(model: type[BaseModel], signed: bool = True) -> dict[str, Any]:
-    """Given a body model, return its OpenAPI requestBody (JSON, or a signed ANS-104 item holding it)."""
-    content: dict[str, Any] = {"application/json": {"schema": {
-        "type": "object", "properties": {name: {} for name in model.model_fields}}}}
+def openapi_body(model: type[BaseModel], signed: bool = True, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Given a body model (and the JSON Schema of what it accepts: gateway.inference_api.body_schemas),
+    return its OpenAPI requestBody (JSON, or a signed ANS-104 item holding it)."""
+    if schema is None:
+        schema = {"type": "object", "properties": {name: {} for name in model.model_fields}}
+    content: dict[str, Any] = {"application/json": {"schema": schema}}
     if signed:
         content["application/octet-stream"] = {"schema": {"type": "string", "format": "binary"}}
     return {"requestBody": {"required": True, "content": content}}
