@@ -18,6 +18,7 @@ from inference.chat import ROLES, template_names
 from inference.credits import MAX_AMOUNT
 from inference.sampling import MAX_C_INT, MAX_N_CTX, MAX_SEED, MAX_STOP_CHARS, MAX_STOP_STRINGS, MAX_THREADS
 
+MONEY = "a JSON integer: money is never a float, so 1.0 is refused (JSON Schema cannot say so)"
 NON_BLANK = {"type": "string", "pattern": r"\S"}
 FINITE = {"type": "number"}
 STOP = {"anyOf": [
@@ -37,7 +38,7 @@ SAMPLING: dict[str, Any] = {
     "stop": STOP,
     "max_tokens": {"type": "integer", "minimum": 1, "maximum": MAX_C_INT},
     "max_completion_tokens": {"type": "integer", "minimum": 1, "maximum": MAX_C_INT},
-    "payment": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+    "payment": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1, "description": MONEY},
 }
 MESSAGES = {"type": "array", "minItems": 1, "items": {
     "type": "object", "required": ["role", "content"],
@@ -52,6 +53,7 @@ OPENAI_CALL: dict[str, Any] = {
 }
 
 
+OLLAMA_EMPTY = {"enum": [None, False, "", [], {}]}  # what Ollama's unsupported fields may be
 COUNT = {"type": "integer", "minimum": 1}
 ENGINE = {"n_ctx": {**COUNT, "maximum": MAX_N_CTX}, "n_threads": {**COUNT, "maximum": MAX_THREADS},
           "penalty_last_n": {"type": "integer", "minimum": 0, "maximum": MAX_N_CTX},
@@ -96,22 +98,23 @@ def spawn() -> dict[str, Any]:
 
 
 def credit() -> dict[str, Any]:
-    return _object({"amount": {"type": "integer", "minimum": 1, "maximum": MAX_AMOUNT}}, ["amount"], False)
+    return _object({"amount": {"type": "integer", "minimum": 1, "maximum": MAX_AMOUNT, "description": MONEY}},
+                   ["amount"], False)
 
 
 def ollama(kind: str) -> dict[str, Any]:
     """Given an Ollama route's body kind, return its schema (unknown fields are ignored, as Ollama does)."""
     flag = {"type": ["boolean", "null"]}
     call = {"stream": flag, "options": OLLAMA_OPTIONS, "keep_alive": {"type": ["number", "string", "null"],
-            "pattern": GO_DURATION.pattern}, "format": {"enum": [None, False, "", [], {}]},
+            "pattern": GO_DURATION.pattern}, "format": OLLAMA_EMPTY,
             "think": {"enum": [None, False]}, "logprobs": {"enum": [None, False]}, "top_logprobs": {"enum": [None, 0]}}
     fields: dict[str, dict[str, Any]] = {
         "show": {"verbose": {"type": "boolean"}},
         "pull": {"stream": flag},
         "delete": {},
         "generate": {**call, "prompt": {"type": "string"}, "system": {"type": ["string", "null"]},
-                     "raw": {"const": False}, **dict.fromkeys(("template", "suffix", "context", "images"), {"const": None})},
-        "chat": {**call, "messages": {**MESSAGES, "minItems": 0}, "tools": {"enum": [None, False, "", [], {}]}},
+                     "raw": {"enum": [False, None]}, **dict.fromkeys(("template", "suffix", "context", "images"), OLLAMA_EMPTY)},
+        "chat": {**call, "messages": {**MESSAGES, "minItems": 0}, "tools": OLLAMA_EMPTY},
         "embed": {"input": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
                   "truncate": flag, "dimensions": {"type": "integer", "minimum": 1}},
     }

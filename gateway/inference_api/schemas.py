@@ -55,6 +55,26 @@ def _reason(exc: ValidationError) -> str:
     return f"{where}: {err['msg']}" if where else str(err["msg"])
 
 
+EXACT_FLOAT_INTEGERS = 2**53  # beyond this a JSON float no longer names one integer exactly
+COUNT_FIELDS = ("top_k", "seed", "max_tokens", "max_completion_tokens")
+ENGINE_COUNT_FIELDS = ("n_ctx", "n_batch", "n_ubatch", "n_threads", "penalty_last_n")
+
+
+def whole_number(value: Any) -> Any:
+    """Given a JSON value, return a float that is exactly a whole number (`497.0`) as that int; others unchanged.
+
+    JSON Schema's `integer` includes 497.0 and some clients serialise counts as floats. Money
+    (payment, credit amounts) is never converted: it must be a JSON integer.
+    """
+    if isinstance(value, float) and value.is_integer() and abs(value) <= EXACT_FLOAT_INTEGERS:
+        return int(value)
+    return value
+
+
+def _whole_numbers(values: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    return {name: whole_number(value) if name in names else value for name, value in values.items()}
+
+
 def _payment_value(value: Any) -> int | None:
     if value is None:
         return None
@@ -104,6 +124,7 @@ class SamplingBody(BaseModel):
         max_tokens = self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
         if max_tokens is not None:
             values["max_tokens"] = max_tokens
+        values = _whole_numbers(values, COUNT_FIELDS)
         self._sampling = SamplingParams.from_json(values)  # InvalidRequest: a 400 before anything happens
 
     @property
@@ -265,7 +286,7 @@ class SpawnBody(BaseModel):
         if not isinstance(value, dict):
             raise _refuse("settings must be an object")
         try:
-            return EngineSettings.from_json(value)
+            return EngineSettings.from_json(_whole_numbers(value, ENGINE_COUNT_FIELDS))
         except InvalidRequest as exc:
             raise _refuse(str(exc)) from None
 

@@ -114,3 +114,20 @@ def test_the_inference_and_unit_routes_document_their_bodies_and_errors(node):
     assert paths["/credits/{address}"]["get"]["parameters"][0]["schema"]["pattern"]
     wrong = httpx.get(f"{server.url}/ao/cu/dry-run")
     assert wrong.status_code == 405 and wrong.headers["allow"] == "POST" and wrong.json()["error"]
+
+
+def test_whole_number_floats_are_counts_but_never_money(node):
+    """JSON Schema's integer includes 40.0: counts sent as floats are taken (404: no such model here), money is not."""
+    server, _ = node
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        completion = client.post("/v1/completions", json={"model": "nope", "prompt": "x", "top_k": 40.0, "seed": 7.0,
+                                                          "max_tokens": 3.0})
+        assert completion.status_code == 404, completion.text
+        spawn = client.post("/processes", json={"model": "nope", "settings": {"n_ctx": 512.0, "n_threads": 1.0}})
+        assert spawn.status_code == 404, spawn.text
+        embed = client.post("/api/embed", json={"model": "nope", "input": "x", "dimensions": 8.0})
+        assert embed.status_code == 404, embed.text
+        paid = client.post("/v1/completions", json={"model": "nope", "prompt": "x", "payment": 5.0})
+        assert paid.status_code == 400 and "payment" in paid.json()["error"]["message"]
+        credit = client.post(f"/credits/{KEY_ADDRESS}", json={"amount": 1.0})
+        assert credit.status_code == 400 and "integer" in credit.json()["error"]
