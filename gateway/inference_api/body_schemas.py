@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.inference_api.ollama_bodies import ENGINE_OPTIONS, FLOAT_SAMPLING, GO_DURATION, INT_SAMPLING
+from gateway.inference_api.ollama_bodies import ENGINE_OPTIONS, FLOAT_SAMPLING, GO_DURATION
 from gateway.openapi import ID_PATTERN
 from inference.chat import ROLES, template_names
 from inference.credits import MAX_AMOUNT

@@ -28,8 +28,8 @@ from gateway.errors import ApiError
 from gateway.inference_api.callers import MAX_REQUEST_BODY, is_loopback, parse_json_object
 from gateway.inference_api.errors import inference_error_response
 from gateway.inference_api.schemas import openapi_errors
-from gateway.openapi import ID_PATTERN, documented_id_param
 from gateway.inference_api.state import blocking, service_of
+from gateway.openapi import ID_PATTERN, documented_id_param
 from inference.ao.publishing import publish_module, publish_scheduler_location
 from inference.ao.units import AoCall, AoUnits
 from inference.errors import InferenceError

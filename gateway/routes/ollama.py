@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 
 from gateway.errors import ApiError
-from gateway.inference_api import callers
+from gateway.inference_api import body_schemas, callers
 from gateway.inference_api import ollama_calls as calls
 from gateway.inference_api import ollama_wire as wire
 from gateway.inference_api.ollama_bodies import (
@@ -37,7 +37,6 @@ from gateway.inference_api.ollama_bodies import (
     ShowBody,
 )
 from gateway.inference_api.ollama_pull import plan_pull, pull_steps
-from gateway.inference_api import body_schemas
 from gateway.inference_api.schemas import header_payment, openapi_body, parse_body
 from gateway.inference_api.state import blocking, service_of
 from gateway.node import node_of
