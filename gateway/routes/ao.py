@@ -112,7 +112,8 @@ async def messenger(request: Request) -> JSONResponse:
     return JSONResponse(await blocking(request, units.accept, raw), status_code=202)
 
 
-@router.api_route("/ao/mu/monitor/{process_id}", methods=["POST", "DELETE"], responses=ERRORS)
+@router.post("/ao/mu/monitor/{process_id}", responses=ERRORS, operation_id="monitor_process")
+@router.delete("/ao/mu/monitor/{process_id}", responses=ERRORS, operation_id="unmonitor_process")
 async def monitor(process_id: str) -> JSONResponse:
     """Cron monitoring: not offered (a llama process has no cron messages)."""
     raise ApiError(400, "monitor is not supported: llama processes run only the messages sent to them")

@@ -112,6 +112,8 @@ def test_the_inference_and_unit_routes_document_their_bodies_and_errors(node):
     assert chat["requestBody"]["content"]["application/json"]["schema"]["required"] == ["model", "messages"]
     assert "message" in chat["responses"]["400"]["content"]["application/json"]["schema"]["properties"]["error"]["properties"]
     assert paths["/credits/{address}"]["get"]["parameters"][0]["schema"]["pattern"]
+    operation_ids = [operation["operationId"] for methods in paths.values() for operation in methods.values()]
+    assert len(operation_ids) == len(set(operation_ids))  # OpenAPI: unique (AO's monitor had one for two methods)
     wrong = httpx.get(f"{server.url}/ao/cu/dry-run")
     assert wrong.status_code == 405 and wrong.headers["allow"] == "POST" and wrong.json()["error"]
 
