@@ -128,3 +128,11 @@ OPENAI_ERROR = {"type": "object", "required": ["error", "status"], "properties":
         "message": {"type": "string"}, "type": {"type": "string"},
         "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}},
     "status": {"type": "integer"}}}
+
+
+def ao_dry_run() -> dict[str, Any]:
+    """POST /ao/cu/dry-run: an unsigned AO message as aoconnect sends it (`Target`, if given, is the process-id)."""
+    tag = _object({"name": {"type": "string"}, "value": {"type": "string"}}, ["name", "value"], True)
+    text = {"type": "string"}
+    return _object({"Id": text, "Owner": text, "Anchor": text, "Data": {}, "Tags": {"type": "array", "items": tag},
+                    "Target": {**text, "pattern": ID_PATTERN, "description": "the process-id query value"}}, [], True)

@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.bodies import read_limited
 from gateway.errors import ApiError
+from gateway.inference_api import body_schemas
 from gateway.inference_api.callers import MAX_REQUEST_BODY, is_loopback, parse_json_object
 from gateway.inference_api.errors import inference_error_response
 from gateway.inference_api.schemas import openapi_errors
@@ -184,7 +185,7 @@ async def results(request: Request, process_id: str = documented_id_param("the p
 
 
 @router.post("/ao/cu/dry-run", responses=ERRORS, openapi_extra={"parameters": [PROCESS_QUERY], "requestBody": {
-    "required": True, "content": {"application/json": {"schema": {"type": "object"}}}}})
+    "required": True, "content": {"application/json": {"schema": body_schemas.ao_dry_run()}}}})
 async def dry_run(request: Request) -> Any:
     """Evaluate a JSON message without writing a record or charging anyone; the result object."""
     units = units_of(request)
