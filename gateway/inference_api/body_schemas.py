@@ -136,3 +136,20 @@ def ao_dry_run() -> dict[str, Any]:
     text = {"type": "string"}
     return _object({"Id": text, "Owner": text, "Anchor": text, "Data": {}, "Tags": {"type": "array", "items": tag},
                     "Target": {**text, "pattern": ID_PATTERN, "description": "the process-id query value"}}, [], True)
+
+
+def openai_answer(kind: str) -> dict[str, Any]:
+    """Given "chat" or "text", return the 200 response of that OpenAI route: the object, or its event stream."""
+    usage = _object({name: {"type": "integer", "minimum": 0} for name in ("prompt_tokens", "completion_tokens",
+                                                                          "total_tokens")}, [], True)
+    output = ({"message": _object({"role": {"const": "assistant"}, "content": {"type": "string"}}, ["role", "content"], True)}
+              if kind == "chat" else {"text": {"type": "string"}})
+    choice = _object({"index": {"const": 0}, "finish_reason": {"type": ["string", "null"]}, **output},
+                     ["index", "finish_reason", *output], True)
+    answer = _object({"id": {"type": "string"}, "object": {"const": "chat.completion" if kind == "chat" else "text_completion"},
+                      "created": {"type": "integer"}, "model": {"type": "string"},
+                      "choices": {"type": "array", "minItems": 1, "maxItems": 1, "items": choice}, "usage": usage},
+                     ["id", "object", "created", "model", "choices", "usage"], True)
+    return {200: {"description": "The completion, or with stream: true server-sent events (`data: {chunk}`, "
+                                 "then `data: [DONE]`)",
+                  "content": {"application/json": {"schema": answer}, "text/event-stream": {"schema": {"type": "string"}}}}}

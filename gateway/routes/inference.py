@@ -98,14 +98,14 @@ async def _openai_call(request: Request, model: type[OpenAICallBody], kind: str)
     return openai.completion_body(call, await call.running.result())
 
 
-@router.post("/v1/chat/completions", responses=OPENAI_CALL_ERRORS,
+@router.post("/v1/chat/completions", responses={**body_schemas.openai_answer("chat"), **OPENAI_CALL_ERRORS},
              openapi_extra=openapi_body(ChatBody, schema=body_schemas.chat()))
 async def chat_completions(request: Request) -> Any:
     """OpenAI chat completion on a model by ID or name; the answer carries its record IDs."""
     return await _openai_call(request, ChatBody, "chat")
 
 
-@router.post("/v1/completions", responses=OPENAI_CALL_ERRORS,
+@router.post("/v1/completions", responses={**body_schemas.openai_answer("text"), **OPENAI_CALL_ERRORS},
              openapi_extra=openapi_body(CompletionBody, schema=body_schemas.completion()))
 async def completions(request: Request) -> Any:
     """OpenAI text completion on a model by ID or name; the answer carries its record IDs."""
