@@ -100,7 +100,9 @@ async def ao_info(request: Request) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- MU
 
 
-@router.post("/ao/mu", status_code=202, responses=ERRORS)
+@router.post("/ao/mu", status_code=202, responses=ERRORS, openapi_extra={"requestBody": {"required": True, "content": {
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    "description": "a signed ANS-104 item: a spawn (Type Process) or a message (Type Message)"}})
 @router.post("/ao/mu/", status_code=202, responses=ERRORS, include_in_schema=False)
 async def messenger(request: Request) -> JSONResponse:
     """Take a signed ANS-104 item: a spawn (Type Process) or a message (Type Message) -> 202 {message, id}."""

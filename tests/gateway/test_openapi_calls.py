@@ -21,6 +21,7 @@ from tests.inference.conftest import tiny_gguf  # noqa: F401  (the fixture)
 from tests.inference.inference_server import start_server
 
 CONFIG_FILE = Path(__file__).with_name("schemathesis.toml")
+SIGNED_CONFIG_FILE = Path(__file__).with_name("schemathesis-signed.toml")
 CALL_ROUTES = r"^/(v1/(chat/)?completions|api/(generate|chat|embed|embeddings|show))$"
 EXAMPLES = 10
 
@@ -30,7 +31,7 @@ def test_call_routes_answer_as_documented_with_a_model(tmp_path, tiny_gguf):  # 
     try:
         model_id = server.add_model(tiny_gguf)
         config = tmp_path / "schemathesis.toml"
-        config.write_text(CONFIG_FILE.read_text() + "\n[parameters]\n"
+        config.write_text(CONFIG_FILE.read_text() + "\n" + SIGNED_CONFIG_FILE.read_text() + "\n[parameters]\n"
                           '"body.model" = { dictionary = "model", probability = 0.5 }\n\n'
                           f"[dictionaries.model]\nvalues = {json.dumps([model_id])}\n")
         command = [
