@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, field_validator, model_validator
 
-from gateway.inference_api.schemas import _refuse
+from gateway.inference_api.schemas import _refuse, whole_number
 from inference.errors import InvalidRequest
 
 EMPTY = (None, False, "", [], {})
@@ -337,6 +337,7 @@ class EmbedBody(OllamaBody):
     @field_validator("dimensions", mode="before")
     @classmethod
     def _dimensions(cls, value: Any) -> Any:
+        value = whole_number(value)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise _refuse("dimensions must be a positive integer")
         return value

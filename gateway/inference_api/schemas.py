@@ -55,6 +55,26 @@ def _reason(exc: ValidationError) -> str:
     return f"{where}: {err['msg']}" if where else str(err["msg"])
 
 
+EXACT_FLOAT_INTEGERS = 2**53  # beyond this a JSON float no longer names one integer exactly
+COUNT_FIELDS = ("top_k", "seed", "max_tokens", "max_completion_tokens")
+ENGINE_COUNT_FIELDS = ("n_ctx", "n_batch", "n_ubatch", "n_threads", "penalty_last_n")
+
+
+def whole_number(value: Any) -> Any:
+    """Given a JSON value, return a float that is exactly a whole number (`497.0`) as that int; others unchanged.
+
+    JSON Schema's `integer` includes 497.0 and some clients serialise counts as floats. Money
+    (payment, credit amounts) is never converted: it must be a JSON integer.
+    """
+    if isinstance(value, float) and value.is_integer() and abs(value) <= EXACT_FLOAT_INTEGERS:
+        return int(value)
+    return value
+
+
+def _whole_numbers(values: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    return {name: whole_number(value) if name in names else value for name, value in values.items()}
+
+
 def _payment_value(value: Any) -> int | None:
     if value is None:
         return None
@@ -104,6 +124,7 @@ class SamplingBody(BaseModel):
         max_tokens = self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
         if max_tokens is not None:
             values["max_tokens"] = max_tokens
+        values = _whole_numbers(values, COUNT_FIELDS)
         self._sampling = SamplingParams.from_json(values)  # InvalidRequest: a 400 before anything happens
 
     @property
@@ -265,7 +286,7 @@ class SpawnBody(BaseModel):
         if not isinstance(value, dict):
             raise _refuse("settings must be an object")
         try:
-            return EngineSettings.from_json(value)
+            return EngineSettings.from_json(_whole_numbers(value, ENGINE_COUNT_FIELDS))
         except InvalidRequest as exc:
             raise _refuse(str(exc)) from None
 
@@ -319,15 +340,19 @@ ERROR_BODY = {"content": {"application/json": {"schema": {
     "properties": {"error": {"type": "string"}, "status": {"type": "integer"}}}}}}
 
 
-def openapi_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """Given the statuses a route answers besides 200, return their OpenAPI responses (the JSON error body)."""
-    return {status: {"description": "refused, with a reason", **ERROR_BODY} for status in statuses}
+def openapi_errors(*statuses: int, body: dict[str, Any] | None = None) -> dict[int | str, dict[str, Any]]:
+    """Given the statuses a route answers besides 200 (and the error schema, the node's by default),
+    return their OpenAPI responses."""
+    content = ERROR_BODY if body is None else {"content": {"application/json": {"schema": body}}}
+    return {status: {"description": "refused, with a reason", **content} for status in statuses}
 
 
-def openapi_body(model: type[BaseModel], signed: bool = True) -> dict[str, Any]:
-    """Given a body model, return its OpenAPI requestBody (JSON, or a signed ANS-104 item holding it)."""
-    content: dict[str, Any] = {"application/json": {"schema": {
-        "type": "object", "properties": {name: {} for name in model.model_fields}}}}
+def openapi_body(model: type[BaseModel], signed: bool = True, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Given a body model (and the JSON Schema of what it accepts: gateway.inference_api.body_schemas),
+    return its OpenAPI requestBody (JSON, or a signed ANS-104 item holding it)."""
+    if schema is None:
+        schema = {"type": "object", "properties": {name: {} for name in model.model_fields}}
+    content: dict[str, Any] = {"application/json": {"schema": schema}}
     if signed:
         content["application/octet-stream"] = {"schema": {"type": "string", "format": "binary"}}
     return {"requestBody": {"required": True, "content": content}}

@@ -25,9 +25,12 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.bodies import read_limited
 from gateway.errors import ApiError
+from gateway.inference_api import body_schemas
 from gateway.inference_api.callers import MAX_REQUEST_BODY, is_loopback, parse_json_object
 from gateway.inference_api.errors import inference_error_response
+from gateway.inference_api.schemas import openapi_errors
 from gateway.inference_api.state import blocking, service_of
+from gateway.openapi import ID_PATTERN, documented_id_param
 from inference.ao.publishing import publish_module, publish_scheduler_location
 from inference.ao.units import AoCall, AoUnits
 from inference.errors import InferenceError
@@ -35,7 +38,10 @@ from permastore.protocol.wallet import address_of
 
 log = logging.getLogger("gateway.ao")
 KEEPALIVE_S = 10.0  # well inside undici's 300 s header and body timeouts
-ERRORS = {status: {"description": "JSON {error}"} for status in (400, 402, 403, 404, 413, 422, 429, 503)}
+ERRORS = openapi_errors(400, 402, 403, 404, 413, 429, 503)
+PROCESS_QUERY = {"name": "process-id", "in": "query", "required": True, "description": "the process the message went to",
+                 "schema": {"type": "string", "pattern": ID_PATTERN}}
+UNIT_ROUTES = {"cu/result": ["GET"], "cu/results": ["GET"], "cu/dry-run": ["POST"], "mu/monitor": ["DELETE", "POST"]}
 
 
 @dataclass(frozen=True)
@@ -94,7 +100,9 @@ async def ao_info(request: Request) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- MU
 
 
-@router.post("/ao/mu", status_code=202, responses=ERRORS)
+@router.post("/ao/mu", status_code=202, responses=ERRORS, openapi_extra={"requestBody": {"required": True, "content": {
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    "description": "a signed ANS-104 item: a spawn (Type Process) or a message (Type Message)"}})
 @router.post("/ao/mu/", status_code=202, responses=ERRORS, include_in_schema=False)
 async def messenger(request: Request) -> JSONResponse:
     """Take a signed ANS-104 item: a spawn (Type Process) or a message (Type Message) -> 202 {message, id}."""
@@ -107,7 +115,8 @@ async def messenger(request: Request) -> JSONResponse:
     return JSONResponse(await blocking(request, units.accept, raw), status_code=202)
 
 
-@router.api_route("/ao/mu/monitor/{process_id}", methods=["POST", "DELETE"], responses=ERRORS)
+@router.post("/ao/mu/monitor/{process_id}", responses=ERRORS, operation_id="monitor_process")
+@router.delete("/ao/mu/monitor/{process_id}", responses=ERRORS, operation_id="unmonitor_process")
 async def monitor(process_id: str) -> JSONResponse:
     """Cron monitoring: not offered (a llama process has no cron messages)."""
     raise ApiError(400, "monitor is not supported: llama processes run only the messages sent to them")
@@ -147,8 +156,8 @@ def _answer_when_done(future: Future, body: Callable[[], Any], request: Request)
     return StreamingResponse(chunks(), media_type="application/json")
 
 
-@router.get("/ao/cu/result/{message_id}", responses=ERRORS)
-async def result(message_id: str, request: Request) -> Any:
+@router.get("/ao/cu/result/{message_id}", responses=ERRORS, openapi_extra={"parameters": [PROCESS_QUERY]})
+async def result(request: Request, message_id: str = documented_id_param("the message ID")) -> Any:
     """AO's result of one message, once its call has finished: {Output, Messages, Spawns, GasUsed, Error?}."""
     units = units_of(request)
     found = await blocking(request, units.lookup, message_id, request.query_params.get("process-id", ""))
@@ -161,7 +170,7 @@ async def result(message_id: str, request: Request) -> Any:
 
 
 @router.get("/ao/cu/results/{process_id}", responses=ERRORS)
-async def results(process_id: str, request: Request) -> JSONResponse:
+async def results(request: Request, process_id: str = documented_id_param("the process ID")) -> JSONResponse:
     """A page of a process's results: {pageInfo, edges: [{cursor, node}]}; errors keep an empty `edges`."""
     query = request.query_params
     try:
@@ -177,7 +186,8 @@ async def results(process_id: str, request: Request) -> JSONResponse:
     return JSONResponse(page)
 
 
-@router.post("/ao/cu/dry-run", responses=ERRORS)
+@router.post("/ao/cu/dry-run", responses=ERRORS, openapi_extra={"parameters": [PROCESS_QUERY], "requestBody": {
+    "required": True, "content": {"application/json": {"schema": body_schemas.ao_dry_run()}}}})
 async def dry_run(request: Request) -> Any:
     """Evaluate a JSON message without writing a record or charging anyone; the result object."""
     units = units_of(request)
@@ -193,7 +203,11 @@ async def dry_run(request: Request) -> Any:
 
 @router.api_route("/ao/cu/{rest:path}", methods=["GET", "POST"], include_in_schema=False)
 @router.api_route("/ao/mu/{rest:path}", methods=["GET", "POST"], include_in_schema=False)
-async def not_offered(rest: str) -> JSONResponse:
-    """Any other unit route: a clear 404 rather than the data routes' answer."""
+async def not_offered(rest: str, request: Request) -> JSONResponse:
+    """Any other unit route: a clear 404 rather than the data routes' answer (405 on a route's other methods)."""
+    unit = request.url.path.removeprefix("/ao/").rstrip("/")
+    for prefix, methods in UNIT_ROUTES.items():
+        if (unit == prefix or unit.startswith(prefix + "/")) and request.method not in methods:
+            raise ApiError(405, f"{request.method} is not allowed here", headers={"Allow": ", ".join(methods)})
     raise ApiError(404, f"not an AO unit route here: {rest!r} (the MU is POST /ao/mu; the CU has "
                         "/result/{message}, /results/{process}, /dry-run)")

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from gateway.errors import ApiError
-from gateway.inference_api import callers, openai
+from gateway.inference_api import body_schemas, callers, openai
 from gateway.inference_api.schemas import (
     ChatBody,
     CompletionBody,
@@ -32,6 +32,7 @@ from gateway.inference_api.schemas import (
     parse_body,
 )
 from gateway.inference_api.state import blocking, lifespan, service_of
+from gateway.openapi import documented_id_param
 from gateway.params import parse_address, parse_id
 from inference import records
 from inference.errors import InvalidRequest, ModelNotFound
@@ -41,6 +42,9 @@ from inference.replay import herder_runner, replay_call
 router = APIRouter(lifespan=lifespan)
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 CALL_ERRORS = openapi_errors(400, 401, 402, 403, 404, 409, 413, 422, 502, 503, 504)
+OPENAI_CALL_ERRORS = openapi_errors(400, 401, 402, 403, 404, 409, 413, 422, 502, 503, 504, body=body_schemas.OPENAI_ERROR)
+PROCESS_ID = documented_id_param("a process ID")
+ADDRESS_PARAM = documented_id_param("a wallet address (43 base64url characters)")
 
 
 # ---------------------------------------------------------------------------- calls
@@ -83,13 +87,15 @@ async def _openai_call(request: Request, model: type[OpenAICallBody], kind: str)
     return openai.completion_body(call, await call.running.result())
 
 
-@router.post("/v1/chat/completions", responses=CALL_ERRORS, openapi_extra=openapi_body(ChatBody))
+@router.post("/v1/chat/completions", responses={**body_schemas.openai_answer("chat"), **OPENAI_CALL_ERRORS},
+             openapi_extra=openapi_body(ChatBody, schema=body_schemas.chat()))
 async def chat_completions(request: Request) -> Any:
     """OpenAI chat completion on a model by ID or name; the answer carries its record IDs."""
     return await _openai_call(request, ChatBody, "chat")
 
 
-@router.post("/v1/completions", responses=CALL_ERRORS, openapi_extra=openapi_body(CompletionBody))
+@router.post("/v1/completions", responses={**body_schemas.openai_answer("text"), **OPENAI_CALL_ERRORS},
+             openapi_extra=openapi_body(CompletionBody, schema=body_schemas.completion()))
 async def completions(request: Request) -> Any:
     """OpenAI text completion on a model by ID or name; the answer carries its record IDs."""
     return await _openai_call(request, CompletionBody, "text")
@@ -98,7 +104,7 @@ async def completions(request: Request) -> Any:
 # ---------------------------------------------------------------------------- models
 
 
-@router.get("/v1/models", responses=openapi_errors(503))
+@router.get("/v1/models", responses=openapi_errors(503, body=body_schemas.OPENAI_ERROR))
 async def list_models(request: Request) -> dict[str, Any]:
     """OpenAI model list: every model this node trusts, by ID, with its names."""
     service = service_of(request)
@@ -106,7 +112,7 @@ async def list_models(request: Request) -> dict[str, Any]:
     return {"object": "list", "data": [openai.model_object(entry) for entry in entries]}
 
 
-@router.get("/v1/models/{model_id:path}", responses=openapi_errors(404, 503))
+@router.get("/v1/models/{model_id:path}", responses=openapi_errors(404, 503, body=body_schemas.OPENAI_ERROR))
 async def get_model(model_id: str, request: Request) -> dict[str, Any]:
     """OpenAI model object for one model this node trusts (by ID or name)."""
     service = service_of(request)
@@ -123,7 +129,8 @@ async def get_model(model_id: str, request: Request) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- AO-style
 
 
-@router.post("/processes", status_code=201, responses=CALL_ERRORS, openapi_extra=openapi_body(SpawnBody))
+@router.post("/processes", status_code=201, responses=CALL_ERRORS,
+             openapi_extra=openapi_body(SpawnBody, schema=body_schemas.spawn()))
 async def spawn_process(request: Request) -> JSONResponse:
     """Spawn a llama process: {model, settings?, system_prompt?, chat_template?} -> 201 {process}."""
     service = service_of(request)
@@ -141,8 +148,9 @@ def _start_message(service: CallService, caller: callers.CallerRequest, process_
     return callers.start_call(service, caller, plan, payment)
 
 
-@router.post("/processes/{process_id}/messages", responses=CALL_ERRORS, openapi_extra=openapi_body(MessageBody))
-async def send_message(process_id: str, request: Request) -> dict[str, Any]:
+@router.post("/processes/{process_id}/messages", responses=CALL_ERRORS,
+             openapi_extra=openapi_body(MessageBody, schema=body_schemas.message()))
+async def send_message(request: Request, process_id: str = PROCESS_ID) -> dict[str, Any]:
     """Send a message to a process: {prompt | messages, sampling..., payment?} -> output and records."""
     service = service_of(request)
     caller = await callers.identify(request, service)
@@ -174,7 +182,7 @@ def _load_result(service: CallService, message_id: str) -> dict[str, Any]:
 
 
 @router.get("/results/{message_id}", responses=openapi_errors(400, 404, 422, 503))
-async def get_result(message_id: str, request: Request) -> dict[str, Any]:
+async def get_result(request: Request, message_id: str = documented_id_param("a message ID")) -> dict[str, Any]:
     """Return the Result record of a message (404 until it is written)."""
     service = service_of(request)
     return await blocking(request, _load_result, service, parse_id(message_id))
@@ -189,7 +197,7 @@ def _replay(service: CallService, record_id: str) -> dict[str, Any]:
 
 
 @router.post("/replay/{record_id}", responses=CALL_ERRORS)
-async def replay(record_id: str, request: Request) -> dict[str, Any]:
+async def replay(request: Request, record_id: str = documented_id_param("a message or result ID")) -> dict[str, Any]:
     """Replay a recorded call (message or result ID) and compare token for token."""
     service = service_of(request)
     await callers.identify(request, service)
@@ -206,15 +214,15 @@ async def herder_info(request: Request) -> dict[str, Any]:
 
 
 @router.get("/credits/{address}", responses=openapi_errors(400, 503))
-async def get_credit(address: str, request: Request) -> dict[str, Any]:
+async def get_credit(request: Request, address: str = ADDRESS_PARAM) -> dict[str, Any]:
     """Return an address's credit balance."""
     service = service_of(request)
     address = parse_address(address)
     return {"address": address, "balance": await blocking(request, service.ledger.balance, address)}
 
 
-@router.post("/credits/{address}", responses=openapi_errors(400, 403, 413, 503), openapi_extra=openapi_body(CreditBody, signed=False))
-async def add_credit(address: str, request: Request) -> dict[str, Any]:
+@router.post("/credits/{address}", responses=openapi_errors(400, 403, 413, 503), openapi_extra=openapi_body(CreditBody, signed=False, schema=body_schemas.credit()))
+async def add_credit(request: Request, address: str = ADDRESS_PARAM) -> dict[str, Any]:
     """Credit an address ({"amount": N}); admin only: callers on this machine."""
     # Security: crediting mints spendable balance, so only the node's own machine may do it.
     if not callers.is_loopback(request):

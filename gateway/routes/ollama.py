@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 
 from gateway.errors import ApiError
-from gateway.inference_api import callers
+from gateway.inference_api import body_schemas, callers
 from gateway.inference_api import ollama_calls as calls
 from gateway.inference_api import ollama_wire as wire
 from gateway.inference_api.ollama_bodies import (
@@ -130,7 +130,7 @@ async def tags(request: Request) -> dict[str, Any]:
 
 
 @router.post("/api/show", responses=refusals(400, 403, 404, 413, 422, 503),
-             openapi_extra=openapi_body(ShowBody, signed=False))
+             openapi_extra=openapi_body(ShowBody, signed=False, schema=body_schemas.ollama("show")))
 async def show(request: Request) -> dict[str, Any]:
     """A model's details, GGUF header (`model_info`), chat template and capabilities."""
     service = service_of(request)
@@ -166,13 +166,13 @@ async def _call(request: Request, model: type[GenerateBody] | type[ChatBody], ki
     return JSONResponse(wire.final_body(call, result, result.text))
 
 
-@router.post("/api/generate", responses=CALL_REFUSALS, openapi_extra=openapi_body(GenerateBody))
+@router.post("/api/generate", responses=CALL_REFUSALS, openapi_extra=openapi_body(GenerateBody, schema=body_schemas.ollama("generate")))
 async def generate(request: Request) -> Response:
     """A completion (chat-templated as one user turn, or raw); NDJSON unless `stream: false`."""
     return await _call(request, GenerateBody, "generate")
 
 
-@router.post("/api/chat", responses=CALL_REFUSALS, openapi_extra=openapi_body(ChatBody))
+@router.post("/api/chat", responses=CALL_REFUSALS, openapi_extra=openapi_body(ChatBody, schema=body_schemas.ollama("chat")))
 async def chat(request: Request) -> Response:
     """A chat completion through the model's chat template; NDJSON unless `stream: false`."""
     return await _call(request, ChatBody, "chat")
@@ -192,7 +192,7 @@ async def _embed(request: Request) -> tuple[EmbedBody, list[list[float]], int, i
 
 
 @router.post("/api/embed", responses=refusals(400, 401, 402, 403, 404, 413, 422, 503, 504),
-             openapi_extra=openapi_body(EmbedBody))
+             openapi_extra=openapi_body(EmbedBody, schema=body_schemas.ollama("embed")))
 async def embed(request: Request) -> dict[str, Any]:
     """Embeddings (L2-normalised), for models whose GGUF declares a pooling type; a 400 for the others."""
     body, vectors, tokens, started_ns = await _embed(request)
@@ -200,7 +200,7 @@ async def embed(request: Request) -> dict[str, Any]:
 
 
 @router.post("/api/embeddings", responses=refusals(400, 401, 402, 403, 404, 413, 422, 503, 504),
-             openapi_extra=openapi_body(EmbedBody))
+             openapi_extra=openapi_body(EmbedBody, schema=body_schemas.ollama("embed")))
 async def embeddings(request: Request) -> dict[str, Any]:
     """Ollama's deprecated single-prompt embedding: `{"embedding": [...]}`."""
     _, vectors, *_ = await _embed(request)
@@ -229,7 +229,7 @@ async def _pull_lines(request: Request, steps: Iterator[dict[str, Any]]) -> Asyn
 
 
 @router.post("/api/pull", responses=refusals(400, 403, 404, 409, 413, 422, 502, 503, streamed=True),
-             openapi_extra=openapi_body(PullBody, signed=False))
+             openapi_extra=openapi_body(PullBody, signed=False, schema=body_schemas.ollama("pull")))
 async def pull(request: Request) -> Response:
     """Get a model onto this node (held already, or from its peers, every chunk proven); Ollama's status stream."""
     service = service_of(request)
@@ -246,7 +246,7 @@ async def pull(request: Request) -> Response:
 
 
 @router.delete("/api/delete", responses=refusals(400, 403, 404, 413, 503),
-               openapi_extra=openapi_body(OllamaBody, signed=False))
+               openapi_extra=openapi_body(OllamaBody, signed=False, schema=body_schemas.ollama("delete")))
 async def delete(request: Request) -> Response:
     """Refused: this store is permanent (404 first for a model that is not here)."""
     service = service_of(request)
@@ -267,7 +267,7 @@ def _copy(service: Any, body: CopyBody) -> None:
 
 
 @router.post("/api/copy", responses=refusals(400, 403, 404, 413, 503),
-             openapi_extra=openapi_body(CopyBody, signed=False))
+             openapi_extra=openapi_body(CopyBody, signed=False, schema=body_schemas.ollama("copy")))
 async def copy(request: Request) -> Response:
     """Record `destination` as a name of the `source` model (a name record signed by the node wallet)."""
     # Security: the name record is signed by the node wallet, so only this machine may ask for one.
