@@ -95,14 +95,14 @@ class MetaData:
     type: str | None
 
 
-@strawberry.type
-class Tag:
+@strawberry.type(name="Tag")
+class GqlTag:  # the GraphQL type keeps Arweave's name
     name: str
     value: str
 
 
-@strawberry.type
-class Block:
+@strawberry.type(name="Block")
+class GqlBlock:  # the GraphQL type keeps Arweave's name
     id: strawberry.ID
     timestamp: int
     height: int
@@ -119,8 +119,8 @@ def _amount(winston: str | None) -> Amount:
     return Amount(winston=winston, ar=winston_to_ar(winston))
 
 
-@strawberry.type
-class Transaction:
+@strawberry.type(name="Transaction")
+class GqlTransaction:  # the GraphQL type keeps Arweave's name
     id: strawberry.ID
     anchor: str
     signature: str
@@ -129,12 +129,12 @@ class Transaction:
     fee: Amount
     quantity: Amount
     data: MetaData
-    tags: list[Tag]
+    tags: list[GqlTag]
     bundledIn: Bundle | None
     height: strawberry.Private[int | None]
 
     @strawberry.field
-    def block(self, info: Info) -> Block | None:
+    def block(self, info: Info) -> GqlBlock | None:
         if self.height is None:
             return None
         miner = info.context["node"].miner
@@ -146,9 +146,9 @@ class Transaction:
         return self.bundledIn
 
 
-def transaction_of(item) -> Transaction:
+def transaction_of(item) -> GqlTransaction:
     """Given an ObjectInfo, return its GraphQL Transaction."""
-    return Transaction(
+    return GqlTransaction(
         id=strawberry.ID(item.id),
         anchor=item.anchor or "",
         signature=b64url.encode(item.signature),
@@ -157,7 +157,7 @@ def transaction_of(item) -> Transaction:
         fee=_amount(item.reward),
         quantity=_amount(item.quantity),
         data=MetaData(size=str(item.data_size), type=item.content_type),
-        tags=[Tag(name=_text(tag.name), value=_text(tag.value)) for tag in item.tags],
+        tags=[GqlTag(name=_text(tag.name), value=_text(tag.value)) for tag in item.tags],
         bundledIn=Bundle(id=strawberry.ID(item.bundled_in)) if item.bundled_in else None,
         height=item.height,
     )
@@ -171,7 +171,7 @@ class PageInfo:
 @strawberry.type
 class TransactionEdge:
     cursor: str
-    node: Transaction
+    node: GqlTransaction
 
 
 @strawberry.type
@@ -267,7 +267,7 @@ def _connection(node, query: Query, checks: list[TagCheck], budget: QueryBudget)
 @strawberry.type
 class BlockEdge:
     cursor: str
-    node: Block
+    node: GqlBlock
 
 
 @strawberry.type
@@ -276,9 +276,9 @@ class BlockConnection:
     edges: list[BlockEdge]
 
 
-def block_of(found) -> Block:
+def block_of(found) -> GqlBlock:
     """Given a store Block, return its GraphQL Block."""
-    return Block(id=strawberry.ID(found.indep_hash), timestamp=found.timestamp, height=found.height, previous=strawberry.ID(found.previous))
+    return GqlBlock(id=strawberry.ID(found.indep_hash), timestamp=found.timestamp, height=found.height, previous=strawberry.ID(found.previous))
 
 
 def _block_connection(node, ids, height: BlockFilter | None, first: int, after: str | None, sort: SortOrder,
@@ -312,7 +312,7 @@ def _block_connection(node, ids, height: BlockFilter | None, first: int, after: 
 @strawberry.type
 class QueryRoot:
     @strawberry.field
-    async def block(self, info: Info, id: str | None = None, height: int | None = None) -> Block | None:
+    async def block(self, info: Info, id: str | None = None, height: int | None = None) -> GqlBlock | None:
         miner = info.context["node"].miner
         if id is not None:
             found = await run_in_threadpool(miner.block_by_hash, id)
@@ -338,7 +338,7 @@ class QueryRoot:
         return await run_in_threadpool(_block_connection, context["node"], ids, height, first, after, sort, context["budget"])
 
     @strawberry.field
-    async def transaction(self, info: Info, id: strawberry.ID) -> Transaction | None:
+    async def transaction(self, info: Info, id: strawberry.ID) -> GqlTransaction | None:
         if not b64url.is_id(id):
             raise ValueError("id must be 43 base64url characters")
         found = await run_in_threadpool(info.context["node"].store.info, str(id))

@@ -23,12 +23,12 @@ DEFAULT_PARSED_BYTES = 64 * 1024 * 1024  # memory for parsed manifests
 PARSED_COST_FACTOR = 3  # a parsed manifest's dict of paths holds about three times its JSON's bytes
 
 
-class ManifestError(ValueError):
+class PathManifestError(ValueError):
     """The manifest is not a valid arweave/paths document."""
 
 
 @dataclass(frozen=True)
-class Manifest:
+class PathManifest:
     """Paths mapped to IDs, with the optional index and fallback IDs."""
 
     paths: dict[str, str]
@@ -37,34 +37,34 @@ class Manifest:
 
 
 def _entry_id(entry: object, where: str) -> str:
-    """Given a manifest entry like {"id": ...}, return its ID or raise ManifestError."""
+    """Given a manifest entry like {"id": ...}, return its ID or raise PathManifestError."""
     if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
-        raise ManifestError(f"{where} has no id")
+        raise PathManifestError(f"{where} has no id")
     if not b64url.is_id(entry["id"]):
-        raise ManifestError(f"{where} id is not a 43-character ID")
+        raise PathManifestError(f"{where} id is not a 43-character ID")
     return entry["id"]
 
 
-def parse_manifest(raw: bytes) -> Manifest:
-    """Given the manifest bytes, return the Manifest or raise ManifestError."""
+def parse_manifest(raw: bytes) -> PathManifest:
+    """Given the manifest bytes, return the PathManifest or raise PathManifestError."""
     try:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"manifest is not JSON: {exc}") from None
+        raise PathManifestError(f"manifest is not JSON: {exc}") from None
     except RecursionError:
-        raise ManifestError("manifest JSON is nested too deeply") from None
+        raise PathManifestError("manifest JSON is nested too deeply") from None
     if not isinstance(doc, dict) or doc.get("manifest") != MANIFEST_TYPE:
-        raise ManifestError("not an arweave/paths manifest")
+        raise PathManifestError("not an arweave/paths manifest")
     if doc.get("version") not in SUPPORTED_VERSIONS:
-        raise ManifestError(f"unsupported manifest version {doc.get('version')!r}")
+        raise PathManifestError(f"unsupported manifest version {doc.get('version')!r}")
     raw_paths = doc.get("paths", {})
     if not isinstance(raw_paths, dict):
-        raise ManifestError("paths is not an object")
+        raise PathManifestError("paths is not an object")
     paths = {str(key): _entry_id(value, f"path {key!r}") for key, value in raw_paths.items()}
     index_id = _index_id(doc.get("index"), paths)
     fallback = doc.get("fallback")
     fallback_id = _entry_id(fallback, "fallback") if fallback is not None else None
-    return Manifest(paths, index_id, fallback_id)
+    return PathManifest(paths, index_id, fallback_id)
 
 
 def _index_id(index: object, paths: dict[str, str]) -> str | None:
@@ -75,15 +75,15 @@ def _index_id(index: object, paths: dict[str, str]) -> str | None:
     if index is None:
         return None
     if not isinstance(index, dict):
-        raise ManifestError("index is not an object")
+        raise PathManifestError("index is not an object")
     if "id" in index:
         return _entry_id(index, "index")
     if "path" in index:
         return paths.get(str(index["path"]))  # an index naming a missing path has no index
-    raise ManifestError("index has neither path nor id")
+    raise PathManifestError("index has neither path nor id")
 
 
-def resolve(manifest: Manifest, subpath: str) -> str | None:
+def resolve(manifest: PathManifest, subpath: str) -> str | None:
     """Given a manifest and the request path after `/{manifest}/`, return the ID to serve.
 
     Empty path -> index. A path is tried as written, URL-decoded, and as a folder's
@@ -111,12 +111,12 @@ class ParsedManifests:
 
     def __init__(self, max_bytes: int = DEFAULT_PARSED_BYTES):
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[str, tuple[Manifest | None, int]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[PathManifest | None, int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, manifest_id: str, load) -> Manifest | None:
-        """Given an ID and load() -> raw bytes, return its parsed Manifest (None when invalid), parsing at most once."""
+    def get(self, manifest_id: str, load) -> PathManifest | None:
+        """Given an ID and load() -> raw bytes, return its parsed PathManifest (None when invalid), parsing at most once."""
         with self._lock:
             if manifest_id in self._entries:
                 self._entries.move_to_end(manifest_id)
@@ -124,7 +124,7 @@ class ParsedManifests:
         raw = load()
         try:
             manifest = parse_manifest(raw)
-        except ManifestError:
+        except PathManifestError:
             manifest = None
         cost = len(raw) * PARSED_COST_FACTOR
         with self._lock:

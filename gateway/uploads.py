@@ -80,8 +80,8 @@ class UploadSpools:
 
     @contextmanager
     def admitted(self, declared: int | None):
-        """Given the Content-Length (None for chunked), hold a slot for one upload; yield its Reservation."""
-        reservation = Reservation(self)
+        """Given the Content-Length (None for chunked), hold a slot for one upload; yield its UploadReservation."""
+        reservation = UploadReservation(self)
         with self._lock:
             if self.active >= self.limits.max_uploads:
                 raise upload_refused(503, f"too many uploads in progress (at most {self.limits.max_uploads}); retry later")
@@ -105,7 +105,7 @@ class UploadSpools:
             self.reserved += more
 
 
-class Reservation:
+class UploadReservation:
     """The spool bytes one upload holds; it grows past its Content-Length only when that lied."""
 
     def __init__(self, spools: UploadSpools):

@@ -23,6 +23,7 @@ from gateway.errors import ApiError
 from inference.herder.service import CallService, RunningCall
 from inference.keys import KEY_PREFIX
 from inference.processes import CallPlan
+from inference.records import SignedRequest
 from permastore.protocol import ans104, b64url
 from permastore.protocol.ans104 import DataItemHeader
 from permastore.protocol.errors import ProtocolError
@@ -30,14 +31,6 @@ from permastore.protocol.errors import ProtocolError
 MAX_REQUEST_BODY = 4 * 1024 * 1024  # prompts and chat histories, never weights
 OCTET_STREAM = "application/octet-stream"
 BEARER = {"WWW-Authenticate": "Bearer"}
-
-
-@dataclass(frozen=True)
-class SignedRequest:
-    """A verified ANS-104 item whose data is the request: its ID and its bytes (stored once used)."""
-
-    id: str
-    item: bytes
 
 
 @dataclass(frozen=True)

@@ -259,7 +259,7 @@ def chat_messages(model: str, messages: list[Any]) -> list[dict[str, str]]:
     return clean
 
 
-class ChatBody(CallBody):
+class OllamaChatBody(CallBody):
     """POST /api/chat."""
 
     messages: list[dict[str, str]] = []

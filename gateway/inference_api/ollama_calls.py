@@ -23,7 +23,13 @@ from typing import Any
 from gateway.errors import ApiError
 from gateway.inference_api import callers
 from gateway.inference_api import ollama_wire as wire
-from gateway.inference_api.ollama_bodies import CallBody, ChatBody, EmbedBody, GenerateBody, OllamaOptions
+from gateway.inference_api.ollama_bodies import (
+    CallBody,
+    EmbedBody,
+    GenerateBody,
+    OllamaChatBody,
+    OllamaOptions,
+)
 from gateway.inference_api.ollama_wire import OllamaCall
 from inference.embeddings import (
     Embedding,
@@ -170,7 +176,7 @@ def start_generate(service: CallService, state: OllamaState, caller: callers.Cal
     return OllamaCall(running, body.model, "generate", started_ns)
 
 
-def start_chat(service: CallService, state: OllamaState, caller: callers.CallerRequest, body: ChatBody,
+def start_chat(service: CallService, state: OllamaState, caller: callers.CallerRequest, body: OllamaChatBody,
                payment: int | None, started_ns: int) -> OllamaCall:
     """Plan and start /api/chat through the process's chat template."""
     model_id, process, sampling = _prepared(service, state, body)

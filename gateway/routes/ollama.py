@@ -28,11 +28,11 @@ from gateway.inference_api import body_schemas, callers
 from gateway.inference_api import ollama_calls as calls
 from gateway.inference_api import ollama_wire as wire
 from gateway.inference_api.ollama_bodies import (
-    ChatBody,
     CopyBody,
     EmbedBody,
     GenerateBody,
     OllamaBody,
+    OllamaChatBody,
     PullBody,
     ShowBody,
 )
@@ -148,7 +148,7 @@ async def ps(request: Request) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- calls
 
 
-async def _call(request: Request, model: type[GenerateBody] | type[ChatBody], kind: str) -> Response:
+async def _call(request: Request, model: type[GenerateBody] | type[OllamaChatBody], kind: str) -> Response:
     started_ns = time.monotonic_ns()
     service = service_of(request)
     caller = await callers.identify(request, service)
@@ -172,10 +172,10 @@ async def generate(request: Request) -> Response:
     return await _call(request, GenerateBody, "generate")
 
 
-@router.post("/api/chat", responses=CALL_REFUSALS, openapi_extra=openapi_body(ChatBody, schema=body_schemas.ollama("chat")))
+@router.post("/api/chat", responses=CALL_REFUSALS, openapi_extra=openapi_body(OllamaChatBody, schema=body_schemas.ollama("chat")))
 async def chat(request: Request) -> Response:
     """A chat completion through the model's chat template; NDJSON unless `stream: false`."""
-    return await _call(request, ChatBody, "chat")
+    return await _call(request, OllamaChatBody, "chat")
 
 
 async def _embed(request: Request) -> tuple[EmbedBody, list[list[float]], int, int]:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.manifests import ManifestError, parse_manifest, resolve
+from gateway.manifests import PathManifestError, parse_manifest, resolve
 from tests.helpers.servers import start_server
 
 from .conftest import signed_item
@@ -69,7 +69,7 @@ def test_paths_cannot_escape(path):
     ],
 )
 def test_invalid_manifests(raw):
-    with pytest.raises(ManifestError):
+    with pytest.raises(PathManifestError):
         parse_manifest(raw)
 
 
@@ -155,7 +155,7 @@ docs = st.fixed_dictionaries(
 def test_fuzz_manifests_parse_or_refuse_and_resolve_only_listed_ids(raw, path):
     try:
         parsed = parse_manifest(raw)
-    except ManifestError:
+    except PathManifestError:
         return
     found = resolve(parsed, path)
     listed = set(parsed.paths.values()) | {parsed.index_id, parsed.fallback_id}
@@ -163,7 +163,7 @@ def test_fuzz_manifests_parse_or_refuse_and_resolve_only_listed_ids(raw, path):
 
 
 def test_deeply_nested_manifest_is_refused_not_a_crash():
-    with pytest.raises(ManifestError):
+    with pytest.raises(PathManifestError):
         parse_manifest(b"[" * 20000 + b"]" * 20000)
 
 
