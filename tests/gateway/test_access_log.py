@@ -23,7 +23,7 @@ LINE = re.compile(
 STOPPED = re.compile(r"^permastore: stopped \((\d+) requests served\)$")
 
 
-class Server:
+class LoggingServer:
     """A real server with stdout and stderr kept apart."""
 
     def __init__(self, tmp_path: Path, *extra: str):
@@ -75,7 +75,7 @@ def exercise(url: str, item: bytes) -> list[tuple[str, str, int, int]]:
 
 def test_each_request_is_one_line_on_stderr(tmp_path, rsa_signer):
     item = signed_item(rsa_signer, b"hello access log", {"Content-Type": "text/plain"})
-    server = Server(tmp_path)
+    server = LoggingServer(tmp_path)
     try:
         made = exercise(server.url, item)
     finally:
@@ -97,7 +97,7 @@ def test_each_request_is_one_line_on_stderr(tmp_path, rsa_signer):
 
 def test_quiet_logs_no_request(tmp_path, rsa_signer):
     item = signed_item(rsa_signer, b"quiet please", {"Content-Type": "text/plain"})
-    server = Server(tmp_path, "--quiet")
+    server = LoggingServer(tmp_path, "--quiet")
     try:
         made = exercise(server.url, item)
     finally:

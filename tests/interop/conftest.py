@@ -31,7 +31,7 @@ LISTENING_PREFIX = "listening on "
 
 
 @dataclass
-class Server:
+class InteropServer:
     """A started server process: its base URL, the process, and its log file."""
 
     url: str
@@ -80,7 +80,7 @@ def _wait_for_url(process: subprocess.Popen, log_path: Path, parse) -> str:
     pytest.fail(f"server did not announce its URL (exit code {process.poll()}); log:\n{tail}")
 
 
-def _wait_for_info(server: Server) -> None:
+def _wait_for_info(server: InteropServer) -> None:
     """Given a started server, return once GET /info answers 200, or fail with its log."""
     deadline = time.monotonic() + START_TIMEOUT_S
     last_error = ""
@@ -127,7 +127,7 @@ def _arlocal_url(line: str) -> str | None:
     return None
 
 
-def _start_permastore(tmp_path: Path, upstreams: list[str]) -> Server:
+def _start_permastore(tmp_path: Path, upstreams: list[str]) -> InteropServer:
     """Given a temporary folder and upstream URLs, start `permastore serve` on 127.0.0.1 and return it."""
     if not PERMASTORE.is_file():
         pytest.fail(f"{PERMASTORE} is missing: install this repo into the venv (pip install -e .)")
@@ -142,7 +142,7 @@ def _start_permastore(tmp_path: Path, upstreams: list[str]) -> Server:
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    server = Server(_wait_for_url(process, log_path, _permastore_url), process, log_path)
+    server = InteropServer(_wait_for_url(process, log_path, _permastore_url), process, log_path)
     _wait_for_info(server)
     return server
 
@@ -157,7 +157,7 @@ def node_toolchain() -> str:
 def run_script(node_toolchain):
     """A function: given a script name and arguments, run it with node and return its JSON output."""
 
-    def run(script: str, *args: str, server: Server | None = None) -> dict:
+    def run(script: str, *args: str, server: InteropServer | None = None) -> dict:
         result = subprocess.run(
             [node_toolchain, str(INTEROP_DIR / script), *args],
             cwd=INTEROP_DIR, capture_output=True, text=True, timeout=SCRIPT_TIMEOUT_S,
@@ -176,9 +176,9 @@ def run_script(node_toolchain):
 @pytest.fixture(scope="session")
 def start_permastore(tmp_path_factory):
     """A function: given upstream URLs, start a fresh `permastore serve` node; all stopped at session end."""
-    started: list[Server] = []
+    started: list[InteropServer] = []
 
-    def start(*upstreams: str) -> Server:
+    def start(*upstreams: str) -> InteropServer:
         server = _start_permastore(tmp_path_factory.mktemp("permastore"), list(upstreams))
         started.append(server)
         return server
@@ -189,13 +189,13 @@ def start_permastore(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def our_node(start_permastore) -> Server:
+def our_node(start_permastore) -> InteropServer:
     """One permastore node shared by the session's client flows (each flow tags its own run id)."""
     return start_permastore()
 
 
 @pytest.fixture(scope="session")
-def arlocal(node_toolchain, tmp_path_factory) -> Server:
+def arlocal(node_toolchain, tmp_path_factory) -> InteropServer:
     """arlocal started through its JS API on 127.0.0.1 (start_arlocal.js), stopped at session end."""
     log_path = tmp_path_factory.mktemp("arlocal") / "arlocal.log"
     with log_path.open("wb") as log:
@@ -204,7 +204,7 @@ def arlocal(node_toolchain, tmp_path_factory) -> Server:
             [node_toolchain, str(INTEROP_DIR / "start_arlocal.js"), "--stdin-lifetime"],
             cwd=INTEROP_DIR, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.PIPE,
         )
-    server = Server(_wait_for_url(process, log_path, _arlocal_url), process, log_path)
+    server = InteropServer(_wait_for_url(process, log_path, _arlocal_url), process, log_path)
     _wait_for_info(server)
     yield server
     _stop(server.process)

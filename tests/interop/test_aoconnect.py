@@ -13,7 +13,7 @@ import pytest
 from tests.interop.conftest import (
     NODE_MODULES,
     PERMASTORE,
-    Server,
+    InteropServer,
     _permastore_url,
     _stop,
     _wait_for_info,
@@ -35,12 +35,12 @@ def _model_add(data: Path) -> str:
     return done.stdout.split()[-1]
 
 
-def _serve(data: Path, log_path: Path, flags: list[str]) -> Server:
+def _serve(data: Path, log_path: Path, flags: list[str]) -> InteropServer:
     command = [str(PERMASTORE), "serve", "--data", str(data), "--host", "127.0.0.1", "--port", "0",
                "--mine-interval", "0", *flags]
     with log_path.open("ab") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    server = Server(_wait_for_url(process, log_path, _permastore_url), process, log_path)
+    server = InteropServer(_wait_for_url(process, log_path, _permastore_url), process, log_path)
     _wait_for_info(server)
     return server
 
