@@ -35,37 +35,15 @@ from permastore.protocol import ans104
 from permastore.protocol.signers import Ed25519Signer
 from permastore.protocol.tags import Tag
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.proc_memory import memory_of  # noqa: E402
+from tests.helpers.servers import start_server  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 OUT_DIR = REPO / "bench" / "out"
 TINY_GGUF = REPO / "fixtures" / "tiny-llama.gguf"
-START_TIMEOUT_S = 120
 KINDS = ("get", "range", "graphql", "upload", "completion")
 GRAPHQL = '{ transactions(first: 5, tags: [{name: "App-Name", values: ["soak"]}]) { edges { node { id } } } }'
-
-
-def start_server(data: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
-    command = [sys.executable, "-m", "permastore.cli.main", "serve", "--data", str(data), "--port", "0",
-               "--mine-interval", "0"]
-    log = open(log_path, "wb")  # noqa: SIM115 - the server writes to it until it stops
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        for line in log_path.read_text(errors="replace").splitlines():
-            if "listening on " in line:
-                return process, line.split("listening on ", 1)[1].strip()
-        if process.poll() is not None:
-            break
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"server did not start: {log_path.read_text(errors='replace')[-2000:]}")
-
-
-def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def add_model(data: Path) -> str:
@@ -153,7 +131,8 @@ def slope_mib_per_min(samples: list[tuple[float, float]]) -> float:
 def soak(minutes: float, warm_up: float, threads: int, work: Path, kinds: tuple[str, ...] = KINDS) -> dict:
     data = work / "data"
     model_id = add_model(data)
-    process, url = start_server(data, work / "serve.log")
+    server = start_server(data, work / "serve.log", "--mine-interval", "0")
+    process, url = server.process, server.url
     try:
         load = Load(url, model_id, seed_objects(url, 20), kinds)
         started = time.monotonic()
@@ -163,11 +142,11 @@ def soak(minutes: float, warm_up: float, threads: int, work: Path, kinds: tuple[
             thread.start()
         samples: list[tuple[float, float]] = []
         while time.monotonic() < stop_at:
-            samples.append((time.monotonic() - started, rss_mib(process.pid)))
+            samples.append((time.monotonic() - started, memory_of(process.pid)["rss_mib"]))
             time.sleep(1.0)
         for thread in clients:
             thread.join(180)
-        end_rss = rss_mib(process.pid)
+        end_rss = memory_of(process.pid)["rss_mib"]
     finally:
         process.terminate()
         process.wait(60)
