@@ -6,8 +6,9 @@ import threading
 from collections.abc import Callable
 
 from inference.errors import InferenceError
-from inference.store_types import StoringSource
+from inference.store_types import InferenceStore, StoringSource
 from permastore.store.errors import NotFound, StoreError
+from permastore.store.records import ObjectInfo
 
 MAX_LOCKS = 1024  # per-ID locks kept for fetches in progress; idle ones are dropped past this
 
@@ -46,6 +47,15 @@ class Fetcher:
         finally:
             self._release(object_id, lock)
 
+    def held_info(self, store: InferenceStore, object_id: str, missing: Callable[[str], InferenceError],
+                  failed: Callable[[str], InferenceError]) -> ObjectInfo | None:
+        """Given a store and an ID, return its ObjectInfo (or None), fetched first when its data is not held here."""
+        info = store.info(object_id)
+        if (info is None or not info.data_complete) and self.enabled:
+            self.fetch(object_id, missing, failed, held=lambda: _complete(store.info(object_id)))
+            info = store.info(object_id)
+        return info
+
     def _lock_for(self, object_id: str) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(object_id, threading.Lock())
@@ -54,3 +64,7 @@ class Fetcher:
         with self._guard:
             if len(self._locks) > MAX_LOCKS and not lock.locked():
                 self._locks.pop(object_id, None)
+
+
+def _complete(info: ObjectInfo | None) -> bool:
+    return info is not None and info.data_complete

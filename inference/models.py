@@ -283,15 +283,10 @@ class ModelCatalog:
         """Given a model ID, return its file path, fetched if needed and trusted, not yet verified."""
         if not isinstance(model_id, str) or not is_id(model_id):
             raise ModelNotFound(f"{model_id!r} is not a valid ID (43 base64url characters)")
-        info = self.store.info(model_id)
-        if (info is None or not info.data_complete) and self.fetcher.enabled:
-            self.fetcher.fetch(
-                model_id,
-                missing=lambda why: ModelNotFound(f"model {model_id} is {why}"),
-                failed=lambda why: UpstreamFailed(f"model {model_id} could not be fetched and verified: {why}"),
-                held=lambda: self._held(model_id),
-            )
-            info = self.store.info(model_id)
+        info = self.fetcher.held_info(
+            self.store, model_id,
+            missing=lambda why: ModelNotFound(f"model {model_id} is {why}"),
+            failed=lambda why: UpstreamFailed(f"model {model_id} could not be fetched and verified: {why}"))
         if info is None:
             raise ModelNotFound(f"model {model_id} is not stored here (no upstream given)")
         if not info.data_complete:
@@ -304,10 +299,6 @@ class ModelCatalog:
                 "trust list (serve --trust-model-owner) and the operator has not added or pulled it")
         # The store's own chunk pass is skipped: verification below also checks the signature.
         return Path(self.store.object_path(model_id, verify=False))
-
-    def _held(self, model_id: str) -> bool:
-        info = self.store.info(model_id)
-        return info is not None and info.data_complete
 
     def check(self, model_id: str, path: Path) -> Future[None]:
         """Return the verification of a located model: done at once when this file passed before.

@@ -330,15 +330,10 @@ class RecordStore:
         """
         if not isinstance(record_id, str) or not b64url.is_id(record_id):
             raise RecordNotFound(f"{record_id!r} is not a valid record ID (43 base64url characters)")
-        info = self.store.info(record_id)
-        if (info is None or not info.data_complete) and self.fetcher.enabled:
-            self.fetcher.fetch(
-                record_id,
-                missing=lambda why: RecordNotFound(f"record {record_id} is {why}"),
-                failed=lambda why: RecordNotFound(f"record {record_id} could not be fetched and verified: {why}"),
-                held=lambda: self._held(record_id),
-            )
-            info = self.store.info(record_id)
+        info = self.fetcher.held_info(
+            self.store, record_id,
+            missing=lambda why: RecordNotFound(f"record {record_id} is {why}"),
+            failed=lambda why: RecordNotFound(f"record {record_id} could not be fetched and verified: {why}"))
         if info is None or not info.data_complete:
             raise RecordNotFound(f"record {record_id} is not stored here")
         _check_is_record(record_id, info)
@@ -351,10 +346,6 @@ class RecordStore:
         record = parse_record(data, expected_type)
         _check_tags(record_id, info, record)
         return StoredRecord(record_id, info.owner_address, record)
-
-    def _held(self, record_id: str) -> bool:
-        info = self.store.info(record_id)
-        return info is not None and info.data_complete
 
     def query_ids(self, tags: list[tuple[str, list[str]]], limit: int | None = None,
                   owners: list[str] | None = None) -> list[str]:
