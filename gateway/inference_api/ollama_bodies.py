@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, field_validator, model_validator
 
-from gateway.inference_api.schemas import _refuse, whole_number
+from gateway.inference_api.schemas import flag, refuse, whole_number
 from inference.errors import InvalidRequest
 
 EMPTY = (None, False, "", [], {})
@@ -98,11 +98,7 @@ def parse_options(options: Any) -> OllamaOptions:
 
 def _stream_flag(value: Any) -> bool:
     """Ollama streams unless told not to: a missing or null `stream` is true."""
-    if value is None:
-        return True
-    if not isinstance(value, bool):
-        raise _refuse("stream must be true or false")
-    return value
+    return flag("stream", value, default=True)
 
 
 def _model_field(data: Any) -> Any:
@@ -128,7 +124,7 @@ class OllamaBody(BaseModel):
     @classmethod
     def _model(cls, value: Any) -> Any:
         if not isinstance(value, str) or not value.strip():
-            raise _refuse("model is required")
+            raise refuse("model is required")
         return value.strip()
 
 
@@ -155,22 +151,22 @@ class CallBody(OllamaBody):
         ok = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)) or (
             isinstance(value, str) and GO_DURATION.match(value.strip()))
         if not ok:
-            raise _refuse(f"keep_alive: invalid duration {value!r}")
+            raise refuse(f"keep_alive: invalid duration {value!r}")
         return value
 
     @model_validator(mode="after")
     def _supported(self) -> CallBody:
         if self.format not in EMPTY:
-            raise _refuse("format (JSON or schema output) is not supported by this node: it has no constrained "
+            raise refuse("format (JSON or schema output) is not supported by this node: it has no constrained "
                           "sampling; ask for JSON in the prompt instead")
         if self.think not in (None, False):
-            raise _refuse(f'"{self.model}" does not support thinking')
+            raise refuse(f'"{self.model}" does not support thinking')
         if self.logprobs not in (None, False) or self.top_logprobs not in (None, 0):
-            raise _refuse("logprobs are not supported by this node")
+            raise refuse("logprobs are not supported by this node")
         try:
             self._options = parse_options(self.options)
         except InvalidRequest as exc:
-            raise _refuse(str(exc)) from None
+            raise refuse(str(exc)) from None
         return self
 
     @property
@@ -180,7 +176,7 @@ class CallBody(OllamaBody):
 
 def _no_images(model: str, images: Any) -> None:
     if images not in EMPTY:
-        raise _refuse(f'"{model}" does not support vision')
+        raise refuse(f'"{model}" does not support vision')
 
 
 class GenerateBody(CallBody):
@@ -200,37 +196,33 @@ class GenerateBody(CallBody):
         if value is None:
             return ""
         if not isinstance(value, str):
-            raise _refuse("prompt must be a string")
+            raise refuse("prompt must be a string")
         return value
 
     @field_validator("system", mode="before")
     @classmethod
     def _system(cls, value: Any) -> Any:
         if value is not None and not isinstance(value, str):
-            raise _refuse("system must be a string")
+            raise refuse("system must be a string")
         return value or None
 
     @field_validator("raw", mode="before")
     @classmethod
     def _raw(cls, value: Any) -> bool:
-        if value is None:
-            return False
-        if not isinstance(value, bool):
-            raise _refuse("raw must be true or false")
-        return value
+        return flag("raw", value, default=False)
 
     @model_validator(mode="after")
     def _generate_supported(self) -> GenerateBody:
         _no_images(self.model, self.images)
         if self.raw and (self.template not in EMPTY or self.system or self.context not in EMPTY):
-            raise _refuse("raw mode does not support template, system, or context")
+            raise refuse("raw mode does not support template, system, or context")
         if self.template not in EMPTY:
-            raise _refuse("template (a Go template) is not supported by this node: prompts go through the "
+            raise refuse("template (a Go template) is not supported by this node: prompts go through the "
                           "model's chat template (or send raw: true with the prompt as the model reads it)")
         if self.suffix not in EMPTY:
-            raise _refuse(f'"{self.model}" does not support insert')
+            raise refuse(f'"{self.model}" does not support insert')
         if self.context not in EMPTY:
-            raise _refuse("context is not supported by this node: send the conversation to /api/chat")
+            raise refuse("context is not supported by this node: send the conversation to /api/chat")
         return self
 
 
@@ -242,19 +234,19 @@ def chat_messages(model: str, messages: list[Any]) -> list[dict[str, str]]:
     clean = []
     for index, message in enumerate(messages):
         if not isinstance(message, dict):
-            raise _refuse(f"messages[{index}] must be an object")
+            raise refuse(f"messages[{index}] must be an object")
         role = message.get("role")
         role = role.lower() if isinstance(role, str) else role
         _no_images(model, message.get("images"))
         if role == "tool" or message.get("tool_calls") not in EMPTY or message.get("tool_name") not in EMPTY:
-            raise _refuse(f'"{model}" does not support tools')
+            raise refuse(f'"{model}" does not support tools')
         if role not in ROLES:
-            raise _refuse(f"messages[{index}].role must be one of {', '.join(ROLES)}")
+            raise refuse(f"messages[{index}].role must be one of {', '.join(ROLES)}")
         content = message.get("content")
         if content is None:
             content = ""  # the Python client drops empty fields
         if not isinstance(content, str):
-            raise _refuse(f"messages[{index}].content must be a string")
+            raise refuse(f"messages[{index}].content must be a string")
         clean.append({"role": role, "content": content})
     return clean
 
@@ -275,10 +267,10 @@ class OllamaChatBody(CallBody):
         if messages is None:
             messages = []
         if not isinstance(messages, list):
-            raise _refuse("messages must be a list")
+            raise refuse("messages must be a list")
         model = data.get("model") if isinstance(data.get("model"), str) else "model"
         if data.get("tools") not in EMPTY:
-            raise _refuse(f'"{model}" does not support tools')
+            raise refuse(f'"{model}" does not support tools')
         return {**data, "messages": chat_messages(model, messages)}
 
 
@@ -311,7 +303,7 @@ class CopyBody(BaseModel):
     @classmethod
     def _name(cls, value: Any, info: Any) -> Any:
         if not isinstance(value, str) or not value.strip():
-            raise _refuse(f'{info.field_name} "{value}" is invalid')
+            raise refuse(f'{info.field_name} "{value}" is invalid')
         return value.strip()
 
 
@@ -328,18 +320,14 @@ class EmbedBody(OllamaBody):
     @field_validator("truncate", mode="before")
     @classmethod
     def _truncate(cls, value: Any) -> bool:
-        if value is None:
-            return True
-        if not isinstance(value, bool):
-            raise _refuse("truncate must be true or false")
-        return value
+        return flag("truncate", value, default=True)
 
     @field_validator("dimensions", mode="before")
     @classmethod
     def _dimensions(cls, value: Any) -> Any:
         value = whole_number(value)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise _refuse("dimensions must be a positive integer")
+            raise refuse("dimensions must be a positive integer")
         return value
 
     def texts(self) -> list[str]:

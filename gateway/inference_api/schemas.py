@@ -35,7 +35,7 @@ UNSUPPORTED_FIELDS = ("tools", "tool_choice", "functions", "function_call", "res
 EMPTY = (None, False, [], {})
 
 
-def _refuse(message: str) -> PydanticCustomError:
+def refuse(message: str) -> PydanticCustomError:
     return PydanticCustomError("invalid_field", message)
 
 
@@ -71,6 +71,15 @@ def whole_number(value: Any) -> Any:
     return value
 
 
+def flag(name: str, value: Any, default: bool) -> bool:
+    """Given a JSON boolean field's value, return it (default when null or missing); refuse any non-boolean."""
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise refuse(f"{name} must be true or false")
+    return value
+
+
 def _whole_numbers(values: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
     return {name: whole_number(value) if name in names else value for name, value in values.items()}
 
@@ -81,7 +90,7 @@ def _payment_value(value: Any) -> int | None:
     if isinstance(value, str) and value.isascii() and value.isdigit():
         value = int(value)
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise _refuse("payment must be a non-negative integer")
+        raise refuse("payment must be a non-negative integer")
     return value
 
 
@@ -116,7 +125,7 @@ class SamplingBody(BaseModel):
         if value is not None and not isinstance(value, str) and not (
             isinstance(value, list) and all(isinstance(s, str) for s in value)
         ):
-            raise _refuse("stop must be a string or a list of strings")
+            raise refuse("stop must be a string or a list of strings")
         return value
 
     def model_post_init(self, context: Any) -> None:
@@ -157,40 +166,36 @@ class OpenAICallBody(SamplingBody):
             return data
         for name in UNSUPPORTED_FIELDS:
             if data.get(name) not in EMPTY:
-                raise _refuse(f"{name} is not supported by this node")
+                raise refuse(f"{name} is not supported by this node")
         if data.get("n", 1) != 1:
-            raise _refuse("n must be 1: one call, one recorded result")
+            raise refuse("n must be 1: one call, one recorded result")
         if data.get("logprobs") not in (None, False):
-            raise _refuse("logprobs are not supported by this node")
+            raise refuse("logprobs are not supported by this node")
         return data
 
     @field_validator("model", mode="before")
     @classmethod
     def _model(cls, value: Any) -> Any:
         if value is not None and (not isinstance(value, str) or not value):
-            raise _refuse("model is required: a model ID (GET /v1/models lists them)")
+            raise refuse("model is required: a model ID (GET /v1/models lists them)")
         return value
 
     @field_validator("process", mode="before")
     @classmethod
     def _process(cls, value: Any) -> Any:
         if value is not None and not isinstance(value, str):
-            raise _refuse("process must be a process ID string")
+            raise refuse("process must be a process ID string")
         return value
 
     @field_validator("stream", mode="before")
     @classmethod
     def _stream(cls, value: Any) -> bool:
-        if value is None:
-            return False
-        if not isinstance(value, bool):
-            raise _refuse("stream must be true or false")
-        return value
+        return flag("stream", value, default=False)
 
     @model_validator(mode="after")
     def _model_or_process(self) -> OpenAICallBody:
         if self.process is None and self.model is None:
-            raise _refuse("model is required: a model ID (GET /v1/models lists them)")
+            raise refuse("model is required: a model ID (GET /v1/models lists them)")
         return self
 
 
@@ -205,13 +210,13 @@ class CompletionBody(OpenAICallBody):
         if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str):
             value = value[0]
         if not isinstance(value, str):
-            raise _refuse("prompt must be a string")
+            raise refuse("prompt must be a string")
         return value
 
 
 def _messages(value: Any) -> list[Any]:
     if not isinstance(value, list) or not value:
-        raise _refuse("messages must be a non-empty list")
+        raise refuse("messages must be a non-empty list")
     return value
 
 
@@ -245,14 +250,14 @@ class MessageBody(SamplingBody):
     @classmethod
     def _one_input(cls, data: Any) -> Any:
         if isinstance(data, dict) and ("messages" in data) == ("prompt" in data):
-            raise _refuse("give exactly one of prompt or messages")
+            raise refuse("give exactly one of prompt or messages")
         return data
 
     @field_validator("prompt", mode="before")
     @classmethod
     def _prompt(cls, value: Any) -> Any:
         if not isinstance(value, str):
-            raise _refuse("prompt must be a string")
+            raise refuse("prompt must be a string")
         return value
 
     @field_validator("messages", mode="before")
@@ -275,7 +280,7 @@ class SpawnBody(BaseModel):
     @classmethod
     def _model(cls, value: Any) -> Any:
         if not isinstance(value, str) or not value:
-            raise _refuse("model is required: a model ID (GET /v1/models lists them)")
+            raise refuse("model is required: a model ID (GET /v1/models lists them)")
         return value
 
     @field_validator("settings", mode="before")
@@ -284,17 +289,17 @@ class SpawnBody(BaseModel):
         if value is None:
             return None
         if not isinstance(value, dict):
-            raise _refuse("settings must be an object")
+            raise refuse("settings must be an object")
         try:
             return EngineSettings.from_json(_whole_numbers(value, ENGINE_COUNT_FIELDS))
         except InvalidRequest as exc:
-            raise _refuse(str(exc)) from None
+            raise refuse(str(exc)) from None
 
     @field_validator("system_prompt", mode="before")
     @classmethod
     def _system(cls, value: Any) -> Any:
         if value is not None and not isinstance(value, str):
-            raise _refuse("system_prompt must be a string")
+            raise refuse("system_prompt must be a string")
         return value
 
     @field_validator("chat_template", mode="before")
@@ -305,7 +310,7 @@ class SpawnBody(BaseModel):
 
 def _template_name(value: Any) -> Any:
     if value is not None and not isinstance(value, str):
-        raise _refuse(f"chat template must be a name, one of {', '.join(template_names())}")
+        raise refuse(f"chat template must be a name, one of {', '.join(template_names())}")
     return value
 
 
@@ -320,9 +325,9 @@ class CreditBody(BaseModel):
     @classmethod
     def _integer(cls, value: Any) -> Any:
         if not isinstance(value, int) or isinstance(value, bool):
-            raise _refuse("amount must be a positive integer")
+            raise refuse("amount must be a positive integer")
         if not 0 < value <= MAX_AMOUNT:
-            raise _refuse(f"amount must be a positive integer of at most {MAX_AMOUNT}")
+            raise refuse(f"amount must be a positive integer of at most {MAX_AMOUNT}")
         return value
 
 
