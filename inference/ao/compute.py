@@ -10,13 +10,14 @@ from __future__ import annotations
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from inference import records
 from inference.ao import binding
 from inference.ao.protocol import (
     ACTION_INFO,
     CallOutcome,
+    InferenceOptions,
     action_of,
     dry_run_of,
     error_object,
@@ -28,17 +29,24 @@ from inference.execution import execute_job
 from inference.generation import Generation
 from inference.herder.service import CallService
 from inference.messages import ERROR_FINISH
-from inference.processes import Process, unsigned_call
+from inference.processes import CallPlan, Process, unsigned_call
 from permastore.protocol import b64url
-
-if TYPE_CHECKING:
-    from inference.ao.units import AoUnits
 
 DEFAULT_LIMIT = 25  # AO's CU default
 MAX_LIMIT = 100  # a page reads two records per result
 DRY_RUN_SLOTS = 2  # dry-runs are free and unsigned: at most this many at once, the rest 429
 DRY_RUN_SEED = 0  # a dry-run has no Message ID to derive a seed from
 INTERRUPTED = "the call was interrupted before it finished (the node stopped); its fee was refunded"
+
+
+class ProcessHost(Protocol):
+    """What a dry-run needs of the node's AO units (AoUnits is one): its records, names and call plans."""
+
+    records: records.RecordStore
+    module_id: str
+    scheduler: str
+
+    def plan(self, process: Process, options: InferenceOptions) -> CallPlan: ...
 
 
 class DryRunBusy(InferenceError):
@@ -159,7 +167,7 @@ def results_page(store_records: records.RecordStore, scheduler: str, process: Pr
 # ---------------------------------------------------------------------------- dry-runs
 
 
-def info_object(units: AoUnits, process: Process, ao_process: str) -> dict[str, Any]:
+def info_object(units: ProcessHost, process: Process, ao_process: str) -> dict[str, Any]:
     """Given a process, return a dry-run's answer to Action Info: what the process runs."""
     spawn = units.records.store.info(ao_process)
     record = process.record
@@ -178,7 +186,7 @@ class DryRuns:
         self.service = service
         self._slots = threading.BoundedSemaphore(DRY_RUN_SLOTS)
 
-    def run(self, units: AoUnits, process: Process, ao_process: str, body: Any,
+    def run(self, units: ProcessHost, process: Process, ao_process: str, body: Any,
             local: bool) -> dict[str, Any] | Future:
         """Given a process, a dry-run message and whether its caller is on this machine, return its
         result object, or a Future of it."""
@@ -218,7 +226,7 @@ class DryRuns:
             raise
         return answer
 
-    def _refusal(self, units: AoUnits, process: Process, options: Any, local: bool) -> str | None:
+    def _refusal(self, units: ProcessHost, process: Process, options: Any, local: bool) -> str | None:
         """Return why this node will not run a dry-run's model, None when it will.
 
         Security: a dry-run is unsigned (its Owner is a claim), so it can neither be charged
