@@ -100,11 +100,17 @@ def embed(llama: llama_cpp.Llama, texts: list[str], truncate: bool) -> tuple[lis
 
 
 def load_vocabulary(model_path: Path | str) -> LlamaModel:
-    """Given a GGUF path, return a vocab-only model: its tokenizer, no weights, no context."""
+    """Given a GGUF path, return a vocab-only model: its tokenizer, no weights, no context.
+
+    Always `verbose=True`: for a LlamaModel that flag only decides whether fds 1 and 2 point
+    at /dev/null (and sys.stdout/sys.stderr at a null file) while it loads, which swallows
+    whatever any other thread prints meanwhile (the server loads vocabularies on a thread as
+    it announces its URL). llama.cpp's own lines are filtered by NATIVE_LOG either way.
+    """
     params = llama_cpp.llama_model_default_params()
     params.vocab_only = True
     params.use_mmap = True
-    return LlamaModel(path_model=str(model_path), params=params, verbose=NATIVE_LOG.verbose)
+    return LlamaModel(path_model=str(model_path), params=params, verbose=True)
 
 
 def _model_of(llama: Any) -> Any:
