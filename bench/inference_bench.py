@@ -414,6 +414,9 @@ def tps_summary(tps: dict) -> str:
     lines.append(f"  tokens per CPU-second: direct {cpu['direct']['median']:.1f}; " + ", ".join(
         f"{key} {cpu[key]['median']:.1f} (x{cpu[key]['ratio']:.3f})"
         for key in ("http_worker", "http_worker+server", "http_stream_worker", "http_stream_worker+server")))
+    over = tps["call_overhead_ms"]
+    lines.append(f"  a 1-token call: direct {over['direct_1_token_ms']:.0f} ms, HTTP {over['median']:.0f} ms more "
+                 f"(median; [{over['min']:.0f}-{over['max']:.0f}])")
     lines.append(f"  target (per-round ratio median, http) >= {TPS_TARGET}: {'ok' if tps['meets_target'] else 'MISSED'}")
     lines.append(f"  machine meanwhile: other processes used {machine['others_cpu_cores']['median']:.2f} cores "
                  f"(median; max {machine['others_cpu_cores']['max']:.2f}) of {machine['cpus']}, load1 "

@@ -148,7 +148,7 @@ def spread(values: list[float]) -> dict:
 def measure_rounds(direct: DirectLlama, client, model_id: str, server_pid: int,  # noqa: ANN001
                    tokens: int, rounds: int) -> dict:
     """Run `rounds` interleaved rounds; return every run and the figures compared."""
-    sides = ("direct", "http", "http_stream")
+    sides = ("direct", "http", "http_stream", "direct_1", "http_1")
     runs: dict[str, list[dict]] = {side: [] for side in sides}
     groups = {"direct": [direct.process.pid], "worker": workers_of(server_pid), "server": [server_pid]}
     for i in range(rounds):
@@ -156,10 +156,11 @@ def measure_rounds(direct: DirectLlama, client, model_id: str, server_pid: int, 
         order = sides if i % 2 == 0 else tuple(reversed(sides))
         for side in order:
             with LoadProbe(groups) as probe:
-                if side == "direct":
-                    run = direct.run(seed, tokens)
+                count = 1 if side.endswith("_1") else tokens
+                if side.startswith("direct"):
+                    run = direct.run(seed, count)
                 else:
-                    run = http_run(client, model_id, seed, tokens, stream=side == "http_stream")
+                    run = http_run(client, model_id, seed, count, stream=side == "http_stream")
             runs[side].append({**run, "tps": run["tokens"] / run["wall_s"], "round": i, **probe.figures})
     return summarise(runs)
 
@@ -184,14 +185,17 @@ def cpu_efficiency(runs: dict[str, list[dict]]) -> dict:
 def summarise(runs: dict[str, list[dict]]) -> dict:
     direct_tps = [r["tps"] for r in runs["direct"]]
     report: dict = {"runs": runs}
-    for side in runs:
+    for side in ("direct", "http", "http_stream"):
         report[side] = spread([r["tps"] for r in runs[side]])
+    one = [(h["wall_s"] - d["wall_s"]) * 1000 for h, d in zip(runs["http_1"], runs["direct_1"], strict=True)]
+    report["call_overhead_ms"] = {**spread(one), "direct_1_token_ms": statistics.median(
+        r["wall_s"] * 1000 for r in runs["direct_1"])}
     for side in ("http", "http_stream"):
         pairs = [h["tps"] / d for h, d in zip((r for r in runs[side]), direct_tps, strict=True)]
         report[f"{side}_ratio_of_medians"] = report[side]["median"] / report["direct"]["median"]
         report[f"{side}_paired_ratio"] = spread(pairs)
     report["tokens_per_cpu_s"] = cpu_efficiency(runs)
-    every = [r for side in runs.values() for r in side]
+    every = [r for side in ("direct", "http", "http_stream") for r in runs[side]]
     report["machine"] = {
         "others_cpu_cores": spread([r["others_cpu_cores"] for r in every]),
         "steal_fraction_max": max(r["steal_fraction"] for r in every),
