@@ -49,6 +49,18 @@ def machine_ticks() -> tuple[int, int, int]:
     return busy, steal, busy + idle + iowait + steal
 
 
+def os_threads(pid: int) -> int | None:
+    """Return how many OS threads a process has (llama.cpp's compute threads among them)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("Threads:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def process_ticks(pids: list[int]) -> int:
     """Return the user + system ticks the given processes have used (gone ones count 0)."""
     total = 0
@@ -220,6 +232,9 @@ def measure_tokens_per_s(model: Path, settings: dict, url: str, server_pid: int,
                 list(pool.map(lambda i: http_run(client, model_id, SEED + i, 4, stream=False), range(workers * 3)))
             http_run(client, model_id, SEED, 4, stream=True)
             report = measure_rounds(direct, client, model_id, server_pid, tokens, rounds)
+            # Both load with the same n_threads (llama_params); their thread counts show it.
+            report["os_threads"] = {"direct": os_threads(direct.process.pid),
+                                    "workers": [os_threads(pid) for pid in workers_of(server_pid)]}
     finally:
         direct.close()
     report["direct_warmup"] = direct.ready
