@@ -356,7 +356,27 @@ def arlocal_upload(url: str, small: list[bytes]) -> list[str]:
     return ids
 
 
-def main(argv: list[str] | None = None) -> int:
+def measure_rounds(servers: dict, targets: dict, root: Path, args: argparse.Namespace) -> dict:
+    """Measure every target in alternating rounds; return the samples (speeds and the server's CPU)."""
+    samples: dict = {name: {"big": [], "small": [], "ranges": [], "big_cpu_ms_per_mb": []} for name in targets}
+    # Rounds alternate the servers, so load from elsewhere on the machine hits them alike.
+    for _ in range(args.rounds):
+        for name, (big_url, paths) in targets.items():
+            pid = servers[name][0].pid
+            if big_url:
+                speed, cpu = measured(pid, lambda u=big_url: download_mb_s(u, args.big_size))
+                samples[name]["big"].append(speed)
+                samples[name]["big_cpu_ms_per_mb"].append(cpu * 1000 / (args.big_size / 1e6))
+                got, cpu = measured(pid, lambda u=big_url: ranges(u, args.big_size, args.ranges, args.range_size))
+                samples[name]["ranges"].append({**got, "cpu_us_per_req": cpu * 1e6 / args.ranges})
+            got, cpu = measured(pid, lambda n=name, p=paths: wrk(
+                servers[n][1], p, root, args.duration, args.concurrency, args.wrk_threads))
+            requests = got["req_per_s"] * args.duration
+            samples[name]["small"].append({**got, "cpu_us_per_req": cpu * 1e6 / max(1.0, requests)})
+    return samples
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--big-size", type=int, default=256 * 1024 * 1024, help="bytes of the big object (full run: 2200000000)")
     parser.add_argument("--small-count", type=int, default=1000, help="number of 1 KiB objects")
@@ -371,7 +391,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-arlocal", action="store_true")
     parser.add_argument("--no-h11", action="store_true", help="skip the node on uvicorn's h11 fallback")
     parser.add_argument("--workdir", type=Path, default=None, help="where the temp files go (needs ~2x big-size)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     for tool in ("nginx", "wrk", "curl"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed (apt-get install nginx-light wrk curl)")
@@ -421,21 +445,7 @@ def main(argv: list[str] | None = None) -> int:
                 targets["permastore_h11"] = (f"{h11_url}/{big_id}", small_paths)
             if arlocal_paths:
                 targets["arlocal"] = (None, arlocal_paths)
-            samples: dict = {name: {"big": [], "small": [], "ranges": [], "big_cpu_ms_per_mb": []} for name in targets}
-            # Rounds alternate the servers, so load from elsewhere on the machine hits them alike.
-            for _ in range(args.rounds):
-                for name, (big_url, paths) in targets.items():
-                    pid = servers[name][0].pid
-                    if big_url:
-                        speed, cpu = measured(pid, lambda u=big_url: download_mb_s(u, args.big_size))
-                        samples[name]["big"].append(speed)
-                        samples[name]["big_cpu_ms_per_mb"].append(cpu * 1000 / (args.big_size / 1e6))
-                        got, cpu = measured(pid, lambda u=big_url: ranges(u, args.big_size, args.ranges, args.range_size))
-                        samples[name]["ranges"].append({**got, "cpu_us_per_req": cpu * 1e6 / args.ranges})
-                    got, cpu = measured(pid, lambda n=name, p=paths: wrk(
-                        servers[n][1], p, root, args.duration, args.concurrency, args.wrk_threads))
-                    requests = got["req_per_s"] * args.duration
-                    samples[name]["small"].append({**got, "cpu_us_per_req": cpu * 1e6 / max(1.0, requests)})
+            samples = measure_rounds(servers, targets, root, args)
             results.update(summarise(samples))
             results["peak_rss_mib"] = {
                 name: round(peak_rss_kib([process.pid, *children_of(process.pid)]) / 1024, 1)
