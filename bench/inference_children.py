@@ -2,7 +2,12 @@
 
     python bench/inference_children.py ttft baseline|by_id MODEL DATA MODEL_ID SETTINGS_JSON
     python bench/inference_children.py verify DATA MODEL_ID
-    python bench/inference_children.py tps MODEL SETTINGS_JSON TOKENS REPEATS
+    python bench/inference_children.py tps-serve MODEL SETTINGS_JSON
+        (loads, warms, prints {"ready"}; then per stdin line {seed, max_tokens, sampling...}
+        runs one completion and prints {tokens, wall_s}; see bench/inference_tps.py)
+
+The direct baseline loads with `inference.llama_adapter.llama_params`: the very parameters
+the engine loads with (n_threads, n_batch, n_ubatch, context, penalty window).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ def child_ttft(mode: str, model: str, data: str, model_id: str, settings_json: s
 
     from inference.context import Inference
     from inference.engine import Engine
+    from inference.llama_adapter import llama_params
     from inference.sampling import EngineSettings, SamplingParams
     from permastore.store import Store
 
@@ -40,11 +46,7 @@ def child_ttft(mode: str, model: str, data: str, model_id: str, settings_json: s
         store_open_s = time.perf_counter() - opened
     started = time.perf_counter()
     if mode == "baseline":
-        llama = llama_cpp.Llama(
-            model_path=model, use_mmap=True, n_gpu_layers=0, n_ctx=settings["n_ctx"],
-            n_batch=settings["n_batch"], n_ubatch=settings["n_ubatch"], n_threads=settings["n_threads"],
-            n_threads_batch=settings["n_threads"], seed=SEED, verbose=False,
-        )
+        llama = llama_cpp.Llama(**llama_params(model, EngineSettings.from_json(settings)))
         loaded = time.perf_counter()
         llama.create_completion(PROMPT, max_tokens=1, temperature=0.0, seed=SEED)
     else:
@@ -69,26 +71,30 @@ def child_verify(data: str, model_id: str) -> dict:
     return {"verify_s": time.perf_counter() - started, "peak_rss_mib": peak_rss_mib()}
 
 
-def child_direct_tps(model: str, settings_json: str, tokens: int, repeats: int) -> dict:
-    """In one process: llama-cpp-python completions, tokens per second of wall time."""
+def direct_llama(model: str, settings_json: str):  # noqa: ANN201
+    """Return llama-cpp-python's Llama on the file, loaded with the engine's own parameters."""
     import llama_cpp
 
-    settings = json.loads(settings_json)
-    llama = llama_cpp.Llama(
-        model_path=model, use_mmap=True, n_gpu_layers=0, n_ctx=settings["n_ctx"],
-        n_batch=settings["n_batch"], n_ubatch=settings["n_ubatch"], n_threads=settings["n_threads"],
-        n_threads_batch=settings["n_threads"], seed=SEED, verbose=False,
-    )
-    llama.create_completion(PROMPT, max_tokens=4, seed=SEED)  # warm-up, like the server's first call
-    runs = []
-    for i in range(repeats):
-        llama.reset()
+    from inference.llama_adapter import llama_params
+    from inference.sampling import EngineSettings
+
+    return llama_cpp.Llama(**llama_params(model, EngineSettings.from_json(json.loads(settings_json))))
+
+
+def child_tps_serve(model: str, settings_json: str) -> None:
+    """In one process: load, warm up, then run the completions asked for on stdin (one JSON line each)."""
+    started = time.perf_counter()
+    llama = direct_llama(model, settings_json)
+    load_s = time.perf_counter() - started
+    llama.create_completion(PROMPT, max_tokens=4, seed=SEED)  # warm-up, like the server's first calls
+    print(json.dumps({"ready": True, "load_s": load_s, "peak_rss_mib": peak_rss_mib()}), flush=True)
+    for line in sys.stdin:
+        ask = json.loads(line)
+        llama.reset()  # what the engine does before every call: no cached prefix
         started = time.perf_counter()
-        out = llama.create_completion(PROMPT, max_tokens=tokens, seed=SEED + i, temperature=0.8,
-                                      top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.0)
+        out = llama.create_completion(PROMPT, **ask)
         wall = time.perf_counter() - started
-        runs.append({"tokens": out["usage"]["completion_tokens"], "wall_s": wall})
-    return {"runs": runs, "peak_rss_mib": peak_rss_mib()}
+        print(json.dumps({"tokens": out["usage"]["completion_tokens"], "wall_s": wall}), flush=True)
 
 
 def main() -> None:
@@ -97,9 +103,8 @@ def main() -> None:
         print(json.dumps(child_ttft(*rest)))
     elif mode == "verify":
         print(json.dumps(child_verify(*rest)))
-    elif mode == "tps":
-        model, settings_json, tokens, repeats = rest
-        print(json.dumps(child_direct_tps(model, settings_json, int(tokens), int(repeats))))
+    elif mode == "tps-serve":
+        child_tps_serve(*rest)
     else:
         sys.exit(f"unknown child mode {mode!r}")
 

@@ -54,23 +54,39 @@ class AnnouncingServer(uvicorn.Server):
         super().__init__(config)
         self.url = url
 
-    @contextlib.contextmanager
-    def capture_signals(self):
-        """Shut down gracefully on SIGINT/SIGTERM and then exit 0 (uvicorn would re-raise the signal)."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
     async def startup(self, sockets=None) -> None:
         await super().startup(sockets=sockets)
         if self.started:
             print(f"permastore gateway listening on {self.url}", flush=True)
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def stop_quietly_on_signals(server: uvicorn.Server):
+    """While inside: SIGINT/SIGTERM ask `server` to shut down gracefully, and the process exits 0 after.
+
+    uvicorn installs its own handlers while it serves, and once it has shut down it restores
+    the handlers it found and raises each signal it caught again, so the program decides
+    what a signal means. The handlers found are these: they only ask for a shutdown (a no-op
+    by then), so the signal ends `serve()` normally instead of killing the process. A signal
+    that comes before uvicorn has installed its handlers stops the server as it starts.
+    Public parts only: the standard `signal` module and `Server.should_exit`.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals can only be handled on the main thread
+        return
+
+    def ask_to_stop(signum, frame) -> None:
+        server.should_exit = True
+
+    previous = {sig: signal.signal(sig, ask_to_stop) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 # gateway.fast_protocol subclasses uvicorn's httptools protocol and reads its private parts; it
@@ -141,7 +157,8 @@ def serve(config: GatewayConfig, quiet: bool = False, lock=None) -> None:
     access_log = None if quiet else AccessLog()
     install_access_log(server.config, access_log)
     try:
-        server.run(sockets=[sock])
+        with stop_quietly_on_signals(server):
+            server.run(sockets=[sock])
     finally:
         sock.close()
         if access_log is not None:

@@ -63,26 +63,33 @@ def library_dir() -> Path:
     return Path(llama_cpp.__file__).parent / "lib"
 
 
-def load_llama(model_path: Path | str, settings: EngineSettings, embedding: bool = False) -> llama_cpp.Llama:
-    """Given a GGUF path and validated settings, return a loaded Llama (weights memory-mapped).
+def llama_params(model_path: Path | str, settings: EngineSettings, embedding: bool = False) -> dict[str, Any]:
+    """Given a GGUF path and validated settings, return the keyword arguments of `llama_cpp.Llama`.
 
+    The one place the recorded settings become llama.cpp's parameters: the engine, the
+    embedding models and the benchmark's direct baseline all load with exactly these.
     embedding: a context that outputs pooled embeddings (the GGUF's pooling type) instead of logits.
     """
-    return llama_cpp.Llama(
-        embedding=embedding,
-        model_path=str(model_path),
-        use_mmap=True,  # the store's file is mapped, never copied
-        n_gpu_layers=0,
-        n_ctx=settings.n_ctx,
-        n_batch=settings.n_batch,
-        n_ubatch=settings.n_ubatch,
-        n_threads=settings.n_threads,
-        n_threads_batch=settings.n_threads,
-        last_n_tokens_size=settings.penalty_last_n,
-        flash_attn=settings.flash_attn,
-        seed=0,
-        verbose=NATIVE_LOG.verbose,
-    )
+    return {
+        "model_path": str(model_path),
+        "embedding": embedding,
+        "use_mmap": True,  # the store's file is mapped, never copied
+        "n_gpu_layers": 0,
+        "n_ctx": settings.n_ctx,
+        "n_batch": settings.n_batch,
+        "n_ubatch": settings.n_ubatch,
+        "n_threads": settings.n_threads,
+        "n_threads_batch": settings.n_threads,
+        "last_n_tokens_size": settings.penalty_last_n,
+        "flash_attn": settings.flash_attn,
+        "seed": 0,  # every call sets its own
+        "verbose": NATIVE_LOG.verbose,
+    }
+
+
+def load_llama(model_path: Path | str, settings: EngineSettings, embedding: bool = False) -> llama_cpp.Llama:
+    """Given a GGUF path and validated settings, return a loaded Llama (weights memory-mapped)."""
+    return llama_cpp.Llama(**llama_params(model_path, settings, embedding))
 
 
 def embed(llama: llama_cpp.Llama, texts: list[str], truncate: bool) -> tuple[list[list[float]], int]:
@@ -100,11 +107,17 @@ def embed(llama: llama_cpp.Llama, texts: list[str], truncate: bool) -> tuple[lis
 
 
 def load_vocabulary(model_path: Path | str) -> LlamaModel:
-    """Given a GGUF path, return a vocab-only model: its tokenizer, no weights, no context."""
+    """Given a GGUF path, return a vocab-only model: its tokenizer, no weights, no context.
+
+    Always `verbose=True`: for a LlamaModel that flag only decides whether fds 1 and 2 point
+    at /dev/null (and sys.stdout/sys.stderr at a null file) while it loads, which swallows
+    whatever any other thread prints meanwhile (the server loads vocabularies on a thread as
+    it announces its URL). llama.cpp's own lines are filtered by NATIVE_LOG either way.
+    """
     params = llama_cpp.llama_model_default_params()
     params.vocab_only = True
     params.use_mmap = True
-    return LlamaModel(path_model=str(model_path), params=params, verbose=NATIVE_LOG.verbose)
+    return LlamaModel(path_model=str(model_path), params=params, verbose=True)
 
 
 def _model_of(llama: Any) -> Any:
