@@ -8,6 +8,7 @@ durable. A pull killed at any point resumes with only the missing chunks.
 
 from __future__ import annotations
 
+import gc
 import sys
 import time
 
@@ -59,6 +60,9 @@ def run_pull(args) -> int:
             print(object_id)
             return 0
         fetcher = _fetcher(store, args)
+        # What is allocated by now (modules, the parser, the store) lives until exit: keep it out of
+        # every garbage collection, which would otherwise walk it again and again during the fetch.
+        gc.freeze()
         try:
             session = fetcher.session(object_id, bounded=False)
             _follow(session, args.timeout)
