@@ -108,3 +108,29 @@ def test_chunks_no_peer_holds_fail_the_pull_at_once_with_the_reason(tmp_path, jw
     finally:
         for proxy in peers.values():
             proxy.close()
+
+
+def test_a_chunk_peer_answering_not_held_keeps_its_place_until_it_proves_useless():
+    """The scheduler alone (the /chunk route: an Arweave node holds what its storage modules cover)."""
+    from permastore.sources.scheduler import LACK_LIMIT, ChunkScheduler, FetchSettings, Lane, Unit
+
+    units = [Unit(i, i * CHUNK, (i + 1) * CHUNK) for i in range(40)]
+    some, none_, whole = Lane("some", "chunk"), Lane("none", "chunk"), Lane("whole", "chunk")
+    scheduler = ChunkScheduler(units, [some, none_, whole], FetchSettings(hedge=False))
+    job = scheduler.next(some)
+    scheduler.delivered(job, job.units[0])
+    scheduler.finished_job(job)
+    for _ in range(LACK_LIMIT + 2):  # "some" lacks everything else it is asked: it delivered, it stays
+        job = scheduler.next(some)
+        scheduler.not_held(job, "404")
+        scheduler.finished_job(job)
+    assert not some.dropped and some.lacked == LACK_LIMIT + 2
+    for number in range(LACK_LIMIT):
+        assert not none_.dropped, number
+        job = scheduler.next(none_)
+        scheduler.not_held(job, "404")
+        scheduler.finished_job(job)
+    assert none_.dropped and "holds none of the" in none_.dropped
+    assert not scheduler.failed  # "whole" may still send every chunk
+    job = scheduler.next(whole)
+    assert job.units[0].index == 1 and some in scheduler.excluded[1]  # what a peer lacked goes to another
