@@ -122,7 +122,8 @@ class ChunkScheduler:
         self.in_flight = 0
         self.refetched = 0
         self.failed: str | None = None
-        self.waiting: set = set()
+        self.waiting: set = set()  # peers waiting for budget (the one furthest below its share goes first)
+        self._idle: set = set()  # peers with nothing they may send now (a partial peer past what it holds)
         self._numbers = itertools.count(1)
         self._live: list[Assignment] = []
         self._check_alive(every_unit=True)
@@ -140,11 +141,15 @@ class ChunkScheduler:
                 if self.finished or lane.dropped:
                     return None
                 self._mark_stalled()
+                self._idle.discard(lane)
                 granted = self._grant(lane)
                 if granted is not None:
                     self.waiting.discard(lane)
                     return granted
-                self.waiting.add(lane)
+                if lane in self._idle:
+                    self.waiting.discard(lane)
+                else:
+                    self.waiting.add(lane)
                 self.cond.wait(timeout)
 
     def _grant(self, lane: Lane) -> Assignment | None:
@@ -161,6 +166,7 @@ class ChunkScheduler:
         if not units and s.hedge:
             units, hedge = self._hedge_pick(lane, room), True
         if not units:
+            self._idle.add(lane)  # nothing it may send now: it does not hold back the others' share
             return None
         job = Assignment(lane, units, hedge=hedge, number=next(self._numbers))
         for unit in units:

@@ -134,3 +134,31 @@ def test_a_chunk_peer_answering_not_held_keeps_its_place_until_it_proves_useless
     assert not scheduler.failed  # "whole" may still send every chunk
     job = scheduler.next(whole)
     assert job.units[0].index == 1 and some in scheduler.excluded[1]  # what a peer lacked goes to another
+
+
+def test_a_partial_peer_past_what_it_holds_does_not_hold_back_the_others():
+    """A peer with nothing it may send is not "waiting for its share": the others keep their budget."""
+    import threading
+
+    from permastore.sources.scheduler import ChunkScheduler, FetchSettings, Lane, Unit
+
+    units = [Unit(i, i * CHUNK, (i + 1) * CHUNK) for i in range(40)]
+    part, whole = Lane("part", "raw", holding=frozenset(range(4))), Lane("whole", "raw")
+    scheduler = ChunkScheduler(units, [part, whole], FetchSettings(piece_chunks=4, hedge=False))
+    job = scheduler.next(part)
+    assert [u.index for u in job.units] == [0, 1, 2, 3]
+    for unit in job.units:
+        scheduler.delivered(job, unit)
+    scheduler.finished_job(job)
+    first = scheduler.next(whole)  # in flight while the partial peer asks for more and finds none
+    idle = threading.Thread(target=scheduler.next, args=(part,), daemon=True)
+    idle.start()
+    got: list = []
+    asker = threading.Thread(target=lambda: got.append(scheduler.next(whole)), daemon=True)
+    asker.start()
+    asker.join(3)
+    try:
+        assert got and got[0].units[0].index == first.units[-1].index + 1
+    finally:
+        scheduler.fail("test over")
+        idle.join(3)
