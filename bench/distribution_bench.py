@@ -149,7 +149,7 @@ def pulled_bytes(stderr: str) -> int:
     for line in stderr.splitlines():
         if line.startswith("pulled "):
             return int(line.split()[1])
-    raise ValueError(f"no summary line in {stderr!r}")
+    return 0  # no summary: it was complete already (a small object, pulled whole before the kill)
 
 
 def session_seconds(summary: str) -> float | None:
@@ -188,6 +188,7 @@ def aria2c_baseline(work: Path, source: Path) -> dict:
     if not Path(nginx).exists() or aria2c is None:
         raise SystemExit("needs nginx and aria2c (apt-get install nginx aria2)")
     conf_dir = work / "nginx"
+    shutil.rmtree(conf_dir, ignore_errors=True)  # a previous round's
     conf_dir.mkdir()
     port = free_port()
     (conf_dir / "nginx.conf").write_text(NGINX_CONF.format(dir=conf_dir, port=port, root=source.parent))
@@ -206,7 +207,9 @@ def aria2c_baseline(work: Path, source: Path) -> dict:
         if result["rc"] != 0 or not same_bytes(source, out_dir / source.name):
             raise SystemExit(f"aria2c failed (exit {result['rc']}): {result['stderr'][-500:]}{result['stdout'][-500:]}")
         shutil.rmtree(out_dir)
-        return {"wall_s": round(wall, 3), "download_s": result["wall_s"], "cpu_s": result["cpu_s"]}
+        served = sum(cpu_seconds(int(pid)) for pid in Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split())
+        return {"wall_s": round(wall, 3), "download_s": result["wall_s"], "cpu_s": result["cpu_s"],
+                "nginx_cpu_s": round(served, 2)}  # fmt: skip
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(10)
@@ -400,6 +403,9 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=None, help="where to put the copies (default: a temp dir)")
     parser.add_argument("--out", type=Path, default=OUT_DIR / "distribution_bench.json")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="measure aria2c, legacy and the 3-peer pull N times, interleaved (a shared machine): "
+                             "the ratios are reported per round and as medians")  # fmt: skip
     args = parser.parse_args()
     size = int(args.size_mb * MB)
     work = Path(tempfile.mkdtemp(prefix="distribution-bench-", dir=args.workdir))
@@ -413,18 +419,12 @@ def main() -> int:
         source = work / "www" / "object.bin"
         source.parent.mkdir()
         write_random(source, size)
-        results["aria2c"] = aria2c_baseline(work, source)
-        print("aria2c:", results["aria2c"], flush=True)
         object_id, servers = make_peers(work, jwk, source)
         peers = [s.url for s in servers]
-        results["legacy"] = legacy_read_through(work, jwk, peers[0], object_id)
-        print("legacy:", results["legacy"], flush=True)
+        results["rounds"] = [_round(work, jwk, source, object_id, servers) for _ in range(max(args.repeat, 1))]
+        results.update(results["rounds"][0])
         results["one_peer"] = _pull_figures(work, jwk, object_id, peers[:1], source, "p1")
         print("one_peer:", results["one_peer"], flush=True)
-        before = [cpu_seconds(s.process.pid) for s in servers]
-        results["pull"] = _pull_figures(work, jwk, object_id, peers, source, "d")
-        results["pull"]["server_cpu_s"] = [round(cpu_seconds(s.process.pid) - b, 2) for s, b in zip(servers, before)]
-        print("pull:", results["pull"], flush=True)
         results["serve"] = serve_first_byte(work, jwk, peers, object_id, source)
         print("serve:", results["serve"], flush=True)
         results["resume"] = resume(work, jwk, peers, object_id, size)
@@ -445,6 +445,22 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     return 0
+
+
+def _round(work: Path, jwk: dict, source: Path, object_id: str, servers: list) -> dict:
+    """One interleaved measurement of the two baselines and the 3-peer pull, with every process's CPU."""
+    peers = [s.url for s in servers]
+    figures = {"aria2c": aria2c_baseline(work, source)}
+    print("aria2c:", figures["aria2c"], flush=True)
+    serving, began = cpu_seconds(servers[0].process.pid), time.process_time()
+    figures["legacy"] = legacy_read_through(work, jwk, peers[0], object_id)
+    figures["legacy"]["cpu_s"] = round(time.process_time() - began + cpu_seconds(servers[0].process.pid) - serving, 2)
+    print("legacy:", figures["legacy"], flush=True)
+    before = [cpu_seconds(s.process.pid) for s in servers]
+    figures["pull"] = _pull_figures(work, jwk, object_id, peers, source, "d")
+    figures["pull"]["server_cpu_s"] = [round(cpu_seconds(s.process.pid) - b, 2) for s, b in zip(servers, before)]
+    print("pull:", figures["pull"], flush=True)
+    return figures
 
 
 def _compiled_children(work: Path) -> None:
@@ -487,8 +503,30 @@ def _report(results: dict) -> None:
         f"profile: pull CPU {results['pull']['cpu_s']:.2f} s over {pulled:.2f} s wall; serving nodes' CPU {results['pull']['server_cpu_s']};"
         f" SHA-256 of the object {results['hashing']['sha256_s']:.2f} s, BLAKE3 {results['hashing']['blake3_s']:.2f} s (one core)",
         f"        {results['pull']['phases']}",
+        *_round_lines(results["rounds"]),
     ]  # fmt: skip
     print("\n".join(lines))
+
+
+def _round_lines(rounds: list[dict]) -> list[str]:
+    """Per round: the same-run ratios and every process's CPU seconds (less sensitive to a shared machine)."""
+    import statistics
+
+    lines, to_aria, to_legacy = [], [], []
+    for number, r in enumerate(rounds, 1):
+        aria, legacy, pulled = r["aria2c"]["wall_s"], r["legacy"]["wall_s"], r["pull"]["wall_s"]
+        to_aria.append(pulled / aria)
+        to_legacy.append(legacy / pulled)
+        cpu = r["pull"]["cpu_s"] + sum(r["pull"]["server_cpu_s"])
+        lines.append(
+            f"round {number}: aria2c {aria:.2f} s, legacy {legacy:.2f} s, pull {pulled:.2f} s (session {r['pull']['session_s']:.2f} s)"
+            f" = {pulled / aria:.2f}x aria2c, {legacy / pulled:.2f}x faster than legacy; CPU s: aria2c+nginx"
+            f" {r['aria2c']['cpu_s'] + r['aria2c']['nginx_cpu_s']:.2f}, legacy+its node {r['legacy']['cpu_s']:.2f},"
+            f" pull+3 nodes {cpu:.2f}"
+        )  # fmt: skip
+    lines.append(f"median over {len(rounds)} rounds: {statistics.median(to_aria):.2f}x aria2c (target <= 1.5),"
+                 f" {statistics.median(to_legacy):.2f}x faster than legacy (target >= 2)")  # fmt: skip
+    return lines
 
 
 if __name__ == "__main__":
