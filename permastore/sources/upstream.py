@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -61,6 +61,7 @@ class SmallAnswer:
 
     status_code: int
     content: bytes
+    headers: dict[str, str] = field(default_factory=dict)  # lower-case names
 
 
 class UpstreamSource:
@@ -103,7 +104,7 @@ class UpstreamSource:
                     watch.update(len(piece))
                     if len(body) > limit:
                         raise UpstreamError(f"{self.base_url}{path}: answer larger than {limit} bytes")
-                return SmallAnswer(response.status_code, bytes(body))
+                return SmallAnswer(response.status_code, bytes(body), {k.lower(): v for k, v in response.headers.items()})
         except httpx.HTTPError as exc:
             raise UpstreamError(f"{self.base_url}{path}: {exc}") from None
 

@@ -118,6 +118,11 @@ class PartialObjects:
         """Return the IDs of every partially held object."""
         return [r[0] for r in self.db.execute("SELECT id FROM partial_objects ORDER BY created_at")]
 
+    def held_ranges(self, id: str) -> list[tuple[int, int]]:
+        """Given a partially held object, return its durable held ranges as (offset, size), in order."""
+        rows = self.db.execute("SELECT offset, size FROM partial_ranges WHERE id = ? ORDER BY offset", (id,))
+        return [(r[0], r[1]) for r in rows]
+
     def partial_header(self, id: str) -> bytes:
         """Given a partial item's ID, return its candidate (unverified) binary header."""
         row = self.db.execute("SELECT raw_header FROM partial_objects WHERE id = ?", (id,)).fetchone()

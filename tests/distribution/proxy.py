@@ -12,7 +12,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-PASSED_HEADERS = ("content-type", "content-length", "content-range", "accept-ranges", "etag")
+PASSED_HEADERS = ("content-type", "content-length", "content-range", "accept-ranges", "etag", "x-permastore-held")
+FORWARDED_HEADERS = ("range", "content-type", "accept", "x-permastore-held-only")
 
 
 class NodeProxy:
@@ -66,7 +67,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _forward(self, method: str) -> None:
         proxy = self.proxy
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) if method == "POST" else None
-        headers = {k: v for k, v in self.headers.items() if k.lower() in ("range", "content-type", "accept")}
+        headers = {k: v for k, v in self.headers.items() if k.lower() in FORWARDED_HEADERS}
         upstream = http.client.HTTPConnection(proxy.host, proxy.port, timeout=60)
         try:
             upstream.request(method, self.path, body=body, headers=headers)
