@@ -133,7 +133,7 @@ class HeaderLearner:
             assign_weave_range(conn, seq, tx.format, tx.data_size)
             conn.executemany("INSERT OR IGNORE INTO bucket_chunks(hash) VALUES (?)", [(c[2],) for c in manifest.chunks])
             conn.execute("INSERT OR IGNORE INTO bucket_published(id) VALUES (?)", (tx.id,))
-        self.store._maybe_unbundle(self.store.info(tx.id))
+        self.store.bundles.unbundle(self.store.info(tx.id))
 
     # -- following ---------------------------------------------------------------------
 
