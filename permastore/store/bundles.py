@@ -28,8 +28,8 @@ from permastore.protocol.tags import Tag
 from permastore.store.connections import IndexConnections
 from permastore.store.errors import StoreError
 from permastore.store.index import insert_object, transaction
-from permastore.store.object_rows import HEADER_READ, MAX_ITEM_HEADER, item_row
 from permastore.store.object_reader import ObjectReader
+from permastore.store.object_rows import HEADER_READ, MAX_ITEM_HEADER, item_row
 from permastore.store.records import ObjectInfo
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,8 @@ class Unbundler:
     def refusals(self, id: str | None = None, bundle_id: str | None = None, limit: int = -1) -> list[tuple]:
         """Return recorded refusals as (bundle ID, item ID, reason), oldest first: of one item ID,
         of one bundle, or all (up to ``limit``); a bundle that failed as a whole has its own ID as item."""
-        sql, args = "SELECT bundle_id, item_id, reason FROM bundle_refusals", ()
+        sql = "SELECT bundle_id, item_id, reason FROM bundle_refusals"
+        args: tuple[str, ...] = ()
         if id is not None:
             sql, args = sql + " WHERE item_id = ?", (id,)
         elif bundle_id is not None:

@@ -20,7 +20,13 @@ from permastore.store import codec
 from permastore.store.bucket_link import BucketLink
 from permastore.store.bundles import Unbundler
 from permastore.store.connections import IndexConnections
-from permastore.store.index import insert_chunk_list, insert_object, record_chunks, record_inline_chunks, transaction
+from permastore.store.index import (
+    insert_chunk_list,
+    insert_object,
+    record_chunks,
+    record_inline_chunks,
+    transaction,
+)
 from permastore.store.ingest import Ingested, NewChunk, ingest
 from permastore.store.object_reader import ObjectReader
 from permastore.store.records import ObjectInfo

@@ -69,6 +69,7 @@ class ItemWriter:
         """Given plain data of more than one chunk, store it as a format-2 L1 tx signed by the node wallet."""
         ingested = self.committer.ingest(stream, want_deep_hash=False, want_sha256=True, progress=progress)
         try:
+            assert ingested.data_root is not None  # asked for (want_sha256)
             unsigned = Transaction(format=2, tags=tags, data_size=ingested.size, data_root=ingested.data_root)
             tx = sign(unsigned, self.wallet.signer)
         except BaseException:

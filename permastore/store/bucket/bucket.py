@@ -17,7 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import blake3
 
@@ -230,7 +230,7 @@ class EarlyUploads:
     def __init__(self, bucket: Bucket):
         self.bucket = bucket
         self.slots = threading.BoundedSemaphore(self.IN_FLIGHT)
-        self.futures = []
+        self.futures: list[Future[bytes]] = []
 
     def add(self, address: bytes, chunk) -> None:
         self.slots.acquire()
