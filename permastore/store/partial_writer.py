@@ -57,7 +57,7 @@ class PartialHost(Protocol):
     def completed(self, id: str) -> ObjectInfo | None: ...
 
 
-class Check(Protocol):
+class CompletionCheck(Protocol):
     """What ``complete(check)`` feeds the object's data to (an item's signature, a tx's data_root)."""
 
     def update(self, data: bytes) -> object: ...
@@ -192,7 +192,7 @@ class PartialWriter:
             gaps.append((pos, self.data_size))
         return gaps
 
-    def complete(self, check: Check | None = None) -> ObjectInfo | None:
+    def complete(self, check: CompletionCheck | None = None) -> ObjectInfo | None:
         """Given every byte held, seal the segment and index the object; return its ObjectInfo.
 
         ``check`` (optional) gets ``update(bytes)`` with the data in order and then ``finish()``,
@@ -215,7 +215,7 @@ class PartialWriter:
             self.host.abandon_partial(self.id)
         return self.host.completed(self.id)  # unbundled; with a bucket: complete only once it is there too
 
-    def _chunk_list(self, check: Check | None) -> list[tuple[int, int, bytes, bytes | None]]:
+    def _chunk_list(self, check: CompletionCheck | None) -> list[tuple[int, int, bytes, bytes | None]]:
         """The object's chunk list (Arweave cut): from the held ranges when they are its chunks and
         nothing needs the bytes in order, else by reading the segment back once (checked on the way)."""
         cut = [(s, e) for s, e in chunk_ranges(self.data_size) if e > s]
