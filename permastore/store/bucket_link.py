@@ -9,18 +9,44 @@ and closes them.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from permastore.store.reader import ChunkReader
 from permastore.store.records import ObjectInfo
 
 if TYPE_CHECKING:
+    from permastore.protocol.tx import Transaction
     from permastore.store.bucket.bucket import Bucket, EarlyUploads
     from permastore.store.bucket.cache import SegmentCache
     from permastore.store.bucket.learning import HeaderLearner
     from permastore.store.bucket.settings import BucketSettings
+    from permastore.store.bundles import Unbundler
+    from permastore.store.connections import IndexConnections
+    from permastore.store.segment_catalog import SegmentCatalog
+
+
+class BucketHost(Protocol):
+    """What the bucket's parts (Bucket, SegmentCache, HeaderLearner) use of the Store they are given."""
+
+    segments_dir: Path
+    index: IndexConnections  # chunk_sha256 (any thread)
+    segments: SegmentCatalog  # path, forget (eviction)
+    chunks: ChunkReader  # load: verified bytes to upload
+    bundles: Unbundler  # unbundle: a learned bundle's items
+
+    @property
+    def db(self) -> sqlite3.Connection: ...
+
+    def info(self, id: str) -> ObjectInfo | None: ...
+
+    def put_tx(self, tx: Transaction, data: Any = None, progress: Any = None) -> ObjectInfo: ...
+
+    def put_item(self, stream: Any, progress: Any = None) -> ObjectInfo: ...
+
+    def trim_cache(self) -> int: ...
 
 
 class BucketLink:
@@ -31,7 +57,7 @@ class BucketLink:
         self.cache: SegmentCache | None = None
         self.learner: HeaderLearner | None = None
 
-    def open(self, store: Any, settings: BucketSettings | None | bool, chunks: ChunkReader) -> None:
+    def open(self, store: BucketHost, settings: BucketSettings | None | bool, chunks: ChunkReader) -> None:
         """Given the opened store, settings (None: from the environment; False: none) and its chunk
         reader, make the folder a cache of the bucket and learn what the bucket holds."""
         from permastore.store.bucket.settings import BucketSettings
