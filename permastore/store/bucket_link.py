@@ -1,83 +1,73 @@
 """The store's optional bucket, as the other parts see it: publish, read ahead, cache, learn.
 
 `BucketLink` is built empty (the embedded default: chunk data only in the folder) and
-opened at most once, by `Store.open`, with bucket settings; every part that publishes,
-reads or maps data asks it, so none of them needs to know whether a bucket is there.
-It owns the bucket's parts (permastore.store.bucket: Bucket, SegmentCache, HeaderLearner)
-and closes them.
+filled at most once, by `Store.open`, with the bucket's parts (permastore.store.bucket:
+Bucket, SegmentCache, HeaderLearner, seen here through the Protocols below, so this module
+imports none of them); every part that publishes, reads or maps data asks it, so none of
+them needs to know whether a bucket is there. It closes the bucket's parts.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from permastore.store.reader import ChunkReader
-from permastore.store.records import ObjectInfo
-
-if TYPE_CHECKING:
-    from permastore.protocol.tx import Transaction
-    from permastore.store.bucket.bucket import Bucket, EarlyUploads
-    from permastore.store.bucket.cache import SegmentCache
-    from permastore.store.bucket.learning import HeaderLearner
-    from permastore.store.bucket.settings import BucketSettings
-    from permastore.store.bundles import Unbundler
-    from permastore.store.connections import IndexConnections
-    from permastore.store.segment_catalog import SegmentCatalog
+from permastore.store.records import FsckReport, ObjectInfo
 
 
-class BucketHost(Protocol):
-    """What the bucket's parts (Bucket, SegmentCache, HeaderLearner) use of the Store they are given."""
+class ChunkUploads(Protocol):
+    """A put's uploads started while it streams in (bucket.EarlyUploads)."""
 
-    segments_dir: Path
-    index: IndexConnections  # chunk_sha256 (any thread)
-    segments: SegmentCatalog  # path, forget (eviction)
-    chunks: ChunkReader  # load: verified bytes to upload
-    bundles: Unbundler  # unbundle: a learned bundle's items
+    def add(self, address: bytes, chunk: Any) -> None: ...
 
-    @property
-    def db(self) -> sqlite3.Connection: ...
 
-    def info(self, id: str) -> ObjectInfo | None: ...
+class BucketPublisher(Protocol):
+    """What the store's parts ask of its bucket (bucket.Bucket)."""
 
-    def put_tx(self, tx: Transaction, data: Any = None, progress: Any = None) -> ObjectInfo: ...
+    def publish(self, id: str) -> None: ...
 
-    def put_item(self, stream: Any, progress: Any = None) -> ObjectInfo: ...
+    def early_uploads(self) -> ChunkUploads | None: ...
 
-    def trim_cache(self) -> int: ...
+    def fetch_ahead(self, runs: Iterable[list]) -> Iterator[tuple[list, Any]]: ...
+
+    def check(self, report: FsckReport, progress: Any = None) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class SegmentEviction(Protocol):
+    """The folder as a bounded cache of the bucket (bucket.SegmentCache)."""
+
+    def touch(self, segment_ids: set[int]) -> None: ...
+
+    def pin(self, path: Path) -> None: ...
+
+    def trim(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class BucketFollower(Protocol):
+    """Learning what other nodes published to the bucket (bucket.HeaderLearner)."""
+
+    def learn(self) -> int: ...
+
+    def follow(self, interval: float) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 class BucketLink:
-    """The bucket of a Store and its segment cache, or none (every call is then a no-op)."""
+    """The bucket of a Store, its segment cache and its learner, or none (every call is then a no-op).
+
+    Set once by Store.open, which builds the bucket's parts (they are given the Store itself).
+    """
 
     def __init__(self) -> None:
-        self.bucket: Bucket | None = None
-        self.cache: SegmentCache | None = None
-        self.learner: HeaderLearner | None = None
-
-    def open(self, store: BucketHost, settings: BucketSettings | None | bool, chunks: ChunkReader) -> None:
-        """Given the opened store, settings (None: from the environment; False: none) and its chunk
-        reader, make the folder a cache of the bucket and learn what the bucket holds."""
-        from permastore.store.bucket.settings import BucketSettings
-
-        if settings is None:
-            settings = BucketSettings.from_env()
-        if not isinstance(settings, BucketSettings):
-            return  # False: no bucket; None from the environment: none named
-        # Imported here: the embedded default never loads the S3 client.
-        from permastore.store.bucket.bucket import Bucket
-        from permastore.store.bucket.cache import SegmentCache
-        from permastore.store.bucket.learning import HeaderLearner
-
-        self.bucket = Bucket(store, settings)
-        self.bucket.open()
-        self.cache = SegmentCache(store, settings.cache_size)
-        chunks.remote = self.bucket.load_chunk
-        self.learner = HeaderLearner(store, self.bucket)
-        self.learner.learn()
-        self.cache.trim()
+        self.bucket: BucketPublisher | None = None
+        self.cache: SegmentEviction | None = None
+        self.learner: BucketFollower | None = None
 
     def publish(self, info: ObjectInfo | None) -> ObjectInfo | None:
         """With a bucket, put the object's chunks and header there before it is acknowledged; return info."""
@@ -86,7 +76,7 @@ class BucketLink:
             self.trim()
         return info
 
-    def early_uploads(self) -> EarlyUploads | None:
+    def early_uploads(self) -> ChunkUploads | None:
         """With a bucket, the uploads a put starts while it streams in (None: none, or importing)."""
         return self.bucket.early_uploads() if self.bucket is not None else None
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from permastore.protocol import merkle
 from permastore.protocol.signers import RsaSigner
 from permastore.protocol.tx import Transaction
+from permastore.store.bucket_host import BucketHost
 from permastore.store.bucket_link import BucketLink
 from permastore.store.bundles import Unbundler
 from permastore.store.commits import ObjectCommitter
@@ -53,6 +54,7 @@ from permastore.store.weave import WeaveIndex
 
 if TYPE_CHECKING:
     from permastore.store.bucket.bucket import Bucket
+    from permastore.store.bucket.settings import BucketSettings
 
 WALLET_FILE = "wallet.json"
 OPEN_LOCK = ".open.lock"  # shared while a Store is open; exclusive for the first opener's cleanup
@@ -83,6 +85,7 @@ class Store:
         self.partials = PartialObjects(self.index, self.segments, self.committer)
         self.exporter = ObjectExporter(self.index, self.reader, self.chunks, self.segments, self.link)
         self.checker = StoreChecker(self.index, self.chunks, self.partials, self.bundles, self.link, self.segments_dir)
+        self._bucket: Bucket | None = None
         self.node_wallet = NodeWallet(self.root / WALLET_FILE)
         self.items = ItemWriter(self.committer, self.reader, self.known, self.txs, self.node_wallet)
         self._open_lock = -1
@@ -99,7 +102,7 @@ class Store:
         store = cls(Path(data_dir))
         try:
             store._open()
-            store.link.open(store, bucket, store.chunks)
+            store._open_bucket(bucket)
         except (OSError, sqlite3.Error) as exc:
             store.close()
             raise StoreError(f"cannot open data folder {data_dir}: {exc}") from None
@@ -122,6 +125,29 @@ class Store:
             remove_stale_views(self.views_dir)
         fcntl.flock(self._open_lock, fcntl.LOCK_SH)
         self.bundles.resume()
+
+    def _open_bucket(self, settings: BucketSettings | None | bool) -> None:
+        """With bucket settings (None: from the environment; False: none), make the folder a cache
+        of the bucket and learn what it holds."""
+        # Imported here: the embedded default never loads the S3 client.
+        from permastore.store.bucket.settings import BucketSettings
+
+        if settings is None:
+            settings = BucketSettings.from_env()
+        if not isinstance(settings, BucketSettings):
+            return  # False, or no bucket named in the environment: the embedded default
+        from permastore.store.bucket.bucket import Bucket
+        from permastore.store.bucket.cache import SegmentCache
+        from permastore.store.bucket.learning import HeaderLearner
+
+        host: BucketHost = self  # what the bucket's parts may use of the Store
+        self._bucket = self.link.bucket = Bucket(host, settings)  # closed with the store even if open() fails
+        self._bucket.open()
+        cache = self.link.cache = SegmentCache(host, settings.cache_size)
+        self.chunks.remote = self._bucket.load_chunk
+        learner = self.link.learner = HeaderLearner(host, self._bucket)
+        learner.learn()
+        cache.trim()
 
     def _hold_open_lock(self) -> bool:
         """Take the store's open lock; return True when no other Store has the folder open."""
@@ -177,7 +203,7 @@ class Store:
     @property
     def bucket(self) -> Bucket | None:
         """The Bucket when opened on one (permastore.store.bucket); None: the embedded default."""
-        return self.link.bucket
+        return self._bucket
 
     @property
     def last_bundle_refusals(self) -> list[tuple[str, str]]:
@@ -323,3 +349,4 @@ class Store:
     def trim_cache(self) -> int:
         """With a bucket, evict least recently used segments past --cache-size; return bytes freed."""
         return self.link.trim()
+
