@@ -52,6 +52,7 @@ class ObjectCommitter:
         self.reader = reader
         self.unbundler = unbundler
         self.link = link
+        self.pack_limit = PACK_LIMIT  # a pack is sealed once it would pass this size
 
     def ingest(self, data: Any, want_deep_hash: bool, want_sha256: bool, progress: Callable | None = None) -> Ingested:
         """Given data (bytes or a stream), chunk, hash and write what is new; return what was ingested."""
@@ -167,7 +168,7 @@ class ObjectCommitter:
             "SELECT id, name, committed_size FROM segments WHERE kind = 'pack' AND sealed = 0 ORDER BY id DESC LIMIT 1"
         ).fetchone()
         seal_id = None
-        if pack is not None and pack["committed_size"] and pack["committed_size"] + incoming > PACK_LIMIT:
+        if pack is not None and pack["committed_size"] and pack["committed_size"] + incoming > self.pack_limit:
             seal_id, pack = pack["id"], None
         if pack is None:
             count = conn.execute("SELECT COUNT(*) FROM segments WHERE kind = 'pack'").fetchone()[0]

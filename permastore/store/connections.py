@@ -48,18 +48,20 @@ class IndexConnections:
 
     def known_chunk(self, address: bytes) -> bool:
         """Given a BLAKE3 address, return True when a committed chunk has it (any thread)."""
-        return self._lookup_one("SELECT 1 FROM chunks WHERE hash = ?", address) is not None
+        return self.lookup_one("SELECT 1 FROM chunks WHERE hash = ?", (address,)) is not None
 
     def chunk_sha256(self, address: bytes) -> bytes | None:
         """Given a BLAKE3 address, return the SHA-256 the index holds for that chunk, or None (any thread)."""
-        row = self._lookup_one("SELECT sha256 FROM chunks WHERE hash = ?", address)
+        row = self.lookup_one("SELECT sha256 FROM chunks WHERE hash = ?", (address,))
         return None if row is None or row[0] is None else bytes(row[0])
 
-    def _lookup_one(self, sql: str, address: bytes) -> tuple | None:
+    def lookup_one(self, sql: str, params: tuple = ()) -> tuple | None:
+        """Given a read-only query, return its first row (a plain tuple) from the shared lookup
+        connection: for threads that must not open their own (ingest workers, bucket reads)."""
         if self._lookup is None:
             raise sqlite3.ProgrammingError("the index is not open")
         with self._lookup_lock:
-            return self._lookup.execute(sql, (address,)).fetchone()
+            return self._lookup.execute(sql, params).fetchone()
 
     def close(self) -> None:
         """Close every connection opened here (those of threads that are gone close with them)."""
