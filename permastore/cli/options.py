@@ -96,7 +96,7 @@ def export_bucket_options(namespace, parser) -> None:
 
 def mark_dash_ids(args: list[str]) -> list[str]:
     """Given argv, return it with every ID-shaped word that starts with '-' marked as a value."""
-    marked = []
+    marked: list[str] = []
     for position, word in enumerate(args):
         if word == "--":  # everything after it is a value already
             return marked + args[position:]

@@ -37,6 +37,7 @@ from permastore.folders.manifest import (
     parse_manifest,
 )
 from permastore.protocol.tags import Tag
+from permastore.store.records import ObjectInfo
 
 DEFAULT_INDEX = "index.html"
 FALLBACK_CONTENT_TYPE = "application/octet-stream"
@@ -75,7 +76,7 @@ class FolderScan:
 class StoredFolder:
     """The result of `put_folder`: the manifest's ObjectInfo and each path's ID."""
 
-    manifest: object
+    manifest: ObjectInfo
     ids: dict[str, str]
 
 

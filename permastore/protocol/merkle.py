@@ -118,7 +118,7 @@ class DataRootBuilder:
         self.chunks: list[Chunk] = []
         self._size = 0
 
-    def add(self, chunk_bytes: bytes) -> Chunk:
+    def add(self, chunk_bytes: bytes | memoryview) -> Chunk:
         """Given the next chunk's bytes, record and return its Chunk."""
         return self.add_hash(_sha256(chunk_bytes), len(chunk_bytes))
 

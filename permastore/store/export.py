@@ -11,34 +11,48 @@ from __future__ import annotations
 import os
 import queue
 import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from permastore.store import codec
+from permastore.store.bucket_link import BucketLink
+from permastore.store.connections import IndexConnections
 from permastore.store.errors import NotFound, StoreError
 from permastore.store.index import INLINE_SEGMENT
-from permastore.store.reader import BUCKET_SEGMENT, chunk_rows
+from permastore.store.object_reader import ObjectReader
+from permastore.store.reader import BUCKET_SEGMENT, ChunkReader, ChunkRow, chunk_rows
+from permastore.store.segment_catalog import SegmentCatalog
 from permastore.store.segments import write_all
 
 VERIFY_AHEAD = 16  # chunks (4 MiB) verified ahead of the copy
 
 
-class Exporter:
-    """Store mixin: ``copy_to``."""
+class ObjectExporter:
+    """Given the index, the reader, the chunk reader, the segment catalog and the bucket link: ``copy_to``."""
 
-    def copy_to(self, id: str, fd: int, progress=None) -> int:
+    def __init__(self, index: IndexConnections, reader: ObjectReader, chunks: ChunkReader, segments: SegmentCatalog,
+                 link: BucketLink):  # fmt: skip
+        self.index = index
+        self.reader = reader
+        self.chunks = chunks
+        self.segments = segments
+        self.link = link
+
+    def copy_to(self, id: str, fd: int, progress: Callable[[int], object] | None = None) -> int:
         """Given an ID and a writable descriptor, write the object's verified data; return the byte count.
 
         Raises NotFound and CorruptChunk (nothing after the bad chunk is written).
         """
-        row = self._row(id)
+        row = self.reader.row(id)
         if not row["data_complete"]:
             raise NotFound(id, "data of")
         start, end = 0, row["data_size"]
         while row["data_parent"] is not None:  # a bundled item: a range of its parent's bytes
             start, end = start + row["data_parent_offset"], end + row["data_parent_offset"]
-            row = self._row(row["data_parent"])
-        rows = chunk_rows(self.db, row["seq"], start, end)
-        if self._cache is not None:
-            self._cache.touch({r["segment_id"] for r in rows})
+            row = self.reader.row(row["data_parent"])
+        rows = chunk_rows(self.index.db, row["seq"], start, end)
+        if self.link.cache is not None:
+            self.link.touch({r["segment_id"] for r in rows})
         verified: queue.Queue = queue.Queue(maxsize=VERIFY_AHEAD)
         stop = threading.Event()
         worker = threading.Thread(target=self._verify_ahead, args=(row["id"], rows, verified, stop), daemon=True)
@@ -54,10 +68,10 @@ class Exporter:
                     try:
                         self._copy_range(chunk, lo, hi, fd)
                     except (FileNotFoundError, StoreError):
-                        if self.bucket is None:
+                        if self.link.bucket is None:
                             raise
                         # Evicted from the cache since it verified: the bucket's copy, verified again.
-                        write_all(fd, memoryview(self._chunks.load(row["id"], chunk))[lo:hi])
+                        write_all(fd, memoryview(self.chunks.load(row["id"], chunk))[lo:hi])
                 else:
                     write_all(fd, memoryview(raw)[lo:hi])
                 written += hi - lo
@@ -72,17 +86,13 @@ class Exporter:
                     worker.join(0.01)
         return written
 
-    def _verify_ahead(self, id: str, rows, verified: queue.Queue, stop: threading.Event) -> None:
+    def _verify_ahead(self, id: str, rows: list[ChunkRow], verified: queue.Queue, stop: threading.Event) -> None:
         """Verify each chunk in order; queue (row, None) for raw ones, (row, bytes) for decoded ones."""
         try:
-            runs = ([row] for row in rows)
-            if self.bucket is not None:
-                runs = self.bucket.fetch_ahead(runs)  # chunks only in the bucket are read ahead
-            for run in runs:
-                chunk, fetched = (run[0][0], run[1]) if self.bucket is not None else (run[0], None)
+            for chunk, fetched in self._with_fetches(rows):
                 if stop.is_set():
                     return
-                raw = self._chunks.load(id, chunk, fetched)  # raises CorruptChunk
+                raw = self.chunks.load(id, chunk, fetched)  # raises CorruptChunk
                 in_file = chunk["codec"] == codec.RAW and chunk["segment_id"] not in (INLINE_SEGMENT, BUCKET_SEGMENT)
                 verified.put((chunk, None if in_file else raw))
         except BaseException as exc:
@@ -90,10 +100,16 @@ class Exporter:
             return
         verified.put(None)
 
-    def _copy_range(self, chunk, lo: int, hi: int, fd: int) -> None:
+    def _with_fetches(self, rows: Iterable[ChunkRow]) -> Iterator[tuple[ChunkRow, Any]]:
+        """Yield (row, fetched): with a bucket, chunks only there are read ahead (fetched: their bytes)."""
+        if self.link.bucket is None:
+            return ((row, None) for row in rows)
+        return ((run[0], fetched) for run, fetched in self.link.fetch_ahead([row] for row in rows))
+
+    def _copy_range(self, chunk: ChunkRow, lo: int, hi: int, fd: int) -> None:
         offset = chunk["seg_offset"] + lo
         left = hi - lo
-        with self._segment_file(chunk["segment_id"]) as source:
+        with self.segments.opened(chunk["segment_id"]) as source:
             while left:
                 copied = os.copy_file_range(source, fd, left, offset)
                 if copied == 0:

@@ -44,6 +44,7 @@ def insert_object(conn: sqlite3.Connection, row: dict, tags) -> int:
     placeholders = ",".join("?" * len(OBJECT_COLUMNS))
     cursor = conn.execute(f"INSERT INTO objects({','.join(OBJECT_COLUMNS)}) VALUES ({placeholders})", values)
     seq = cursor.lastrowid
+    assert seq is not None  # an INSERT's rowid
     conn.executemany(
         "INSERT INTO tags(seq, idx, name, value) VALUES (?, ?, ?, ?)",
         [(seq, index, bytes(tag.name), bytes(tag.value)) for index, tag in enumerate(tags)],

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import blake3
 
@@ -68,7 +69,7 @@ class Ingested:
             self.segment = None
 
 
-def as_stream(data) -> io.RawIOBase:
+def as_stream(data: Any) -> BinaryIO:
     """Given bytes or a binary file object, return something with .read(n)."""
     if isinstance(data, (bytes, bytearray, memoryview)):
         return io.BytesIO(bytes(data))
@@ -114,7 +115,7 @@ class _ChunkSink:
     def add(self, chunk: memoryview) -> None:
         size = len(chunk)
         sha = None
-        if self.want_sha256:
+        if self.roots is not None:  # want_sha256
             sha = hashlib.sha256(chunk).digest() if size else _EMPTY_SHA256
             self.roots.add_hash(sha, size)
         if size == 0:
@@ -142,7 +143,8 @@ class _ChunkSink:
 
 def _read_head(stream, limit: int, progress) -> tuple[list[bytes], bool]:
     """Read until more than ``limit`` bytes or EOF; return (blocks, at_eof)."""
-    blocks, total = [], 0
+    blocks: list[bytes] = []
+    total = 0
     while total <= limit:
         block = stream.read(BLOCK_SIZE)
         if not block:

@@ -10,26 +10,41 @@ made or checked, then everything is committed at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from permastore.protocol import ans104, avro_tags
 from permastore.protocol.errors import MalformedData
 from permastore.protocol.merkle import MAX_CHUNK_SIZE
 from permastore.protocol.tags import Tag
 from permastore.protocol.tx import Transaction, sign
-from permastore.store.index import b64_or_empty, content_type_of
+from permastore.store.commits import ObjectCommitter
+from permastore.store.index import content_type_of
 from permastore.store.ingest import PrefixedStream, as_stream
+from permastore.store.known_copies import KnownCopies
+from permastore.store.object_reader import ObjectReader
+from permastore.store.object_rows import HEADER_READ, MAX_ITEM_HEADER, item_row, tx_row
 from permastore.store.records import ObjectInfo
+from permastore.store.transactions import TxWriter
+from permastore.store.wallet_file import NodeWallet
 
-# An ANS-104 header is at most ~0.6 MB (128 tags of 1 KiB + 3 KiB); refuse anything longer.
-MAX_ITEM_HEADER = 1024 * 1024
-HEADER_READ = 64 * 1024
+__all__ = ["HEADER_READ", "MAX_ITEM_HEADER", "ItemWriter", "item_row"]
 
 
-class Items:
-    """Store mixin: ``put_data`` and ``put_item``."""
+class ItemWriter:
+    """Given the committer, the reader, the known-copy check, the tx writer and the node wallet:
+    ``put_data`` and ``put_item``."""
 
-    def put_data(
-        self, stream, tags=(), content_type: str | None = None, target=None, anchor=None, progress=None
-    ) -> ObjectInfo:
+    def __init__(self, committer: ObjectCommitter, reader: ObjectReader, known: KnownCopies, txs: TxWriter,
+                 wallet: NodeWallet):  # fmt: skip
+        self.committer = committer
+        self.reader = reader
+        self.known = known
+        self.txs = txs
+        self.wallet = wallet
+
+    def put_data(self, stream: Any, tags: Any = (), content_type: str | None = None, target: bytes | None = None,
+                 anchor: bytes | None = None, progress: Callable | None = None) -> ObjectInfo:  # fmt: skip
         """Given plain data, sign it with the node wallet (an L1 tx past one chunk, else an item); return its info."""
         tags = list(tags)
         if content_type and content_type_of(tags) is None:
@@ -40,29 +55,29 @@ class Items:
         stream = PrefixedStream(head, stream)
         if len(head) > MAX_CHUNK_SIZE and target is None and anchor is None:
             return self._put_data_as_tx(stream, tags, progress)
-        ingested = self._ingest(stream, want_deep_hash=True, want_sha256=False, progress=progress)
+        ingested = self.committer.ingest(stream, want_deep_hash=True, want_sha256=False, progress=progress)
         try:
-            header_bytes = ans104.build_header(self.signer, ingested.blob_hash, tags, target=target, anchor=anchor)
+            assert ingested.blob_hash is not None  # asked for (want_deep_hash)
+            header_bytes = ans104.build_header(self.wallet.signer, ingested.blob_hash, tags, target=target, anchor=anchor)
             header = ans104.parse_header(header_bytes)
         except BaseException:
             ingested.discard()
             raise
-        return self._commit(ingested, item_row(header, header_bytes, ingested.size), header.tags)
+        return self.committer.commit(ingested, item_row(header, header_bytes, ingested.size), header.tags)
 
-    def _put_data_as_tx(self, stream, tags, progress) -> ObjectInfo:
+    def _put_data_as_tx(self, stream: Any, tags: list[Tag], progress: Callable | None) -> ObjectInfo:
         """Given plain data of more than one chunk, store it as a format-2 L1 tx signed by the node wallet."""
-        from permastore.store.transactions import tx_row
-
-        ingested = self._ingest(stream, want_deep_hash=False, want_sha256=True, progress=progress)
+        ingested = self.committer.ingest(stream, want_deep_hash=False, want_sha256=True, progress=progress)
         try:
+            assert ingested.data_root is not None  # asked for (want_sha256)
             unsigned = Transaction(format=2, tags=tags, data_size=ingested.size, data_root=ingested.data_root)
-            tx = sign(unsigned, self.signer)
+            tx = sign(unsigned, self.wallet.signer)
         except BaseException:
             ingested.discard()
             raise
-        return self._commit_tx(ingested, tx_row(tx), tx)
+        return self.txs.commit_tx(ingested, tx_row(tx), tx)
 
-    def put_item(self, stream, progress=None) -> ObjectInfo:
+    def put_item(self, stream: Any, progress: Callable | None = None) -> ObjectInfo:
         """Given a signed binary ANS-104 item (bytes or stream), verify and store it; return its info.
 
         Storing the same item again returns the stored one, once the copy verified; a copy
@@ -72,18 +87,21 @@ class Items:
         stream = as_stream(stream)
         header_bytes, rest = _read_item_header(stream)
         header = ans104.parse_header(header_bytes)
-        existing = self.info(header.id)
+        existing = self.reader.info(header.id)
         if existing is not None:
-            known = self._check_known_item(existing, header, header_bytes, PrefixedStream(rest, stream), progress)
-            return self._publish(known)  # with a bucket: a put that failed there before is retried
-        ingested = self._ingest(PrefixedStream(rest, stream), want_deep_hash=True, want_sha256=False, progress=progress)
+            known = self.known.check_known_item(existing, header, header_bytes, PrefixedStream(rest, stream), progress)
+            self.committer.publish(known)  # with a bucket: a put that failed there before is retried
+            return known
+        ingested = self.committer.ingest(PrefixedStream(rest, stream), want_deep_hash=True, want_sha256=False,
+                                         progress=progress)  # fmt: skip
         try:
             # Security: the signature covers the data's deep-hash; nothing is indexed unless it verifies.
+            assert ingested.blob_hash is not None  # asked for (want_deep_hash)
             ans104.verify_header(header, ingested.blob_hash)
         except BaseException:
             ingested.discard()
             raise
-        return self._commit(ingested, item_row(header, header_bytes, ingested.size), header.tags)
+        return self.committer.commit(ingested, item_row(header, header_bytes, ingested.size), header.tags)
 
 
 def _read_item_header(stream) -> tuple[bytes, bytes]:
@@ -116,23 +134,3 @@ def _read_at_most(stream, limit: int) -> bytes:
 def _check_tags(tags) -> None:
     """Refuse bad tags before any data is streamed (the signer would refuse them after)."""
     avro_tags.encode_tags(tags)
-
-
-def item_row(header, header_bytes: bytes, data_size: int) -> dict:
-    """Given a parsed item header, its bytes and its data size, return its objects row."""
-    return {
-        "id": header.id,
-        "kind": "item",
-        "format": None,
-        "signature_type": header.signature_type,
-        "owner": header.owner,
-        "owner_address": header.owner_address,
-        "target": b64_or_empty(header.target),
-        "anchor": b64_or_empty(header.anchor),
-        "signature": header.signature,
-        "data_size": data_size,
-        "data_root": b"",
-        "content_type": content_type_of(header.tags),
-        "raw_header": bytes(header_bytes),
-        "data_complete": 1,
-    }

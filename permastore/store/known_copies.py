@@ -11,20 +11,29 @@ fields come with the signature) and, when data comes with it, data that gives it
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from permastore.protocol import ans104
+from permastore.protocol.ans104 import DataItemHeader
 from permastore.protocol.deephash import BlobHasher
 from permastore.protocol.merkle import DataRootBuilder
 from permastore.protocol.tx import Transaction, signed_fields
 from permastore.store.chunker import arweave_chunks
 from permastore.store.errors import Conflict, DataMismatch, StoreError
 from permastore.store.ingest import BLOCK_SIZE, as_stream
+from permastore.store.object_reader import ObjectReader
+from permastore.store.records import ObjectInfo
 
 
 class KnownCopies:
-    """Store mixin: check a copy of an already stored item or tx before acknowledging it."""
+    """Given the reader, check a copy of an already stored item or tx before acknowledging it."""
 
-    def _check_known_item(self, existing, header, header_bytes: bytes, data_stream, progress=None):
+    def __init__(self, reader: ObjectReader):
+        self.reader = reader
+
+    def check_known_item(self, existing: ObjectInfo, header: DataItemHeader, header_bytes: bytes, data_stream: Any,
+                         progress: Callable | None = None) -> ObjectInfo:  # fmt: skip
         """Given the stored info of an item and a new copy (header, data stream), return the info
         when the copy verifies and is the stored item; raise InvalidSignature or Conflict otherwise."""
         hasher, size = BlobHasher(), 0
@@ -35,15 +44,15 @@ class KnownCopies:
                 progress(len(block))
         # Security: verified first, whatever the store holds; a copy that does not verify is refused.
         ans104.verify_header(header, hasher.digest())
-        if bytes(header_bytes) != self.raw_header(existing.id) or size != existing.data_size:
+        if bytes(header_bytes) != self.reader.raw_header(existing.id) or size != existing.data_size:
             raise Conflict(f"item {existing.id} is stored with another header or data size than this copy")
         return existing
 
-    def check_known_tx(self, tx: Transaction, data=None) -> None:
+    def check_known_tx(self, tx: Transaction, data: Any = None) -> None:
         """Given a verified tx whose ID is stored, raise Conflict when its signed fields differ from
         the stored tx's, and DataMismatch when ``data`` (if any) does not give its data_size and data_root."""
         try:
-            stored = Transaction.from_json(json.loads(self.raw_header(tx.id)))
+            stored = Transaction.from_json(json.loads(self.reader.raw_header(tx.id)))
         except (ValueError, UnicodeDecodeError) as exc:
             raise StoreError(f"stored header of tx {tx.id} cannot be read: {exc}") from None
         if signed_fields(stored) != signed_fields(tx):
@@ -55,7 +64,7 @@ class KnownCopies:
             raise DataMismatch(f"tx {tx.id}: this copy's data does not match its data_size and data_root")
 
 
-def _blocks(stream):
+def _blocks(stream: Any) -> Iterator[bytes]:
     while True:
         block = stream.read(BLOCK_SIZE)
         if not block:
@@ -63,12 +72,12 @@ def _blocks(stream):
         yield bytes(block)
 
 
-def _data_root_of(data, expected_size: int) -> tuple[int, bytes]:
+def _data_root_of(data: Any, expected_size: int) -> tuple[int, bytes]:
     """Given data (bytes or stream), return (its size, its data_root), reading no more than
     expected_size + 1 bytes (past that the size is wrong whatever follows)."""
     stream, seen = as_stream(data), 0
 
-    def bounded():
+    def bounded() -> Iterator[bytes]:
         nonlocal seen
         for block in _blocks(stream):
             block = block[: expected_size + 1 - seen]

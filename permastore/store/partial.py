@@ -16,16 +16,22 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import blake3
 
+from permastore.store.commits import ObjectCommitter
+from permastore.store.connections import IndexConnections
 from permastore.store.errors import CorruptChunk, NotFound, StoreError
 from permastore.store.index import transaction
 from permastore.store.partial_writer import HeldRange, PartialWriter
+from permastore.store.records import ObjectInfo
+from permastore.store.segment_catalog import SegmentCatalog
 from permastore.store.segments import OBJECT_PREFIX, SUFFIX, fsync_dir
 
 
@@ -49,7 +55,23 @@ class PartialInfo:
 
 
 class PartialObjects:
-    """Store mixin: open, inspect, read, drop partially held objects."""
+    """Given the index, the segment catalog and the committer: open, inspect, read, drop partially
+    held objects (the host of their PartialWriters)."""
+
+    def __init__(self, index: IndexConnections, segments: SegmentCatalog, committer: ObjectCommitter):
+        self.index = index
+        self.segments = segments
+        self.segments_dir: Path = segments.folder
+        self.committer = committer
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """This thread's connection to the index (for the PartialWriters)."""
+        return self.index.db
+
+    def completed(self, id: str) -> ObjectInfo | None:
+        """Given an object a PartialWriter just indexed, unbundle and publish it; return its info."""
+        return self.committer.finish(id)
 
     def open_partial(self, id: str, kind: str, data_size: int, raw_header: bytes = b"", proof: str = "chunks",
                      bundled_in: str | None = None, leaves: bytes | None = None) -> PartialWriter:  # fmt: skip
@@ -65,7 +87,7 @@ class PartialObjects:
             row = None
         if row is None:
             return self._new_partial(id, kind, data_size, raw_header, proof, bundled_in, leaves)
-        name = self._segment_name(row["segment_id"])
+        name = self.segments.name(row["segment_id"])
         fd = _locked(self.segments_dir / name, id)
         held = [
             HeldRange(r["offset"], r["size"], bytes(r["hash"]), None if r["sha256"] is None else bytes(r["sha256"]))
@@ -76,7 +98,8 @@ class PartialObjects:
                 conn.execute("UPDATE partial_objects SET leaves = ? WHERE id = ?", (leaves, id))
         return PartialWriter(self, dict(row), name, fd, held)
 
-    def _new_partial(self, id, kind, data_size, raw_header, proof, bundled_in, leaves) -> PartialWriter:
+    def _new_partial(self, id: str, kind: str, data_size: int, raw_header: bytes, proof: str, bundled_in: str | None,
+                     leaves: bytes | None) -> PartialWriter:  # fmt: skip
         name = f"{OBJECT_PREFIX}{uuid.uuid4().hex}{SUFFIX}"
         path = self.segments_dir / name
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
@@ -138,9 +161,9 @@ class PartialObjects:
         row = self.db.execute("SELECT proof FROM partial_objects WHERE id = ?", (id,)).fetchone()
         if row is None or row["proof"] != "chunks":
             raise NotFound(id, "servable partial object")
-        return self._partial_pieces(id, start, end)
+        return self.held_pieces(id, start, end)
 
-    def _partial_pieces(self, id: str, start: int, end: int) -> Iterator[bytes]:
+    def held_pieces(self, id: str, start: int, end: int) -> Iterator[bytes]:
         """Given a partial object and a span, yield its held bytes, verified (any proof kind: for fsck)."""
         row = self.db.execute("SELECT segment_id FROM partial_objects WHERE id = ?", (id,)).fetchone()
         if row is None:
@@ -157,10 +180,10 @@ class PartialObjects:
             pos = r["offset"] + r["size"]
         if pos < end:
             raise NotFound(id, f"bytes {start}-{end} of")
-        return self._held_pieces(id, row["segment_id"], ranges, start, end)
+        return self._pieces(id, row["segment_id"], ranges, start, end)
 
-    def _held_pieces(self, id, segment_id, ranges, start, end) -> Iterator[bytes]:
-        with self._segment_file(segment_id) as fd:
+    def _pieces(self, id: str, segment_id: int, ranges: list[sqlite3.Row], start: int, end: int) -> Iterator[bytes]:
+        with self.segments.opened(segment_id) as fd:
             for r in ranges:
                 data = os.pread(fd, r["size"], r["offset"])
                 # Security: held bytes leave only when they still hash to what was proven.
@@ -177,7 +200,7 @@ class PartialObjects:
             writer.fd = -1
         if row is None:
             return
-        name = self._segment_name(row["segment_id"])
+        name = self.segments.name(row["segment_id"])
         with transaction(self.db) as conn:
             conn.execute("DELETE FROM partial_ranges WHERE id = ?", (id,))
             conn.execute("DELETE FROM partial_objects WHERE id = ?", (id,))
@@ -185,14 +208,14 @@ class PartialObjects:
             if referenced is None:
                 conn.execute("DELETE FROM segments WHERE id = ?", (row["segment_id"],))
         if referenced is None:
-            self._segment_names.pop(row["segment_id"], None)
+            self.segments.forget(row["segment_id"])
             try:
                 os.unlink(self.segments_dir / name)
             except FileNotFoundError:
                 pass
 
 
-def _locked(path, id: str) -> int:
+def _locked(path: Path, id: str) -> int:
     """Open a partial segment for writing and flock it; StoreError when another process holds it."""
     try:
         fd = os.open(path, os.O_RDWR)

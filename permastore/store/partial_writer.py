@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import bisect
 import os
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 import blake3
 
@@ -24,7 +26,10 @@ from permastore.store import codec
 from permastore.store.errors import CorruptChunk, NotFound, StoreError
 from permastore.store.index import insert_chunk_list, insert_object, record_chunks, transaction
 from permastore.store.ingest import NewChunk
+from permastore.store.object_rows import item_row
+from permastore.store.records import ObjectInfo
 from permastore.store.segments import SEALED_MODE, write_all
+from permastore.store.weave import assign_weave_range
 
 FLUSH_BYTES = 128 * 1024 * 1024  # a batch: this many bytes written ...
 FLUSH_SECONDS = 1.0  # ... or this long since the last batch, whichever comes first
@@ -41,6 +46,25 @@ class HeldRange:
     sha256: bytes | None = None
 
 
+class PartialHost(Protocol):
+    """What a PartialWriter needs of the partial objects it belongs to (PartialObjects)."""
+
+    @property
+    def db(self) -> sqlite3.Connection: ...
+
+    def abandon_partial(self, id: str, writer: PartialWriter | None = None) -> None: ...
+
+    def completed(self, id: str) -> ObjectInfo | None: ...
+
+
+class CompletionCheck(Protocol):
+    """What ``complete(check)`` feeds the object's data to (an item's signature, a tx's data_root)."""
+
+    def update(self, data: bytes) -> object: ...
+
+    def finish(self) -> object: ...
+
+
 class PartialWriter:
     """One partial object open for filling by this process (its segment flocked); thread-safe.
 
@@ -48,8 +72,8 @@ class PartialWriter:
     ``complete`` seals and indexes the object once every byte is held.
     """
 
-    def __init__(self, store, row: dict, segment_name: str, fd: int, held: list[HeldRange]):
-        self.store = store
+    def __init__(self, host: PartialHost, row: dict, segment_name: str, fd: int, held: list[HeldRange]):
+        self.host = host
         self.id = row["id"]
         self.kind = row["kind"]
         self.data_size = row["data_size"]
@@ -71,7 +95,7 @@ class PartialWriter:
 
     # -- writing -------------------------------------------------------------------------
 
-    def write(self, offset: int, data, sha256: bytes | None = None) -> HeldRange:
+    def write(self, offset: int, data: bytes | memoryview, sha256: bytes | None = None) -> HeldRange:
         """Given proven bytes and their offset in the object, write them in place; return the range.
 
         Bytes already held at that offset (a hedged duplicate) are not written again.
@@ -108,7 +132,7 @@ class PartialWriter:
             if not batch:
                 return
             os.fdatasync(self.fd)  # the bytes first: no row ever points at bytes not on disk
-            with transaction(self.store.db) as conn:
+            with transaction(self.host.db) as conn:
                 conn.executemany(
                     "INSERT OR IGNORE INTO partial_ranges(id, offset, size, hash, sha256) VALUES (?, ?, ?, ?, ?)",
                     [(self.id, r.offset, r.size, r.hash, r.sha256) for r in batch],
@@ -126,7 +150,8 @@ class PartialWriter:
         """Given a byte span, return the held ranges covering it in order, or None if a byte is missing."""
         with self._lock:
             at = bisect.bisect_right(self._offsets, start) - 1
-            out, pos = [], start
+            out: list[HeldRange] = []
+            pos = start
             while pos < end:
                 if at < 0 or at >= len(self._offsets):
                     return None
@@ -156,7 +181,8 @@ class PartialWriter:
 
     def missing(self) -> list[tuple[int, int]]:
         """Return the byte spans not held yet, in order."""
-        gaps, pos = [], 0
+        gaps: list[tuple[int, int]] = []
+        pos = 0
         with self._lock:
             for offset in self._offsets:
                 if offset > pos:
@@ -166,7 +192,7 @@ class PartialWriter:
             gaps.append((pos, self.data_size))
         return gaps
 
-    def complete(self, check=None):
+    def complete(self, check: CompletionCheck | None = None) -> ObjectInfo | None:
         """Given every byte held, seal the segment and index the object; return its ObjectInfo.
 
         ``check`` (optional) gets ``update(bytes)`` with the data in order and then ``finish()``,
@@ -179,26 +205,24 @@ class PartialWriter:
         try:
             chunk_list = self._chunk_list(check)
         except BaseException:
-            self.store.abandon_partial(self.id, writer=self)
+            self.host.abandon_partial(self.id, writer=self)
             raise
         os.fdatasync(self.fd)
         os.fchmod(self.fd, SEALED_MODE)
         committed = self._commit(chunk_list)
         self.close()
         if not committed:  # the object was completed meanwhile by another path
-            self.store.abandon_partial(self.id)
-        info = self.store.info(self.id)
-        self.store._maybe_unbundle(info)
-        return self.store._publish(info)  # with a bucket: complete only once it is there too
+            self.host.abandon_partial(self.id)
+        return self.host.completed(self.id)  # unbundled; with a bucket: complete only once it is there too
 
-    def _chunk_list(self, check) -> list[tuple[int, int, bytes, bytes | None]]:
+    def _chunk_list(self, check: CompletionCheck | None) -> list[tuple[int, int, bytes, bytes | None]]:
         """The object's chunk list (Arweave cut): from the held ranges when they are its chunks and
         nothing needs the bytes in order, else by reading the segment back once (checked on the way)."""
         cut = [(s, e) for s, e in chunk_ranges(self.data_size) if e > s]
         ranges = [self._held[o] for o in self._offsets]
         if check is None and [(r.offset, r.offset + r.size) for r in ranges] == cut:
             return [(r.offset, r.size, r.hash, r.sha256) for r in ranges]
-        out = []
+        out: list[tuple[int, int, bytes, bytes | None]] = []
         for start, end in cut:
             data = os.pread(self.fd, end - start, start)
             if len(data) != end - start:
@@ -210,9 +234,9 @@ class PartialWriter:
             check.finish()
         return out
 
-    def _commit(self, chunk_list) -> bool:
+    def _commit(self, chunk_list: list[tuple[int, int, bytes, bytes | None]]) -> bool:
         """In one transaction: the sealed segment, its chunks, the object's row; False if already complete."""
-        with transaction(self.store.db) as conn:
+        with transaction(self.host.db) as conn:
             row = conn.execute("SELECT seq, format, data_complete FROM objects WHERE id = ?", (self.id,)).fetchone()
             if self.kind == "tx":
                 if row is None:
@@ -233,8 +257,6 @@ class PartialWriter:
             insert_chunk_list(conn, seq, chunk_list)
             conn.execute("INSERT OR REPLACE INTO segment_objects(segment_id, seq) VALUES (?, ?)", (self.segment_id, seq))
             if self.kind == "tx":
-                from permastore.store.weave import assign_weave_range
-
                 conn.execute("UPDATE objects SET data_complete = 1 WHERE seq = ?", (seq,))
                 assign_weave_range(conn, seq, row["format"], self.data_size)
             conn.execute("DELETE FROM partial_ranges WHERE id = ?", (self.id,))
@@ -253,9 +275,7 @@ class PartialWriter:
             self.fd = -1
 
 
-def _item_row(header, raw_header: bytes, data_size: int, bundled_in: str | None) -> dict:
-    from permastore.store.items import item_row
-
+def _item_row(header: ans104.DataItemHeader, raw_header: bytes, data_size: int, bundled_in: str | None) -> dict:
     return item_row(header, raw_header, data_size) | {"bundled_in": bundled_in}
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 import blake3
 
@@ -11,7 +13,6 @@ from permastore.protocol.merkle import MAX_CHUNK_SIZE
 from permastore.store import codec
 from permastore.store.errors import CorruptChunk
 from permastore.store.index import INLINE_SEGMENT
-from permastore.store.segments import SegmentReader
 
 # A read takes up to this many bytes of chunks stored back to back raw in one segment with
 # one pread (dedicated segments are whole runs): fewer syscalls, and callers get pieces big
@@ -27,15 +28,30 @@ CHUNK_ROWS_SQL = (
 )
 
 
+# A chunk row: sqlite3.Row or a dict with the CHUNK_ROWS_SQL columns.
+ChunkRow = Any
+# (BLAKE3 address, size) -> the chunk's raw bytes from the bucket.
+RemoteLoad = Callable[[bytes, int], bytes]
+
+
+class SegmentFiles(Protocol):
+    """What a ChunkReader needs to find stored bytes (SegmentCatalog)."""
+
+    def opened(self, segment_id: int) -> AbstractContextManager[int]: ...
+
+    def inline_bytes(self, inline_id: int) -> bytes | None: ...
+
+
 def chunk_rows(conn, seq: int, start: int, end: int) -> list:
     """Given an object's seq and a byte range, return the rows of the chunks overlapping it."""
     # offset >= start - MAX_CHUNK_SIZE lets SQLite use the (seq, offset) index.
     return conn.execute(CHUNK_ROWS_SQL, (seq, start - MAX_CHUNK_SIZE, end, start)).fetchall()
 
 
-def contiguous_runs(rows, limit: int = READ_RUN_BYTES) -> Iterator[list]:
+def contiguous_runs(rows: Sequence[ChunkRow], limit: int = READ_RUN_BYTES) -> Iterator[list[ChunkRow]]:
     """Given chunk rows in object order, yield lists of them stored back to back raw in one segment file."""
-    run, size = [], 0
+    run: list[ChunkRow] = []
+    size = 0
     for row in rows:
         if run and size + row["stored_size"] <= limit and _follows(run[-1], row):
             run.append(row)
@@ -61,13 +77,11 @@ def _follows(previous, row) -> bool:
 class ChunkReader:
     """Reads chunks by their index rows and verifies them; safe to share between threads."""
 
-    def __init__(self, segments: SegmentReader, segment_name, inline_bytes, remote=None):
-        self.segments = segments
-        self.segment_name = segment_name  # segment id -> file name
-        self.inline_bytes = inline_bytes  # inline_chunks id -> stored bytes or None
-        self.remote = remote  # (BLAKE3 address, size) -> raw bytes from the bucket, or None: no bucket
+    def __init__(self, files: SegmentFiles, remote: RemoteLoad | None = None):
+        self.files = files
+        self.remote = remote  # raw bytes from the bucket (set when one is opened), or None: no bucket
 
-    def load(self, id: str, row, fetched=None, from_bucket: bool = True) -> bytes:
+    def load(self, id: str, row: ChunkRow, fetched: Callable[[], bytes] | None = None, from_bucket: bool = True) -> bytes:
         """Given an object ID and one chunk row, return the chunk's verified raw bytes.
 
         fetched: a callable returning the chunk's raw bytes already being fetched from the
@@ -85,19 +99,20 @@ class ChunkReader:
             raise CorruptChunk(id, row["idx"], address.hex(), f"unreadable: {exc}") from None
         # Security: bytes leave the store only when they hash to the address we indexed.
         if len(raw) != row["size"] or blake3.blake3(raw).digest() != address:
-            if from_bucket and self.remote is not None and fetched is None and row["segment_id"] not in (INLINE_SEGMENT, BUCKET_SEGMENT):
+            remote = self.remote
+            if from_bucket and remote is not None and fetched is None and row["segment_id"] not in (INLINE_SEGMENT, BUCKET_SEGMENT):
                 # A bad local copy (or a segment replaced under a stale name): the bucket's, verified.
-                return self.load(id, row, lambda: self.remote(address, row["size"]))
+                return self.load(id, row, lambda: remote(address, row["size"]))
             raise CorruptChunk(id, row["idx"], address.hex())
         return raw
 
-    def load_run(self, id: str, run: list) -> bytes | None:
+    def load_run(self, id: str, run: list[ChunkRow]) -> bytes | None:
         """Given rows of chunks stored back to back raw in one segment, return their verified
         bytes, or None when any chunk fails (load them one by one to learn which)."""
         if len(run) == 1:
             return self.load(id, run[0])
         try:
-            with self.segments.opened(self.segment_name(run[0]["segment_id"])) as fd:
+            with self.files.opened(run[0]["segment_id"]) as fd:
                 data = _pread_exact(fd, sum(row["stored_size"] for row in run), run[0]["seg_offset"])
         except Exception:
             return None
@@ -109,17 +124,17 @@ class ChunkReader:
             at += row["size"]
         return data
 
-    def _stored(self, row) -> tuple[int, bytes]:
+    def _stored(self, row: ChunkRow) -> tuple[int, bytes]:
         """Given a chunk row, return (codec, stored bytes): from the index, a segment, or the bucket."""
         if row["segment_id"] == INLINE_SEGMENT:
-            stored = self.inline_bytes(row["seg_offset"])
+            stored = self.files.inline_bytes(row["seg_offset"])
             if stored is None or len(stored) != row["stored_size"]:
                 raise OSError("inline chunk bytes are missing from the index")
             return row["codec"], stored
         if row["segment_id"] == BUCKET_SEGMENT and self.remote is not None:
             return codec.RAW, self.remote(bytes(row["hash"]), row["size"])
         try:
-            with self.segments.opened(self.segment_name(row["segment_id"])) as fd:
+            with self.files.opened(row["segment_id"]) as fd:
                 return row["codec"], _pread_exact(fd, row["stored_size"], row["seg_offset"])
         except Exception:
             if self.remote is None:

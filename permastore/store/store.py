@@ -1,12 +1,21 @@
-"""The storage engine's front door: `Store` (opening, committing, reading).
+"""The storage engine's front door: `Store`, the composition root of the store's parts.
 
-Puts live in mixins: `items` (put_data, put_item), `transactions` (put_tx, put_chunk);
-so do `bundles`, `weave` (offsets, proofs, blocks), `object_paths`, `export`, `fsck`.
+`Store.open` builds every part once, in dependency order, and `close` closes them; the
+public API is the parts' methods, delegated here. Each part owns its state and receives
+the parts it needs in its constructor (see docs/DESIGN.md, "permastore.store"):
 
-Every put follows the same durable order: chunk bytes written -> segment fsync ->
-one SQLite transaction (WAL, synchronous=FULL) for the object row, tags and chunk
-list -> return. Nothing is acknowledged before its commit, and nothing committed
-points at bytes that were not fsynced first.
+    IndexConnections (index.sqlite: a connection per thread, the shared chunk lookup)
+    SegmentCatalog   (segment files by ID: names, read descriptors, inline chunks)
+    ChunkReader      (verified chunk bytes)            NodeWallet (the node's key)
+    BucketLink       (the optional bucket, its cache and learner)
+    ObjectReader     (info, read, read_range, raw_header, item_bytes, query)
+    Unbundler        (bundles -> indexed items, refusals)
+    ObjectCommitter  (ingest + the durable commit order)
+    KnownCopies, TxWriter (put_tx, put_chunk), ItemWriter (put_data, put_item)
+    ObjectPaths, WeaveIndex, PartialObjects, ObjectExporter, StoreChecker (fsck)
+
+Every put follows the same durable order (permastore.store.commits): chunk bytes written ->
+segment fsync -> one SQLite transaction for the object row, tags and chunk list -> return.
 """
 
 from __future__ import annotations
@@ -14,82 +23,77 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from permastore.protocol import merkle
 from permastore.protocol.signers import RsaSigner
-from permastore.store import codec, schema
+from permastore.protocol.tx import Transaction
+from permastore.store.bucket_host import BucketHost
+from permastore.store.bucket_link import BucketLink
 from permastore.store.bundles import Unbundler
-from permastore.store.errors import NotFound, StoreError
-from permastore.store.export import Exporter
-from permastore.store.fsck import Checker
-from permastore.store.index import (
-    insert_chunk_list,
-    insert_object,
-    object_row,
-    record_chunks,
-    record_inline_chunks,
-    tags_of,
-    to_info,
-    transaction,
-)
-from permastore.store.ingest import Ingested, NewChunk, ingest
-from permastore.store.items import Items
+from permastore.store.commits import ObjectCommitter
+from permastore.store.connections import IndexConnections
+from permastore.store.errors import StoreError
+from permastore.store.export import ObjectExporter
+from permastore.store.fsck import StoreChecker
+from permastore.store.items import ItemWriter
 from permastore.store.known_copies import KnownCopies
 from permastore.store.object_paths import ObjectPaths, remove_stale_views
-from permastore.store.partial import PartialObjects
-from permastore.store.query import run_query
-from permastore.store.reader import ChunkReader, chunk_rows, contiguous_runs
-from permastore.store.records import ObjectInfo, Page, Query
-from permastore.store.segments import (
-    SEGMENTS_DIR,
-    PackAppender,
-    PackLock,
-    SegmentReader,
-    pack_name,
-    remove_orphans,
-)
-from permastore.store.transactions import Transactions
-from permastore.store.wallet_file import load_or_create_wallet
-from permastore.store.weave import Weave
+from permastore.store.object_reader import ObjectReader
+from permastore.store.partial import PartialInfo, PartialObjects
+from permastore.store.partial_writer import PartialWriter
+from permastore.store.reader import ChunkReader
+from permastore.store.records import Block, FsckReport, ObjectInfo, Page, Query, WeaveChunk
+from permastore.store.segment_catalog import SegmentCatalog
+from permastore.store.segments import SEGMENTS_DIR, remove_orphans
+from permastore.store.transactions import TxWriter
+from permastore.store.wallet_file import NodeWallet
+from permastore.store.weave import WeaveIndex
+
+if TYPE_CHECKING:
+    from permastore.store.bucket.bucket import Bucket
+    from permastore.store.bucket.settings import BucketSettings
 
 WALLET_FILE = "wallet.json"
 OPEN_LOCK = ".open.lock"  # shared while a Store is open; exclusive for the first opener's cleanup
 INDEX_FILE = "index.sqlite"
 VIEWS_DIR = "views"
-# A pack is sealed and a new one started once it would pass this size.
-PACK_LIMIT = 1024 * 1024 * 1024
+
+Progress = Callable[[int], object]
 
 
-class Store(Items, Transactions, KnownCopies, ObjectPaths, Unbundler, Weave, Checker, Exporter, PartialObjects):
+class Store:
     """A data folder opened for reading and writing; safe to share between threads."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
         self.segments_dir = self.root / SEGMENTS_DIR
         self.views_dir = self.root / VIEWS_DIR
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._connections_lock = threading.Lock()
-        self._lookup_lock = threading.Lock()
-        self._segment_names: dict[int, str] = {}
-        self._verified_paths: set[str] = set()
-        self._proof_cache: dict[str, list] = {}
-        self._segments = SegmentReader(self.segments_dir)
-        self._chunks = ChunkReader(self._segments, self._segment_name, self._inline_bytes)
-        self.bucket = None  # a Bucket when opened on one (permastore.store.bucket); None: the embedded default
-        self._cache = None  # its SegmentCache
-        self._learner = None  # its HeaderLearner
-        self.wallet: dict = {}
-        self._signer: RsaSigner | None = None
-        self.last_bundle_refusals: list[tuple[str, str]] = []
+        self.index = IndexConnections(self.root / INDEX_FILE)
+        self.segments = SegmentCatalog(self.segments_dir, self.index)
+        self.chunks = ChunkReader(self.segments)
+        self.link = BucketLink()
+        self.reader = ObjectReader(self.index, self.chunks, self.link)
+        self.bundles = Unbundler(self.index, self.reader)
+        self.committer = ObjectCommitter(self.index, self.segments_dir, self.reader, self.bundles, self.link)
+        self.known = KnownCopies(self.reader)
+        self.txs = TxWriter(self.index, self.committer, self.reader, self.known)
+        self.paths = ObjectPaths(self.index, self.reader, self.segments_dir, self.views_dir, self.link)
+        self.weave = WeaveIndex(self.index, self.reader)
+        self.partials = PartialObjects(self.index, self.segments, self.committer)
+        self.exporter = ObjectExporter(self.index, self.reader, self.chunks, self.segments, self.link)
+        self.checker = StoreChecker(self.index, self.chunks, self.partials, self.bundles, self.link, self.segments_dir)
+        self._bucket: Bucket | None = None
+        self.node_wallet = NodeWallet(self.root / WALLET_FILE)
+        self.items = ItemWriter(self.committer, self.reader, self.known, self.txs, self.node_wallet)
         self._open_lock = -1
 
     # -- opening and closing ---------------------------------------------------------
 
     @classmethod
-    def open(cls, data_dir, bucket=None) -> Store:
+    def open(cls, data_dir: Path | str, bucket: Any = None) -> Store:
         """Given a data folder (created if missing), return the opened Store.
 
         bucket: BucketSettings, or None for those of the environment ($PERMASTORE_S3_BUCKET...;
@@ -102,9 +106,6 @@ class Store(Items, Transactions, KnownCopies, ObjectPaths, Unbundler, Weave, Che
         except (OSError, sqlite3.Error) as exc:
             store.close()
             raise StoreError(f"cannot open data folder {data_dir}: {exc}") from None
-        except StoreError:
-            store.close()
-            raise
         except BaseException:
             store.close()
             raise
@@ -113,59 +114,40 @@ class Store(Items, Transactions, KnownCopies, ObjectPaths, Unbundler, Weave, Che
     def _open(self) -> None:
         self.segments_dir.mkdir(parents=True, exist_ok=True)
         self.views_dir.mkdir(exist_ok=True)
-        self.wallet = load_or_create_wallet(self.root / WALLET_FILE)
+        self.node_wallet.load()
         alone = self._hold_open_lock()
-        schema.create_schema(self.db)
-        self._lookup = schema.connect(self.root / INDEX_FILE, check_same_thread=False)
-        self._remember(self._lookup)
+        self.index.create_schema()
         if alone:
             # Only the first opener may delete debris. A writer killed inside COMMIT leaves a
             # commit in the WAL that live connections do not see but that SQLite's recovery
             # (run when the first connection opens) replays: only then is "not committed" final.
-            remove_orphans(self.segments_dir, self._segment_committed)
+            remove_orphans(self.segments_dir, self.segments.committed)
             remove_stale_views(self.views_dir)
         fcntl.flock(self._open_lock, fcntl.LOCK_SH)
-        self._resume_unbundling()
+        self.bundles.resume()
 
-    def _open_bucket(self, settings) -> None:
-        """With bucket settings, make the folder a cache of the bucket and learn what it holds."""
+    def _open_bucket(self, settings: BucketSettings | None | bool) -> None:
+        """With bucket settings (None: from the environment; False: none), make the folder a cache
+        of the bucket and learn what it holds."""
+        # Imported here: the embedded default never loads the S3 client.
+        from permastore.store.bucket.settings import BucketSettings
+
         if settings is None:
-            from permastore.store.bucket.settings import BucketSettings
-
             settings = BucketSettings.from_env()
-        if not settings:
-            return
+        if not isinstance(settings, BucketSettings):
+            return  # False, or no bucket named in the environment: the embedded default
         from permastore.store.bucket.bucket import Bucket
         from permastore.store.bucket.cache import SegmentCache
         from permastore.store.bucket.learning import HeaderLearner
 
-        self.bucket = Bucket(self, settings)
-        self.bucket.open()
-        self._cache = SegmentCache(self, settings.cache_size)
-        self._chunks.remote = self.bucket.load_chunk
-        self._learner = HeaderLearner(self, self.bucket)
-        self._learner.learn()
-        self._cache.trim()
-
-    def learn_from_bucket(self) -> int:
-        """With a bucket, index the objects other nodes published since the last look; return how many."""
-        return self._learner.learn() if self._learner else 0
-
-    def follow_bucket(self, interval: float = 2.0) -> None:
-        """With a bucket, keep learning new headers every interval seconds (a thread) until close()."""
-        if self._learner:
-            self._learner.follow(interval)
-
-    def trim_cache(self) -> int:
-        """With a bucket, evict least recently used segments past --cache-size; return bytes freed."""
-        return self._cache.trim() if self._cache else 0
-
-    def _publish(self, info):
-        """With a bucket, put the object's chunks and header there before it is acknowledged."""
-        if self.bucket is not None and info is not None:
-            self.bucket.publish(info.id)
-            self._cache.trim()
-        return info
+        host: BucketHost = self  # what the bucket's parts may use of the Store
+        self._bucket = self.link.bucket = Bucket(host, settings)  # closed with the store even if open() fails
+        self._bucket.open()
+        cache = self.link.cache = SegmentCache(host, settings.cache_size)
+        self.chunks.remote = self._bucket.load_chunk
+        learner = self.link.learner = HeaderLearner(host, self._bucket)
+        learner.learn()
+        cache.trim()
 
     def _hold_open_lock(self) -> bool:
         """Take the store's open lock; return True when no other Store has the folder open."""
@@ -177,301 +159,194 @@ class Store(Items, Transactions, KnownCopies, ObjectPaths, Unbundler, Weave, Che
             fcntl.flock(self._open_lock, fcntl.LOCK_SH)
             return False
 
-    @property
-    def signer(self) -> RsaSigner:
-        if self._signer is None:
-            # Our own wallet file (0600, written by this node): skip the slow key self-check.
-            self._signer = RsaSigner(self.wallet, trusted=True)
-        return self._signer
-
-    @property
-    def db(self) -> sqlite3.Connection:
-        """This thread's connection to the index."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = schema.connect(self.root / INDEX_FILE)
-            conn.row_factory = sqlite3.Row
-            self._local.conn = conn
-            self._remember(conn)
-        return conn
-
-    def _remember(self, conn) -> None:
-        with self._connections_lock:
-            self._connections.append(conn)
-
     def close(self) -> None:
         """Close every connection and file this Store opened."""
-        if self._learner is not None:
-            self._learner.stop()
-        if self.bucket is not None:
-            self.bucket.close()
-        if self._cache is not None:
-            self._cache.close()
-        with self._connections_lock:
-            for conn in self._connections:
-                try:
-                    conn.close()
-                except sqlite3.ProgrammingError:
-                    pass  # belongs to a thread that is gone; closed with it
-            self._connections.clear()
-        self._local = threading.local()
-        self._segments.close()
+        self.link.close()
+        self.index.close()
+        self.segments.close()
         if self._open_lock >= 0:
             os.close(self._open_lock)
             self._open_lock = -1
 
-    def __enter__(self):
+    def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _segment_committed(self, name: str) -> bool:
-        return self.db.execute("SELECT 1 FROM segments WHERE name = ?", (name,)).fetchone() is not None
+    # -- the node's identity, the index, settings ----------------------------------------
 
-    def _segment_name(self, segment_id: int) -> str:
-        name = self._segment_names.get(segment_id)
-        if name is None:
-            row = self.db.execute("SELECT name FROM segments WHERE id = ?", (segment_id,)).fetchone()
-            if row is None:
-                raise StoreError(f"segment {segment_id} is not in the index")
-            name = self._segment_names[segment_id] = row["name"]
-        return name
+    @property
+    def wallet(self) -> dict:
+        """The node wallet's JWK."""
+        return self.node_wallet.jwk
 
-    def _inline_bytes(self, inline_id: int) -> bytes | None:
-        row = self.db.execute("SELECT stored FROM inline_chunks WHERE id = ?", (inline_id,)).fetchone()
-        return None if row is None else bytes(row[0])
+    @property
+    def signer(self) -> RsaSigner:
+        """The node wallet's signer (made on first use)."""
+        return self.node_wallet.signer
 
-    def _segment_file(self, segment_id: int):
-        """Context manager: a read descriptor of a segment, open while the block runs."""
-        return self._segments.opened(self._segment_name(segment_id))
+    @property
+    def db(self) -> sqlite3.Connection:
+        """This thread's connection to the index."""
+        return self.index.db
 
-    def _known_chunk(self, address: bytes) -> bool:
-        """Given a BLAKE3 address, return True when a committed chunk has it (any thread)."""
-        with self._lookup_lock:
-            return self._lookup.execute("SELECT 1 FROM chunks WHERE hash = ?", (address,)).fetchone() is not None
+    @property
+    def max_data_size(self) -> int:
+        """The largest data_size a tx may claim here (set it on the opened Store)."""
+        return self.txs.max_data_size
 
-    # -- writing ---------------------------------------------------------------------
+    @max_data_size.setter
+    def max_data_size(self, value: int) -> None:
+        self.txs.max_data_size = value
 
-    def _ingest(self, data, want_deep_hash: bool, want_sha256: bool, progress=None) -> Ingested:
-        early = self.bucket.early_uploads() if self.bucket is not None else None  # None when importing
-        return ingest(data, self.segments_dir, self._known_chunk, want_deep_hash, want_sha256, progress,
-                      on_new_chunk=early.add if early is not None else None)  # fmt: skip
+    @property
+    def bucket(self) -> Bucket | None:
+        """The Bucket when opened on one (permastore.store.bucket); None: the embedded default."""
+        return self._bucket
 
-    def _commit(self, ingested: Ingested, row: dict, tags, after_insert: Callable | None = None) -> ObjectInfo:
-        """Given ingested data and the object's row, make both durable; return the stored info.
+    @property
+    def last_bundle_refusals(self) -> list[tuple[str, str]]:
+        """The (item ID, reason) pairs refused by the last unbundling of a put (the first 1000)."""
+        return self.bundles.last_bundle_refusals
 
-        If the ID was committed meanwhile (by another writer), the put is idempotent.
-        """
-        try:
-            if ingested.segment is None:
-                self._commit_small(ingested, row, tags, after_insert)
-            else:
-                self._commit_large(ingested, row, tags, after_insert)
-        except sqlite3.IntegrityError:
-            ingested.discard()
-            existing = self.info(row["id"])
-            if existing is None:
-                raise
-            return self._publish(existing)
-        except BaseException:
-            ingested.discard()  # nothing committed refers to what this put wrote
-            raise
-        info = self.info(row["id"])
-        self._maybe_unbundle(info)  # indexes the items inside; the parent's info stays as it is
-        return self._publish(info)
+    # -- writing (ItemWriter, TxWriter) -----------------------------------------------------
 
-    def _insert_all(self, conn, ingested: Ingested, row: dict, tags, after_insert) -> int:
-        seq = insert_object(conn, row, tags)
-        if row.get("data_complete") and ingested is not None:
-            insert_chunk_list(conn, seq, ingested.chunk_list)
-        if after_insert:
-            after_insert(conn, seq)
-        return seq
+    def put_data(self, stream: Any, tags: Any = (), content_type: str | None = None, target: bytes | None = None,
+                 anchor: bytes | None = None, progress: Progress | None = None) -> ObjectInfo:  # fmt: skip
+        """Given plain data, sign it with the node wallet (an L1 tx past one chunk, else an item); return its info."""
+        return self.items.put_data(stream, tags, content_type, target, anchor, progress)
 
-    def _commit_large(self, ingested: Ingested, row: dict, tags, after_insert) -> int:
-        return self._commit_segment_with(ingested, lambda c: self._insert_all(c, ingested, row, tags, after_insert))
+    def put_item(self, stream: Any, progress: Progress | None = None) -> ObjectInfo:
+        """Given a signed binary ANS-104 item (bytes or stream), verify and store it; return its info."""
+        return self.items.put_item(stream, progress)
 
-    def _commit_segment_with(self, ingested: Ingested, inside: Callable) -> int:
-        """Register a large put's sealed segment and its chunks, and run ``inside``, in one commit."""
-        segment = ingested.segment
-        conn = self.db
-        if segment.size == 0:
-            # Every chunk was already stored: the dedicated segment holds nothing.
-            segment.discard()
-            ingested.segment = None
-            with transaction(conn):
-                return inside(conn)
-        with transaction(conn):
-            cursor = conn.execute(
-                "INSERT INTO segments(name, kind, committed_size, sealed) VALUES (?, 'object', ?, 1)",
-                (segment.name, segment.size),
-            )
-            record_chunks(conn, cursor.lastrowid, ingested.new_chunks)
-            result = inside(conn)
-            if ingested.segment_is_object:
-                conn.execute(
-                    "INSERT INTO segment_objects(segment_id, seq) VALUES (?, ?)", (cursor.lastrowid, result)
-                )
-        # Committed: from here on the segment belongs to the store, never to discard().
-        ingested.segment = None
-        segment.release()
-        return result
+    def put_tx(self, tx: Transaction, data: Any = None, progress: Progress | None = None) -> ObjectInfo:
+        """Given a signed L1 tx and its data (stream, bytes, or None for chunks to come), store it."""
+        return self.txs.put_tx(tx, data, progress)
 
-    def _commit_small(self, ingested: Ingested | None, row: dict, tags, after_insert) -> int:
-        conn = self.db
-        new_chunks = ingested.new_chunks if ingested else []
-        if not new_chunks:
-            with transaction(conn):
-                return self._insert_all(conn, ingested, row, tags, after_insert)
-        return self._store_new_chunks(new_chunks, lambda c: self._insert_all(c, ingested, row, tags, after_insert))
+    def put_chunk(self, data_root: bytes, data_size: int, offset: int, chunk: bytes, data_path: bytes) -> None:
+        """Given a chunk of a pending L1 tx and its data_path, validate and store it."""
+        self.txs.put_chunk(data_root, data_size, offset, chunk, data_path)
 
-    def _store_new_chunks(self, new_chunks: list[NewChunk], inside: Callable) -> int:
-        """Store a small put's new chunks and commit them with ``inside``.
+    def check_data_size(self, data_size: int) -> None:
+        """Given a claimed data size, raise LimitExceeded (a 400) when it is past ``max_data_size``."""
+        self.txs.check_data_size(data_size)
 
-        Tiny chunks go into the index in the same transaction: with no pack bytes the
-        put costs one fsync (SQLite's WAL at COMMIT), and nothing is visible before it.
-        """
-        inline = [c for c in new_chunks if c.stored_size <= codec.INLINE_LIMIT]
-        packed = [c for c in new_chunks if c.stored_size > codec.INLINE_LIMIT]
+    def check_known_tx(self, tx: Transaction, data: Any = None) -> None:
+        """Given a verified tx whose ID is stored, raise Conflict (other signed fields) or DataMismatch."""
+        self.known.check_known_tx(tx, data)
 
-        def with_inline(conn):
-            record_inline_chunks(conn, inline)
-            return inside(conn)
-
-        if not packed:
-            with transaction(self.db) as conn:
-                return with_inline(conn)
-        with PackLock(self.segments_dir):
-            return self._append_to_pack(packed, with_inline)
-
-    def _append_to_pack(self, new_chunks: list[NewChunk], inside: Callable) -> int:
-        """Under the pack lock: append chunks to the open pack, fsync, then commit with ``inside``."""
-        conn = self.db
-        incoming = sum(c.stored_size for c in new_chunks)
-        pack = conn.execute(
-            "SELECT id, name, committed_size FROM segments WHERE kind = 'pack' AND sealed = 0 ORDER BY id DESC LIMIT 1"
-        ).fetchone()
-        seal_id = None
-        if pack is not None and pack["committed_size"] and pack["committed_size"] + incoming > PACK_LIMIT:
-            seal_id, pack = pack["id"], None
-        if pack is None:
-            count = conn.execute("SELECT COUNT(*) FROM segments WHERE kind = 'pack'").fetchone()[0]
-            name, pack_id = pack_name(count + 1), None
-        else:
-            name, pack_id = pack["name"], pack["id"]
-        appender = PackAppender(self.segments_dir, name)
-        try:
-            for chunk in new_chunks:
-                chunk.offset = appender.append(chunk.stored)
-            appender.sync()
-            with transaction(conn):
-                if seal_id is not None:
-                    conn.execute("UPDATE segments SET sealed = 1 WHERE id = ?", (seal_id,))
-                if pack_id is None:
-                    cursor = conn.execute(
-                        "INSERT INTO segments(name, kind, committed_size) VALUES (?, 'pack', ?)", (name, appender.size)
-                    )
-                    pack_id = cursor.lastrowid
-                else:
-                    conn.execute("UPDATE segments SET committed_size = ? WHERE id = ?", (appender.size, pack_id))
-                record_chunks(conn, pack_id, new_chunks)
-                result = inside(conn)
-        finally:
-            appender.close()
-        if seal_id is not None:
-            sealed = conn.execute("SELECT name FROM segments WHERE id = ?", (seal_id,)).fetchone()
-            os.chmod(self.segments_dir / sealed["name"], 0o444)
-        return result
-
-    # -- reading ---------------------------------------------------------------------
+    # -- reading (ObjectReader, ObjectPaths, ObjectExporter) -----------------------------
 
     def info(self, id: str) -> ObjectInfo | None:
         """Given an ID, return its ObjectInfo, or None when it is not stored."""
-        row = object_row(self.db, id)
-        if row is None:
-            return None
-        return to_info(row, tags_of(self.db, [row["seq"]])[row["seq"]])
-
-    def _row(self, id: str) -> sqlite3.Row:
-        row = object_row(self.db, id) if isinstance(id, str) else None
-        if row is None:
-            raise NotFound(id)
-        return row
+        return self.reader.info(id)
 
     def read(self, id: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        """Given an ID and a byte range [start, end), yield its bytes, each chunk verified first.
-
-        Raises NotFound (unknown ID or data not yet complete) and CorruptChunk.
-        """
-        row = self._row(id)
-        start, end = _clamp(start, end, row["data_size"])
-        return self._read_row(row, start, end)
-
-    def _read_row(self, row, start: int, end: int) -> Iterator[bytes]:
-        if not row["data_complete"]:
-            raise NotFound(row["id"], "data of")
-        if start >= end:
-            return iter(())
-        if row["data_parent"] is not None:
-            # A bundled item's bytes are a range of its parent's data: no copy.
-            parent = self._row(row["data_parent"])
-            base = row["data_parent_offset"]
-            return self._read_row(parent, base + start, base + end)
-        rows = chunk_rows(self.db, row["seq"], start, end)
-        if self._cache is not None:
-            self._cache.touch({r["segment_id"] for r in rows})
-        return self._read_chunks(row["id"], rows, start, end)
-
-    def _read_chunks(self, id: str, rows, start: int, end: int) -> Iterator[bytes]:
-        runs = contiguous_runs(rows)
-        if self.bucket is not None:
-            runs = self.bucket.fetch_ahead(runs)  # (run, fetched): chunks only in the bucket read ahead
-        for run in runs:
-            if self.bucket is not None:
-                run, fetched = run
-                if fetched is not None:
-                    yield _within(self._chunks.load(id, run[0], fetched), run[0]["offset"], start, end)
-                    continue
-            data = self._chunks.load_run(id, run)
-            if data is None:
-                # Some chunk failed: go chunk by chunk so every verified one before it is still
-                # served and the error names the chunk.
-                for chunk in run:
-                    yield _within(self._chunks.load(id, chunk), chunk["offset"], start, end)
-                continue
-            yield _within(data, run[0]["offset"], start, end)
+        """Given an ID and a byte range [start, end), yield its bytes, each chunk verified first."""
+        return self.reader.read(id, start, end)
 
     def read_range(self, id: str, start: int, length: int) -> bytes:
         """Given an ID, a start and a length, return those bytes (fewer at the end of the data)."""
-        if start < 0 or length < 0:
-            raise StoreError(f"invalid range start={start} length={length}")
-        return b"".join(self.read(id, start, start + length))
+        return self.reader.read_range(id, start, length)
 
     def raw_header(self, id: str) -> bytes:
         """Given an ID, return the binary ANS-104 header (item) or the tx JSON bytes (tx)."""
-        return bytes(self._row(id)["raw_header"])
+        return self.reader.raw_header(id)
 
     def item_bytes(self, id: str) -> Iterator[bytes]:
         """Given a data item ID, yield the whole original item: header, then verified data."""
-        row = self._row(id)
-        if row["kind"] != "item":
-            raise StoreError(f"{id} is an L1 transaction, not a data item")
-        yield bytes(row["raw_header"])
-        yield from self._read_row(row, 0, row["data_size"])
+        return self.reader.item_bytes(id)
 
     def query(self, q: Query) -> Page:
         """Given a Query, return one Page of matching objects."""
-        return run_query(self.db, q)
+        return self.reader.query(q)
 
-def _within(data: bytes, offset: int, start: int, end: int) -> bytes:
-    """Given bytes that begin at offset in the object, return the part inside [start, end)."""
-    lo, hi = max(start - offset, 0), min(end - offset, len(data))
-    return data if (lo == 0 and hi == len(data)) else data[lo:hi]
+    def object_path(self, id: str, verify: bool = True) -> Path:
+        """Given an ID, return a path whose bytes are exactly the object's data (verified once)."""
+        return self.paths.object_path(id, verify)
 
+    def copy_to(self, id: str, fd: int, progress: Progress | None = None) -> int:
+        """Given an ID and a writable descriptor, write the object's verified data; return the byte count."""
+        return self.exporter.copy_to(id, fd, progress)
 
-def _clamp(start: int, end: int | None, size: int) -> tuple[int, int]:
-    if start < 0 or (end is not None and end < start):
-        raise StoreError(f"invalid range start={start} end={end}")
-    end = size if end is None else min(end, size)
-    return min(start, size), end
+    # -- bundles, the weave, fsck --------------------------------------------------------
+
+    def refusals(self, id: str | None = None, bundle_id: str | None = None, limit: int = -1) -> list[tuple]:
+        """Return recorded refusals as (bundle ID, item ID, reason), oldest first."""
+        return self.bundles.refusals(id, bundle_id, limit)
+
+    def weave_size(self) -> int:
+        """Return the number of weave bytes given out to L1 txs so far."""
+        return self.weave.weave_size()
+
+    def chunk_proofs(self, id: str) -> list[merkle.Proof]:
+        """Given an L1 tx ID with data, return one merkle Proof (data_path) per non-empty chunk."""
+        return self.weave.chunk_proofs(id)
+
+    def chunk_leaves(self, id: str) -> list[merkle.Chunk]:
+        """Given a stored L1 tx with data, return its non-empty chunks (SHA-256 and range)."""
+        return self.weave.chunk_leaves(id)
+
+    def chunk_at_weave_offset(self, offset: int) -> WeaveChunk:
+        """Given a 0-based weave offset, return the chunk holding it, its data_path and its tx."""
+        return self.weave.chunk_at_weave_offset(offset)
+
+    def mine_block(self, timestamp: int | None = None) -> Block:
+        """Put every object without a height into a new block; return the block."""
+        return self.weave.mine_block(timestamp)
+
+    def block(self, height: int | None = None, indep_hash: str | None = None) -> Block | None:
+        """Given a height or an indep_hash, return that block, or None."""
+        return self.weave.block(height, indep_hash)
+
+    def current_block(self) -> Block | None:
+        """Return the highest block, or None before the first is mined."""
+        return self.weave.current_block()
+
+    def fsck(self, progress: Progress | None = None) -> FsckReport:
+        """Verify every chunk, every object's chunk list and every segment; return the report."""
+        return self.checker.fsck(progress)
+
+    # -- partially held objects (PartialObjects) -------------------------------------------
+
+    def open_partial(self, id: str, kind: str, data_size: int, raw_header: bytes = b"", proof: str = "chunks",
+                     bundled_in: str | None = None, leaves: bytes | None = None) -> PartialWriter:  # fmt: skip
+        """Given an object to fetch, return its PartialWriter: resumed with what is held, or new."""
+        return self.partials.open_partial(id, kind, data_size, raw_header, proof, bundled_in, leaves)
+
+    def partial_info(self, id: str) -> PartialInfo | None:
+        """Given an ID, return what is held of it while it is partial, or None."""
+        return self.partials.partial_info(id)
+
+    def partial_ids(self) -> list[str]:
+        """Return the IDs of every partially held object."""
+        return self.partials.partial_ids()
+
+    def partial_header(self, id: str) -> bytes:
+        """Given a partial item's ID, return its candidate (unverified) binary header."""
+        return self.partials.partial_header(id)
+
+    def read_partial(self, id: str, start: int, end: int) -> Iterator[bytes]:
+        """Given a partial object proven chunk by chunk and a span it holds, yield its verified bytes."""
+        return self.partials.read_partial(id, start, end)
+
+    def abandon_partial(self, id: str, writer: PartialWriter | None = None) -> None:
+        """Given a partial object, drop what is held of it (a tx keeps its verified header)."""
+        self.partials.abandon_partial(id, writer)
+
+    # -- the bucket (BucketLink) -----------------------------------------------------------
+
+    def learn_from_bucket(self) -> int:
+        """With a bucket, index the objects other nodes published since the last look; return how many."""
+        return self.link.learn()
+
+    def follow_bucket(self, interval: float = 2.0) -> None:
+        """With a bucket, keep learning new headers every interval seconds (a thread) until close()."""
+        self.link.follow(interval)
+
+    def trim_cache(self) -> int:
+        """With a bucket, evict least recently used segments past --cache-size; return bytes freed."""
+        return self.link.trim()
+

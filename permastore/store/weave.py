@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
+import threading
 import time
 
 from permastore.protocol import b64url, merkle
 from permastore.protocol.deephash import deep_hash
+from permastore.store.connections import IndexConnections
 from permastore.store.errors import NotFound, StoreError
 from permastore.store.index import transaction
+from permastore.store.object_reader import ObjectReader
 from permastore.store.records import Block, WeaveChunk
 
 PROOF_CACHE_SIZE = 16
 _EMPTY_SHA256 = hashlib.sha256(b"").digest()
 
 
-def assign_weave_range(conn, seq: int, tx_format: int | None, data_size: int) -> None:
+def assign_weave_range(conn: sqlite3.Connection, seq: int, tx_format: int | None, data_size: int) -> None:
     """Inside a write transaction: give a tx whose data just became complete the next weave bytes."""
     if tx_format != 2 or data_size <= 0:
         return
@@ -35,45 +39,54 @@ def assign_weave_range(conn, seq: int, tx_format: int | None, data_size: int) ->
     conn.execute("UPDATE objects SET weave_offset = ? WHERE seq = ?", (end - 1, seq))
 
 
-class Weave:
-    """Store mixin: chunk proofs, weave offsets, blocks."""
+class WeaveIndex:
+    """Given the index and the reader: chunk proofs, weave offsets, blocks.
+
+    Owns a small cache of chunk proofs (the gateway's threads share it).
+    """
+
+    def __init__(self, index: IndexConnections, reader: ObjectReader):
+        self.index = index
+        self.reader = reader
+        self._proofs: dict[str, list[merkle.Proof]] = {}
+        self._proofs_lock = threading.Lock()
 
     def weave_size(self) -> int:
         """Return the number of weave bytes given out to L1 txs so far."""
-        return self.db.execute("SELECT value FROM meta WHERE key = 'weave_size'").fetchone()[0]
+        return self.index.db.execute("SELECT value FROM meta WHERE key = 'weave_size'").fetchone()[0]
 
-    def chunk_proofs(self, id: str) -> list:
+    def chunk_proofs(self, id: str) -> list[merkle.Proof]:
         """Given an L1 tx ID with data, return one merkle Proof (data_path) per non-empty chunk."""
-        cached = self._proof_cache.get(id)
+        cached = self._proofs.get(id)
         if cached is not None:
             return cached
-        row = self._row(id)
+        row = self.reader.row(id)
         chunks = self._leaf_chunks(row)
         if row["data_size"] % merkle.MAX_CHUNK_SIZE == 0:
             chunks.append(merkle.Chunk(_EMPTY_SHA256, row["data_size"], row["data_size"]))
         if merkle.compute_root(chunks) != bytes(row["data_root"]):
             raise StoreError(f"tx {id}: stored chunks do not rebuild its data_root")
         proofs = [p for p, c in zip(merkle.build_proofs(chunks), chunks) if c.max_byte_range > c.min_byte_range]
-        with self._connections_lock:  # the cache is shared by the gateway's threads
-            while len(self._proof_cache) >= PROOF_CACHE_SIZE:
-                self._proof_cache.pop(next(iter(self._proof_cache)))
-            self._proof_cache[id] = proofs
+        with self._proofs_lock:  # the cache is shared by the gateway's threads
+            while len(self._proofs) >= PROOF_CACHE_SIZE:
+                self._proofs.pop(next(iter(self._proofs)))
+            self._proofs[id] = proofs
         return proofs
 
-    def chunk_leaves(self, id: str) -> list:
+    def chunk_leaves(self, id: str) -> list[merkle.Chunk]:
         """Given a stored L1 tx with data, return its non-empty chunks (merkle.Chunk: SHA-256 and range)."""
-        return self._leaf_chunks(self._row(id))
+        return self._leaf_chunks(self.reader.row(id))
 
-    def _leaf_chunks(self, row) -> list:
+    def _leaf_chunks(self, row: sqlite3.Row) -> list[merkle.Chunk]:
         if row["kind"] != "tx" or row["format"] != 2 or row["data_size"] == 0:
             raise StoreError(f"{row['id']} has no chunked data (only format-2 L1 txs with data do)")
         if not row["data_complete"]:
             raise NotFound(row["id"], "data of")
         return [merkle.Chunk(sha, start, start + size) for start, size, sha in self._chunk_hashes(row)]
 
-    def _chunk_hashes(self, row) -> list[tuple[int, int, bytes]]:
+    def _chunk_hashes(self, row: sqlite3.Row) -> list[tuple[int, int, bytes]]:
         """(offset, size, sha256) of each stored chunk; SHA-256s missing from the index are computed."""
-        rows = self.db.execute(
+        rows = self.index.db.execute(
             "SELECT c.idx, c.offset, c.size, c.hash, k.sha256 FROM object_chunks c"
             " LEFT JOIN chunks k ON k.hash = c.hash WHERE c.seq = ? ORDER BY c.idx",
             (row["seq"],),
@@ -82,14 +95,15 @@ class Weave:
         for chunk in rows:
             sha = chunk["sha256"]
             if sha is None:
-                data = self.read_range(row["id"], chunk["offset"], chunk["size"])
+                data = self.reader.read_range(row["id"], chunk["offset"], chunk["size"])
                 sha = hashlib.sha256(data).digest()
             out.append((chunk["offset"], chunk["size"], bytes(sha)))
         return out
 
     def chunk_at_weave_offset(self, offset: int) -> WeaveChunk:
         """Given a 0-based weave offset, return the chunk holding it, its data_path and its tx."""
-        row = self.db.execute(
+        db = self.index.db
+        row = db.execute(
             "SELECT * FROM objects WHERE kind = 'tx' AND weave_offset >= ? ORDER BY weave_offset LIMIT 1",
             (offset,),
         ).fetchone()
@@ -98,7 +112,7 @@ class Weave:
         relative = offset - (row["weave_offset"] - row["data_size"] + 1)
         proofs = self.chunk_proofs(row["id"])
         chunk = next(
-            (c for c in self.db.execute(
+            (c for c in db.execute(
                 "SELECT offset, size FROM object_chunks WHERE seq = ? AND offset <= ? ORDER BY offset DESC LIMIT 1",
                 (row["seq"], relative),
             )),
@@ -108,7 +122,7 @@ class Weave:
             raise NotFound(str(offset), "chunk at weave offset")
         end = chunk["offset"] + chunk["size"]
         proof = next(p for p in proofs if p.offset == end - 1)
-        data = self.read_range(row["id"], chunk["offset"], chunk["size"])
+        data = self.reader.read_range(row["id"], chunk["offset"], chunk["size"])
         return WeaveChunk(
             chunk=data,
             data_path=proof.proof,
@@ -124,7 +138,7 @@ class Weave:
         The block lists the L1 txs it holds; data items (bundled or uploaded here) get
         the same height so height queries see them.
         """
-        conn = self.db
+        conn = self.index.db
         with transaction(conn):
             previous = conn.execute("SELECT * FROM blocks ORDER BY height DESC LIMIT 1").fetchone()
             height = previous["height"] + 1 if previous else 0
@@ -147,18 +161,19 @@ class Weave:
 
     def block(self, height: int | None = None, indep_hash: str | None = None) -> Block | None:
         """Given a height or an indep_hash, return that block, or None."""
+        db = self.index.db
         if indep_hash is not None:
-            row = self.db.execute("SELECT * FROM blocks WHERE indep_hash = ?", (indep_hash,)).fetchone()
+            row = db.execute("SELECT * FROM blocks WHERE indep_hash = ?", (indep_hash,)).fetchone()
         else:
-            row = self.db.execute("SELECT * FROM blocks WHERE height = ?", (height,)).fetchone()
+            row = db.execute("SELECT * FROM blocks WHERE height = ?", (height,)).fetchone()
         return _block(row)
 
     def current_block(self) -> Block | None:
         """Return the highest block, or None before the first is mined."""
-        return _block(self.db.execute("SELECT * FROM blocks ORDER BY height DESC LIMIT 1").fetchone())
+        return _block(self.index.db.execute("SELECT * FROM blocks ORDER BY height DESC LIMIT 1").fetchone())
 
 
-def _block(row) -> Block | None:
+def _block(row: sqlite3.Row | None) -> Block | None:
     if row is None:
         return None
     tx_ids = json.loads(row["tx_ids"])

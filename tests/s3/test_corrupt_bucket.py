@@ -16,7 +16,7 @@ CHUNK = 262144
 
 
 def chunk_addresses(store: Store, id: str) -> list[bytes]:
-    row = store._row(id)
+    row = store.reader.row(id)
     return [bytes(r["hash"]) for r in chunk_rows(store.db, row["seq"], 0, row["data_size"])]
 
 

@@ -12,6 +12,7 @@ from permastore.protocol import ans104, bundle
 from permastore.protocol.errors import InvalidSignature, LimitExceeded
 from permastore.protocol.tags import Tag
 from permastore.store import Store
+from permastore.store.bundles import Unbundler
 
 from .hostile import (
     BAD_RSA_OWNERS,
@@ -81,14 +82,14 @@ def test_an_unexpected_error_while_unbundling_at_open_is_recorded_and_the_store_
     with Store.open(data_dir) as store:
         bundle_id = store.put_item(signed_bundle).id
     simulate_crash_during_unbundling(data_dir, bundle_id)
-    real = Store._verified_entry
+    real = Unbundler._verified_entry
 
     def flaky(self, parent, entry, window):
         if entry.id == item_id(good[1]):
             raise RuntimeError("simulated bug")
         return real(self, parent, entry, window)
 
-    monkeypatch.setattr(Store, "_verified_entry", flaky)
+    monkeypatch.setattr(Unbundler, "_verified_entry", flaky)
     with Store.open(data_dir) as store:
         assert store.info(item_id(good[0])) is not None and store.info(item_id(good[1])) is None
         [(_, _, reason)] = store.refusals(item_id(good[1]))

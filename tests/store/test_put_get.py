@@ -82,8 +82,8 @@ def test_range_read_does_not_read_from_the_start(store, monkeypatch):
     data = pseudo_random(10 * MAX_CHUNK_SIZE, 3)
     info = store.put_data(data)
     loaded = []
-    original = store._chunks.load
-    monkeypatch.setattr(store._chunks, "load", lambda id, row: loaded.append(row["idx"]) or original(id, row))
+    original = store.chunks.load
+    monkeypatch.setattr(store.chunks, "load", lambda id, row: loaded.append(row["idx"]) or original(id, row))
     assert store.read_range(info.id, 7 * MAX_CHUNK_SIZE + 10, 100) == data[7 * MAX_CHUNK_SIZE + 10 :][:100]
     assert loaded == [7]
 
@@ -168,14 +168,14 @@ def test_object_path_reads_each_chunk_once_per_process_and_not_at_all_unverified
     data = _with_repeats(70)
     info = store.put_data(io.BytesIO(data))
     loads = []
-    load, load_run = store._chunks.load, store._chunks.load_run
-    monkeypatch.setattr(store._chunks, "load", lambda id, row: loads.append(row["idx"]) or load(id, row))
+    load, load_run = store.chunks.load, store.chunks.load_run
+    monkeypatch.setattr(store.chunks, "load", lambda id, row: loads.append(row["idx"]) or load(id, row))
 
     def counted_run(id, run):  # a run of one goes through load
         loads.extend(r["idx"] for r in run if len(run) > 1)
         return load_run(id, run)
 
-    monkeypatch.setattr(store._chunks, "load_run", counted_run)
+    monkeypatch.setattr(store.chunks, "load_run", counted_run)
     store.object_path(info.id, verify=False)  # a caller that checks the bytes itself (resolve_model)
     assert loads == []
     store.object_path(info.id)

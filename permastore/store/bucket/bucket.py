@@ -17,7 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import blake3
 
@@ -131,7 +131,7 @@ class Bucket:
         todo = [r for a, r in unique.items() if a not in present]
 
         def upload(r):
-            raw = self.store._chunks.load(id, r)  # verified: the bucket gets only good bytes
+            raw = self.store.chunks.load(id, r)  # verified: the bucket gets only good bytes
             self.storage.put_if_absent(layout.chunk_key(self.prefix, bytes(r["hash"])), raw)
             return bytes(r["hash"])
 
@@ -158,9 +158,8 @@ class Bucket:
             raise OSError(str(exc)) from None
         if data is None:
             raise OSError(f"chunk {address.hex()} is missing from bucket {self.settings.bucket}")
-        with self.store._lookup_lock:
-            row = self.store._lookup.execute("SELECT sha256 FROM chunks WHERE hash = ?", (address,)).fetchone()
-        if row is not None and row[0] is not None and hashlib.sha256(data).digest() != bytes(row[0]):
+        sha256 = self.store.index.chunk_sha256(address)
+        if sha256 is not None and hashlib.sha256(data).digest() != sha256:
             raise OSError(f"bucket object of chunk {address.hex()} does not match its SHA-256")
         return data
 
@@ -231,7 +230,7 @@ class EarlyUploads:
     def __init__(self, bucket: Bucket):
         self.bucket = bucket
         self.slots = threading.BoundedSemaphore(self.IN_FLIGHT)
-        self.futures = []
+        self.futures: list[Future[bytes]] = []
 
     def add(self, address: bytes, chunk) -> None:
         self.slots.acquire()

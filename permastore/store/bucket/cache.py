@@ -58,7 +58,7 @@ class SegmentCache:
                 continue
             self._touched[segment_id] = now
             try:
-                os.utime(self.store.segments_dir / self.store._segment_name(segment_id))
+                os.utime(self.store.segments.path(segment_id))
             except (OSError, Exception):  # gone meanwhile (evicted): nothing to mark
                 pass
 
@@ -128,7 +128,7 @@ class SegmentCache:
                 )
                 conn.execute("DELETE FROM segment_objects WHERE segment_id = ?", (row["id"],))
                 conn.execute("DELETE FROM segments WHERE id = ?", (row["id"],))
-            self.store._segment_names.pop(row["id"], None)
+            self.store.segments.forget(row["id"])
             path.unlink(missing_ok=True)
             return True
         finally:

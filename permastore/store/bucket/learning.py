@@ -114,7 +114,7 @@ class HeaderLearner:
         verify_tx(tx)
         if manifest.data_size != tx.data_size or any(sha is None for *_, sha in manifest.chunks):
             raise MalformedData(f"header object of {tx.id}: data_size or chunk SHA-256s do not match the tx")
-        shas = {offset: sha for offset, _, _, sha in manifest.chunks}
+        shas = {offset: sha for offset, _, _, sha in manifest.chunks if sha is not None}  # none is, checked above
         empty = hashlib.sha256(b"").digest()
         leaves = [merkle.Chunk(shas.get(s, empty), s, e) for s, e in merkle.chunk_ranges(tx.data_size)]
         if merkle.compute_root(leaves) != tx.data_root:
@@ -133,7 +133,7 @@ class HeaderLearner:
             assign_weave_range(conn, seq, tx.format, tx.data_size)
             conn.executemany("INSERT OR IGNORE INTO bucket_chunks(hash) VALUES (?)", [(c[2],) for c in manifest.chunks])
             conn.execute("INSERT OR IGNORE INTO bucket_published(id) VALUES (?)", (tx.id,))
-        self.store._maybe_unbundle(self.store.info(tx.id))
+        self.store.bundles.unbundle(self.store.info(tx.id))
 
     # -- following ---------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 from permastore.store.errors import StoreError
 
@@ -53,7 +53,8 @@ class S3Storage:
         self.bucket = bucket
         self._obstore = obstore
         options = {"allow_http": True, "pool_max_idle_per_host": str(MAX_CONNECTIONS)}
-        kwargs = {"client_options": options, "retry_config": {"max_retries": 3, "retry_timeout": _seconds(30)}}
+        retry = {"max_retries": 3, "retry_timeout": _seconds(30)}
+        kwargs: dict[str, Any] = {"client_options": options, "retry_config": retry}
         if endpoint:
             kwargs["endpoint"] = endpoint
             kwargs["virtual_hosted_style_request"] = False
