@@ -324,6 +324,10 @@ class Store:
         """Return the IDs of every partially held object."""
         return self.partials.partial_ids()
 
+    def held_ranges(self, id: str) -> list[tuple[int, int]]:
+        """Given a partially held object, return its durable held ranges as (offset, size), in order."""
+        return self.partials.held_ranges(id)
+
     def partial_header(self, id: str) -> bytes:
         """Given a partial item's ID, return its candidate (unverified) binary header."""
         return self.partials.partial_header(id)
