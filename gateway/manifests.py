@@ -28,7 +28,7 @@ class PathManifestError(ValueError):
 
 
 @dataclass(frozen=True)
-class PathManifest:
+class ServedManifest:
     """Paths mapped to IDs, with the optional index and fallback IDs."""
 
     paths: dict[str, str]
@@ -45,8 +45,8 @@ def _entry_id(entry: object, where: str) -> str:
     return entry["id"]
 
 
-def parse_manifest(raw: bytes) -> PathManifest:
-    """Given the manifest bytes, return the PathManifest or raise PathManifestError."""
+def parse_manifest(raw: bytes) -> ServedManifest:
+    """Given the manifest bytes, return the ServedManifest or raise PathManifestError."""
     try:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -64,7 +64,7 @@ def parse_manifest(raw: bytes) -> PathManifest:
     index_id = _index_id(doc.get("index"), paths)
     fallback = doc.get("fallback")
     fallback_id = _entry_id(fallback, "fallback") if fallback is not None else None
-    return PathManifest(paths, index_id, fallback_id)
+    return ServedManifest(paths, index_id, fallback_id)
 
 
 def _index_id(index: object, paths: dict[str, str]) -> str | None:
@@ -83,7 +83,7 @@ def _index_id(index: object, paths: dict[str, str]) -> str | None:
     raise PathManifestError("index has neither path nor id")
 
 
-def resolve(manifest: PathManifest, subpath: str) -> str | None:
+def resolve(manifest: ServedManifest, subpath: str) -> str | None:
     """Given a manifest and the request path after `/{manifest}/`, return the ID to serve.
 
     Empty path -> index. A path is tried as written, URL-decoded, and as a folder's
@@ -111,12 +111,12 @@ class ParsedManifests:
 
     def __init__(self, max_bytes: int = DEFAULT_PARSED_BYTES):
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[str, tuple[PathManifest | None, int]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[ServedManifest | None, int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, manifest_id: str, load) -> PathManifest | None:
-        """Given an ID and load() -> raw bytes, return its parsed PathManifest (None when invalid), parsing at most once."""
+    def get(self, manifest_id: str, load) -> ServedManifest | None:
+        """Given an ID and load() -> raw bytes, return its parsed ServedManifest (None when invalid), parsing at most once."""
         with self._lock:
             if manifest_id in self._entries:
                 self._entries.move_to_end(manifest_id)

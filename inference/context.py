@@ -20,7 +20,7 @@ from typing import Any
 
 from inference.engine import EngineCache
 from inference.execution import execute
-from inference.fetching import Fetcher
+from inference.fetching import SourceFetcher
 from inference.identity import engine_identity
 from inference.messages import MessageLog, check_caller
 from inference.model_trust import ModelTrust
@@ -44,7 +44,7 @@ class Inference:
         self._identity: dict[str, Any] | None = None
         self._lock = threading.Lock()
         self._signer: ThreadPoolExecutor | None = None
-        self.fetcher = Fetcher(source)
+        self.fetcher = SourceFetcher(source)
         self.templates = TemplateSandbox()
         self.vocabularies = Vocabularies()
         self.engines = EngineCache()  # models loaded in this OS process (CLI runs, local replays)

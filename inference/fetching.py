@@ -13,7 +13,7 @@ from permastore.store.records import ObjectInfo
 MAX_LOCKS = 1024  # per-ID locks kept for fetches in progress; idle ones are dropped past this
 
 
-class Fetcher:
+class SourceFetcher:
     """Given a storing source (or None: nothing is fetched), fetch objects into the store, one fetch per ID at a time."""
 
     def __init__(self, source: StoringSource | None):

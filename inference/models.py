@@ -27,7 +27,7 @@ from inference.errors import (
     NotAModel,
     UpstreamFailed,
 )
-from inference.fetching import Fetcher
+from inference.fetching import SourceFetcher
 from inference.gguf_header import GGUFError, parse_header
 from inference.model_names import InvalidModelName, ModelNames, NameBinding, parse_name
 from inference.model_trust import ModelTrust
@@ -176,7 +176,7 @@ class ModelCatalog:
     command line's (operator) trust allows every model and approves what it adds.
     """
 
-    def __init__(self, store: InferenceStore, fetcher: Fetcher, trust: ModelTrust):
+    def __init__(self, store: InferenceStore, fetcher: SourceFetcher, trust: ModelTrust):
         self.store = store
         self.fetcher = fetcher
         self.trust = trust

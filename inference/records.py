@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Union
 
 from inference.errors import RecordInvalid, RecordNotFound
-from inference.fetching import Fetcher
+from inference.fetching import SourceFetcher
 from inference.models import tag_dict
 from inference.store_types import InferenceStore
 from permastore.protocol import ans104, b64url
@@ -292,7 +292,7 @@ def _check_tags(record_id: str, info: ObjectInfo, record: Record) -> None:
 class RecordStore:
     """The records of one store: sign with its wallet, store, load (fetched through upstreams), find by tags."""
 
-    def __init__(self, store: InferenceStore, fetcher: Fetcher):
+    def __init__(self, store: InferenceStore, fetcher: SourceFetcher):
         self.store = store
         self.fetcher = fetcher
         self.node_address = address_of(store.signer.owner)  # the signer of every record written here
