@@ -24,7 +24,7 @@ class HostileUpstream:
         self.drip_s = drip_s
         self.sent = 0
         self.stop = threading.Event()
-        handler = type("Handler", (_Handler,), {"upstream": self})
+        handler = type("HostileHandler", (_HostileHandler,), {"upstream": self})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -36,7 +36,7 @@ class HostileUpstream:
         self.server.server_close()
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _HostileHandler(BaseHTTPRequestHandler):
     upstream: HostileUpstream
     protocol_version = "HTTP/1.1"
 

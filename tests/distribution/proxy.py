@@ -26,7 +26,7 @@ class NodeProxy:
         self.sent = 0
         self.flipped = 0
         self.lock = threading.Lock()
-        handler = type("Handler", (_Handler,), {"proxy": self})
+        handler = type("ProxyHandler", (_ProxyHandler,), {"proxy": self})
         self.server = _QuietServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -51,7 +51,7 @@ def _is_data(path: str) -> bool:
     return first in ("raw", "chunk") or len(first) == 43
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _ProxyHandler(BaseHTTPRequestHandler):
     proxy: NodeProxy
     protocol_version = "HTTP/1.1"
 

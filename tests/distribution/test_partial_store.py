@@ -11,9 +11,9 @@ import textwrap
 import pytest
 
 from permastore.protocol import ans104, merkle
-from permastore.protocol.deephash import BlobHasher
 from permastore.protocol.errors import InvalidSignature
 from permastore.protocol.tags import Tag
+from permastore.sources.proofs import ItemCheck
 from permastore.store import NotFound, Store
 
 from .conftest import seeded, signed_tx
@@ -31,19 +31,6 @@ def pending_tx(store, signer, data):
     header = type(tx)(**{**tx.__dict__, "data": b""})
     store.put_tx(header, None)
     return tx
-
-
-class ItemCheck:
-    """Checks an item's signature over its data read back in order (what the engine passes)."""
-
-    def __init__(self, header):
-        self.header, self.hasher = header, BlobHasher()
-
-    def update(self, data):
-        self.hasher.update(data)
-
-    def finish(self):
-        ans104.verify_header(self.header, self.hasher.digest())
 
 
 def test_a_tx_filled_out_of_order_resumes_and_completes_as_its_own_segment(tmp_path, jwk, rsa_signer):
@@ -94,7 +81,7 @@ def test_an_item_verified_at_the_end_is_indexed_only_when_its_signature_holds(st
     with pytest.raises(NotFound):
         store.read_partial(header.id, 0, 10)  # unproven bytes are never served
     assert store.info(header.id) is None  # nor indexed
-    info = writer.complete(ItemCheck(header))
+    info = writer.complete(ItemCheck(raw_header))
     assert info.kind == "item" and b"".join(store.item_bytes(header.id)) == item
     # A copy with one flipped byte does not verify: nothing indexed, nothing left behind.
     other = ans104.build_item(ed_signer, data, [Tag(b"Copy", b"2")])
@@ -102,7 +89,7 @@ def test_an_item_verified_at_the_end_is_indexed_only_when_its_signature_holds(st
     writer = store.open_partial(other_header.id, "item", len(data), other[: other_header.header_size], proof="end")
     writer.write(0, data[:-1] + bytes([data[-1] ^ 1]))
     with pytest.raises(InvalidSignature):
-        writer.complete(ItemCheck(other_header))
+        writer.complete(ItemCheck(other[: other_header.header_size]))
     assert store.info(other_header.id) is None and store.partial_info(other_header.id) is None
     assert len(list(store.segments_dir.glob("obj-*.seg"))) == 1
 

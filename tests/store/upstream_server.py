@@ -26,7 +26,7 @@ class Upstream:
         self.ignore_range = False
         self.no_item_headers = False
         self.requests: list[tuple[str, str, str | None]] = []  # (method, path, Range)
-        handler = type("Handler", (_Handler,), {"upstream": self})
+        handler = type("UpstreamHandler", (_UpstreamHandler,), {"upstream": self})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -38,7 +38,7 @@ class Upstream:
         self.server.server_close()
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _UpstreamHandler(BaseHTTPRequestHandler):
     upstream: Upstream
     protocol_version = "HTTP/1.1"
 
