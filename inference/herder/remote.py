@@ -33,6 +33,8 @@ from inference.herder.leases import Lease, LeaseBook, LeaseRefused, RequestVerif
 from inference.herder.remote_results import WORKER, WORKER_RESULT, generation_of, parse_worker_result
 from inference.herder.verification import Check, Checker
 from inference.processes import PreparedCall
+from permastore.protocol import ans104
+from permastore.protocol.errors import ProtocolError
 
 log = logging.getLogger("inference.herder")
 
@@ -70,6 +72,7 @@ class CallWork:
 
     call: Call
     prepared: PreparedCall
+    call_json: dict[str, Any]  # prepared.to_json(), built once: what the worker gets and its Result must answer
     streamed: str = ""
     beats: int = 0  # heartbeats received: 0 means the worker may never have had the call
 
@@ -140,7 +143,7 @@ class RemoteHerd:
             if call is not None:
                 work = self._leasable(call)
                 if work is not None:
-                    return self._grant(stats, work, work.prepared.to_json())
+                    return self._grant(stats, work, work.call_json)
             if remaining <= 0:
                 return None
         return None
@@ -168,7 +171,7 @@ class RemoteHerd:
             return None
         call.attempts += 1
         call.started_at = time.monotonic()
-        return CallWork(call, prepared)
+        return CallWork(call, prepared, prepared.to_json())
 
     def _grant(self, stats: WorkerStats, work: Any, call_json: dict[str, Any]) -> dict[str, Any]:
         lease = self.leases.grant(stats.address, work, self.pool.config.call_timeout_s)
@@ -209,7 +212,7 @@ class RemoteHerd:
         """
         stats = self.check_worker(WorkerRequest(worker, {}))
         lease = self.leases.peek(lease_id, worker)
-        call_json = lease.work.call if isinstance(lease.work, Check) else lease.work.prepared.to_json()
+        call_json = lease.work.call if isinstance(lease.work, Check) else lease.work.call_json
         try:
             result_id, record = parse_worker_result(item, worker, call_json)
         except RecordInvalid as exc:
@@ -225,6 +228,24 @@ class RemoteHerd:
             except Exception as exc:  # noqa: BLE001 - the answer stands (the owner's Result repeats it)
                 log.error("storing worker %s's Result %s failed: %s", worker, result_id, exc)
         return {"result": result_id}
+
+    def complete_and_lease(self, lease_id: str, item: bytes, next_wait_s: float,
+                           gone: Callable[[], bool] | None = None) -> dict[str, Any]:
+        """Given a lease, the worker's signed Result item and how long to wait for its next call,
+        answer the call; return {"result": ID} and, with next_wait_s > 0, `next`: the worker's
+        next grant (None when no call came). One request per call for a busy worker.
+
+        The accepted Result stands for the next lease request: it is signed by the worker's
+        wallet, the lease's first answer (a copy is refused with 409), so it proves who asks.
+        """
+        try:
+            worker = ans104.parse_header(item).owner_address  # the signature is checked with the record
+        except ProtocolError as exc:
+            raise LeaseRefused(400, f"not an ANS-104 item: {exc}") from None
+        answer = self.complete(lease_id, worker, item)
+        if next_wait_s > 0:
+            answer["next"] = self.lease(WorkerRequest(worker, {}), next_wait_s, gone)
+        return answer
 
     def _answer(self, lease: Lease, stats: WorkerStats, worker: str, result_id: str, generation) -> None:
         """Given a lease answered with a checked Result, hand its output to the call (or to its check)."""
@@ -243,7 +264,7 @@ class RemoteHerd:
         answer = generation.to_json()
         answer["timings"] = {**answer["timings"], WORKER: worker, WORKER_RESULT: result_id}
         work.call.deliver("done", answer)
-        self.checker.maybe_check(work.prepared.to_json(), worker, result_id, generation)
+        self.checker.maybe_check(work.call_json, worker, result_id, generation)
 
     # -- leases that end badly
 
