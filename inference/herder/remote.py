@@ -22,7 +22,6 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +41,6 @@ DEFAULT_LEASE_TTL_S = 10.0
 MAX_WAIT_S = 20.0  # longest a lease request waits for a call
 POLL_SLICE_S = 0.1  # while waiting, checks queued meanwhile are looked at this often
 LATE_WAIT_S = 30.0  # a leased call's Message is signed within this long, or the call fails
-STORING_THREADS = 4  # workers' Results stored at once, while their calls settle
 MAX_UNSTARTED = 2  # lapsed leases of a call with no heartbeat that do not use up an attempt
 NO_WORKER_TTLS = 3  # with --workers 0, queued calls are answered once no worker asked for this many TTLs
 
@@ -89,7 +87,6 @@ class RemoteHerd:
         self.leases = LeaseBook(ttl_s, self._expired, self._answer_unserved)
         self.started_at = time.monotonic()
         self._closed = False
-        self._storing = ThreadPoolExecutor(max_workers=STORING_THREADS, thread_name_prefix="worker-result-store")
         self.checker = Checker(self, verify_fraction, service.inference.store.root)
         self._signed: weakref.WeakKeyDictionary[Call, PreparedCall] = weakref.WeakKeyDictionary()
         self._unconfirmed: weakref.WeakKeyDictionary[Call, int] = weakref.WeakKeyDictionary()
@@ -218,13 +215,14 @@ class RemoteHerd:
         except RecordInvalid as exc:
             raise LeaseRefused(422, f"refused Result: {exc}") from None
         self.leases.end(lease_id, worker)  # Security: one answer per lease; a second one gets 409 here
-        # The worker's signed Result is kept as it came, stored while the call is settled.
-        storing = self._storing.submit(self.service.inference.store.put_item, item)
         try:
             self._answer(lease, stats, worker, result_id, generation_of(record))
         finally:
+            # The worker's signed Result is kept as it came, stored here while a settling thread
+            # signs the owner's Result (no hand-off to another thread: on busy cores it costs more
+            # than it overlaps). The worker hears back once it is stored.
             try:
-                storing.result()
+                self.service.inference.store.put_item(item)
             except Exception as exc:  # noqa: BLE001 - the answer stands (the owner's Result repeats it)
                 log.error("storing worker %s's Result %s failed: %s", worker, result_id, exc)
         return {"result": result_id}
@@ -341,7 +339,6 @@ class RemoteHerd:
     def close(self) -> None:
         """Stop leasing: live leases' calls are answered with HerderClosed (the pool drains the queue)."""
         self._closed = True
-        self._storing.shutdown(wait=True)
         for lease in self.leases.close():
             if isinstance(lease.work, CallWork):
                 lease.work.call.deliver("error", HerderClosed("herder is shutting down"))
