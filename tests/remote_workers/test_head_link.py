@@ -76,6 +76,7 @@ def test_calls_longer_than_the_lease_ttl_live_on_heartbeats_one_after_another(he
     address = herd.wallet("slow")
     herd.start_head("--workers", "0", "--allow-worker", address, "--lease-ttl", "1.5", "--verify-fraction", "0")
     herd.start_worker("slow", mode="slow")  # each call waits 4 s (> 2 TTLs) before it runs
+    herd.wait_for(lambda i: worker_named(i, address) is not None, "the worker asking for calls")
     for prompt in ("first", "second"):  # the slot's heartbeat thread renews one lease, then the next
         answer = herd.complete(prompt)
         assert answer.status_code == 200, answer.text
