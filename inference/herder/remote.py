@@ -42,6 +42,7 @@ MAX_WAIT_S = 20.0  # longest a lease request waits for a call
 POLL_SLICE_S = 0.1  # while waiting, checks queued meanwhile are looked at this often
 LATE_WAIT_S = 30.0  # a leased call's Message is signed within this long, or the call fails
 MAX_UNSTARTED = 2  # lapsed leases of a call with no heartbeat that do not use up an attempt
+DEFER_S = 0.002  # a busy worker's request, leaving a call to an idle one, looks again this much later
 NO_WORKER_TTLS = 3  # with --workers 0, queued calls are answered once no worker asked for this many TTLs
 
 
@@ -91,6 +92,7 @@ class RemoteHerd:
         self._signed: weakref.WeakKeyDictionary[Call, PreparedCall] = weakref.WeakKeyDictionary()
         self._unconfirmed: weakref.WeakKeyDictionary[Call, int] = weakref.WeakKeyDictionary()
         self._workers: dict[str, WorkerStats] = {}
+        self._waiting: dict[str, int] = {}  # lease requests waiting, per worker
         self._lock = threading.Lock()
 
     # -- from the service
@@ -124,19 +126,31 @@ class RemoteHerd:
         `gone()` True: the worker hung up while waiting (a call is not leased to a dead request).
         """
         stats = self.check_worker(request)
-        deadline = time.monotonic() + min(max(wait_s, 0.0), MAX_WAIT_S)
+        with self._lock:
+            self._waiting[request.worker] = self._waiting.get(request.worker, 0) + 1
+        try:
+            return self._wait_for_work(stats, min(max(wait_s, 0.0), MAX_WAIT_S), gone)
+        finally:
+            with self._lock:
+                self._waiting[request.worker] -= 1
+
+    def _wait_for_work(self, stats: WorkerStats, wait_s: float, gone: Callable[[], bool] | None) -> dict[str, Any] | None:
+        deadline = time.monotonic() + wait_s
         while not self._closed:
             stats.last_seen = time.time()  # a worker waiting here is present
-            check = self.checker.take_for(request.worker)
+            check = self.checker.take_for(stats.address)
             if check is not None:
                 return self._grant(stats, check, check.call)
             remaining = deadline - time.monotonic()
             if gone is not None and gone():
                 return None
             call = self.pool.queue.get(timeout=max(0.0, min(POLL_SLICE_S, remaining)))
-            if call is not None and gone is not None and gone():
-                self._put_back(call)
-                return None
+            if call is not None and ((gone is not None and gone()) or self._idle_one_waits(stats.address)):
+                self._put_back(call)  # wakes the other waiter
+                if gone is not None and gone():
+                    return None
+                time.sleep(DEFER_S)
+                continue
             if call is not None:
                 work = self._leasable(call)
                 if work is not None:
@@ -144,6 +158,16 @@ class RemoteHerd:
             if remaining <= 0:
                 return None
         return None
+
+    def _idle_one_waits(self, worker: str) -> bool:
+        """True when this worker already runs a call and another one, running none, waits for one:
+        that one can start it now, where this one would queue it behind its engine's current call."""
+        held = self.leases.held_by()
+        if held.get(worker, 0) == 0:
+            return False
+        with self._lock:
+            return any(count > 0 and held.get(other, 0) == 0 and other != worker
+                       for other, count in self._waiting.items())
 
     def _leasable(self, call: Call) -> CallWork | None:
         """Given a call taken from the queue, return it as work for a remote worker (None: not for one)."""
