@@ -6,8 +6,9 @@
     herd.complete(lease_id, result_item)       # the worker's signed Result: the call is answered
     herd.give_up(request, lease_id)            # the worker cannot run it: back to the queue
 
-Remote workers take calls from the same priority queue as the local worker slots, so the
-head keeps pricing, credits, the queue order and the records: a leased call is one the
+Remote workers take calls from the same priority queue as the local worker slots (a worker
+already running a call leaves one to a worker waiting with none), so the head keeps pricing,
+credits, the queue order and the records: a leased call is one the
 service already priced, reserved and signed the Message of. The worker's Result is checked
 against the call, stored, and delivered to the call as a local worker's output would be;
 the service then writes the owner's Result (naming the worker's) and settles the fee.
