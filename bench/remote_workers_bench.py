@@ -1,16 +1,23 @@
-"""Calls per second through a head with 2 remote worker nodes, against the same head with 2 local workers.
+"""Calls per second through a head with 2 remote worker nodes, against a head with 2 local workers.
 
-In one run, on one data folder (the head's), with the same model, prompts and concurrency:
+Both set-ups run at once, each on its own copy of one data folder (same model, same ID),
+and take turns: each round sends the same calls (prompts, concurrency) to the local head,
+then to the remote one, so the noise of a shared machine falls on both alike.
 
   local   `permastore serve --workers 2`: calls run in the head's own worker processes
   remote  `permastore serve --workers 0 --allow-worker A --allow-worker B` and two
           `permastore worker --head URL` nodes (own data folders and wallets, the model
           fetched from the head): every call leased over HTTP, its Result signed by the worker
-  ratio   remote / local calls per second; target >= 0.9
-  memory  peak RSS (VmHWM) of the head, its worker processes, the worker nodes
+  ratio   remote / local calls per second, per round and of the medians; target >= 0.9
+  cpu     CPU milliseconds per call (user + system, from /proc) of every process of each
+          set-up: on a machine whose cores are all busy, calls per second follow it
+  bound   the worker's Result signature (RSA-4096, timed here) is CPU the local path does
+          not spend: local cpu / (local cpu + one signature) is the best ratio any remote
+          protocol can reach on one machine whose cores are the limit
+  memory  peak RSS (VmHWM) of each head, its worker processes, the worker nodes
 
     python bench/remote_workers_bench.py                         # the tiny fixture model
-    python bench/remote_workers_bench.py --model PATH.gguf --tokens 32 --calls 40
+    python bench/remote_workers_bench.py --model PATH.gguf --tokens 32 --calls 40 --rounds 3
 
 The tiny model makes a call a few milliseconds of compute, so the figure is mostly the
 lease protocol's own cost; with a real model it is a smaller share. Writes
@@ -21,11 +28,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,6 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 PERMASTORE = Path(sys.executable).parent / "permastore"
 TINY = REPO / "fixtures" / "tiny-llama.gguf"
 START_TIMEOUT_S = 120
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def cli(*args: str) -> str:
@@ -54,7 +64,7 @@ def free_port() -> int:
 
 def start_head(data: Path, log: Path, *flags: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    process = subprocess.Popen([str(PERMASTORE), "serve", "--data", str(data), "--port", str(port),
+    process = subprocess.Popen([str(PERMASTORE), "serve", "--data", str(data), "--port", str(port), "--quiet",
                                 "--mine-interval", "0", "--verify-fraction", "0", *flags],
                                stdout=open(log, "wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -82,73 +92,73 @@ def stop(process: subprocess.Popen) -> None:
             process.wait()
 
 
-class PeakWatch:
-    """Samples the peak RSS (VmHWM) of a set of processes until stopped (a process's own high-water mark)."""
+def cpu_s(pid: int) -> float:
+    """Return a process's CPU seconds so far (user + system)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
-    def __init__(self, pids_of):
-        self.pids_of = pids_of
+
+class SetUp:
+    """One of the two set-ups: its head, the processes that run its calls, their peak RSS."""
+
+    def __init__(self, name: str, head: subprocess.Popen, url: str, nodes: list[subprocess.Popen]):
+        self.name, self.head, self.url, self.nodes = name, head, url, nodes
         self.peaks: dict[str, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
 
-    def __enter__(self) -> PeakWatch:
-        self._thread.start()
-        return self
+    def pids(self) -> dict[str, int]:
+        if self.nodes:
+            return {"head": self.head.pid, **{f"node{i}": p.pid for i, p in enumerate(self.nodes)}}
+        return {"head": self.head.pid, **{f"worker{i}": pid for i, pid in enumerate(workers_of(self.head.pid))}}
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _loop(self) -> None:
-        while True:
-            self.sample()
-            if self._stop.wait(0.5):
-                self.sample()
-                return
-
-    def sample(self) -> None:
-        for name, pid in self.pids_of().items():
+    def sample_peaks(self) -> None:
+        for name, pid in self.pids().items():
             try:
                 peak = memory_of(pid)["peak_rss_mib"] or 0.0
             except OSError:
                 continue
-            self.peaks[name] = max(self.peaks.get(name, 0.0), peak)
+            self.peaks[name] = max(self.peaks.get(name, 0.0), round(peak, 1))
+
+    def stop(self) -> None:
+        self.sample_peaks()
+        for node in self.nodes:
+            stop(node)
+        stop(self.head)
 
 
-def load(url: str, model_id: str, calls: int, concurrency: int, tokens: int) -> dict:
-    """Send `calls` completions from `concurrency` threads; return calls/s and latencies."""
+def load(setup: SetUp, model_id: str, calls: int, concurrency: int, tokens: int) -> dict:
+    """Send `calls` completions from `concurrency` threads; return calls/s, latencies and CPU ms per call."""
     def one(n: int) -> float:
         started = time.perf_counter()
         answer = client.post("/v1/completions", json={"model": model_id, "prompt": f"bench call {n}",
                                                       "max_tokens": tokens, "temperature": 0.8})
         if answer.status_code != 200:
-            raise SystemExit(f"call failed: {answer.status_code} {answer.text[:300]}")
+            raise SystemExit(f"{setup.name} call failed: {answer.status_code} {answer.text[:300]}")
         return time.perf_counter() - started
 
-    with httpx.Client(base_url=url, timeout=600, limits=httpx.Limits(max_connections=concurrency)) as client:
+    with httpx.Client(base_url=setup.url, timeout=600, limits=httpx.Limits(max_connections=concurrency)) as client:
         for n in range(2 * concurrency):  # warm-up: models loaded everywhere, connections open
             one(-n)
+        pids = setup.pids()
+        before = {name: cpu_s(pid) for name, pid in pids.items()}
         started = time.perf_counter()
         with ThreadPoolExecutor(concurrency) as pool:
             latencies = sorted(pool.map(one, range(calls)))
         wall = time.perf_counter() - started
+        cpu = {name: round(1000 * (cpu_s(pid) - before[name]) / calls, 2) for name, pid in pids.items()}
+    setup.sample_peaks()
     return {"calls": calls, "wall_s": round(wall, 3), "calls_per_s": round(calls / wall, 2),
             "p50_ms": round(1000 * latencies[len(latencies) // 2], 1),
-            "p95_ms": round(1000 * latencies[int(len(latencies) * 0.95) - 1], 1)}
+            "p95_ms": round(1000 * latencies[int(len(latencies) * 0.95) - 1], 1),
+            "cpu_ms_per_call": {**cpu, "total": round(sum(cpu.values()), 2)}}
 
 
-def run_local(data: Path, tmp: Path, model_id: str, args) -> dict:
+def start_local(data: Path, tmp: Path) -> SetUp:
     head, url = start_head(data, tmp / "local.log", "--workers", "2")
-    try:
-        with PeakWatch(lambda: {"head": head.pid, **{f"worker{i}": pid for i, pid in
-                                                     enumerate(workers_of(head.pid))}}) as watch:
-            figures = load(url, model_id, args.calls, args.concurrency, args.tokens)
-        return {**figures, "peak_rss_mib": {k: round(v, 1) for k, v in watch.peaks.items()}}
-    finally:
-        stop(head)
+    return SetUp("local", head, url, [])
 
 
-def run_remote(data: Path, tmp: Path, model_id: str, args) -> dict:
+def start_remote(data: Path, tmp: Path) -> SetUp:
     folders = [tmp / f"node{i}" for i in range(2)]
     addresses = [cli("init", "--data", str(folder)) for folder in folders]
     flags = [item for address in addresses for item in ("--allow-worker", address)]
@@ -156,41 +166,90 @@ def run_remote(data: Path, tmp: Path, model_id: str, args) -> dict:
     nodes = [subprocess.Popen([str(PERMASTORE), "worker", "--head", url, "--data", str(folder)],
                               stdout=open(tmp / f"{folder.name}.log", "wb"), stderr=subprocess.STDOUT)
              for folder in folders]
+    return SetUp("remote", head, url, nodes)
+
+
+def signature_ms(data: Path, rounds: int = 40) -> float:
+    """Return the CPU milliseconds of one RSA-4096 record signature (a node wallet's), timed here."""
+    from permastore.store import Store
+
+    store = Store.open(data)
     try:
-        with PeakWatch(lambda: {"head": head.pid, **{f"node{i}": p.pid for i, p in enumerate(nodes)}}) as watch:
-            figures = load(url, model_id, args.calls, args.concurrency, args.tokens)
-        info = httpx.get(f"{url}/herder/info", timeout=30).json()
-        done = [w["calls_done"] for w in info["remote_workers"]]
-        return {**figures, "calls_per_node": done, "leases_expired": info["leases"]["expired"],
-                "peak_rss_mib": {k: round(v, 1) for k, v in watch.peaks.items()}}
+        signer, message = store.signer, os.urandom(48)
+        signer.sign(message)
+        started = time.process_time()
+        for _ in range(rounds):
+            signer.sign(message)
+        return round(1000 * (time.process_time() - started) / rounds, 2)
     finally:
-        for node in nodes:
-            stop(node)
-        stop(head)
+        store.close()
+
+
+def summary(rounds: list[dict], sign_ms: float) -> dict:
+    """Given each round's local and remote figures, return the medians, the ratios and the bound."""
+    def median(kind: str, *path: str) -> float:
+        values = []
+        for one in rounds:
+            value = one[kind]
+            for key in path:
+                value = value[key]
+            values.append(value)
+        return round(statistics.median(values), 2)
+
+    local_cpu, remote_cpu = median("local", "cpu_ms_per_call", "total"), median("remote", "cpu_ms_per_call", "total")
+    local, remote = median("local", "calls_per_s"), median("remote", "calls_per_s")
+    return {"local_calls_per_s": local, "remote_calls_per_s": remote,
+            "ratio_of_medians": round(remote / local, 3),
+            "ratio_per_round": [round(r["remote"]["calls_per_s"] / r["local"]["calls_per_s"], 3) for r in rounds],
+            "cpu_ms_per_call": {"local": local_cpu, "remote": remote_cpu,
+                                "local_head": median("local", "cpu_ms_per_call", "head"),
+                                "remote_head": median("remote", "cpu_ms_per_call", "head"),
+                                "cpu_ratio_local_over_remote": round(local_cpu / remote_cpu, 3)},
+            "worker_result_signature_ms": sign_ms,
+            "signature_bound_ratio": round(local_cpu / (local_cpu + sign_ms), 3)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=TINY, help="GGUF file (default: the tiny fixture model)")
-    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--calls", type=int, default=200, help="calls per round and set-up")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--tokens", type=int, default=16)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "remote_workers_bench.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="remote-workers-bench-") as folder:
         tmp = Path(folder)
-        data = tmp / "head"
-        model_id = cli("model", "add", str(args.model), "--data", str(data))
-        local = run_local(data, tmp, model_id, args)
-        remote = run_remote(data, tmp, model_id, args)
-    ratio = remote["calls_per_s"] / local["calls_per_s"]
+        model_id = cli("model", "add", str(args.model), "--data", str(tmp / "local-head"))
+        shutil.copytree(tmp / "local-head", tmp / "remote-head")  # same model, same ID, no lock shared
+        cli("init", "--data", str(tmp / "node-sign"))  # a wallet like a worker node's
+        sign_ms = signature_ms(tmp / "node-sign")
+        setups = [start_local(tmp / "local-head", tmp), start_remote(tmp / "remote-head", tmp)]
+        try:
+            rounds = []
+            for number in range(args.rounds):
+                one = {s.name: load(s, model_id, args.calls, args.concurrency, args.tokens) for s in setups}
+                print(f"round {number + 1}: local {one['local']['calls_per_s']} calls/s, remote "
+                      f"{one['remote']['calls_per_s']} calls/s", flush=True)
+                rounds.append(one)
+            info = httpx.get(f"{setups[1].url}/herder/info", timeout=30).json()
+        finally:
+            for setup in setups:
+                setup.stop()
     report = {"model": str(args.model), "tokens": args.tokens, "concurrency": args.concurrency,
-              "local_2_workers": local, "remote_2_nodes": remote, "ratio_remote_over_local": round(ratio, 3),
-              "target": ">= 0.9"}
+              "calls_per_round": args.calls, "rounds": rounds, "summary": summary(rounds, sign_ms),
+              "remote_calls_per_node": [w["calls_done"] for w in info["remote_workers"]],
+              "leases_expired": info["leases"]["expired"],
+              "peak_rss_mib": {s.name: s.peaks for s in setups}, "target": ">= 0.9"}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
-    print(f"calls/s: local {local['calls_per_s']}, remote {remote['calls_per_s']}: ratio {ratio:.3f} (target >= 0.9)")
+    print(json.dumps({k: report[k] for k in ("summary", "peak_rss_mib", "remote_calls_per_node", "leases_expired")},
+                     indent=2))
+    figures = report["summary"]
+    print(f"calls/s (medians of {args.rounds} rounds): local {figures['local_calls_per_s']}, remote "
+          f"{figures['remote_calls_per_s']}: ratio {figures['ratio_of_medians']} (target >= 0.9); "
+          f"CPU ms per call local {figures['cpu_ms_per_call']['local']}, remote {figures['cpu_ms_per_call']['remote']}; "
+          f"signature bound {figures['signature_bound_ratio']}")
 
 
 if __name__ == "__main__":

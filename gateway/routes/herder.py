@@ -10,6 +10,7 @@ result is the worker's signed Result item itself. Only wallets named by
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from typing import Any
 
@@ -22,8 +23,6 @@ from gateway.inference_api.schemas import openapi_errors
 from gateway.inference_api.state import service_of
 from inference.herder.leases import LeaseRefused, WorkerRequest
 from inference.herder.remote import RemoteHerd
-from permastore.protocol import ans104
-from permastore.protocol.errors import ProtocolError
 
 router = APIRouter()
 MAX_REQUEST_BODY = 1 << 20  # a lease request, or text streamed since the last heartbeat
@@ -94,7 +93,7 @@ async def give_up(lease_id: str, request: Request) -> dict[str, Any]:
 
 
 @router.post("/herder/leases/{lease_id}/result", openapi_extra=SIGNED, responses=openapi_errors(400, 403, 409, 413, 422, 503))
-async def result(lease_id: str, request: Request, next_wait_s: float = 0.0) -> dict[str, Any]:
+async def result(lease_id: str, request: Request, next_wait_s: float = 0.0) -> Any:
     """Answer a leased call with the worker's signed Result item; the first valid one wins, later ones get 409.
 
     With `next_wait_s` > 0 the answer also holds the worker's next lease (`next`, null when no call
@@ -102,11 +101,9 @@ async def result(lease_id: str, request: Request, next_wait_s: float = 0.0) -> d
     """
     herd = _herd(request)
     raw = await read_limited(request, MAX_RESULT_BODY)
-    try:
-        worker = ans104.parse_header(raw).owner_address  # the signature is checked with the record
-    except ProtocolError as exc:
-        raise ApiError(400, f"not an ANS-104 item: {exc}") from None
-    answer = await _run(herd.complete, lease_id, worker, raw)
-    if next_wait_s > 0:
-        answer["next"] = await _run(herd.lease, WorkerRequest(worker, {}), next_wait_s)
-    return answer
+    # One thread hop for the whole exchange (check, store, deliver, wait for the next call):
+    # a worker's request per call is the remote path's own cost on the head. No disconnect
+    # watcher here (it costs the loop a task per call): a next lease that reaches no one lapses
+    # unconfirmed and goes back to the queue without using up an attempt.
+    answer = await _run(herd.complete_and_lease, lease_id, raw, next_wait_s)
+    return Response(json.dumps(answer).encode(), media_type="application/json")

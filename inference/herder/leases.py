@@ -161,6 +161,14 @@ class LeaseBook:
             raise LeaseRefused(403, f"lease {lease_id} is held by another worker")
         return lease
 
+    def held_by(self) -> dict[str, int]:
+        """Return how many live leases each worker holds."""
+        with self._lock:
+            counts: dict[str, int] = {}
+            for lease in self._leases.values():
+                counts[lease.worker] = counts.get(lease.worker, 0) + 1
+            return counts
+
     def live(self) -> list[Lease]:
         with self._lock:
             return list(self._leases.values())

@@ -6,8 +6,9 @@
     herd.complete(lease_id, result_item)       # the worker's signed Result: the call is answered
     herd.give_up(request, lease_id)            # the worker cannot run it: back to the queue
 
-Remote workers take calls from the same priority queue as the local worker slots, so the
-head keeps pricing, credits, the queue order and the records: a leased call is one the
+Remote workers take calls from the same priority queue as the local worker slots (a worker
+already running a call leaves one to a worker waiting with none), so the head keeps pricing,
+credits, the queue order and the records: a leased call is one the
 service already priced, reserved and signed the Message of. The worker's Result is checked
 against the call, stored, and delivered to the call as a local worker's output would be;
 the service then writes the owner's Result (naming the worker's) and settles the fee.
@@ -22,7 +23,6 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,8 @@ from inference.herder.leases import Lease, LeaseBook, LeaseRefused, RequestVerif
 from inference.herder.remote_results import WORKER, WORKER_RESULT, generation_of, parse_worker_result
 from inference.herder.verification import Check, Checker
 from inference.processes import PreparedCall
+from permastore.protocol import ans104
+from permastore.protocol.errors import ProtocolError
 
 log = logging.getLogger("inference.herder")
 
@@ -40,8 +42,8 @@ DEFAULT_LEASE_TTL_S = 10.0
 MAX_WAIT_S = 20.0  # longest a lease request waits for a call
 POLL_SLICE_S = 0.1  # while waiting, checks queued meanwhile are looked at this often
 LATE_WAIT_S = 30.0  # a leased call's Message is signed within this long, or the call fails
-STORING_THREADS = 4  # workers' Results stored at once, while their calls settle
 MAX_UNSTARTED = 2  # lapsed leases of a call with no heartbeat that do not use up an attempt
+DEFER_S = 0.002  # a busy worker's request, leaving a call to an idle one, looks again this much later
 NO_WORKER_TTLS = 3  # with --workers 0, queued calls are answered once no worker asked for this many TTLs
 
 
@@ -70,6 +72,7 @@ class CallWork:
 
     call: Call
     prepared: PreparedCall
+    call_json: dict[str, Any]  # prepared.to_json(), built once: what the worker gets and its Result must answer
     streamed: str = ""
     beats: int = 0  # heartbeats received: 0 means the worker may never have had the call
 
@@ -86,11 +89,11 @@ class RemoteHerd:
         self.leases = LeaseBook(ttl_s, self._expired, self._answer_unserved)
         self.started_at = time.monotonic()
         self._closed = False
-        self._storing = ThreadPoolExecutor(max_workers=STORING_THREADS, thread_name_prefix="worker-result-store")
         self.checker = Checker(self, verify_fraction, service.inference.store.root)
         self._signed: weakref.WeakKeyDictionary[Call, PreparedCall] = weakref.WeakKeyDictionary()
         self._unconfirmed: weakref.WeakKeyDictionary[Call, int] = weakref.WeakKeyDictionary()
         self._workers: dict[str, WorkerStats] = {}
+        self._waiting: dict[str, int] = {}  # lease requests waiting, per worker
         self._lock = threading.Lock()
 
     # -- from the service
@@ -124,26 +127,48 @@ class RemoteHerd:
         `gone()` True: the worker hung up while waiting (a call is not leased to a dead request).
         """
         stats = self.check_worker(request)
-        deadline = time.monotonic() + min(max(wait_s, 0.0), MAX_WAIT_S)
+        with self._lock:
+            self._waiting[request.worker] = self._waiting.get(request.worker, 0) + 1
+        try:
+            return self._wait_for_work(stats, min(max(wait_s, 0.0), MAX_WAIT_S), gone)
+        finally:
+            with self._lock:
+                self._waiting[request.worker] -= 1
+
+    def _wait_for_work(self, stats: WorkerStats, wait_s: float, gone: Callable[[], bool] | None) -> dict[str, Any] | None:
+        deadline = time.monotonic() + wait_s
         while not self._closed:
             stats.last_seen = time.time()  # a worker waiting here is present
-            check = self.checker.take_for(request.worker)
+            check = self.checker.take_for(stats.address)
             if check is not None:
                 return self._grant(stats, check, check.call)
             remaining = deadline - time.monotonic()
             if gone is not None and gone():
                 return None
             call = self.pool.queue.get(timeout=max(0.0, min(POLL_SLICE_S, remaining)))
-            if call is not None and gone is not None and gone():
-                self._put_back(call)
-                return None
+            if call is not None and ((gone is not None and gone()) or self._idle_one_waits(stats.address)):
+                self._put_back(call)  # wakes the other waiter
+                if gone is not None and gone():
+                    return None
+                time.sleep(DEFER_S)
+                continue
             if call is not None:
                 work = self._leasable(call)
                 if work is not None:
-                    return self._grant(stats, work, work.prepared.to_json())
+                    return self._grant(stats, work, work.call_json)
             if remaining <= 0:
                 return None
         return None
+
+    def _idle_one_waits(self, worker: str) -> bool:
+        """True when this worker already runs a call and another one, running none, waits for one:
+        that one can start it now, where this one would queue it behind its engine's current call."""
+        held = self.leases.held_by()
+        if held.get(worker, 0) == 0:
+            return False
+        with self._lock:
+            return any(count > 0 and held.get(other, 0) == 0 and other != worker
+                       for other, count in self._waiting.items())
 
     def _leasable(self, call: Call) -> CallWork | None:
         """Given a call taken from the queue, return it as work for a remote worker (None: not for one)."""
@@ -168,7 +193,7 @@ class RemoteHerd:
             return None
         call.attempts += 1
         call.started_at = time.monotonic()
-        return CallWork(call, prepared)
+        return CallWork(call, prepared, prepared.to_json())
 
     def _grant(self, stats: WorkerStats, work: Any, call_json: dict[str, Any]) -> dict[str, Any]:
         lease = self.leases.grant(stats.address, work, self.pool.config.call_timeout_s)
@@ -209,22 +234,41 @@ class RemoteHerd:
         """
         stats = self.check_worker(WorkerRequest(worker, {}))
         lease = self.leases.peek(lease_id, worker)
-        call_json = lease.work.call if isinstance(lease.work, Check) else lease.work.prepared.to_json()
+        call_json = lease.work.call if isinstance(lease.work, Check) else lease.work.call_json
         try:
             result_id, record = parse_worker_result(item, worker, call_json)
         except RecordInvalid as exc:
             raise LeaseRefused(422, f"refused Result: {exc}") from None
         self.leases.end(lease_id, worker)  # Security: one answer per lease; a second one gets 409 here
-        # The worker's signed Result is kept as it came, stored while the call is settled.
-        storing = self._storing.submit(self.service.inference.store.put_item, item)
         try:
             self._answer(lease, stats, worker, result_id, generation_of(record))
         finally:
+            # The worker's signed Result is kept as it came, stored here while a settling thread
+            # signs the owner's Result (no hand-off to another thread: on busy cores it costs more
+            # than it overlaps). The worker hears back once it is stored.
             try:
-                storing.result()
+                self.service.inference.store.put_item(item)
             except Exception as exc:  # noqa: BLE001 - the answer stands (the owner's Result repeats it)
                 log.error("storing worker %s's Result %s failed: %s", worker, result_id, exc)
         return {"result": result_id}
+
+    def complete_and_lease(self, lease_id: str, item: bytes, next_wait_s: float,
+                           gone: Callable[[], bool] | None = None) -> dict[str, Any]:
+        """Given a lease, the worker's signed Result item and how long to wait for its next call,
+        answer the call; return {"result": ID} and, with next_wait_s > 0, `next`: the worker's
+        next grant (None when no call came). One request per call for a busy worker.
+
+        The accepted Result stands for the next lease request: it is signed by the worker's
+        wallet, the lease's first answer (a copy is refused with 409), so it proves who asks.
+        """
+        try:
+            worker = ans104.parse_header(item).owner_address  # the signature is checked with the record
+        except ProtocolError as exc:
+            raise LeaseRefused(400, f"not an ANS-104 item: {exc}") from None
+        answer = self.complete(lease_id, worker, item)
+        if next_wait_s > 0:
+            answer["next"] = self.lease(WorkerRequest(worker, {}), next_wait_s, gone)
+        return answer
 
     def _answer(self, lease: Lease, stats: WorkerStats, worker: str, result_id: str, generation) -> None:
         """Given a lease answered with a checked Result, hand its output to the call (or to its check)."""
@@ -243,7 +287,7 @@ class RemoteHerd:
         answer = generation.to_json()
         answer["timings"] = {**answer["timings"], WORKER: worker, WORKER_RESULT: result_id}
         work.call.deliver("done", answer)
-        self.checker.maybe_check(work.prepared.to_json(), worker, result_id, generation)
+        self.checker.maybe_check(work.call_json, worker, result_id, generation)
 
     # -- leases that end badly
 
@@ -320,7 +364,6 @@ class RemoteHerd:
     def close(self) -> None:
         """Stop leasing: live leases' calls are answered with HerderClosed (the pool drains the queue)."""
         self._closed = True
-        self._storing.shutdown(wait=True)
         for lease in self.leases.close():
             if isinstance(lease.work, CallWork):
                 lease.work.call.deliver("error", HerderClosed("herder is shutting down"))

@@ -17,9 +17,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
-
-import httpx
 
 from inference.context import Inference
 from inference.engine import EngineCache
@@ -27,6 +27,7 @@ from inference.errors import InferenceError
 from inference.execution import execute
 from inference.generation import Generation
 from inference.herder.leases import sign_request
+from inference.herder.remote_link import HeadAnswer, HeadLink, HeadUnreachable
 from inference.herder.remote_results import result_record
 from inference.processes import PreparedCall
 from permastore.protocol.wallet import address_of
@@ -37,7 +38,6 @@ LEASE_WAIT_S = 10.0  # one lease request waits this long on the head for a call
 STREAM_INTERVAL_S = 0.2  # streamed text goes to the head at most this often
 RETRY_S = 1.0  # after the head could not be reached
 DEFAULT_SLOTS = 2  # calls leased at once (the engine runs one at a time; see WorkerNode.run)
-OCTET = {"Content-Type": "application/octet-stream"}
 
 
 class LeaseLost(Exception):
@@ -49,62 +49,96 @@ def run_call(call: PreparedCall, engines: EngineCache, on_text) -> Generation:
     return execute(call, engines, on_text=on_text)
 
 
-class Heartbeat:
-    """Renews one lease while its call runs, sending the text streamed since the last beat."""
+class LeaseWatch:
+    """One lease being renewed while its call runs: the text streamed since the last beat, and whether it was lost."""
 
-    def __init__(self, node: WorkerNode, lease_id: str, ttl_s: float):
-        self.node = node
+    def __init__(self, lease_id: str, ttl_s: float):
         self.lease_id = lease_id
         self.interval = max(0.05, min(ttl_s / 3, STREAM_INTERVAL_S * 5))
-        self.pending: list[str] = []
         self.lost = threading.Event()
-        self._stop = threading.Event()
+        self.last = time.monotonic()
+        self._pending: list[str] = []
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._loop, name="lease-heartbeat", daemon=True)
-        self._last = time.monotonic()
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
 
     def on_text(self, piece: str) -> None:
         """Keep a streamed piece for the next beat; raise LeaseLost when the lease has ended (stops llama.cpp)."""
         if self.lost.is_set():
             raise LeaseLost(f"lease {self.lease_id} ended")
         with self._lock:
-            self.pending.append(piece)
+            self._pending.append(piece)
+
+    def take_if_due(self, now: float) -> list[str] | None:
+        """Return the text to send when a beat is due (text pending, or the interval passed), else None."""
+        with self._lock:
+            if not self._pending and now - self.last < self.interval:
+                return None
+            events, self._pending = self._pending, []
+        self.last = now
+        return events
+
+
+class Heartbeat:
+    """Renews a slot's current lease while its call runs, sending the text streamed since the last beat.
+
+    One thread per slot for the node's life, not one per call: a short call (done before
+    its first beat is due) costs the worker no thread start and no signed request.
+    """
+
+    def __init__(self, node: WorkerNode):
+        self.node = node
+        self._watch: LeaseWatch | None = None
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._loop, name="lease-heartbeat", daemon=True)
+        self._thread.start()
+
+    @contextmanager
+    def watching(self, lease_id: str, ttl_s: float) -> Iterator[LeaseWatch]:
+        """Renew this lease until the block ends."""
+        watch = LeaseWatch(lease_id, ttl_s)
+        with self._cond:
+            self._watch = watch
+        try:
+            yield watch
+        finally:
+            with self._cond:
+                self._watch = None
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        self._thread.join(10)
 
     def _loop(self) -> None:
-        while not self._stop.wait(STREAM_INTERVAL_S):
-            with self._lock:
-                due = self.pending or time.monotonic() - self._last >= self.interval
-            if due:
-                self.beat()
+        while True:
+            with self._cond:
+                if not self._stopped:
+                    self._cond.wait(STREAM_INTERVAL_S)
+                if self._stopped:
+                    return
+                watch = self._watch
+            events = watch.take_if_due(time.monotonic()) if watch is not None else None
+            if watch is not None and events is not None:
+                self.beat(watch, events)
 
-    def beat(self) -> None:
-        with self._lock:
-            events, self.pending = self.pending, []
-        self._last = time.monotonic()
+    def beat(self, watch: LeaseWatch, events: list[str]) -> None:
         try:
-            answer = self.node.post_signed(f"/herder/leases/{self.lease_id}/heartbeat", {"events": events})
-        except httpx.HTTPError as exc:
+            answer = self.node.post_signed(f"/herder/leases/{watch.lease_id}/heartbeat", {"events": events})
+        except HeadUnreachable as exc:
             log.warning("heartbeat failed: %s", exc)
             return
         if answer.status_code in (403, 409):
-            self.lost.set()
+            watch.lost.set()
 
 
 class WorkerNode:
     """Given this node's inference context (its store fetching through the head) and the head's URL, run leased calls."""
 
-    def __init__(self, inference: Inference, head_url: str, client: httpx.Client):
+    def __init__(self, inference: Inference, head_url: str, link: HeadLink | None = None):
         self.inference = inference
-        self.head_url = head_url
-        self.client = client
+        self.head_url = head_url.rstrip("/")
+        self.link = link or HeadLink(self.head_url, LEASE_WAIT_S + 30)
         self.signer = inference.store.signer
         self.address = address_of(self.signer.owner)
         self.head_address = ""
@@ -122,26 +156,26 @@ class WorkerNode:
         source = ReadThroughSource(UpstreamSource(head_url), store, fetcher=fetcher)
         # operator trust: the operator chose the head; the worker runs the models its calls name.
         inference = Inference.open(store, source=source)
-        return cls(inference, head_url, httpx.Client(base_url=head_url, timeout=LEASE_WAIT_S + 30))
+        return cls(inference, head_url)
 
     def close(self) -> None:
-        self.client.close()
+        self.link.close()
         self.inference.close()
 
-    def post_signed(self, path: str, body: dict[str, Any]) -> httpx.Response:
+    def post_signed(self, path: str, body: dict[str, Any]) -> HeadAnswer:
         item = sign_request(self.signer, self.head_address, body)
-        return self.client.post(path, content=item, headers=OCTET)
+        return self.link.post(path, item)
 
     def connect(self, stop: threading.Event) -> bool:
         """Learn the head's address from its GET /herder/info (waiting for the head); False when stopped first."""
         while not stop.is_set():
             try:
-                answer = self.client.get("/herder/info")
+                answer = self.link.get("/herder/info")
                 if answer.status_code == 200 and answer.json().get("head_address"):
                     self.head_address = answer.json()["head_address"]
                     return True
                 log.warning("head %s: herder not ready (%s)", self.head_url, answer.status_code)
-            except (httpx.HTTPError, ValueError) as exc:
+            except (HeadUnreachable, ValueError) as exc:
                 log.warning("head %s unreachable: %s", self.head_url, exc)
             stop.wait(RETRY_S)
         return False
@@ -163,19 +197,23 @@ class WorkerNode:
             thread.join()
 
     def _slot(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                grant = self.lease()
-            except httpx.HTTPError as exc:
-                log.warning("lease request failed: %s", exc)
-                stop.wait(RETRY_S)
-                continue
-            while grant is not None and not stop.is_set():
+        heartbeat = Heartbeat(self)
+        try:
+            while not stop.is_set():
                 try:
-                    grant = self.work(grant)
-                except httpx.HTTPError as exc:
-                    log.warning("posting a Result failed: %s", exc)
-                    grant = None
+                    grant = self.lease()
+                except HeadUnreachable as exc:
+                    log.warning("lease request failed: %s", exc)
+                    stop.wait(RETRY_S)
+                    continue
+                while grant is not None and not stop.is_set():
+                    try:
+                        grant = self.work(grant, heartbeat)
+                    except HeadUnreachable as exc:
+                        log.warning("posting a Result failed: %s", exc)
+                        grant = None
+        finally:
+            heartbeat.stop()
 
     def lease(self) -> dict[str, Any] | None:
         """Ask the head for a call (waiting on it up to LEASE_WAIT_S); return the grant or None."""
@@ -183,17 +221,17 @@ class WorkerNode:
         if answer.status_code == 204:
             return None
         if answer.status_code != 200:
-            raise httpx.HTTPError(f"head refused the lease request: {answer.status_code} {answer.text[:300]}")
+            raise HeadUnreachable(f"head refused the lease request: {answer.status_code} {answer.text[:300]}")
         return answer.json()
 
-    def work(self, grant: dict[str, Any]) -> dict[str, Any] | None:
+    def work(self, grant: dict[str, Any], heartbeat: Heartbeat) -> dict[str, Any] | None:
         """Run one leased call and post its signed Result (or tell the head it could not); return the
         next lease the head granted with its answer, if any."""
         lease_id = grant["lease"]
-        with Heartbeat(self, lease_id, float(grant["ttl_s"])) as heartbeat:
+        with heartbeat.watching(lease_id, float(grant["ttl_s"])) as watch:
             try:
                 call = self.prepare(grant["call"])
-                generation = run_call(call, self.inference.engines, heartbeat.on_text)
+                generation = run_call(call, self.inference.engines, watch.on_text)
                 self.inference.processes.get(call.process_id).verified.result()  # weights match their ID
             except LeaseLost:
                 log.warning("lease %s lapsed while running; call dropped here", lease_id)
@@ -205,8 +243,7 @@ class WorkerNode:
         # The text not streamed yet needs no beat: the head streams the rest of the Result's text.
         signed = self.inference.records.sign(result_record(call, generation))
         # The answer may carry the next lease: the Result (signed, the lease's first answer) asks for it.
-        answer = self.client.post(f"/herder/leases/{lease_id}/result", content=signed.item, headers=OCTET,
-                                  params={"next_wait_s": LEASE_WAIT_S})
+        answer = self.link.post(f"/herder/leases/{lease_id}/result", signed.item, params={"next_wait_s": LEASE_WAIT_S})
         if answer.status_code != 200:
             log.warning("head refused the Result of lease %s: %s %s", lease_id, answer.status_code, answer.text[:300])
             return None

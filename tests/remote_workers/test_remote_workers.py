@@ -99,7 +99,7 @@ def test_a_second_result_for_a_lease_is_refused(herd):
     try:
         from inference.herder.remote_worker import WorkerNode
 
-        node = WorkerNode(_Context(store), herd.head.url, httpx.Client(base_url=herd.head.url, timeout=60))
+        node = WorkerNode(_Context(store), herd.head.url)
         node.head_address = herd.info()["head_address"]
         import threading
 
@@ -119,12 +119,12 @@ def test_a_second_result_for_a_lease_is_refused(herd):
         wrong = dict(call, nonce=call["nonce"] + 1)
         item = node.inference.records.sign(result_record(PreparedCall.from_json(wrong), generation)).item
         url = f"/herder/leases/{grant['lease']}/result"
-        refused = node.client.post(url, content=item)
+        refused = node.link.post(url, item)
         assert refused.status_code == 422, refused.text
         first = node.inference.records.sign(result_record(prepared, generation)).item
-        assert node.client.post(url, content=first).status_code == 200
+        assert node.link.post(url, first).status_code == 200
         second = node.inference.records.sign(result_record(prepared, Generation("ho", (3,), 3, "x", "length", {}))).item
-        late = node.client.post(url, content=second)
+        late = node.link.post(url, second)
         assert late.status_code == 409  # never answered twice
         caller.join(60)
         assert ans104.parse_header(first).owner_address == address
