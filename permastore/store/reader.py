@@ -66,8 +66,20 @@ class ChunkReader:
         self.segment_name = segment_name  # segment id -> file name
         self.inline_bytes = inline_bytes  # inline_chunks id -> stored bytes or None
         self.remote = remote  # (BLAKE3 address, size) -> raw bytes from the bucket, or None: no bucket
+        self.repair = None  # (id, row) -> verified raw bytes from a peer, or None (bucket.repair)
 
     def load(self, id: str, row, fetched=None, from_bucket: bool = True) -> bytes:
+        """Given an object ID and one chunk row, return the chunk's verified raw bytes (see _load);
+        with a bucket and peers, a chunk that fails everywhere here is repaired from a peer."""
+        try:
+            return self._load(id, row, fetched, from_bucket)
+        except CorruptChunk:
+            raw = self.repair(id, row) if from_bucket and self.repair is not None else None
+            if raw is None:
+                raise
+            return raw
+
+    def _load(self, id: str, row, fetched=None, from_bucket: bool = True) -> bytes:
         """Given an object ID and one chunk row, return the chunk's verified raw bytes.
 
         fetched: a callable returning the chunk's raw bytes already being fetched from the
@@ -87,7 +99,7 @@ class ChunkReader:
         if len(raw) != row["size"] or blake3.blake3(raw).digest() != address:
             if from_bucket and self.remote is not None and fetched is None and row["segment_id"] not in (INLINE_SEGMENT, BUCKET_SEGMENT):
                 # A bad local copy (or a segment replaced under a stale name): the bucket's, verified.
-                return self.load(id, row, lambda: self.remote(address, row["size"]))
+                return self._load(id, row, lambda: self.remote(address, row["size"]))
             raise CorruptChunk(id, row["idx"], address.hex())
         return raw
 

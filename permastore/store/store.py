@@ -143,6 +143,7 @@ class Store(Items, Transactions, KnownCopies, ObjectPaths, Unbundler, Weave, Che
         self.bucket.open()
         self._cache = SegmentCache(self, settings.cache_size)
         self._chunks.remote = self.bucket.load_chunk
+        self._chunks.repair = self.bucket.repair_chunk  # from peers, once the node gives some
         self._learner = HeaderLearner(self, self.bucket)
         self._learner.learn()
         self._cache.trim()

@@ -23,6 +23,7 @@ import blake3
 
 from permastore.store.bucket import layout
 from permastore.store.bucket.manifest import Manifest
+from permastore.store.bucket.repair import BucketRepairer
 from permastore.store.bucket.settings import BucketSettings
 from permastore.store.bucket.storage import MAX_CONNECTIONS, BucketError, ObjectStorage, S3Storage
 from permastore.store.index import object_row, transaction
@@ -52,12 +53,24 @@ class Bucket:
         self._importing = threading.local()
         self._pool = ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="bucket-upload")
         self._reads = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="bucket-read")
+        self.repairer: BucketRepairer | None = None  # set by repair_from (peers given)
+        self.repaired: list[tuple[str, int, str]] = []  # (ID, chunk index, how) repaired by check()
 
     def open(self) -> None:
         """Create the bucket when missing and the local tables; called once by Store.open."""
         if hasattr(self.storage, "ensure_bucket"):
             self.storage.ensure_bucket()
         self.store.db.executescript(SCHEMA)
+
+    def repair_from(self, peers) -> None:
+        """Given a callable returning peers (RangeSource, e.g. the fetch engine's PeerClients),
+        repair bad or missing bucket chunks from them, on reads and in check()."""
+        self.repairer = BucketRepairer(self.store, self, peers)
+
+    def repair_chunk(self, id: str, row) -> bytes | None:
+        """Given an object and the row of a chunk that failed to read, return its verified bytes
+        from a peer (the bucket object rewritten), or None (no peers, or none had it)."""
+        return self.repairer.chunk(id, row) if self.repairer is not None else None
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -194,7 +207,11 @@ class Bucket:
                 raise
 
     def check(self, report, progress=None) -> None:
-        """fsck: read every chunk the bucket should hold back from it, and verify it."""
+        """fsck: read every chunk the bucket should hold back from it, and verify it.
+
+        With peers (repair_from), a bad or missing chunk is repaired from them: it is then
+        listed in self.repaired, not in the report's failures.
+        """
         conn = self.store.db
         rows = conn.execute(
             "SELECT b.hash, k.size FROM bucket_chunks b JOIN chunks k ON k.hash = b.hash"
@@ -207,15 +224,30 @@ class Bucket:
                 if len(raw) != r["size"] or blake3.blake3(raw).digest() != address:
                     raise OSError("BLAKE3 mismatch")
             except OSError as exc:
-                reason = f"bucket: {exc}"
-                owners = conn.execute(
-                    "SELECT o.id, c.idx FROM object_chunks c JOIN objects o ON o.seq = c.seq WHERE c.hash = ?",
-                    (address,),
-                ).fetchall()
-                for owner in owners:
-                    report.failures.append((owner["id"], owner["idx"], reason))
+                self._report_bad(report, address, r["size"], f"bucket: {exc}")
             if progress:
                 progress(r["size"])
+        self._check_published(report)
+
+    def _report_bad(self, report, address: bytes, size: int, reason: str) -> None:
+        owners = self.store.db.execute(
+            "SELECT o.id, c.idx FROM object_chunks c JOIN objects o ON o.seq = c.seq WHERE c.hash = ?", (address,)
+        ).fetchall()
+        fixed = self.repairer is not None and self.repairer.address(address, size) is not None
+        for owner in owners:
+            if fixed:
+                self.repaired.append((owner["id"], owner["idx"], f"{reason}; rewritten from a peer"))
+            else:
+                report.failures.append((owner["id"], owner["idx"], reason))
+
+    def _check_published(self, report) -> None:
+        """Report complete L1 objects held here whose header is not in the bucket (never acknowledged there)."""
+        missing = self.store.db.execute(
+            "SELECT id FROM objects o WHERE data_complete = 1 AND data_parent IS NULL"
+            " AND NOT EXISTS (SELECT 1 FROM bucket_published p WHERE p.id = o.id)"
+        ).fetchall()
+        for row in missing:
+            report.failures.append((row["id"], -1, "not in the bucket: its header was never published there"))
 
 
 class EarlyUploads:

@@ -1,0 +1,127 @@
+"""Repair of bad or missing bucket chunks from peers (`serve --peer`, `fsck --repair --peer`).
+
+The trust anchor is the local index: every chunk row's BLAKE3 address (and, for L1 txs,
+its SHA-256, the leaf proven against the signed data_root) was checked when the object was
+indexed. A peer is asked for the chunk's span of an object that holds it; its bytes count
+only when they hash to both, and are then written over the bucket object (an unconditional
+put: the conditional one would keep the bad object) and served.
+
+The peers come from outside the store, behind `RangeSource`, the shape of
+`permastore.sources.DataSource`: the composition root (`gateway.node`, the fsck command)
+passes the fetch engine's peers (`Fetcher.peers.clients`). Nothing here imports them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+import blake3
+
+from permastore.store.bucket import layout
+from permastore.store.bucket.storage import BucketError
+
+log = logging.getLogger("permastore.bucket")
+
+# A chunk no peer could give is not asked again for this long (a stranger re-reading a bad
+# chunk must not turn each read into requests to every peer).
+RETRY_AFTER_S = 30.0
+MAX_REPAIRS_AT_ONCE = 4  # reads waiting on peers at once; the next ones fail as before
+
+
+class RangeSource(Protocol):
+    """A peer: given an ID and a span [start, end) of its data, its (unverified) bytes."""
+
+    def get(self, id: str, start: int = 0, end: int | None = None) -> Iterable[bytes]: ...
+
+
+class BucketRepairer:
+    """Given a Store, its Bucket and a callable returning the peers, repair chunks from them."""
+
+    def __init__(self, store, bucket, peers: Callable[[], list[RangeSource]]):
+        self.store = store
+        self.bucket = bucket
+        self.peers = peers
+        self._failed: dict[bytes, float] = {}  # address -> when no peer had it
+        self._slots = threading.BoundedSemaphore(MAX_REPAIRS_AT_ONCE)
+        self._lock = threading.Lock()
+
+    def chunk(self, id: str, row) -> bytes | None:
+        """Given the object a read failed on and the chunk's row, return its verified bytes from a
+        peer (and rewrite the bucket object), or None when no peer gave them."""
+        address = bytes(row["hash"])
+        with self._lock:
+            if time.monotonic() - self._failed.get(address, -RETRY_AFTER_S) < RETRY_AFTER_S:
+                return None
+        if not self._slots.acquire(blocking=False):
+            return None
+        try:
+            spans = [(id, row["offset"])] if "offset" in row.keys() else self._owners(address)
+            raw = self._from_peers(spans, address, row["size"])
+        finally:
+            self._slots.release()
+        if raw is None:
+            with self._lock:
+                self._failed[address] = time.monotonic()
+        return raw
+
+    def address(self, address: bytes, size: int) -> bytes | None:
+        """fsck: given a chunk's address and size, return its verified bytes from a peer, written
+        over the bucket object; None when no peer has any object holding it."""
+        return self._from_peers(self._owners(address), address, size)
+
+    def _owners(self, address: bytes) -> list[tuple[str, int]]:
+        """(ID, offset) of every L1 object whose data holds the chunk (a bundled item is read through its parent)."""
+        rows = self.store.db.execute(
+            "SELECT o.id, c.offset FROM object_chunks c JOIN objects o ON o.seq = c.seq WHERE c.hash = ?",
+            (address,),
+        ).fetchall()
+        return [(r["id"], r["offset"]) for r in rows]
+
+    def _from_peers(self, spans: list[tuple[str, int]], address: bytes, size: int) -> bytes | None:
+        sha256 = self._sha256(address)
+        for id, offset in spans:
+            for peer in self.peers():
+                raw = self._ask(peer, id, offset, size)
+                # Security: a peer's bytes count only when they are the indexed chunk.
+                if raw is None or len(raw) != size or blake3.blake3(raw).digest() != address:
+                    continue
+                if sha256 is not None and hashlib.sha256(raw).digest() != sha256:
+                    continue
+                self._rewrite(address, raw, id, peer)
+                return raw
+        return None
+
+    def _ask(self, peer: RangeSource, id: str, offset: int, size: int) -> bytes | None:
+        try:
+            pieces, got = [], 0
+            for piece in peer.get(id, offset, offset + size):
+                pieces.append(piece)
+                got += len(piece)
+                if got > size:
+                    return None
+            return b"".join(pieces)
+        except Exception as exc:  # a peer down, lacking it, or answering nonsense: try the next
+            log.info("bucket repair: %r has no chunk at %d of %s: %s", peer, offset, id, exc)
+            return None
+
+    def _sha256(self, address: bytes) -> bytes | None:
+        row = self.store.db.execute("SELECT sha256 FROM chunks WHERE hash = ?", (address,)).fetchone()
+        return bytes(row[0]) if row is not None and row[0] is not None else None
+
+    def _rewrite(self, address: bytes, raw: bytes, id: str, peer) -> None:
+        key = layout.chunk_key(self.bucket.prefix, address)
+        try:
+            # Unconditional: the key holds bad bytes (or none); If-None-Match would keep them.
+            self.bucket.storage.put(key, raw)
+        except BucketError as exc:  # the read is still answered with the verified bytes
+            log.warning("bucket repair: chunk %s of %s verified from %r but not written back: %s",
+                        address.hex(), id, peer, exc)  # fmt: skip
+            return
+        log.warning("bucket repair: chunk %s of %s was bad in the bucket; rewritten from %r", address.hex(), id, peer)
+        with self._lock:
+            self._failed.pop(address, None)
