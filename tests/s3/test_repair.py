@@ -55,7 +55,9 @@ def test_bad_bucket_chunks_are_served_and_rewritten_from_a_peer(tmp_path, bucket
     peer = start_serve(tmp_path / "peer.log", "--data", str(peer_dir), env=env)
     second = seed_wallet(tmp_path / "second")
     bucket_args = ("--s3-endpoint", bucket.endpoint, "--s3-bucket", name)
-    server = start_serve(tmp_path / "serve.log", "--data", str(second), *bucket_args, "--peer", peer.url, env=env)
+    server = start_serve(
+        tmp_path / "serve.log", "--data", str(second), *bucket_args, "--peer", peer.url, env=env
+    )
     try:
         ranged = httpx.get(f"{server.url}/{tx.id}", headers={"Range": f"bytes={3 * CHUNK + 5}-{3 * CHUNK + 99}"},
                            timeout=60)  # fmt: skip

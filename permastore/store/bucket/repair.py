@@ -122,6 +122,8 @@ class BucketRepairer:
             log.warning("bucket repair: chunk %s of %s verified from %r but not written back: %s",
                         address.hex(), id, peer, exc)  # fmt: skip
             return
-        log.warning("bucket repair: chunk %s of %s was bad in the bucket; rewritten from %r", address.hex(), id, peer)
+        log.warning(
+            "bucket repair: chunk %s of %s was bad in the bucket; rewritten from %r", address.hex(), id, peer
+        )
         with self._lock:
             self._failed.pop(address, None)
