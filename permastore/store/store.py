@@ -81,6 +81,7 @@ class Store(Items, Transactions, KnownCopies, ObjectPaths, Unbundler, Weave, Che
         self.bucket = None  # a Bucket when opened on one (permastore.store.bucket); None: the embedded default
         self._cache = None  # its SegmentCache
         self._learner = None  # its HeaderLearner
+        self.pack_limit = PACK_LIMIT  # a pack is sealed past it (smaller with a bucket: sealed packs are evictable)
         self.wallet: dict = {}
         self._signer: RsaSigner | None = None
         self.last_bundle_refusals: list[tuple[str, str]] = []
@@ -142,6 +143,7 @@ class Store(Items, Transactions, KnownCopies, ObjectPaths, Unbundler, Weave, Che
         self.bucket = Bucket(self, settings)
         self.bucket.open()
         self._cache = SegmentCache(self, settings.cache_size)
+        self.pack_limit = min(self.pack_limit, self._cache.pack_limit)
         self._chunks.remote = self.bucket.load_chunk
         self._chunks.repair = self.bucket.repair_chunk  # from peers, once the node gives some
         self._learner = HeaderLearner(self, self.bucket)
@@ -354,10 +356,13 @@ class Store(Items, Transactions, KnownCopies, ObjectPaths, Unbundler, Weave, Che
             "SELECT id, name, committed_size FROM segments WHERE kind = 'pack' AND sealed = 0 ORDER BY id DESC LIMIT 1"
         ).fetchone()
         seal_id = None
-        if pack is not None and pack["committed_size"] and pack["committed_size"] + incoming > PACK_LIMIT:
+        if pack is not None and pack["committed_size"] and pack["committed_size"] + incoming > self.pack_limit:
             seal_id, pack = pack["id"], None
         if pack is None:
-            count = conn.execute("SELECT COUNT(*) FROM segments WHERE kind = 'pack'").fetchone()[0]
+            # Numbered after the highest (a bucket's cache evicts sealed packs; the open one, the highest, stays).
+            count = conn.execute(
+                "SELECT COALESCE(MAX(CAST(substr(name, 6, length(name) - 9) AS INTEGER)), 0) FROM segments WHERE kind = 'pack'"
+            ).fetchone()[0]
             name, pack_id = pack_name(count + 1), None
         else:
             name, pack_id = pack["name"], pack["id"]
