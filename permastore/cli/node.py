@@ -57,7 +57,7 @@ def cmd_fsck(args) -> int:
             if fetcher is not None:
                 fetcher.close()
     for object_id, chunk_index, how in store.bucket.repaired if store.bucket is not None else ():
-        print(f"{object_id} chunk {chunk_index}: repaired ({how})")
+        print(f"{object_id} {'object' if chunk_index < 0 else f'chunk {chunk_index}'}: repaired ({how})")
     for bundle_id, item_id, reason in report.refused:
         print(f"{item_id} refused from bundle {bundle_id}: {reason}")
     if report.refused_total > len(report.refused):

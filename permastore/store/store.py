@@ -146,6 +146,7 @@ class Store(Items, Transactions, KnownCopies, ObjectPaths, Unbundler, Weave, Che
         self.pack_limit = min(self.pack_limit, self._cache.pack_limit)
         self._chunks.remote = self.bucket.load_chunk
         self._chunks.repair = self.bucket.repair_chunk  # from peers, once the node gives some
+        self.bucket.check_identity()  # another or an emptied bucket: what is held here is published again
         self._learner = HeaderLearner(self, self.bucket)
         self._learner.learn()
         self._cache.trim()

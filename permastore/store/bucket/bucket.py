@@ -22,10 +22,12 @@ from concurrent.futures import ThreadPoolExecutor
 import blake3
 
 from permastore.store.bucket import layout
+from permastore.store.bucket.identity import check_identity
 from permastore.store.bucket.manifest import Manifest
 from permastore.store.bucket.repair import BucketRepairer
 from permastore.store.bucket.settings import BucketSettings
 from permastore.store.bucket.storage import MAX_CONNECTIONS, BucketError, ObjectStorage, S3Storage
+from permastore.store.errors import StoreError
 from permastore.store.index import object_row, transaction
 from permastore.store.reader import BUCKET_SEGMENT, chunk_rows
 
@@ -34,6 +36,7 @@ log = logging.getLogger("permastore.bucket")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS bucket_chunks (hash BLOB PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS bucket_published (id TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS bucket_pending (id TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS bucket_state (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS chunks_segment ON chunks(segment_id);
 """
@@ -61,6 +64,11 @@ class Bucket:
         if hasattr(self.storage, "ensure_bucket"):
             self.storage.ensure_bucket()
         self.store.db.executescript(SCHEMA)
+
+    def check_identity(self) -> None:
+        """Once opened (reads of chunks working): when this is not the bucket the folder's tables
+        describe, publish what the folder holds again (identity.py)."""
+        check_identity(self)
 
     def repair_from(self, peers) -> None:
         """Given a callable returning peers (RangeSource, e.g. the fetch engine's PeerClients),
@@ -247,7 +255,19 @@ class Bucket:
             " AND NOT EXISTS (SELECT 1 FROM bucket_published p WHERE p.id = o.id)"
         ).fetchall()
         for row in missing:
-            report.failures.append((row["id"], -1, "not in the bucket: its header was never published there"))
+            if self.repairer is not None and self._publish_now(row["id"]):
+                self.repaired.append((row["id"], -1, "was not in the bucket; published, missing chunks from a peer"))
+            else:
+                report.failures.append((row["id"], -1, "not in the bucket: its header was never published there"))
+
+    def _publish_now(self, id: str) -> bool:
+        """Given an ID held here, publish it (chunks not held here come from the repairer's peers); True when done."""
+        try:
+            self.publish(id)
+        except (StoreError, OSError) as exc:
+            log.warning("bucket: %s cannot be published: %s", id, exc)
+            return False
+        return self.store.db.execute("SELECT 1 FROM bucket_published WHERE id = ?", (id,)).fetchone() is not None
 
 
 class EarlyUploads:

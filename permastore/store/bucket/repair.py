@@ -30,7 +30,8 @@ log = logging.getLogger("permastore.bucket")
 # A chunk no peer could give is not asked again for this long (a stranger re-reading a bad
 # chunk must not turn each read into requests to every peer).
 RETRY_AFTER_S = 30.0
-MAX_REPAIRS_AT_ONCE = 4  # reads waiting on peers at once; the next ones fail as before
+MAX_REPAIRS_AT_ONCE = 4  # chunks asked of peers at once (the next wait for a slot)
+SLOT_WAIT_S = 60.0
 
 
 class RangeSource(Protocol):
@@ -57,8 +58,8 @@ class BucketRepairer:
         with self._lock:
             if time.monotonic() - self._failed.get(address, -RETRY_AFTER_S) < RETRY_AFTER_S:
                 return None
-        if not self._slots.acquire(blocking=False):
-            return None
+        if not self._slots.acquire(timeout=SLOT_WAIT_S):
+            return None  # every slot held that long: peers are slow; the read fails as it would have
         try:
             spans = [(id, row["offset"])] if "offset" in row.keys() else self._owners(address)
             raw = self._from_peers(spans, address, row["size"])
