@@ -116,9 +116,12 @@ class Bucket:
         early = getattr(self._importing, "early", None)  # this thread's put's uploads, if any
         self._importing.early = None
         row = object_row(conn, id)
-        if row is None or not row["data_complete"] or row["data_parent"] is not None:
-            return  # pending headers wait for their data; bundled items travel inside their bundle
+        if row is None or row["data_parent"] is not None:
+            return  # bundled items travel inside their bundle
         if conn.execute("SELECT 1 FROM bucket_published WHERE id = ?", (id,)).fetchone():
+            return
+        if not row["data_complete"]:
+            self._publish_pending(row)
             return
         rows = chunk_rows(conn, row["seq"], 0, row["data_size"]) if row["data_size"] else []
         if getattr(self._importing, "on", False):
@@ -131,6 +134,19 @@ class Bucket:
         key = layout.header_key(self.prefix, time.time_ns() // 1000, id)
         self.storage.put_if_absent(key, manifest.encode())
         self._record(conn, [], id)
+
+    def _publish_pending(self, row) -> None:
+        """Given a tx header whose data is not here yet, publish it as pending (once): other nodes
+        index and serve the header; its data follows in a second manifest when it completes."""
+        conn = self.store.db
+        if conn.execute("SELECT 1 FROM bucket_pending WHERE id = ?", (row["id"],)).fetchone():
+            return
+        if not getattr(self._importing, "on", False):
+            manifest = Manifest(row["id"], row["kind"], bytes(row["raw_header"]), row["data_size"], [], pending=True)
+            key = layout.header_key(self.prefix, time.time_ns() // 1000, row["id"])
+            self.storage.put_if_absent(key, manifest.encode())
+        with transaction(conn):
+            conn.execute("INSERT OR IGNORE INTO bucket_pending(id) VALUES (?)", (row["id"],))
 
     def _chunk_list(self, row) -> list:
         sql = (

@@ -52,6 +52,7 @@ class HeaderLearner:
         self.store = store
         self.bucket = bucket
         self.refused: dict[str, str] = {}  # header key -> why (not retried by this process)
+        self.applied: set[str] = set()  # keys of pending headers already indexed (not read again)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -73,8 +74,9 @@ class HeaderLearner:
                 continue
             micros, id = parsed
             newest = max(newest, micros)
-            if self.store.info(id) is not None:
-                continue
+            known = self.store.info(id)
+            if known is not None and (known.data_complete or key in self.applied):
+                continue  # a tx pending here is completed by a later manifest with its chunks
             try:
                 added += self._import(key, id)
             except (ProtocolError, StoreError, OSError) as exc:
@@ -96,6 +98,8 @@ class HeaderLearner:
             tx = Transaction.from_json(json.loads(manifest.raw_header))
             if tx.id != id:
                 raise MalformedData(f"header object {key} holds tx {tx.id}")
+            if manifest.pending:
+                return self._index_pending(key, tx)
             if tx.format == 2 and tx.data_size > 0:
                 self._index_tx(tx, manifest)
                 return 1
@@ -106,6 +110,15 @@ class HeaderLearner:
             info = self.store.put_item(ChunkStream(self.bucket, manifest, prefix=manifest.raw_header))
         if info.id != id:
             raise MalformedData(f"header object {key} holds item {info.id}")
+        return 1
+
+    def _index_pending(self, key: str, tx: Transaction) -> int:
+        """Index a tx header published before its data (served as pending here until its chunks are published)."""
+        self.applied.add(key)
+        if tx.format != 2 or tx.data_size == 0 or self.store.info(tx.id) is not None:
+            return 0
+        with self.bucket.importing():
+            self.store.put_tx(tx)  # verified there; stored without data, as a POST /tx of the header
         return 1
 
     def _index_tx(self, tx: Transaction, manifest: Manifest) -> None:
@@ -121,14 +134,20 @@ class HeaderLearner:
             raise MalformedData(f"header object of {tx.id}: chunk list does not rebuild its data_root")
         conn = self.store.db
         with transaction(conn):
-            if conn.execute("SELECT 1 FROM objects WHERE id = ?", (tx.id,)).fetchone():
+            held = conn.execute("SELECT seq, data_complete FROM objects WHERE id = ?", (tx.id,)).fetchone()
+            if held is not None and held["data_complete"]:
                 return
             conn.executemany(
                 "INSERT OR IGNORE INTO chunks(hash, segment_id, offset, stored_size, size, codec, sha256)"
                 " VALUES (?, ?, 0, ?, ?, ?, ?)",
                 [(b3, BUCKET_SEGMENT, size, size, codec.RAW, sha) for _, size, b3, sha in manifest.chunks],
             )
-            seq = insert_object(conn, tx_row(tx), tx.tags)
+            if held is None:
+                seq = insert_object(conn, tx_row(tx), tx.tags)
+            else:  # its header was here, pending: its data is now whole in the bucket
+                seq = held["seq"]
+                conn.execute("UPDATE objects SET data_complete = 1 WHERE seq = ?", (seq,))
+                conn.execute("DELETE FROM bucket_pending WHERE id = ?", (tx.id,))
             insert_chunk_list(conn, seq, manifest.chunks)
             assign_weave_range(conn, seq, tx.format, tx.data_size)
             conn.executemany("INSERT OR IGNORE INTO bucket_chunks(hash) VALUES (?)", [(c[2],) for c in manifest.chunks])
