@@ -127,7 +127,7 @@ class HeaderLearner:
         verify_tx(tx)
         if manifest.data_size != tx.data_size or any(sha is None for *_, sha in manifest.chunks):
             raise MalformedData(f"header object of {tx.id}: data_size or chunk SHA-256s do not match the tx")
-        shas = {offset: sha for offset, _, _, sha in manifest.chunks}
+        shas = {offset: sha for offset, _, _, sha in manifest.chunks if sha is not None}
         empty = hashlib.sha256(b"").digest()
         leaves = [merkle.Chunk(shas.get(s, empty), s, e) for s, e in merkle.chunk_ranges(tx.data_size)]
         if merkle.compute_root(leaves) != tx.data_root:
