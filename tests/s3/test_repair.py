@@ -121,3 +121,32 @@ class LyingPeer:
     def get(self, id: str, start: int = 0, end: int | None = None):
         self.asked += 1
         return iter([self.other[start:end]])
+
+
+def test_peers_that_read_through_each_other_do_not_loop(tmp_path, bucket, seaweedfs):
+    """A peer that answers by reading the same bad bucket object back (two nodes each other's peer
+    over one bucket): the read fails at once with CorruptChunk, no request waits on itself."""
+    data = os.urandom(2 * CHUNK + 10)
+    with Store.open(seed_wallet(tmp_path / "node"), bucket=bucket) as store:
+        tx = signed_tx(store.signer, data)
+        store.put_tx(tx, data)
+        addresses = chunk_addresses(store, tx.id)
+    damage(seaweedfs.client, bucket.bucket, addresses[0], "flip", data[:CHUNK])
+    with Store.open(seed_wallet(tmp_path / "reader"), bucket=bucket) as store:
+        echo = EchoPeer(store)
+        store.bucket.repair_from(lambda: [echo])
+        with pytest.raises(CorruptChunk):
+            store.read_range(tx.id, 0, 100)
+        assert echo.asked == 1  # the nested read did not ask again
+
+
+class EchoPeer:
+    """A RangeSource that answers from the very store asking it (as a peer on the same bucket would)."""
+
+    def __init__(self, store):
+        self.store = store
+        self.asked = 0
+
+    def get(self, id: str, start: int = 0, end: int | None = None):
+        self.asked += 1
+        return iter([self.store.read_range(id, start, end - start)])

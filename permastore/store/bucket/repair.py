@@ -32,6 +32,7 @@ log = logging.getLogger("permastore.bucket")
 RETRY_AFTER_S = 30.0
 MAX_REPAIRS_AT_ONCE = 4  # chunks asked of peers at once (the next wait for a slot)
 SLOT_WAIT_S = 60.0
+MAX_REMEMBERED = 10_000  # chunks remembered as unrepairable
 
 
 class RangeSource(Protocol):
@@ -48,6 +49,7 @@ class BucketRepairer:
         self.bucket = bucket
         self.peers = peers
         self._failed: dict[bytes, float] = {}  # address -> when no peer had it
+        self._asking: set[bytes] = set()  # addresses being asked of peers now
         self._slots = threading.BoundedSemaphore(MAX_REPAIRS_AT_ONCE)
         self._lock = threading.Lock()
 
@@ -58,15 +60,26 @@ class BucketRepairer:
         with self._lock:
             if time.monotonic() - self._failed.get(address, -RETRY_AFTER_S) < RETRY_AFTER_S:
                 return None
-        if not self._slots.acquire(timeout=SLOT_WAIT_S):
-            return None  # every slot held that long: peers are slow; the read fails as it would have
+            if address in self._asking:
+                # Already being asked here: fail now rather than wait. Two nodes that are each
+                # other's peers over one bad bucket object would otherwise ask each other in a loop.
+                return None
+            self._asking.add(address)
         try:
-            spans = [(id, row["offset"])] if "offset" in row.keys() else self._owners(address)
-            raw = self._from_peers(spans, address, row["size"])
+            if not self._slots.acquire(timeout=SLOT_WAIT_S):
+                return None  # every slot held that long: peers are slow; the read fails as it would have
+            try:
+                spans = [(id, row["offset"])] if "offset" in row.keys() else self._owners(address)
+                raw = self._from_peers(spans, address, row["size"])
+            finally:
+                self._slots.release()
         finally:
-            self._slots.release()
+            with self._lock:
+                self._asking.discard(address)
         if raw is None:
             with self._lock:
+                if len(self._failed) >= MAX_REMEMBERED:
+                    self._failed.clear()  # bounded memory; at worst peers are asked again
                 self._failed[address] = time.monotonic()
         return raw
 
