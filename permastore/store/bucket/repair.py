@@ -57,6 +57,18 @@ class BucketRepairer:
         """Given the object a read failed on and the chunk's row, return its verified bytes from a
         peer (and rewrite the bucket object), or None when no peer gave them."""
         address = bytes(row["hash"])
+        spans = [(id, row["offset"])] if "offset" in row.keys() else self._owners(address)
+        return self._guarded(address, lambda: self._from_peers(spans, address, row["size"]))
+
+    def span(self, id: str, offset: int, address: bytes, size: int, sha256: bytes | None) -> bytes | None:
+        """Learning: given an object not indexed yet, a chunk's offset, address, size (and SHA-256)
+        from its manifest, return bytes from a peer that hash to the address (rewritten into the
+        bucket: whatever hashes to a key is that key's content), or None. The object's own checks
+        (signature, data_root) still run on them."""
+        return self._guarded(address, lambda: self._from_peers([(id, offset)], address, size, sha256))
+
+    def _guarded(self, address: bytes, ask: Callable[[], bytes | None]) -> bytes | None:
+        """Ask peers for one chunk: not again soon when none had it, not twice at once, a few at a time."""
         with self._lock:
             if time.monotonic() - self._failed.get(address, -RETRY_AFTER_S) < RETRY_AFTER_S:
                 return None
@@ -69,8 +81,7 @@ class BucketRepairer:
             if not self._slots.acquire(timeout=SLOT_WAIT_S):
                 return None  # every slot held that long: peers are slow; the read fails as it would have
             try:
-                spans = [(id, row["offset"])] if "offset" in row.keys() else self._owners(address)
-                raw = self._from_peers(spans, address, row["size"])
+                raw = ask()
             finally:
                 self._slots.release()
         finally:
@@ -96,8 +107,9 @@ class BucketRepairer:
         ).fetchall()
         return [(r["id"], r["offset"]) for r in rows]
 
-    def _from_peers(self, spans: list[tuple[str, int]], address: bytes, size: int) -> bytes | None:
-        sha256 = self._sha256(address)
+    def _from_peers(self, spans: list[tuple[str, int]], address: bytes, size: int,
+                    sha256: bytes | None = None) -> bytes | None:  # fmt: skip
+        sha256 = sha256 or self._sha256(address)
         for id, offset in spans:
             for peer in self.peers():
                 raw = self._ask(peer, id, offset, size)
