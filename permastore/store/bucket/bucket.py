@@ -180,6 +180,7 @@ class Bucket:
             conn.executemany("INSERT OR IGNORE INTO bucket_chunks(hash) VALUES (?)", [(a,) for a in addresses])
             if id is not None:
                 conn.execute("INSERT OR IGNORE INTO bucket_published(id) VALUES (?)", (id,))
+                conn.execute("DELETE FROM bucket_pending WHERE id = ?", (id,))
 
     # -- reading -----------------------------------------------------------------------
 
