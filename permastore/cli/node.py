@@ -27,7 +27,7 @@ def add_parsers(subparsers) -> None:
     address.set_defaults(handler=cmd_address)
 
     fsck = subparsers.add_parser("fsck", help="verify every stored chunk; non-zero exit on any failure")
-    fsck.add_argument("--repair", action="store_true", help="with a bucket: rewrite bad or missing bucket chunks from --peer")
+    fsck.add_argument("--repair", action="store_true", help="with a bucket: rewrite bad or missing bucket objects (from local copies, then --peer)")
     fsck.add_argument("--peer", action="append", default=[], metavar="URL", help="a node to repair from (repeatable)")
     fsck.set_defaults(handler=cmd_fsck, needs_store=READ)
 
@@ -50,7 +50,7 @@ def cmd_address(args) -> int:
 
 def cmd_fsck(args) -> int:
     with opened_store(args.data, READ) as store, user_errors():
-        fetcher = repair_peers(store, args) if args.repair else None  # bucket repair (store.bucket.repair)
+        fetcher = repair_peers(store, args) if args.repair else None  # bucket repair (store/bucket/repair.py)
         try:
             report = store.fsck()
         finally:
@@ -75,8 +75,11 @@ def cmd_fsck(args) -> int:
 
 def repair_peers(store, args):
     """Given the store and fsck's options, give its bucket the --peer nodes to repair from; return the Fetcher."""
-    if store.bucket is None or not args.peer:
-        raise CliError("fsck --repair repairs bucket objects: it needs --s3-bucket and at least one --peer URL")
+    if store.bucket is None:
+        raise CliError("fsck --repair repairs bucket objects: give the bucket (--s3-bucket)")
+    if not args.peer:
+        store.bucket.repair_from(list)  # from this folder's own copies only
+        return None
     from permastore.sources.engine import Fetcher
 
     fetcher = Fetcher(store, [url.rstrip("/") for url in args.peer])

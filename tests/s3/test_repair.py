@@ -75,8 +75,8 @@ def test_bad_bucket_chunks_are_served_and_rewritten_from_a_peer(tmp_path, bucket
     try:
         found = run_permastore("--data", second, *bucket_args, "fsck", env=env, timeout=120)
         assert found.returncode != 0 and f"{tx.id} chunk 2" in found.stdout.decode(), found.stdout.decode()
-        refused = run_permastore("--data", second, *bucket_args, "fsck", "--repair", env=env, timeout=120)
-        assert refused.returncode != 0 and "--peer" in refused.stderr.decode()
+        alone = run_permastore("--data", second, *bucket_args, "fsck", "--repair", env=env, timeout=120)
+        assert alone.returncode != 0 and f"{tx.id} chunk 2" in alone.stdout.decode()  # no copy here, no peer
         repaired = run_permastore("--data", second, *bucket_args, "fsck", "--repair", "--peer", peer.url,
                                   env=env, timeout=120)  # fmt: skip
         out = repaired.stdout.decode()
@@ -87,6 +87,14 @@ def test_bad_bucket_chunks_are_served_and_rewritten_from_a_peer(tmp_path, bucket
     assert bucket_object(client, name, addresses[2]) == chunk[2]
     clean = run_permastore("--data", second, *bucket_args, "fsck", env=env, timeout=120)
     assert clean.returncode == 0, clean.stdout.decode()
+
+    # The node that put it still holds its chunks: fsck --repair rewrites the bucket from them, no peer needed.
+    damage(client, name, addresses[4], "truncate", chunk[4])
+    local = run_permastore("--data", first, *bucket_args, "fsck", "--repair", env=env, timeout=120)
+    assert local.returncode == 0 and f"{tx.id} chunk 4: repaired" in local.stdout.decode(), local.stdout.decode()
+    assert bucket_object(client, name, addresses[4]) == chunk[4]
+    no_bucket = run_permastore("--data", first, "fsck", "--repair", env=env, timeout=120)
+    assert no_bucket.returncode != 0 and "--s3-bucket" in no_bucket.stderr.decode()
 
 
 def test_a_peer_sending_wrong_bytes_repairs_nothing(tmp_path, bucket, seaweedfs):

@@ -261,7 +261,7 @@ class Bucket:
         fixed = self.repairer is not None and self.repairer.address(address, size) is not None
         for owner in owners:
             if fixed:
-                self.repaired.append((owner["id"], owner["idx"], f"{reason}; rewritten from a peer"))
+                self.repaired.append((owner["id"], owner["idx"], f"{reason}; rewritten from a verified copy"))
             else:
                 report.failures.append((owner["id"], owner["idx"], reason))
 

@@ -24,6 +24,8 @@ import blake3
 
 from permastore.store.bucket import layout
 from permastore.store.bucket.storage import BucketError
+from permastore.store.errors import CorruptChunk
+from permastore.store.reader import BUCKET_SEGMENT
 
 log = logging.getLogger("permastore.bucket")
 
@@ -95,9 +97,26 @@ class BucketRepairer:
         return raw
 
     def address(self, address: bytes, size: int) -> bytes | None:
-        """fsck: given a chunk's address and size, return its verified bytes from a peer, written
-        over the bucket object; None when no peer has any object holding it."""
-        return self._from_peers(self._owners(address), address, size)
+        """fsck: given a chunk's address and size, return its verified bytes from the local copy
+        or a peer, written over the bucket object; None when neither has them."""
+        raw, source = self._from_local(address), "this folder's copy"
+        if raw is None:
+            raw, source = self._from_peers(self._owners(address), address, size, write=False), "a peer"
+        return raw if raw is not None and self._rewrite(address, raw, "(fsck)", source) else None
+
+    def _from_local(self, address: bytes) -> bytes | None:
+        """The chunk's bytes from this folder's own copy (a segment or the index), verified; None without one."""
+        row = self.store.db.execute(
+            "SELECT hash, segment_id, offset AS seg_offset, stored_size, size, codec, -1 AS idx FROM chunks"
+            " WHERE hash = ? AND segment_id != ?",
+            (address, BUCKET_SEGMENT),
+        ).fetchone()
+        if row is None:
+            return None
+        try:
+            return self.store._chunks.load("(chunk)", row, from_bucket=False)
+        except CorruptChunk:
+            return None  # the local copy is bad too (fsck reports it)
 
     def _owners(self, address: bytes) -> list[tuple[str, int]]:
         """(ID, offset) of every L1 object whose data holds the chunk (a bundled item is read through its parent)."""
@@ -108,7 +127,7 @@ class BucketRepairer:
         return [(r["id"], r["offset"]) for r in rows]
 
     def _from_peers(self, spans: list[tuple[str, int]], address: bytes, size: int,
-                    sha256: bytes | None = None) -> bytes | None:  # fmt: skip
+                    sha256: bytes | None = None, write: bool = True) -> bytes | None:  # fmt: skip
         sha256 = sha256 or self._sha256(address)
         for id, offset in spans:
             for peer in self.peers():
@@ -118,7 +137,8 @@ class BucketRepairer:
                     continue
                 if sha256 is not None and hashlib.sha256(raw).digest() != sha256:
                     continue
-                self._rewrite(address, raw, id, peer)
+                if write:
+                    self._rewrite(address, raw, id, repr(peer))
                 return raw
         return None
 
@@ -139,17 +159,17 @@ class BucketRepairer:
         row = self.store.db.execute("SELECT sha256 FROM chunks WHERE hash = ?", (address,)).fetchone()
         return bytes(row[0]) if row is not None and row[0] is not None else None
 
-    def _rewrite(self, address: bytes, raw: bytes, id: str, peer) -> None:
+    def _rewrite(self, address: bytes, raw: bytes, id: str, source: str) -> bool:
+        """Write verified bytes over the chunk's bucket object; False when the bucket refuses."""
         key = layout.chunk_key(self.bucket.prefix, address)
         try:
             # Unconditional: the key holds bad bytes (or none); If-None-Match would keep them.
             self.bucket.storage.put(key, raw)
         except BucketError as exc:  # the read is still answered with the verified bytes
-            log.warning("bucket repair: chunk %s of %s verified from %r but not written back: %s",
-                        address.hex(), id, peer, exc)  # fmt: skip
-            return
-        log.warning(
-            "bucket repair: chunk %s of %s was bad in the bucket; rewritten from %r", address.hex(), id, peer
-        )
+            log.warning("bucket repair: chunk %s of %s verified from %s but not written back: %s",
+                        address.hex(), id, source, exc)  # fmt: skip
+            return False
+        log.warning("bucket repair: chunk %s of %s was bad in the bucket; rewritten from %s", address.hex(), id, source)
         with self._lock:
             self._failed.pop(address, None)
+        return True
