@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import blake3
 
@@ -66,7 +67,7 @@ class ChunkReader:
         self.segment_name = segment_name  # segment id -> file name
         self.inline_bytes = inline_bytes  # inline_chunks id -> stored bytes or None
         self.remote = remote  # (BLAKE3 address, size) -> raw bytes from the bucket, or None: no bucket
-        self.repair = None  # (id, row) -> verified raw bytes from a peer, or None (bucket.repair)
+        self.repair: Callable[[str, Any], bytes | None] | None = None  # (id, row) -> verified bytes from a peer (bucket/repair.py)
 
     def load(self, id: str, row, fetched=None, from_bucket: bool = True) -> bytes:
         """Given an object ID and one chunk row, return the chunk's verified raw bytes (see _load);
