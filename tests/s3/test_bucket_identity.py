@@ -73,9 +73,16 @@ def test_an_emptied_bucket_is_refilled_and_the_same_bucket_is_left_alone(tmp_pat
         pass
     assert bucket_keys(client, bucket.bucket, "") == keys
 
+    with Store.open(folder, bucket=False) as store:  # opened once without the bucket: a put only here
+        offline = store.put_data(os.urandom(200_000)).id
+    with Store.open(folder, bucket=bucket) as store:
+        assert header_ids(client, bucket.bucket) == {id, offline}  # published at the next open on it
+        assert store.fsck().ok
+
     empty_bucket(client, bucket.bucket)  # lost by its operator, marker included
     with Store.open(folder, bucket=bucket) as store:
-        assert header_ids(client, bucket.bucket) == {id}
+        assert header_ids(client, bucket.bucket) == {id, offline}
         assert store.fsck().ok
     with Store.open(seed_wallet(tmp_path / "reader"), bucket=bucket) as store:
         assert len(b"".join(store.read(id))) == 300_000
+        assert len(b"".join(store.read(offline))) == 200_000

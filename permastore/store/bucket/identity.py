@@ -13,6 +13,10 @@ claimed to be in a bucket that lacks it. An object whose data was only in the ol
 (evicted from the cache) cannot be: it is logged, stays unpublished, and `fsck` reports it
 (`fsck --repair --peer` publishes it from a peer). The same marker reached through another
 endpoint or name (a DNS change, an alias) is the same bucket: the record is updated.
+
+On the same bucket, every open also publishes the objects indexed since the last open that
+are not in the bucket (`catch_up`: put while the folder was opened without the bucket, or
+whose publication failed), looking only past the seq it recorded, so an open stays cheap.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from permastore.store.index import transaction
 log = logging.getLogger("permastore.bucket")
 
 STATE_KEY = "identity"
+THROUGH_KEY = "checked_through_seq"  # objects up to this seq were published (or found unpublishable)
 MAX_MARKER = 4096
 
 
@@ -58,6 +63,7 @@ def check_identity(bucket) -> None:
     row = conn.execute("SELECT value FROM bucket_state WHERE key = ?", (STATE_KEY,)).fetchone()
     recorded = json.loads(row[0]) if row else None
     if recorded == here:
+        catch_up(bucket)
         return
     if recorded is not None and recorded.get("marker") == here["marker"]:
         log.info("bucket %s: reached at %s now (was %s at %s)", here["bucket"], here["endpoint"] or "AWS",
@@ -71,9 +77,51 @@ def check_identity(bucket) -> None:
         log.warning("bucket %s is not the one this data folder used (%s): publishing what is held here again",
                     here["bucket"], was)  # fmt: skip
         republish(bucket)
+        _record(conn, here)
+        _mark_through(conn)
+        return
+    _record(conn, here)
+    catch_up(bucket)
+
+
+def _record(conn, here: dict) -> None:
+    with transaction(conn):
+        conn.execute("INSERT OR REPLACE INTO bucket_state(key, value) VALUES (?, ?)", (STATE_KEY, json.dumps(here)))
+
+
+def catch_up(bucket) -> int:
+    """Publish the L1 objects indexed since the last open that are not in the bucket (put while the
+    folder was opened without it, or whose publication failed); return how many were published.
+
+    Cheap on every open: only objects past the seq recorded last time are looked at.
+    """
+    conn = bucket.store.db
+    row = conn.execute("SELECT value FROM bucket_state WHERE key = ?", (THROUGH_KEY,)).fetchone()
+    todo = conn.execute(
+        "SELECT o.id FROM objects o WHERE o.seq > ? AND o.data_parent IS NULL"
+        " AND NOT EXISTS (SELECT 1 FROM bucket_published p WHERE p.id = o.id)"
+        " AND NOT EXISTS (SELECT 1 FROM bucket_pending q WHERE q.id = o.id) ORDER BY o.seq",
+        (int(row[0]) if row else 0,),
+    ).fetchall()
+    published = 0
+    for (id,) in todo:
+        try:
+            bucket.publish(id)
+            published += 1
+        except BucketError:
+            raise  # the bucket refuses: the open fails, the next one tries again
+        except (StoreError, OSError) as exc:
+            log.warning("bucket: %s is not in the bucket and cannot be published: %s", id, exc)
+    if todo:
+        log.info("bucket: %d object(s) held here were not in the bucket; %d published", len(todo), published)
+    _mark_through(conn)
+    return published
+
+
+def _mark_through(conn) -> None:
     with transaction(conn):
         conn.execute(
-            "INSERT OR REPLACE INTO bucket_state(key, value) VALUES (?, ?)", (STATE_KEY, json.dumps(here))
+            "INSERT OR REPLACE INTO bucket_state(key, value) SELECT ?, COALESCE(MAX(seq), 0) FROM objects", (THROUGH_KEY,)
         )
 
 
@@ -88,7 +136,7 @@ def republish(bucket) -> tuple[int, list[str]]:
     with transaction(conn):
         for table in ("bucket_chunks", "bucket_published", "bucket_pending"):
             conn.execute(f"DELETE FROM {table}")
-        conn.execute("DELETE FROM bucket_state WHERE key != ?", (STATE_KEY,))  # learning starts over
+        conn.execute("DELETE FROM bucket_state")  # learning starts over; the identity is recorded after
     ids = [
         r[0] for r in conn.execute("SELECT id FROM objects WHERE data_parent IS NULL ORDER BY seq").fetchall()
     ]
