@@ -22,9 +22,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import blake3
 
 from permastore.store.bucket import layout
+from permastore.store.bucket.identity import check_identity
 from permastore.store.bucket.manifest import Manifest
+from permastore.store.bucket.repair import BucketRepairer
 from permastore.store.bucket.settings import BucketSettings
 from permastore.store.bucket.storage import MAX_CONNECTIONS, BucketError, ObjectStorage, S3Storage
+from permastore.store.errors import StoreError
 from permastore.store.index import object_row, transaction
 from permastore.store.reader import BUCKET_SEGMENT, chunk_rows
 
@@ -33,6 +36,7 @@ log = logging.getLogger("permastore.bucket")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS bucket_chunks (hash BLOB PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS bucket_published (id TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS bucket_pending (id TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS bucket_state (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS chunks_segment ON chunks(segment_id);
 """
@@ -52,12 +56,29 @@ class Bucket:
         self._importing = threading.local()
         self._pool = ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="bucket-upload")
         self._reads = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="bucket-read")
+        self.repairer: BucketRepairer | None = None  # set by repair_from (peers given)
+        self.repaired: list[tuple[str, int, str]] = []  # (ID, chunk index, how) repaired by check()
 
     def open(self) -> None:
         """Create the bucket when missing and the local tables; called once by Store.open."""
         if hasattr(self.storage, "ensure_bucket"):
             self.storage.ensure_bucket()
         self.store.db.executescript(SCHEMA)
+
+    def check_identity(self) -> None:
+        """Once opened (reads of chunks working): when this is not the bucket the folder's tables
+        describe, publish what the folder holds again (identity.py)."""
+        check_identity(self)
+
+    def repair_from(self, peers) -> None:
+        """Given a callable returning peers (RangeSource, e.g. the fetch engine's PeerClients),
+        repair bad or missing bucket chunks from them, on reads and in check()."""
+        self.repairer = BucketRepairer(self.store, self, peers)
+
+    def repair_chunk(self, id: str, row) -> bytes | None:
+        """Given an object and the row of a chunk that failed to read, return its verified bytes
+        from a peer (the bucket object rewritten), or None (no peers, or none had it)."""
+        return self.repairer.chunk(id, row) if self.repairer is not None else None
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -95,9 +116,12 @@ class Bucket:
         early = getattr(self._importing, "early", None)  # this thread's put's uploads, if any
         self._importing.early = None
         row = object_row(conn, id)
-        if row is None or not row["data_complete"] or row["data_parent"] is not None:
-            return  # pending headers wait for their data; bundled items travel inside their bundle
+        if row is None or row["data_parent"] is not None:
+            return  # bundled items travel inside their bundle
         if conn.execute("SELECT 1 FROM bucket_published WHERE id = ?", (id,)).fetchone():
+            return
+        if not row["data_complete"]:
+            self._publish_pending(row)
             return
         rows = chunk_rows(conn, row["seq"], 0, row["data_size"]) if row["data_size"] else []
         if getattr(self._importing, "on", False):
@@ -110,6 +134,19 @@ class Bucket:
         key = layout.header_key(self.prefix, time.time_ns() // 1000, id)
         self.storage.put_if_absent(key, manifest.encode())
         self._record(conn, [], id)
+
+    def _publish_pending(self, row) -> None:
+        """Given a tx header whose data is not here yet, publish it as pending (once): other nodes
+        index and serve the header; its data follows in a second manifest when it completes."""
+        conn = self.store.db
+        if conn.execute("SELECT 1 FROM bucket_pending WHERE id = ?", (row["id"],)).fetchone():
+            return
+        if not getattr(self._importing, "on", False):
+            manifest = Manifest(row["id"], row["kind"], bytes(row["raw_header"]), row["data_size"], [], pending=True)
+            key = layout.header_key(self.prefix, time.time_ns() // 1000, row["id"])
+            self.storage.put_if_absent(key, manifest.encode())
+        with transaction(conn):
+            conn.execute("INSERT OR IGNORE INTO bucket_pending(id) VALUES (?)", (row["id"],))
 
     def _chunk_list(self, row) -> list:
         sql = (
@@ -143,6 +180,7 @@ class Bucket:
             conn.executemany("INSERT OR IGNORE INTO bucket_chunks(hash) VALUES (?)", [(a,) for a in addresses])
             if id is not None:
                 conn.execute("INSERT OR IGNORE INTO bucket_published(id) VALUES (?)", (id,))
+                conn.execute("DELETE FROM bucket_pending WHERE id = ?", (id,))
 
     # -- reading -----------------------------------------------------------------------
 
@@ -193,7 +231,11 @@ class Bucket:
                 raise
 
     def check(self, report, progress=None) -> None:
-        """fsck: read every chunk the bucket should hold back from it, and verify it."""
+        """fsck: read every chunk the bucket should hold back from it, and verify it.
+
+        With peers (repair_from), a bad or missing chunk is repaired from them: it is then
+        listed in self.repaired, not in the report's failures.
+        """
         conn = self.store.db
         rows = conn.execute(
             "SELECT b.hash, k.size FROM bucket_chunks b JOIN chunks k ON k.hash = b.hash"
@@ -206,15 +248,42 @@ class Bucket:
                 if len(raw) != r["size"] or blake3.blake3(raw).digest() != address:
                     raise OSError("BLAKE3 mismatch")
             except OSError as exc:
-                reason = f"bucket: {exc}"
-                owners = conn.execute(
-                    "SELECT o.id, c.idx FROM object_chunks c JOIN objects o ON o.seq = c.seq WHERE c.hash = ?",
-                    (address,),
-                ).fetchall()
-                for owner in owners:
-                    report.failures.append((owner["id"], owner["idx"], reason))
+                self._report_bad(report, address, r["size"], f"bucket: {exc}")
             if progress:
                 progress(r["size"])
+        self._check_published(report)
+
+    def _report_bad(self, report, address: bytes, size: int, reason: str) -> None:
+        owners = self.store.db.execute(
+            "SELECT o.id, c.idx FROM object_chunks c JOIN objects o ON o.seq = c.seq WHERE c.hash = ?", (address,)
+        ).fetchall()
+        fixed = self.repairer is not None and self.repairer.address(address, size) is not None
+        for owner in owners:
+            if fixed:
+                self.repaired.append((owner["id"], owner["idx"], f"{reason}; rewritten from a verified copy"))
+            else:
+                report.failures.append((owner["id"], owner["idx"], reason))
+
+    def _check_published(self, report) -> None:
+        """Report complete L1 objects held here whose header is not in the bucket (never acknowledged there)."""
+        missing = self.store.db.execute(
+            "SELECT id FROM objects o WHERE data_complete = 1 AND data_parent IS NULL"
+            " AND NOT EXISTS (SELECT 1 FROM bucket_published p WHERE p.id = o.id)"
+        ).fetchall()
+        for row in missing:
+            if self.repairer is not None and self._publish_now(row["id"]):
+                self.repaired.append((row["id"], -1, "was not in the bucket; published, missing chunks from a peer"))
+            else:
+                report.failures.append((row["id"], -1, "not in the bucket: its header was never published there"))
+
+    def _publish_now(self, id: str) -> bool:
+        """Given an ID held here, publish it (chunks not held here come from the repairer's peers); True when done."""
+        try:
+            self.publish(id)
+        except (StoreError, OSError) as exc:
+            log.warning("bucket: %s cannot be published: %s", id, exc)
+            return False
+        return self.store.db.execute("SELECT 1 FROM bucket_published WHERE id = ?", (id,)).fetchone() is not None
 
 
 class EarlyUploads:

@@ -11,7 +11,13 @@ from __future__ import annotations
 
 CHUNKS = "chunks/"
 HEADERS = "headers/"
+IDENTITY = "permastore-bucket"
 TIME_DIGITS = 16
+
+
+def identity_key(prefix: str) -> str:
+    """The key of the bucket's identity marker."""
+    return f"{prefix}{IDENTITY}"
 
 
 def chunk_key(prefix: str, address: bytes) -> str:
