@@ -30,7 +30,7 @@ from permastore.protocol.tx import Transaction
 from permastore.protocol.tx import verify as verify_tx
 from permastore.store import codec
 from permastore.store.bucket import layout
-from permastore.store.bucket.manifest import Manifest, decode
+from permastore.store.bucket.manifest import Manifest, decode, span_rows
 from permastore.store.bucket.storage import BucketError
 from permastore.store.errors import StoreError
 from permastore.store.index import insert_chunk_list, insert_object, transaction
@@ -101,11 +101,13 @@ class HeaderLearner:
                 return 1
             with self.bucket.importing():
                 self.store.put_tx(tx, ChunkStream(self.bucket, manifest) if tx.data_size else None)
+            self.bucket.record_locations(manifest)  # its chunks verified by the put: where the bucket has them
             return 1
         with self.bucket.importing():
             info = self.store.put_item(ChunkStream(self.bucket, manifest, prefix=manifest.raw_header))
         if info.id != id:
             raise MalformedData(f"header object {key} holds item {info.id}")
+        self.bucket.record_locations(manifest)
         return 1
 
     def _index_tx(self, tx: Transaction, manifest: Manifest) -> None:
@@ -133,6 +135,7 @@ class HeaderLearner:
             assign_weave_range(conn, seq, tx.format, tx.data_size)
             conn.executemany("INSERT OR IGNORE INTO bucket_chunks(hash) VALUES (?)", [(c[2],) for c in manifest.chunks])
             conn.execute("INSERT OR IGNORE INTO bucket_published(id) VALUES (?)", (tx.id,))
+            conn.executemany("INSERT OR IGNORE INTO bucket_spans(hash, span, offset) VALUES (?, ?, ?)", span_rows(manifest))
         self.store._maybe_unbundle(self.store.info(tx.id))
 
     # -- following ---------------------------------------------------------------------
@@ -168,7 +171,7 @@ class ChunkStream(io.RawIOBase):
 
     def __init__(self, bucket, manifest: Manifest, prefix: bytes = b""):
         self.bucket = bucket
-        self.chunks = iter(manifest.chunks)
+        self.chunks = iter(zip(manifest.chunks, manifest.locations or [None] * len(manifest.chunks)))
         self.buffer = memoryview(bytes(prefix))
 
     def readable(self) -> bool:
@@ -179,8 +182,8 @@ class ChunkStream(io.RawIOBase):
             entry = next(self.chunks, None)
             if entry is None:
                 return b""
-            offset, size, address, _ = entry
-            raw = self.bucket.storage.get(layout.chunk_key(self.bucket.prefix, address))
+            (offset, size, address, _), where = entry
+            raw = self.bucket.read_manifest_chunk(address, size, where)
             # Security: a bucket object is used only when it hashes to the address its manifest names.
             if raw is None or len(raw) != size or blake3.blake3(raw).digest() != address:
                 raise OSError(f"bucket chunk {address.hex()} (at {offset}) is missing or corrupt")
