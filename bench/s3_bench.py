@@ -30,16 +30,15 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.timing import cpu_seconds, run_measured  # noqa: E402
 from tests.s3.conftest import CREDENTIALS, SeaweedFS  # noqa: E402
 
 OUT_DIR = REPO / "bench" / "out"
@@ -49,19 +48,17 @@ MB = 1_000_000
 BLOCK = 8 * 1024 * 1024
 
 
-def run_with_rss(command: list, env: dict) -> dict:
-    """Run a command with its peak RSS measured by wait4; return wall, RSS (MiB), stdout."""
-    start = time.perf_counter()
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        process = subprocess.Popen(command, stdout=out, stderr=err, env=env)
-        _, status, usage = os.wait4(process.pid, 0)
-        wall = time.perf_counter() - start
-        process.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        if process.returncode:
-            raise SystemExit(f"{' '.join(map(str, command))} failed: {err.read().decode()[-2000:]}")
-        return {"wall_s": round(wall, 3), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1), "stdout": out.read().decode().strip()}
+def run_with_rss(command: list, env: dict, server_pid: int | None = None) -> dict:
+    """Run a command; return its wall, CPU and peak RSS (MiB), the CPU SeaweedFS spent meanwhile, stdout."""
+    before = cpu_seconds(server_pid) if server_pid else 0.0
+    result = run_measured(command, env)
+    if result["rc"]:
+        raise SystemExit(f"{' '.join(map(str, command))} failed: {result['stderr'][-2000:]}")
+    if server_pid:
+        result["weed_cpu_s"] = round(cpu_seconds(server_pid) - before, 2)
+    result.pop("stderr")
+    result.pop("rc")
+    return result
 
 
 def make_file(path: Path, size: int) -> None:
@@ -114,10 +111,10 @@ def _measure(size: int, work: Path, source: Path, seaweed: SeaweedFS) -> dict:
     base_env.update(CREDENTIALS, HOME=str(work))
     bucket_args = ["--s3-endpoint", seaweed.endpoint, "--s3-bucket", name]
     local, cached, fresh = node(work / "local"), node(work / "cached"), node(work / "fresh")
-    ps = str(PERMASTORE)
+    ps, weed = str(PERMASTORE), seaweed.process.pid
     results = {}
     results["put_local"] = run_with_rss([ps, "--data", local, "put", source], base_env)
-    results["put_bucket"] = run_with_rss([ps, "--data", cached, *bucket_args, "put", source], base_env)
+    results["put_bucket"] = run_with_rss([ps, "--data", cached, *bucket_args, "put", source], base_env, weed)
     local_id, bucket_id = results["put_local"]["stdout"].split()[-1], results["put_bucket"]["stdout"].split()[-1]
     out = work / "out.bin"
     for label, args, id in (
@@ -128,7 +125,7 @@ def _measure(size: int, work: Path, source: Path, seaweed: SeaweedFS) -> dict:
         out.unlink(missing_ok=True)
         for folder in (local, cached, fresh, seaweed.folder):
             drop_page_cache(folder)
-        results[label] = run_with_rss([ps, *args, "get", id, "-o", out], base_env)
+        results[label] = run_with_rss([ps, *args, "get", id, "-o", out], base_env, weed)
         if out.stat().st_size != size:
             raise SystemExit(f"{label}: got {out.stat().st_size} bytes, expected {size}")
     out.unlink(missing_ok=True)
@@ -136,13 +133,13 @@ def _measure(size: int, work: Path, source: Path, seaweed: SeaweedFS) -> dict:
         "import boto3,sys; boto3.client('s3', endpoint_url=sys.argv[1])"
         ".upload_file(sys.argv[3], sys.argv[2], 'plain/object.bin')"
     )
-    results["boto3_put"] = run_with_rss([sys.executable, "-c", upload, seaweed.endpoint, name, source], base_env)
+    results["boto3_put"] = run_with_rss([sys.executable, "-c", upload, seaweed.endpoint, name, source], base_env, weed)
     code = (
         "import boto3,sys; boto3.client('s3', endpoint_url=sys.argv[1])"
         ".download_file(sys.argv[2], 'plain/object.bin', sys.argv[3])"
     )
     drop_page_cache(seaweed.folder)
-    results["boto3"] = run_with_rss([sys.executable, "-c", code, seaweed.endpoint, name, out], base_env)
+    results["boto3"] = run_with_rss([sys.executable, "-c", code, seaweed.endpoint, name, out], base_env, weed)
     for entry in results.values():
         entry.pop("stdout", None)
         entry["MB_per_s"] = round(size / MB / entry["wall_s"], 1)
