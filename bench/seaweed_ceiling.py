@@ -124,7 +124,9 @@ def measure(seaweed: SeaweedFS, kind: str, size: int, conc: int, total: int) -> 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--total-mb", type=int, default=256, help="bytes written and read per row (default 256 MB)")
+    parser.add_argument(
+        "--total-mb", type=int, default=256, help="bytes written and read per row (default 256 MB)"
+    )
     parser.add_argument("--sizes", default="256K,1M,4M,16M")
     parser.add_argument("--conc", default="1,4,16,64")
     parser.add_argument("--clients", default="obstore,obstore-unsigned,boto3")
@@ -140,7 +142,10 @@ def main() -> int:
             for kind in args.clients.split(","):
                 for label in args.sizes.split(","):
                     for conc in map(int, args.conc.split(",")):
-                        row = {"flags": flags, **measure(seaweed, kind, SIZES[label], conc, args.total_mb * MB)}
+                        row = {
+                            "flags": flags,
+                            **measure(seaweed, kind, SIZES[label], conc, args.total_mb * MB),
+                        }
                         print(json.dumps(row), flush=True)
                         rows.append(row)
         finally:

@@ -79,7 +79,9 @@ def test_objects_in_the_first_layout_one_object_per_chunk_are_still_read(tmp_pat
            "chunks": [entry[:4] for entry in body["chunks"]]}  # fmt: skip
     client.put_object(Bucket=bucket.bucket, Key=header, Body=json.dumps(old).encode())
 
-    with Store.open(seed_wallet(tmp_path / "second"), bucket=dataclasses.replace(bucket, cache_size=0)) as store:
+    with Store.open(
+        seed_wallet(tmp_path / "second"), bucket=dataclasses.replace(bucket, cache_size=0)
+    ) as store:
         assert b"".join(store.read(id)) == data
         assert store.read_range(id, 3 * CHUNK - 2, 4) == data[3 * CHUNK - 2 : 3 * CHUNK + 2]
         assert store.fsck().ok

@@ -176,7 +176,9 @@ class FetchAhead:
             self.open = RangeRead(*where)
         read = self.open
         read.extend(size)
-        self.pending.append((run, read.chunk(where[1], size, lambda piece: self.bucket.check_sha256(address, piece)), read))
+        self.pending.append(
+            (run, read.chunk(where[1], size, lambda piece: self.bucket.check_sha256(address, piece)), read)
+        )
         if read.count >= SPAN_CHUNKS:
             self._send()
 
