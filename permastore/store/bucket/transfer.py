@@ -12,7 +12,6 @@ SHA-256 the index holds for a chunk is checked here before that.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -96,32 +95,45 @@ class EarlyUploads:
 
 
 class RangeRead:
-    """One ranged GET of consecutive chunks of one span, and the chunks' views into its answer."""
+    """One ranged GET of consecutive chunks of one span, split into the chunks' bytes.
+
+    The GET, the SHA-256 checks and the copies out of the answer run on a read thread, so a
+    reader's own thread is left only BLAKE3 (ChunkReader) and the write: two cores share a read.
+    """
 
     def __init__(self, span: bytes, start: int):
         self.span = span
         self.start = self.end = start
-        self.count = 0
+        self.chunks: list[tuple[bytes, int, int]] = []  # (address, offset in the span, size)
         self.future = None
 
     def follows(self, where: Location, limit: int) -> bool:
-        return where[0] == self.span and where[1] == self.end and self.count < limit
+        return where[0] == self.span and where[1] == self.end and len(self.chunks) < limit
 
-    def extend(self, size: int) -> None:
+    def extend(self, address: bytes, size: int) -> Callable[[], bytes]:
+        """Add the next chunk of the span; return a callable giving its checked bytes once the GET is in."""
+        at = self.end
+        self.chunks.append((address, at, size))
         self.end += size
-        self.count += 1
 
-    def chunk(self, at: int, size: int, check: Callable) -> Callable[[], memoryview]:
-        """A callable returning the chunk of size at offset at of the span, once the GET is in."""
-
-        def fetched() -> memoryview:
-            data = self.future.result()
-            piece = data[at - self.start : at - self.start + size]
-            if len(piece) != size:
-                raise OSError(f"span {self.span.hex()} is shorter than its manifest says")
-            return check(piece)
+        def fetched() -> bytes:
+            piece = self.future.result()[at]  # raises OSError when the GET failed
+            if isinstance(piece, OSError):
+                raise piece
+            return piece
 
         return fetched
+
+    def run(self, bucket) -> dict[int, bytes | OSError]:
+        """On a read thread: GET the range; return each chunk's bytes, or the OSError that refused it."""
+        data = bucket.read_span(self.span, self.start, self.end)
+        pieces: dict[int, bytes | OSError] = {}
+        for address, at, size in self.chunks:
+            try:
+                pieces[at] = bucket.check_sha256(address, data[at - self.start : at - self.start + size])
+            except OSError as exc:
+                pieces[at] = exc
+        return pieces
 
 
 class FetchAhead:
@@ -175,18 +187,11 @@ class FetchAhead:
             self._send()
             self.open = RangeRead(*where)
         read = self.open
-        read.extend(size)
-        self.pending.append(
-            (run, read.chunk(where[1], size, lambda piece: self.bucket.check_sha256(address, piece)), read)
-        )
-        if read.count >= SPAN_CHUNKS:
+        self.pending.append((run, read.extend(address, size), read))
+        if len(read.chunks) >= SPAN_CHUNKS:
             self._send()
 
     def _send(self) -> None:
         read, self.open = self.open, None
         if read is not None:
-            read.future = self.bucket._reads.submit(self.bucket.read_span, read.span, read.start, read.end)
-
-
-def sha256_matches(expected: bytes | None, data) -> bool:
-    return expected is None or hashlib.sha256(data).digest() == expected
+            read.future = self.bucket._reads.submit(read.run, self.bucket)
