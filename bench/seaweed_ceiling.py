@@ -9,7 +9,14 @@ before the GETs.
 
     python bench/seaweed_ceiling.py                       # the default grid (a few minutes)
     python bench/seaweed_ceiling.py --total-mb 128 --sizes 256K,16M --conc 1,16
-    python bench/seaweed_ceiling.py --flags "-filer.maxMB=64" --flags ""
+    python bench/seaweed_ceiling.py --flags="-filer.maxMB=64" --flags=""
+
+Measured here (2 shared cores, load 5-13; MB/s swing 2x between runs, CPU per byte does not):
+PUTs 30-90 MB/s whatever the size (256 KiB-16 MiB), concurrency (1-64) or client, at
+SeaweedFS 1.3-1.6 CPU-s per 100 MB for 256 KiB objects and 0.95-1.1 from 1 MiB up; GETs
+of 256 KiB objects 100-360 MB/s (0.3-0.6 CPU-s per 100 MB), of 4-16 MiB 460-1050 MB/s
+(0.07-0.15). No weed flag tried (-filer.maxMB, -master.volumeSizeLimitMB,
+-master.volumePreallocate, the concurrentUploadLimitMB limits; GOGC) changed either.
 """
 
 from __future__ import annotations
