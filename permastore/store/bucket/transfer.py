@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 
 import blake3
 
@@ -105,7 +106,7 @@ class RangeRead:
         self.span = span
         self.start = self.end = start
         self.chunks: list[tuple[bytes, int, int]] = []  # (address, offset in the span, size)
-        self.future = None
+        self.future: Future | None = None  # set when sent, before any chunk of it is handed out
 
     def follows(self, where: Location, limit: int) -> bool:
         return where[0] == self.span and where[1] == self.end and len(self.chunks) < limit
@@ -117,6 +118,7 @@ class RangeRead:
         self.end += size
 
         def fetched() -> bytes:
+            assert self.future is not None  # FetchAhead sends a read before yielding its chunks
             piece = self.future.result()[at]  # raises OSError when the GET failed
             if isinstance(piece, OSError):
                 raise piece
