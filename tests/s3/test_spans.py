@@ -85,3 +85,22 @@ def test_objects_in_the_first_layout_one_object_per_chunk_are_still_read(tmp_pat
         assert b"".join(store.read(id)) == data
         assert store.read_range(id, 3 * CHUNK - 2, 4) == data[3 * CHUNK - 2 : 3 * CHUNK + 2]
         assert store.fsck().ok
+
+
+def test_a_learned_data_item_evicted_from_the_cache_is_read_from_its_spans(tmp_path, bucket, seaweedfs):
+    from permastore.protocol import ans104
+
+    data = os.urandom(24 * CHUNK + 3)  # past 4 MiB: its own segment, evictable
+    with Store.open(seed_wallet(tmp_path / "first"), bucket=bucket) as store:
+        id = store.put_item(ans104.build_item(store.signer, data, [])).id
+    # An item is learned through the put path (its data read from the bucket, stored here), so
+    # where its chunks are in the bucket must be noted from the manifest: once evicted, only that finds them.
+    with Store.open(
+        seed_wallet(tmp_path / "second"), bucket=dataclasses.replace(bucket, cache_size=0)
+    ) as store:
+        store.trim_cache()
+        assert not [p for p in (store.segments_dir).iterdir() if p.name.startswith("obj-")]
+        counting = CountingStorage(store.bucket.storage)
+        store.bucket.storage = counting
+        assert b"".join(store.read(id)) == data
+        assert counting.gets == [] and len(counting.ranges) == 2
