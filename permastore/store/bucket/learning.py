@@ -31,7 +31,7 @@ from permastore.protocol.tx import Transaction
 from permastore.protocol.tx import verify as verify_tx
 from permastore.store import codec
 from permastore.store.bucket import layout
-from permastore.store.bucket.manifest import Manifest, decode
+from permastore.store.bucket.manifest import Manifest, decode, span_rows
 from permastore.store.bucket.storage import BucketError
 from permastore.store.errors import StoreError
 from permastore.store.index import insert_chunk_list, insert_object, transaction
@@ -173,6 +173,7 @@ class HeaderLearner:
                     if stream is not None and stream.failure is not None:
                         raise stream.failure from None
                     raise
+            self.bucket.record_locations(manifest)  # its chunks verified by the put: where the bucket has them
             return 1
         stream = ChunkStream(self.bucket, manifest, prefix=manifest.raw_header)
         with self.bucket.importing():
@@ -184,6 +185,7 @@ class HeaderLearner:
                 raise
         if info.id != id:
             raise MalformedData(f"header object {key} holds item {info.id}")
+        self.bucket.record_locations(manifest)
         return 1
 
     def _index_pending(self, key: str, tx: Transaction) -> int:
@@ -226,6 +228,7 @@ class HeaderLearner:
             assign_weave_range(conn, seq, tx.format, tx.data_size)
             conn.executemany("INSERT OR IGNORE INTO bucket_chunks(hash) VALUES (?)", [(c[2],) for c in manifest.chunks])
             conn.execute("INSERT OR IGNORE INTO bucket_published(id) VALUES (?)", (tx.id,))
+            conn.executemany("INSERT OR IGNORE INTO bucket_spans(hash, span, offset) VALUES (?, ?, ?)", span_rows(manifest))
         self.store.bundles.unbundle(self.store.info(tx.id))
 
     # -- following ---------------------------------------------------------------------
@@ -262,7 +265,7 @@ class ChunkStream(io.RawIOBase):
     def __init__(self, bucket, manifest: Manifest, prefix: bytes = b""):
         self.bucket = bucket
         self.id = manifest.id
-        self.chunks = iter(manifest.chunks)
+        self.chunks = iter(zip(manifest.chunks, manifest.locations or [None] * len(manifest.chunks)))
         self.buffer = memoryview(bytes(prefix))
         self.failure: UnreadableChunk | BucketError | None = None  # why the data could not be read
 
@@ -274,9 +277,9 @@ class ChunkStream(io.RawIOBase):
             entry = next(self.chunks, None)
             if entry is None:
                 return b""
-            offset, size, address, sha256 = entry
+            (offset, size, address, sha256), where = entry
             try:
-                raw = self.bucket.storage.get(layout.chunk_key(self.bucket.prefix, address))
+                raw = self.bucket.read_manifest_chunk(address, size, where)
             except BucketError as exc:
                 self.failure = exc
                 raise
