@@ -11,23 +11,24 @@ from permastore.protocol import ans104, merkle
 from permastore.store import Store
 from tests.cli.conftest import isolated_env, seed_wallet, start_serve
 from tests.s3.test_corrupt_bucket import chunk_addresses
-from tests.s3.test_repair import bucket_object, damage
+from tests.s3.test_repair import chunk_in_bucket, damage, place
 
 CHUNK = 262144
 
 
-def put_item_on(folder, settings, item: bytes) -> tuple[str, list[bytes]]:
+def put_item_on(folder, settings, item: bytes) -> tuple[str, list[tuple[str, int]]]:
+    """Put an item on a node over the bucket; return its ID and where each chunk is in the bucket."""
     with Store.open(folder, bucket=settings) as store:
         id = store.put_item(item).id
-        return id, chunk_addresses(store, id)
+        return id, [place(store, address) for address in chunk_addresses(store, id)]
 
 
 def test_a_header_unreadable_at_learning_is_learnt_once_its_chunk_is_back(tmp_path, bucket, seaweedfs):
     data = os.urandom(3 * CHUNK + 100)
     with Store.open(seed_wallet(tmp_path / "signer"), bucket=False) as signer_store:
         item = ans104.build_item(signer_store.signer, data, [])
-    id, addresses = put_item_on(seed_wallet(tmp_path / "first"), bucket, item)
-    damage(seaweedfs.client, bucket.bucket, addresses[1], "delete", data[CHUNK : 2 * CHUNK])
+    id, places = put_item_on(seed_wallet(tmp_path / "first"), bucket, item)
+    original = damage(seaweedfs.client, bucket.bucket, places[1], "delete")  # the span holding chunk 1
     reader = seed_wallet(tmp_path / "reader")
     with Store.open(reader, bucket=bucket) as store:
         assert store.info(id) is None  # its data cannot be read: not indexed, not refused for good
@@ -38,9 +39,7 @@ def test_a_header_unreadable_at_learning_is_learnt_once_its_chunk_is_back(tmp_pa
             store.db.execute(
                 "UPDATE bucket_state SET value = ? WHERE key = 'headers_marker'", (str(later[0]),)
             )
-    seaweedfs.client.put_object(
-        Bucket=bucket.bucket, Key=f"chunks/{addresses[1].hex()}", Body=data[CHUNK : 2 * CHUNK]
-    )
+    seaweedfs.client.put_object(Bucket=bucket.bucket, Key=places[1][0], Body=original)
     with Store.open(reader, bucket=bucket) as store:  # another process, the LIST marker long past it
         assert b"".join(store.read(id)) == data
 
@@ -51,10 +50,10 @@ def test_serve_with_a_peer_repairs_an_item_it_could_not_learn(tmp_path, bucket, 
     with Store.open(peer_dir, bucket=False) as store:
         item = ans104.build_item(store.signer, data, [])
         store.put_item(item)
-    id, addresses = put_item_on(seed_wallet(tmp_path / "first"), bucket, item)
+    id, places = put_item_on(seed_wallet(tmp_path / "first"), bucket, item)
     start, end = list(merkle.chunk_ranges(len(data)))[2]  # Arweave balances the last two chunks
     good = data[start:end]
-    damage(seaweedfs.client, bucket.bucket, addresses[2], "flip", good)
+    damage(seaweedfs.client, bucket.bucket, places[2], "flip")
 
     env = isolated_env(tmp_path)
     peer = start_serve(tmp_path / "peer.log", "--data", str(peer_dir), env=env)
@@ -62,7 +61,8 @@ def test_serve_with_a_peer_repairs_an_item_it_could_not_learn(tmp_path, bucket, 
                          bucket.endpoint, "--s3-bucket", bucket.bucket, "--peer", peer.url, env=env)  # fmt: skip
     try:
         deadline = time.monotonic() + 30
-        while bucket_object(seaweedfs.client, bucket.bucket, addresses[2]) != good:  # no request asked for it
+        # No request asked for it: learning repaired the chunk and rebuilt its span.
+        while chunk_in_bucket(seaweedfs.client, bucket.bucket, places[2], len(good)) != good:
             assert time.monotonic() < deadline, "the bad chunk was never repaired"
             time.sleep(0.5)
         response = httpx.get(f"{server.url}/{id}", timeout=30)

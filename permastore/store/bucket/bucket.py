@@ -87,6 +87,15 @@ class Bucket:
         from a peer (the bucket object rewritten), or None (no peers, or none had it)."""
         return self.repairer.chunk(id, row) if self.repairer is not None else None
 
+    def rebuild_spans(self, spans, id: str) -> None:
+        """Given spans that held a chunk repaired from a peer while an object was learned (now
+        indexed here, its chunks with it), rebuild each from verified chunks (repair.py)."""
+        repairer = self.repairer
+        if repairer is None:
+            return
+        for span in spans:
+            repairer.rebuild_span(span, {}, id)
+
     def close(self) -> None:
         self._pool.shutdown(wait=True)
         self._reads.shutdown(wait=True)
@@ -281,7 +290,9 @@ class Bucket:
                 if len(raw) != r["size"] or blake3.blake3(raw).digest() != address:
                     raise OSError("BLAKE3 mismatch")
             except OSError as exc:
-                self._report_bad(report, address, r["size"], f"bucket: {exc}")
+                where = self.location(address)
+                place = "" if where is None else f" span {where[0].hex()} at {where[1]}"
+                self._report_bad(report, address, r["size"], f"bucket{place}: {exc}")
             if progress:
                 progress(r["size"])
         self._check_published(report)

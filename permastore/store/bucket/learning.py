@@ -174,6 +174,8 @@ class HeaderLearner:
                         raise stream.failure from None
                     raise
             self.bucket.record_locations(manifest)  # its chunks verified by the put: where the bucket has them
+            if stream is not None:
+                self.bucket.rebuild_spans(stream.bad_spans, tx.id)
             return 1
         stream = ChunkStream(self.bucket, manifest, prefix=manifest.raw_header)
         with self.bucket.importing():
@@ -186,6 +188,7 @@ class HeaderLearner:
         if info.id != id:
             raise MalformedData(f"header object {key} holds item {info.id}")
         self.bucket.record_locations(manifest)
+        self.bucket.rebuild_spans(stream.bad_spans, id)
         return 1
 
     def _index_pending(self, key: str, tx: Transaction) -> int:
@@ -268,6 +271,7 @@ class ChunkStream(io.RawIOBase):
         self.chunks = iter(zip(manifest.chunks, manifest.locations or [None] * len(manifest.chunks)))
         self.buffer = memoryview(bytes(prefix))
         self.failure: UnreadableChunk | BucketError | None = None  # why the data could not be read
+        self.bad_spans: set[bytes] = set()  # spans holding a chunk repaired from a peer
 
     def readable(self) -> bool:
         return True
@@ -286,7 +290,9 @@ class ChunkStream(io.RawIOBase):
             # Security: a bucket object is used only when it hashes to the address its manifest names.
             if raw is None or len(raw) != size or blake3.blake3(raw).digest() != address:
                 repairer = self.bucket.repairer
-                raw = repairer.span(self.id, offset, address, size, sha256) if repairer is not None else None
+                raw = repairer.span(self.id, offset, address, size, sha256, write=where is None) if repairer else None
+                if raw is not None and where is not None:
+                    self.bad_spans.add(where[0])  # rebuilt once the object is indexed (its chunks known here)
             if raw is None:
                 self.failure = UnreadableChunk(f"bucket chunk {address.hex()} (at {offset}) is missing or corrupt")
                 raise self.failure
