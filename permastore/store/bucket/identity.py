@@ -1,7 +1,7 @@
 """Which bucket a data folder's bucket tables describe, and what happens when it changes.
 
-`bucket_chunks` and `bucket_published` remember what this folder put into its bucket; they
-are true only of that bucket. The bucket's identity is a marker object written once into it
+`bucket_chunks`, `bucket_spans` and `bucket_published` remember what this folder put into
+its bucket; they are true only of that bucket. The bucket's identity is a marker object written once into it
 (`permastore-bucket`, a random ID, If-None-Match so concurrent first nodes agree on one);
 the folder records (endpoint, bucket name, prefix, marker ID) in `bucket_state`.
 
@@ -134,7 +134,7 @@ def republish(bucket) -> tuple[int, list[str]]:
     return (how many were published, the IDs that could not be: their data is not here)."""
     conn = bucket.store.db
     with transaction(conn):
-        for table in ("bucket_chunks", "bucket_published", "bucket_pending"):
+        for table in ("bucket_chunks", "bucket_spans", "bucket_published", "bucket_pending"):
             conn.execute(f"DELETE FROM {table}")
         conn.execute("DELETE FROM bucket_state")  # learning starts over; the identity is recorded after
     ids = [
