@@ -1,12 +1,15 @@
 """What a Store does with its bucket: publish before acknowledging, load chunks, check them.
 
 A put is acknowledged only once (1) its chunks are committed locally (the store's own
-durable order), (2) every chunk is in the bucket under its BLAKE3 key, (3) its manifest is
-in the bucket under headers/. Writes are conditional (If-None-Match: *): a key that exists
-already holds the same bytes (content addressing), or, for a header, another node's
-publication, which the learner reads as the same ID. Local tables (in index.sqlite) only
-save work: `bucket_chunks` (chunks known to be in the bucket: not uploaded again, and
-what may be evicted from the cache), `bucket_published` (IDs whose header is there).
+durable order), (2) every chunk is in the bucket (new chunks 16 at a time in a span,
+`spans/<name>`, transfer.py; chunks of the first layout under `chunks/<BLAKE3>`), (3) its
+manifest is in the bucket under headers/. Writes are conditional (If-None-Match: *): a key
+that exists already holds the same bytes (content addressing), or, for a header, another
+node's publication, which the learner reads as the same ID. Local tables (in index.sqlite)
+only save work: `bucket_chunks` (chunks known to be in the bucket: not uploaded again, and
+what may be evicted from the cache), `bucket_spans` (which span holds a chunk, and where),
+`bucket_published` (IDs whose header is there), `bucket_pending` (tx headers published
+before their data). Bad objects are repaired by repair.py (a span as a whole).
 """
 
 from __future__ import annotations
