@@ -70,6 +70,8 @@ class BucketRepairer:
         peer (and rewrite the bucket object: the chunk's, or the whole span holding it), or None
         when no peer gave them."""
         address = bytes(row["hash"])
+        if self._failed_recently(address):
+            return None  # no bucket GET either: a stranger re-reading a bad chunk costs nothing more
         where = self.bucket.location(address)
         if where is not None:
             fresh = self._from_bucket_now(address, row["size"])
@@ -91,10 +93,14 @@ class BucketRepairer:
         (rebuild_span). The object's own checks (signature, data_root) still run on them."""
         return self._guarded(address, lambda: self._from_peers([(id, offset)], address, size, sha256, write))
 
+    def _failed_recently(self, address: bytes) -> bool:
+        """True when no peer had the chunk less than RETRY_AFTER_S ago (a dict read: no lock needed)."""
+        return time.monotonic() - self._failed.get(address, -RETRY_AFTER_S) < RETRY_AFTER_S
+
     def _guarded(self, address: bytes, ask: Callable[[], bytes | None]) -> bytes | None:
         """Ask peers for one chunk: not again soon when none had it, not twice at once, a few at a time."""
         with self._lock:
-            if time.monotonic() - self._failed.get(address, -RETRY_AFTER_S) < RETRY_AFTER_S:
+            if self._failed_recently(address):
                 return None
             if address in self._asking:
                 # Already being asked here: fail now rather than wait. Two nodes that are each
@@ -281,7 +287,7 @@ class BucketRepairer:
     def _peer_chunk(self, address: bytes, size: int) -> bytes | None:
         """Another chunk of a span being rebuilt, from peers: not if being asked already (no loops)."""
         with self._lock:
-            if address in self._asking or time.monotonic() - self._failed.get(address, -RETRY_AFTER_S) < RETRY_AFTER_S:
+            if address in self._asking or self._failed_recently(address):
                 return None
             self._asking.add(address)
         try:
