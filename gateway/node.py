@@ -33,6 +33,8 @@ class Node:
         self.accept_lock = threading.Lock()
         self.small_cache = None  # a SmallObjectCache, set by the app
         self.fetcher = build_fetcher(self.store, config)
+        if self.store.bucket is not None and self.fetcher is not None:
+            self.store.bucket.repair_from(self.fetcher.peers.clients)  # bad bucket chunks: proven from peers, rewritten
         self.upstream = build_upstream(self.store, config, self.fetcher)
         self.read_through_slots = threading.BoundedSemaphore(MAX_READ_THROUGH_WAITERS)
         network = config.upstreams + [url for url in config.peers if url not in config.upstreams]

@@ -27,6 +27,8 @@ def add_parsers(subparsers) -> None:
     address.set_defaults(handler=cmd_address)
 
     fsck = subparsers.add_parser("fsck", help="verify every stored chunk; non-zero exit on any failure")
+    fsck.add_argument("--repair", action="store_true", help="with a bucket: rewrite bad or missing bucket objects (from local copies, then --peer)")
+    fsck.add_argument("--peer", action="append", default=[], metavar="URL", help="a node to repair from (repeatable)")
     fsck.set_defaults(handler=cmd_fsck, needs_store=READ)
 
 
@@ -48,7 +50,14 @@ def cmd_address(args) -> int:
 
 def cmd_fsck(args) -> int:
     with opened_store(args.data, READ) as store, user_errors():
-        report = store.fsck()
+        fetcher = repair_peers(store, args) if args.repair else None  # bucket repair (store/bucket/repair.py)
+        try:
+            report = store.fsck()
+        finally:
+            if fetcher is not None:
+                fetcher.close()
+    for object_id, chunk_index, how in store.bucket.repaired if store.bucket is not None else ():
+        print(f"{object_id} {'object' if chunk_index < 0 else f'chunk {chunk_index}'}: repaired ({how})")
     for bundle_id, item_id, reason in report.refused:
         print(f"{item_id} refused from bundle {bundle_id}: {reason}")
     if report.refused_total > len(report.refused):
@@ -62,3 +71,17 @@ def cmd_fsck(args) -> int:
         where = "object" if chunk_index < 0 else f"chunk {chunk_index}"
         print(f"{object_id} {where}: {reason}")
     raise CliError(f"fsck found {len(report.failures)} failure(s)")
+
+
+def repair_peers(store, args):
+    """Given the store and fsck's options, give its bucket the --peer nodes to repair from; return the Fetcher."""
+    if store.bucket is None:
+        raise CliError("fsck --repair repairs bucket objects: give the bucket (--s3-bucket)")
+    if not args.peer:
+        store.bucket.repair_from(list)  # from this folder's own copies only
+        return None
+    from permastore.sources.engine import Fetcher
+
+    fetcher = Fetcher(store, [url.rstrip("/") for url in args.peer])
+    store.bucket.repair_from(fetcher.peers.clients)
+    return fetcher

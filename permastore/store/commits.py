@@ -171,7 +171,10 @@ class ObjectCommitter:
         if pack is not None and pack["committed_size"] and pack["committed_size"] + incoming > self.pack_limit:
             seal_id, pack = pack["id"], None
         if pack is None:
-            count = conn.execute("SELECT COUNT(*) FROM segments WHERE kind = 'pack'").fetchone()[0]
+            # Numbered after the highest (a bucket's cache evicts sealed packs; the open one, the highest, stays).
+            count = conn.execute(
+                "SELECT COALESCE(MAX(CAST(substr(name, 6, length(name) - 9) AS INTEGER)), 0) FROM segments WHERE kind = 'pack'"
+            ).fetchone()[0]
             name, pack_id = pack_name(count + 1), None
         else:
             name, pack_id = pack["name"], pack["id"]

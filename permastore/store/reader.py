@@ -32,6 +32,7 @@ CHUNK_ROWS_SQL = (
 ChunkRow = Any
 # (BLAKE3 address, size) -> the chunk's raw bytes from the bucket.
 RemoteLoad = Callable[[bytes, int], bytes]
+ChunkRepair = Callable[[str, Any], bytes | None]  # (object ID, chunk row) -> verified bytes, or None
 
 
 class SegmentFiles(Protocol):
@@ -80,8 +81,20 @@ class ChunkReader:
     def __init__(self, files: SegmentFiles, remote: RemoteLoad | None = None):
         self.files = files
         self.remote = remote  # raw bytes from the bucket (set when one is opened), or None: no bucket
+        self.repair: ChunkRepair | None = None  # (id, row) -> verified bytes from a peer (bucket/repair.py)
 
     def load(self, id: str, row: ChunkRow, fetched: Callable[[], bytes] | None = None, from_bucket: bool = True) -> bytes:
+        """Given an object ID and one chunk row, return the chunk's verified raw bytes (see _load);
+        with a bucket and peers, a chunk that fails everywhere here is repaired from a peer."""
+        try:
+            return self._load(id, row, fetched, from_bucket)
+        except CorruptChunk:
+            raw = self.repair(id, row) if from_bucket and self.repair is not None else None
+            if raw is None:
+                raise
+            return raw
+
+    def _load(self, id: str, row: ChunkRow, fetched: Callable[[], bytes] | None = None, from_bucket: bool = True) -> bytes:
         """Given an object ID and one chunk row, return the chunk's verified raw bytes.
 
         fetched: a callable returning the chunk's raw bytes already being fetched from the
@@ -102,7 +115,7 @@ class ChunkReader:
             remote = self.remote
             if from_bucket and remote is not None and fetched is None and row["segment_id"] not in (INLINE_SEGMENT, BUCKET_SEGMENT):
                 # A bad local copy (or a segment replaced under a stale name): the bucket's, verified.
-                return self.load(id, row, lambda: remote(address, row["size"]))
+                return self._load(id, row, lambda: remote(address, row["size"]))
             raise CorruptChunk(id, row["idx"], address.hex())
         return raw
 

@@ -144,7 +144,10 @@ class Store:
         self._bucket = self.link.bucket = Bucket(host, settings)  # closed with the store even if open() fails
         self._bucket.open()
         cache = self.link.cache = SegmentCache(host, settings.cache_size)
+        self.committer.pack_limit = min(self.committer.pack_limit, cache.pack_limit)  # sealed packs are evictable
         self.chunks.remote = self._bucket.load_chunk
+        self.chunks.repair = self._bucket.repair_chunk  # from peers, once the node gives some
+        self._bucket.check_identity()  # another or an emptied bucket: what is held here is published again
         learner = self.link.learner = HeaderLearner(host, self._bucket)
         learner.learn()
         cache.trim()

@@ -51,7 +51,7 @@ def _free_port() -> int:
 class SeaweedFS:
     """A running `weed mini`: its S3 endpoint and a boto3 client for tests to look inside."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, extra_args: tuple[str, ...] = ()):
         self.folder = folder
         ports = {name: _free_port() for name in ("s3", "master", "volume", "filer", "admin")}
         self.endpoint = f"http://127.0.0.1:{ports['s3']}"
@@ -60,7 +60,7 @@ class SeaweedFS:
             "-master.telemetry=false", "-webdav=false", "-admin.ui=false", "-metricsIp=127.0.0.1",
             f"-s3.port={ports['s3']}", "-s3.port.iceberg=0", "-s3.port.lance=0",
             f"-master.port={ports['master']}", f"-volume.port={ports['volume']}",
-            f"-filer.port={ports['filer']}", f"-admin.port={ports['admin']}",
+            f"-filer.port={ports['filer']}", f"-admin.port={ports['admin']}", *extra_args,
         ]  # fmt: skip
         self.log_path = folder.parent / "weed.log"
         self._log = open(self.log_path, "wb")

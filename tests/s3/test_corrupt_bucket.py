@@ -20,17 +20,24 @@ def chunk_addresses(store: Store, id: str) -> list[bytes]:
     return [bytes(r["hash"]) for r in chunk_rows(store.db, row["seq"], 0, row["data_size"])]
 
 
+def span_of(store: Store, address: bytes) -> tuple[str, int]:
+    """Given a chunk's address, return the key of the span object holding it and its offset there."""
+    span, offset = store.bucket.location(address)
+    return layout.span_key("", span), offset
+
+
 def test_corrupt_and_truncated_bucket_chunks_are_refused_and_reported(tmp_path, bucket, seaweedfs):
     data = os.urandom(8 * CHUNK + 1000)
     first = seed_wallet(tmp_path / "first")
     with Store.open(first, bucket=bucket) as store:
         id = store.put_data(data).id
         addresses = chunk_addresses(store, id)
+        (key, at3), (same, at5) = span_of(store, addresses[3]), span_of(store, addresses[5])
     client = seaweedfs.client
-    flipped = bytearray(data[3 * CHUNK : 4 * CHUNK])
-    flipped[100] ^= 0xFF
-    client.put_object(Bucket=bucket.bucket, Key=layout.chunk_key("", addresses[3]), Body=bytes(flipped))
-    client.put_object(Bucket=bucket.bucket, Key=layout.chunk_key("", addresses[5]), Body=data[5 * CHUNK : 5 * CHUNK + 1000])
+    assert key == same  # one span holds all 9 chunks
+    span = bytearray(client.get_object(Bucket=bucket.bucket, Key=key)["Body"].read())
+    span[at3 + 100] ^= 0xFF  # chunk 3 corrupted; the span cut 1000 bytes into chunk 5
+    client.put_object(Bucket=bucket.bucket, Key=key, Body=bytes(span[: at5 + 1000]))
 
     second = seed_wallet(tmp_path / "second")
     env = isolated_env(tmp_path, PERMASTORE_S3_ENDPOINT=bucket.endpoint, PERMASTORE_S3_BUCKET=bucket.bucket)

@@ -1,12 +1,15 @@
 """What a Store does with its bucket: publish before acknowledging, load chunks, check them.
 
 A put is acknowledged only once (1) its chunks are committed locally (the store's own
-durable order), (2) every chunk is in the bucket under its BLAKE3 key, (3) its manifest is
-in the bucket under headers/. Writes are conditional (If-None-Match: *): a key that exists
-already holds the same bytes (content addressing), or, for a header, another node's
-publication, which the learner reads as the same ID. Local tables (in index.sqlite) only
-save work: `bucket_chunks` (chunks known to be in the bucket: not uploaded again, and
-what may be evicted from the cache), `bucket_published` (IDs whose header is there).
+durable order), (2) every chunk is in the bucket (new chunks 16 at a time in a span,
+`spans/<name>`, transfer.py; chunks of the first layout under `chunks/<BLAKE3>`), (3) its
+manifest is in the bucket under headers/. Writes are conditional (If-None-Match: *): a key
+that exists already holds the same bytes (content addressing), or, for a header, another
+node's publication, which the learner reads as the same ID. Local tables (in index.sqlite)
+only save work: `bucket_chunks` (chunks known to be in the bucket: not uploaded again, and
+what may be evicted from the cache), `bucket_spans` (which span holds a chunk, and where),
+`bucket_published` (IDs whose header is there), `bucket_pending` (tx headers published
+before their data). Bad objects are repaired by repair.py (a span as a whole).
 """
 
 from __future__ import annotations
@@ -15,30 +18,41 @@ import hashlib
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 
 import blake3
 
 from permastore.store.bucket import layout
-from permastore.store.bucket.manifest import Manifest
+from permastore.store.bucket.identity import check_identity
+from permastore.store.bucket.manifest import Manifest, span_rows
+from permastore.store.bucket.repair import BucketRepairer
 from permastore.store.bucket.settings import BucketSettings
-from permastore.store.bucket.storage import MAX_CONNECTIONS, BucketError, ObjectStorage, S3Storage
+from permastore.store.bucket.storage import BucketError, ObjectStorage, S3Storage
+from permastore.store.bucket.transfer import (
+    READ_AHEAD,
+    SPAN_CHUNKS,
+    SPANS_IN_FLIGHT,
+    EarlyUploads,
+    FetchAhead,
+    SpanBuilder,
+)
+from permastore.store.errors import StoreError
 from permastore.store.index import object_row, transaction
-from permastore.store.reader import BUCKET_SEGMENT, chunk_rows
+from permastore.store.reader import chunk_rows
 
 log = logging.getLogger("permastore.bucket")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS bucket_chunks (hash BLOB PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS bucket_spans (hash BLOB PRIMARY KEY, span BLOB NOT NULL, offset INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS bucket_published (id TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS bucket_pending (id TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS bucket_state (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS chunks_segment ON chunks(segment_id);
 """
-UPLOAD_THREADS = MAX_CONNECTIONS // 2  # PUTs at once (more only contend, on SeaweedFS here)
-READ_THREADS = MAX_CONNECTIONS  # GETs at once for read-ahead
-READ_AHEAD = 48  # bucket chunks requested ahead of a read (12 MiB)
+UPLOAD_THREADS = SPANS_IN_FLIGHT  # span PUTs at once
+READ_THREADS = READ_AHEAD // SPAN_CHUNKS + 8  # GETs at once for read-ahead (spans, and chunks of the first layout)
 
 
 class Bucket:
@@ -52,12 +66,38 @@ class Bucket:
         self._importing = threading.local()
         self._pool = ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="bucket-upload")
         self._reads = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="bucket-read")
+        self.repairer: BucketRepairer | None = None  # set by repair_from (peers given)
+        self.repaired: list[tuple[str, int, str]] = []  # (ID, chunk index, how) repaired by check()
 
     def open(self) -> None:
         """Create the bucket when missing and the local tables; called once by Store.open."""
         if hasattr(self.storage, "ensure_bucket"):
             self.storage.ensure_bucket()
         self.store.db.executescript(SCHEMA)
+
+    def check_identity(self) -> None:
+        """Once opened (reads of chunks working): when this is not the bucket the folder's tables
+        describe, publish what the folder holds again (identity.py)."""
+        check_identity(self)
+
+    def repair_from(self, peers) -> None:
+        """Given a callable returning peers (RangeSource, e.g. the fetch engine's PeerClients),
+        repair bad or missing bucket chunks from them, on reads and in check()."""
+        self.repairer = BucketRepairer(self.store, self, peers)
+
+    def repair_chunk(self, id: str, row) -> bytes | None:
+        """Given an object and the row of a chunk that failed to read, return its verified bytes
+        from a peer (the bucket object rewritten), or None (no peers, or none had it)."""
+        return self.repairer.chunk(id, row) if self.repairer is not None else None
+
+    def rebuild_spans(self, spans, id: str) -> None:
+        """Given spans that held a chunk repaired from a peer while an object was learned (now
+        indexed here, its chunks with it), rebuild each from verified chunks (repair.py)."""
+        repairer = self.repairer
+        if repairer is None:
+            return
+        for span in spans:
+            repairer.rebuild_span(span, {}, id)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -95,105 +135,152 @@ class Bucket:
         early = getattr(self._importing, "early", None)  # this thread's put's uploads, if any
         self._importing.early = None
         row = object_row(conn, id)
-        if row is None or not row["data_complete"] or row["data_parent"] is not None:
-            return  # pending headers wait for their data; bundled items travel inside their bundle
+        if row is None or row["data_parent"] is not None:
+            return  # bundled items travel inside their bundle
         if conn.execute("SELECT 1 FROM bucket_published WHERE id = ?", (id,)).fetchone():
+            return
+        if not row["data_complete"]:
+            self._publish_pending(row)
             return
         rows = chunk_rows(conn, row["seq"], 0, row["data_size"]) if row["data_size"] else []
         if getattr(self._importing, "on", False):
-            self._record(conn, [bytes(r["hash"]) for r in rows], id)
+            self._record(conn, [(bytes(r["hash"]), None, None) for r in rows], id)
             return
         if early is not None:
             self._record(conn, early.wait(), None)  # raises BucketError: not acknowledged
         self._upload_chunks(id, rows)
-        manifest = Manifest(id, row["kind"], bytes(row["raw_header"]), row["data_size"], self._chunk_list(row))
+        chunks, locations = self._chunk_list(row)
+        manifest = Manifest(id, row["kind"], bytes(row["raw_header"]), row["data_size"], chunks, locations=locations)
         key = layout.header_key(self.prefix, time.time_ns() // 1000, id)
         self.storage.put_if_absent(key, manifest.encode())
         self._record(conn, [], id)
 
-    def _chunk_list(self, row) -> list:
+    def _publish_pending(self, row) -> None:
+        """Given a tx header whose data is not here yet, publish it as pending (once): other nodes
+        index and serve the header; its data follows in a second manifest when it completes."""
+        conn = self.store.db
+        if conn.execute("SELECT 1 FROM bucket_pending WHERE id = ?", (row["id"],)).fetchone():
+            return
+        if not getattr(self._importing, "on", False):
+            manifest = Manifest(row["id"], row["kind"], bytes(row["raw_header"]), row["data_size"], [], pending=True)
+            key = layout.header_key(self.prefix, time.time_ns() // 1000, row["id"])
+            self.storage.put_if_absent(key, manifest.encode())
+        with transaction(conn):
+            conn.execute("INSERT OR IGNORE INTO bucket_pending(id) VALUES (?)", (row["id"],))
+
+    def _chunk_list(self, row) -> tuple[list, list]:
+        """Given an object's row, return its manifest's chunk list and where each chunk is in the bucket."""
         sql = (
-            "SELECT c.offset, c.size, c.hash, k.sha256 FROM object_chunks c LEFT JOIN chunks k ON k.hash = c.hash"
+            "SELECT c.offset, c.size, c.hash, k.sha256, s.span, s.offset AS at FROM object_chunks c"
+            " LEFT JOIN chunks k ON k.hash = c.hash LEFT JOIN bucket_spans s ON s.hash = c.hash"
             " WHERE c.seq = ? ORDER BY c.idx"
         )
-        return [
-            (r["offset"], r["size"], bytes(r["hash"]), bytes(r["sha256"]) if r["sha256"] else None)
-            for r in self.store.db.execute(sql, (row["seq"],))
-        ]
+        rows = self.store.db.execute(sql, (row["seq"],)).fetchall()
+        chunks = [(r["offset"], r["size"], bytes(r["hash"]), bytes(r["sha256"]) if r["sha256"] else None) for r in rows]
+        return chunks, [None if r["span"] is None else (bytes(r["span"]), r["at"]) for r in rows]
 
     def _upload_chunks(self, id: str, rows) -> None:
         conn = self.store.db
-        present = set()
         unique = {bytes(r["hash"]): r for r in rows}
-        for address in list(unique):
-            if conn.execute("SELECT 1 FROM bucket_chunks WHERE hash = ?", (address,)).fetchone():
-                present.add(address)
-        todo = [r for a, r in unique.items() if a not in present]
+        todo = [r for a, r in unique.items() if not conn.execute("SELECT 1 FROM bucket_chunks WHERE hash = ?", (a,)).fetchone()]
 
-        def upload(r):
-            raw = self.store.chunks.load(id, r)  # verified: the bucket gets only good bytes
-            self.storage.put_if_absent(layout.chunk_key(self.prefix, bytes(r["hash"])), raw)
-            return bytes(r["hash"])
+        def upload(batch) -> list:
+            span = SpanBuilder()
+            for r in batch:
+                span.add(bytes(r["hash"]), self.store.chunks.load(id, r))  # verified: the bucket gets only good bytes
+            return self.put_span(span)
 
-        done = list(self._pool.map(upload, todo))
-        self._record(conn, done, None)
+        batches = [todo[i : i + SPAN_CHUNKS] for i in range(0, len(todo), SPAN_CHUNKS)]
+        self._record(conn, [where for done in self._pool.map(upload, batches) for where in done], None)
 
-    def _record(self, conn, addresses, id: str | None) -> None:
+    def put_span(self, span: SpanBuilder) -> list[tuple[bytes, bytes, int]]:
+        """Write a span's chunks as one object (unless there); return (address, span, offset) of each."""
+        located = span.locations()
+        self.storage.put_if_absent(layout.span_key(self.prefix, located[0][1]), span.data)
+        return located
+
+    def _record(self, conn, located, id: str | None) -> None:
+        """Note chunks as in the bucket: (address, span, offset), or (address, None, None) for chunks/<address>."""
         with transaction(conn):
-            conn.executemany("INSERT OR IGNORE INTO bucket_chunks(hash) VALUES (?)", [(a,) for a in addresses])
+            conn.executemany("INSERT OR IGNORE INTO bucket_chunks(hash) VALUES (?)", [(a,) for a, _, _ in located])
+            conn.executemany(
+                "INSERT OR IGNORE INTO bucket_spans(hash, span, offset) VALUES (?, ?, ?)",
+                [where for where in located if where[1] is not None],
+            )
             if id is not None:
                 conn.execute("INSERT OR IGNORE INTO bucket_published(id) VALUES (?)", (id,))
+                conn.execute("DELETE FROM bucket_pending WHERE id = ?", (id,))
+
+    def record_locations(self, manifest: Manifest) -> None:
+        """Note where an accepted manifest's chunks are in the bucket (learning)."""
+        self._record(self.store.db, span_rows(manifest), None)
+
+    def read_manifest_chunk(self, address: bytes, size: int, where: tuple[bytes, int] | None) -> bytes | None:
+        """A chunk of a manifest being learned, from where it says (unverified: the caller checks); None when missing."""
+        try:
+            if where is not None:
+                return bytes(self.read_span(where[0], where[1], where[1] + size))
+            return self.storage.get(layout.chunk_key(self.prefix, address))
+        except OSError:
+            return None
 
     # -- reading -----------------------------------------------------------------------
+
+    def location(self, address: bytes) -> tuple[bytes, int] | None:
+        """Given a chunk's address, return (span, offset) where the bucket holds it, or None: chunks/<address>."""
+        row = self.store.index.lookup_one("SELECT span, offset FROM bucket_spans WHERE hash = ?", (address,))
+        return None if row is None else (bytes(row[0]), row[1])
+
+    def read_span(self, span: bytes, start: int, end: int) -> memoryview:
+        """Bytes [start, end) of a span object; OSError when missing, short or unreadable."""
+        key = layout.span_key(self.prefix, span)
+        try:
+            data = self.storage.get_range(key, start, end)
+        except BucketError as exc:
+            raise OSError(str(exc)) from None
+        if data is None:
+            raise OSError(f"span {span.hex()} is missing from bucket {self.settings.bucket}")
+        if len(data) != end - start:
+            raise OSError(f"span {span.hex()} is shorter than its manifest says")
+        return data
+
+    def check_sha256(self, address: bytes, data) -> bytes:
+        """Given a chunk's bytes from the bucket, return them as bytes if they match the SHA-256 the index
+        holds for it (the signed data_root's leaf); OSError when not. The caller checks BLAKE3 and the size."""
+        sha256 = self.store.index.chunk_sha256(address)
+        if sha256 is not None and hashlib.sha256(data).digest() != sha256:
+            raise OSError(f"bucket object of chunk {address.hex()} does not match its SHA-256")
+        return bytes(data)
 
     def load_chunk(self, address: bytes, size: int) -> bytes:
         """Given a chunk's BLAKE3 address and size, return its raw bytes from the bucket.
 
-        Checked here against the SHA-256 the index holds for it (the signed data_root's
-        leaf); the caller checks BLAKE3 and the size. OSError when missing or wrong.
+        From its span when one is known, else from chunks/<address>; checked against the
+        index's SHA-256 (check_sha256). OSError when missing or wrong.
         """
+        where = self.location(address)
+        if where is not None:
+            return self.check_sha256(address, self.read_span(where[0], where[1], where[1] + size))
         try:
             data = self.storage.get(layout.chunk_key(self.prefix, address))
         except BucketError as exc:
             raise OSError(str(exc)) from None
         if data is None:
             raise OSError(f"chunk {address.hex()} is missing from bucket {self.settings.bucket}")
-        sha256 = self.store.index.chunk_sha256(address)
-        if sha256 is not None and hashlib.sha256(data).digest() != sha256:
-            raise OSError(f"bucket object of chunk {address.hex()} does not match its SHA-256")
-        return data
+        return self.check_sha256(address, data)
 
     def fetch_ahead(self, runs) -> Iterator[tuple[list, object]]:
         """Given runs of chunk rows in read order, yield (run, fetched): fetched is None, or for
         a chunk held only in the bucket a callable returning its raw bytes, requested up to
-        READ_AHEAD chunks ahead so that a read is not one round trip per 256 KiB."""
-        pending: deque = deque()
-        runs = iter(runs)
-        exhausted = False
-        while True:
-            while not exhausted and len(pending) < READ_AHEAD:
-                run = next(runs, None)
-                if run is None:
-                    exhausted = True
-                    break
-                row = run[0]
-                future = None
-                if len(run) == 1 and row["segment_id"] == BUCKET_SEGMENT:
-                    future = self._reads.submit(self.load_chunk, bytes(row["hash"]), row["size"])
-                pending.append((run, future))
-            if not pending:
-                return
-            run, future = pending.popleft()
-            try:
-                yield run, (future.result if future is not None else None)
-            except GeneratorExit:
-                for _, waiting in pending:
-                    if waiting is not None:
-                        waiting.cancel()
-                raise
+        READ_AHEAD chunks ahead, a span's consecutive chunks with one ranged GET (transfer.py)."""
+        return iter(FetchAhead(self, runs))
 
     def check(self, report, progress=None) -> None:
-        """fsck: read every chunk the bucket should hold back from it, and verify it."""
+        """fsck: read every chunk the bucket should hold back from it, and verify it.
+
+        With peers (repair_from), a bad or missing chunk is repaired from them: it is then
+        listed in self.repaired, not in the report's failures.
+        """
         conn = self.store.db
         rows = conn.execute(
             "SELECT b.hash, k.size FROM bucket_chunks b JOIN chunks k ON k.hash = b.hash"
@@ -206,48 +293,42 @@ class Bucket:
                 if len(raw) != r["size"] or blake3.blake3(raw).digest() != address:
                     raise OSError("BLAKE3 mismatch")
             except OSError as exc:
-                reason = f"bucket: {exc}"
-                owners = conn.execute(
-                    "SELECT o.id, c.idx FROM object_chunks c JOIN objects o ON o.seq = c.seq WHERE c.hash = ?",
-                    (address,),
-                ).fetchall()
-                for owner in owners:
-                    report.failures.append((owner["id"], owner["idx"], reason))
+                where = self.location(address)
+                place = "" if where is None else f" span {where[0].hex()} at {where[1]}"
+                self._report_bad(report, address, r["size"], f"bucket{place}: {exc}")
             if progress:
                 progress(r["size"])
+        self._check_published(report)
 
+    def _report_bad(self, report, address: bytes, size: int, reason: str) -> None:
+        owners = self.store.db.execute(
+            "SELECT o.id, c.idx FROM object_chunks c JOIN objects o ON o.seq = c.seq WHERE c.hash = ?", (address,)
+        ).fetchall()
+        fixed = self.repairer is not None and self.repairer.address(address, size) is not None
+        for owner in owners:
+            if fixed:
+                self.repaired.append((owner["id"], owner["idx"], f"{reason}; rewritten from a verified copy"))
+            else:
+                report.failures.append((owner["id"], owner["idx"], reason))
 
-class EarlyUploads:
-    """Uploads of a put's new chunks started as they are written, at most IN_FLIGHT at once.
+    def _check_published(self, report) -> None:
+        """Report complete L1 objects held here whose header is not in the bucket (never acknowledged there)."""
+        missing = self.store.db.execute(
+            "SELECT id FROM objects o WHERE data_complete = 1 AND data_parent IS NULL"
+            " AND NOT EXISTS (SELECT 1 FROM bucket_published p WHERE p.id = o.id)"
+        ).fetchall()
+        for row in missing:
+            if self.repairer is not None and self._publish_now(row["id"]):
+                self.repaired.append((row["id"], -1, "was not in the bucket; published, missing chunks from a peer"))
+            else:
+                report.failures.append((row["id"], -1, "not in the bucket: its header was never published there"))
 
-    A put whose bucket is slower than its disk is slowed to the bucket's pace (add blocks)
-    instead of holding the object in memory. Chunks of a put that then fails stay in the
-    bucket unreferenced: content-addressed, they are the same bytes any later put would write.
-    """
-
-    IN_FLIGHT = 64  # 16 MiB of chunks
-
-    def __init__(self, bucket: Bucket):
-        self.bucket = bucket
-        self.slots = threading.BoundedSemaphore(self.IN_FLIGHT)
-        self.futures: list[Future[bytes]] = []
-
-    def add(self, address: bytes, chunk) -> None:
-        self.slots.acquire()
+    def _publish_now(self, id: str) -> bool:
+        """Given an ID held here, publish it (chunks not held here come from the repairer's peers); True when done."""
         try:
-            future = self.bucket._pool.submit(self._upload, address, bytes(chunk))
-        except BaseException:
-            self.slots.release()
-            raise
-        self.futures.append(future)
+            self.publish(id)
+        except (StoreError, OSError) as exc:
+            log.warning("bucket: %s cannot be published: %s", id, exc)
+            return False
+        return self.store.db.execute("SELECT 1 FROM bucket_published WHERE id = ?", (id,)).fetchone() is not None
 
-    def _upload(self, address: bytes, data: bytes) -> bytes:
-        try:
-            self.bucket.storage.put_if_absent(layout.chunk_key(self.bucket.prefix, address), data)
-            return address
-        finally:
-            self.slots.release()
-
-    def wait(self) -> list[bytes]:
-        """Return the addresses uploaded, once all are; raise the first upload's error."""
-        return [future.result() for future in self.futures]

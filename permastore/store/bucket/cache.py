@@ -1,8 +1,10 @@
 """The local data folder as a cache of chunk data, bounded by --cache-size.
 
-The unit of eviction is a sealed dedicated segment (one large object's) whose every chunk
-is in the bucket (table bucket_chunks); packs (objects up to 4 MiB), partial objects and
-chunks kept inline in the index are never evicted. Least recently used first: a read touches the segments it reads (mtime, at
+The unit of eviction is a sealed segment whose every chunk is in the bucket (table
+bucket_chunks): a dedicated one (one large object's) or a pack (objects up to 4 MiB; with a
+bucket a pack is sealed at an eighth of the bound, `pack_limit`, so the open pack, never
+evicted, stays small). Partial objects (unsealed) and chunks kept inline in the index are
+never evicted. Least recently used first: a read touches the segments it reads (mtime, at
 most once a second per segment), so the order survives restarts and is shared by every
 process on the folder. Evicting a segment points its chunks at the bucket (chunks.segment_id
 = BUCKET_SEGMENT) and drops its rows in one commit, then unlinks the file; a reader that
@@ -28,9 +30,13 @@ from permastore.store.reader import BUCKET_SEGMENT
 TOUCH_EVERY = 1.0
 EVICT_LOCK = ".evict.lock"
 
+# With a bucket, packs are sealed at an eighth of the cache bound (never above the store's
+# 1 GiB, never below this): the open pack is the one part of the folder that cannot go.
+MIN_PACK_LIMIT = 1024 * 1024
+
 EVICTABLE_SQL = (
-    # Packs are never evicted: new pack names are numbered by the count of pack rows.
-    "SELECT s.id, s.name, s.committed_size FROM segments s WHERE s.sealed = 1 AND s.kind = 'object'"
+    # Sealed segments only: a pack being appended to, or a partial object being filled, stays.
+    "SELECT s.id, s.name, s.committed_size FROM segments s WHERE s.sealed = 1"
     " AND NOT EXISTS (SELECT 1 FROM chunks k WHERE k.segment_id = s.id"
     " AND NOT EXISTS (SELECT 1 FROM bucket_chunks b WHERE b.hash = k.hash))"
 )
@@ -45,6 +51,11 @@ class SegmentCache:
         self._touched: dict[int, float] = {}
         self._pins: dict[str, int] = {}
         self._lock = threading.Lock()
+
+    @property
+    def pack_limit(self) -> int:
+        """The size past which a pack is sealed (and so may be evicted) under this bound."""
+        return max(MIN_PACK_LIMIT, self.limit // 8)
 
     def local_bytes(self) -> int:
         """Bytes of chunk data held in segment files here."""

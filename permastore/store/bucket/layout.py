@@ -1,7 +1,12 @@
 """Key names in the bucket.
 
-    chunks/<blake3 hex>                          raw bytes of one chunk (content-addressed: one
-                                                 copy whichever node or object wrote it)
+    spans/<blake3 hex>                           raw bytes of up to 16 consecutive new chunks of
+                                                 one put, back to back (4 MiB); named by the BLAKE3
+                                                 of their chunk addresses in order, so the name
+                                                 fixes the bytes; manifests give each chunk's span
+                                                 and offset (read with a ranged GET)
+    chunks/<blake3 hex>                          raw bytes of one chunk: the first layout, still
+                                                 read for chunks a manifest gives no span
     headers/<time: 16 hex digits, µs>-<ID>       one per signed header (manifest.py): keys sort
                                                  by publication time, so "what is new since I
                                                  last looked" is one LIST with StartAfter
@@ -10,13 +15,25 @@
 from __future__ import annotations
 
 CHUNKS = "chunks/"
+SPANS = "spans/"
 HEADERS = "headers/"
+IDENTITY = "permastore-bucket"
 TIME_DIGITS = 16
+
+
+def identity_key(prefix: str) -> str:
+    """The key of the bucket's identity marker."""
+    return f"{prefix}{IDENTITY}"
 
 
 def chunk_key(prefix: str, address: bytes) -> str:
     """Given a chunk's BLAKE3 address, return its key."""
     return f"{prefix}{CHUNKS}{address.hex()}"
+
+
+def span_key(prefix: str, span: bytes) -> str:
+    """Given a span's name (the BLAKE3 of its chunk addresses), return its key."""
+    return f"{prefix}{SPANS}{span.hex()}"
 
 
 def header_key(prefix: str, micros: int, id: str) -> str:

@@ -21,6 +21,7 @@ import io
 import json
 import logging
 import threading
+import time
 
 import blake3
 
@@ -30,7 +31,7 @@ from permastore.protocol.tx import Transaction
 from permastore.protocol.tx import verify as verify_tx
 from permastore.store import codec
 from permastore.store.bucket import layout
-from permastore.store.bucket.manifest import Manifest, decode
+from permastore.store.bucket.manifest import Manifest, decode, span_rows
 from permastore.store.bucket.storage import BucketError
 from permastore.store.errors import StoreError
 from permastore.store.index import insert_chunk_list, insert_object, transaction
@@ -43,6 +44,16 @@ log = logging.getLogger("permastore.bucket")
 LOOKBACK_US = 120 * 1_000_000
 MARKER = "headers_marker"
 FOLLOW_INTERVAL = 2.0
+# Headers that could not be read whole (a bad or missing chunk, the bucket unreachable) are
+# kept in bucket_state under this prefix and tried again: at open, every RETRY_EVERY_S, and as
+# soon as peers to repair from are given. Past the LIST marker, they would never be seen again.
+RETRY_PREFIX = "retry:"
+RETRY_EVERY_S = 60.0
+MAX_RETRIED = 1000  # kept at most (the oldest beyond are dropped with a warning)
+
+
+class UnreadableChunk(OSError):
+    """A manifest's chunk is missing from the bucket or does not hash to its address."""
 
 
 class HeaderLearner:
@@ -52,14 +63,70 @@ class HeaderLearner:
         self.store = store
         self.bucket = bucket
         self.refused: dict[str, str] = {}  # header key -> why (not retried by this process)
+        self.applied: set[str] = set()  # keys of pending headers already indexed (not read again)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._retried_at = float("-inf")
+        self._retried_with_peers = False
 
     def learn(self) -> int:
         """Index every header published since the last look; return how many objects were added."""
         with self._lock:
-            return self._learn()
+            return self._retry() + self._learn()
+
+    def _retry(self) -> int:
+        """Try the headers kept for retrying again, when it is time (see RETRY_PREFIX)."""
+        peers_now = self.bucket.repairer is not None and not self._retried_with_peers
+        if not peers_now and time.monotonic() - self._retried_at < RETRY_EVERY_S:
+            return 0
+        self._retried_at, self._retried_with_peers = time.monotonic(), self.bucket.repairer is not None
+        conn = self.store.db
+        keys = [r[0][len(RETRY_PREFIX) :] for r in conn.execute(
+            "SELECT key FROM bucket_state WHERE key >= ? AND key < ? ORDER BY key", (RETRY_PREFIX, RETRY_PREFIX + "\uffff")
+        ).fetchall()]  # fmt: skip
+        added = 0
+        for key in keys:
+            parsed = layout.parse_header_key(self.bucket.prefix, key)
+            known = self.store.info(parsed[1]) if parsed else None
+            if parsed is not None and (known is None or not known.data_complete):
+                added += self._try(key, parsed[1], retrying=True)
+            else:
+                self._forget_retry(key)
+        return added
+
+    def _try(self, key: str, id: str, retrying: bool = False) -> int:
+        """Import one header; a failure to read it whole is kept for retrying, any other refuses it."""
+        try:
+            added = self._import(key, id)
+        except (UnreadableChunk, BucketError) as exc:
+            if not retrying:
+                log.warning("bucket: header %s not readable now, kept to try again: %s", key, exc)
+                self._keep_retry(key)
+            return 0
+        except (ProtocolError, StoreError, OSError) as exc:
+            self.refused[key] = str(exc)
+            log.warning("bucket: header %s refused: %s", key, exc)
+            added = 0
+        if retrying:
+            self._forget_retry(key)
+        return added
+
+    def _keep_retry(self, key: str) -> None:
+        conn = self.store.db
+        with transaction(conn):
+            conn.execute("INSERT OR IGNORE INTO bucket_state(key, value) VALUES (?, '')", (RETRY_PREFIX + key,))
+            count = conn.execute("SELECT COUNT(*) FROM bucket_state WHERE key >= ? AND key < ?",
+                                 (RETRY_PREFIX, RETRY_PREFIX + "\uffff")).fetchone()[0]  # fmt: skip
+            if count > MAX_RETRIED:
+                log.warning("bucket: more than %d headers wait to be read again; the oldest is dropped", MAX_RETRIED)
+                conn.execute("DELETE FROM bucket_state WHERE key = (SELECT MIN(key) FROM bucket_state WHERE key >= ?"
+                             " AND key < ?)", (RETRY_PREFIX, RETRY_PREFIX + "\uffff"))  # fmt: skip
+
+    def _forget_retry(self, key: str) -> None:
+        conn = self.store.db
+        with transaction(conn):
+            conn.execute("DELETE FROM bucket_state WHERE key = ?", (RETRY_PREFIX + key,))
 
     def _learn(self) -> int:
         conn = self.store.db
@@ -73,13 +140,10 @@ class HeaderLearner:
                 continue
             micros, id = parsed
             newest = max(newest, micros)
-            if self.store.info(id) is not None:
-                continue
-            try:
-                added += self._import(key, id)
-            except (ProtocolError, StoreError, OSError) as exc:
-                self.refused[key] = str(exc)
-                log.warning("bucket: header %s refused: %s", key, exc)
+            known = self.store.info(id)
+            if known is not None and (known.data_complete or key in self.applied):
+                continue  # a tx pending here is completed by a later manifest with its chunks
+            added += self._try(key, id)
         if newest != seen or row is None:  # no write (and no fsync) for a poll that found nothing new
             with transaction(conn):
                 conn.execute("INSERT OR REPLACE INTO bucket_state(key, value) VALUES (?, ?)", (MARKER, str(newest)))
@@ -96,16 +160,44 @@ class HeaderLearner:
             tx = Transaction.from_json(json.loads(manifest.raw_header))
             if tx.id != id:
                 raise MalformedData(f"header object {key} holds tx {tx.id}")
+            if manifest.pending:
+                return self._index_pending(key, tx)
             if tx.format == 2 and tx.data_size > 0:
                 self._index_tx(tx, manifest)
                 return 1
+            stream = ChunkStream(self.bucket, manifest) if tx.data_size else None
             with self.bucket.importing():
-                self.store.put_tx(tx, ChunkStream(self.bucket, manifest) if tx.data_size else None)
+                try:
+                    self.store.put_tx(tx, stream)
+                except Exception:
+                    if stream is not None and stream.failure is not None:
+                        raise stream.failure from None
+                    raise
+            self.bucket.record_locations(manifest)  # its chunks verified by the put: where the bucket has them
+            if stream is not None:
+                self.bucket.rebuild_spans(stream.bad_spans, tx.id)
             return 1
+        stream = ChunkStream(self.bucket, manifest, prefix=manifest.raw_header)
         with self.bucket.importing():
-            info = self.store.put_item(ChunkStream(self.bucket, manifest, prefix=manifest.raw_header))
+            try:
+                info = self.store.put_item(stream)
+            except Exception:
+                if stream.failure is not None:
+                    raise stream.failure from None  # the bucket's fault, not the item's: tried again
+                raise
         if info.id != id:
             raise MalformedData(f"header object {key} holds item {info.id}")
+        self.bucket.record_locations(manifest)
+        self.bucket.rebuild_spans(stream.bad_spans, id)
+        return 1
+
+    def _index_pending(self, key: str, tx: Transaction) -> int:
+        """Index a tx header published before its data (served as pending here until its chunks are published)."""
+        self.applied.add(key)
+        if tx.format != 2 or tx.data_size == 0 or self.store.info(tx.id) is not None:
+            return 0
+        with self.bucket.importing():
+            self.store.put_tx(tx)  # verified there; stored without data, as a POST /tx of the header
         return 1
 
     def _index_tx(self, tx: Transaction, manifest: Manifest) -> None:
@@ -121,18 +213,25 @@ class HeaderLearner:
             raise MalformedData(f"header object of {tx.id}: chunk list does not rebuild its data_root")
         conn = self.store.db
         with transaction(conn):
-            if conn.execute("SELECT 1 FROM objects WHERE id = ?", (tx.id,)).fetchone():
+            held = conn.execute("SELECT seq, data_complete FROM objects WHERE id = ?", (tx.id,)).fetchone()
+            if held is not None and held["data_complete"]:
                 return
             conn.executemany(
                 "INSERT OR IGNORE INTO chunks(hash, segment_id, offset, stored_size, size, codec, sha256)"
                 " VALUES (?, ?, 0, ?, ?, ?, ?)",
                 [(b3, BUCKET_SEGMENT, size, size, codec.RAW, sha) for _, size, b3, sha in manifest.chunks],
             )
-            seq = insert_object(conn, tx_row(tx), tx.tags)
+            if held is None:
+                seq = insert_object(conn, tx_row(tx), tx.tags)
+            else:  # its header was here, pending: its data is now whole in the bucket
+                seq = held["seq"]
+                conn.execute("UPDATE objects SET data_complete = 1 WHERE seq = ?", (seq,))
+                conn.execute("DELETE FROM bucket_pending WHERE id = ?", (tx.id,))
             insert_chunk_list(conn, seq, manifest.chunks)
             assign_weave_range(conn, seq, tx.format, tx.data_size)
             conn.executemany("INSERT OR IGNORE INTO bucket_chunks(hash) VALUES (?)", [(c[2],) for c in manifest.chunks])
             conn.execute("INSERT OR IGNORE INTO bucket_published(id) VALUES (?)", (tx.id,))
+            conn.executemany("INSERT OR IGNORE INTO bucket_spans(hash, span, offset) VALUES (?, ?, ?)", span_rows(manifest))
         self.store.bundles.unbundle(self.store.info(tx.id))
 
     # -- following ---------------------------------------------------------------------
@@ -168,8 +267,11 @@ class ChunkStream(io.RawIOBase):
 
     def __init__(self, bucket, manifest: Manifest, prefix: bytes = b""):
         self.bucket = bucket
-        self.chunks = iter(manifest.chunks)
+        self.id = manifest.id
+        self.chunks = iter(zip(manifest.chunks, manifest.locations or [None] * len(manifest.chunks)))
         self.buffer = memoryview(bytes(prefix))
+        self.failure: UnreadableChunk | BucketError | None = None  # why the data could not be read
+        self.bad_spans: set[bytes] = set()  # spans holding a chunk repaired from a peer
 
     def readable(self) -> bool:
         return True
@@ -179,11 +281,21 @@ class ChunkStream(io.RawIOBase):
             entry = next(self.chunks, None)
             if entry is None:
                 return b""
-            offset, size, address, _ = entry
-            raw = self.bucket.storage.get(layout.chunk_key(self.bucket.prefix, address))
+            (offset, size, address, sha256), where = entry
+            try:
+                raw = self.bucket.read_manifest_chunk(address, size, where)
+            except BucketError as exc:
+                self.failure = exc
+                raise
             # Security: a bucket object is used only when it hashes to the address its manifest names.
             if raw is None or len(raw) != size or blake3.blake3(raw).digest() != address:
-                raise OSError(f"bucket chunk {address.hex()} (at {offset}) is missing or corrupt")
+                repairer = self.bucket.repairer
+                raw = repairer.span(self.id, offset, address, size, sha256, write=where is None) if repairer else None
+                if raw is not None and where is not None:
+                    self.bad_spans.add(where[0])  # rebuilt once the object is indexed (its chunks known here)
+            if raw is None:
+                self.failure = UnreadableChunk(f"bucket chunk {address.hex()} (at {offset}) is missing or corrupt")
+                raise self.failure
             self.buffer = memoryview(raw)
         n = len(self.buffer) if n is None or n < 0 else n
         out, self.buffer = bytes(self.buffer[:n]), self.buffer[n:]

@@ -25,11 +25,14 @@ class BucketError(StoreError):
 class ObjectStorage(Protocol):
     """Given keys, store and return bytes; what a bucket (or a folder) must offer."""
 
-    def put_if_absent(self, key: str, data: bytes) -> bool:
+    def put_if_absent(self, key: str, data: bytes | bytearray) -> bool:
         """Write data at key unless the key exists; return True when written, False when it was there."""
 
     def get(self, key: str) -> bytes | None:
         """Return the bytes at key, or None when there is no such key."""
+
+    def get_range(self, key: str, start: int, end: int) -> memoryview | None:
+        """Return bytes [start, end) at key (fewer when the object is shorter), or None when there is no such key."""
 
     def list_after(self, prefix: str, marker: str) -> Iterator[str]:
         """Yield the keys under prefix that sort after marker, in order."""
@@ -73,7 +76,7 @@ class S3Storage:
     def _fail(self, action: str, key: str, exc: Exception) -> BucketError:
         return BucketError(f"bucket {self.bucket}: cannot {action} {key}: {_first_line(exc)}")
 
-    def put_if_absent(self, key: str, data: bytes) -> bool:
+    def put_if_absent(self, key: str, data: bytes | bytearray) -> bool:
         try:
             # If-None-Match: two nodes writing one key never replace each other's object.
             self._obstore.put(self._store, key, data, mode="create", use_multipart=False)
@@ -97,6 +100,15 @@ class S3Storage:
         except (FileNotFoundError, self._obstore.exceptions.NotFoundError):
             return None
         except Exception as exc:
+            raise self._fail("read", key, exc) from None
+
+    def get_range(self, key: str, start: int, end: int) -> memoryview | None:
+        try:
+            # obstore's Bytes is Rust memory behind the buffer protocol: sliced per chunk, never copied.
+            return memoryview(self._obstore.get_range(self._store, key, start=start, end=end))
+        except (FileNotFoundError, self._obstore.exceptions.NotFoundError):
+            return None
+        except Exception as exc:  # a range past the object's end is one too: the caller reports it short
             raise self._fail("read", key, exc) from None
 
     def list_after(self, prefix: str, marker: str) -> Iterator[str]:
