@@ -24,9 +24,6 @@ from llama_cpp._internals import LlamaModel
 from inference.native_log import native_log
 from inference.sampling import EngineSettings
 
-# llama.cpp's log through this project's callback (levels right, warnings quiet by default).
-NATIVE_LOG = native_log()
-
 
 class Tokenizer(Protocol):
     """What counting and evaluating a prompt needs: a loaded Llama or a vocab-only model."""
@@ -83,7 +80,7 @@ def llama_params(model_path: Path | str, settings: EngineSettings, embedding: bo
         "last_n_tokens_size": settings.penalty_last_n,
         "flash_attn": settings.flash_attn,
         "seed": 0,  # every call sets its own
-        "verbose": NATIVE_LOG.verbose,
+        "verbose": native_log().verbose,  # installs the process's log callback before the first load
     }
 
 
@@ -112,8 +109,9 @@ def load_vocabulary(model_path: Path | str) -> LlamaModel:
     Always `verbose=True`: for a LlamaModel that flag only decides whether fds 1 and 2 point
     at /dev/null (and sys.stdout/sys.stderr at a null file) while it loads, which swallows
     whatever any other thread prints meanwhile (the server loads vocabularies on a thread as
-    it announces its URL). llama.cpp's own lines are filtered by NATIVE_LOG either way.
+    it announces its URL). llama.cpp's own lines are filtered by the process's NativeLog either way.
     """
+    native_log()  # the process's log callback is in place before llama.cpp says anything
     params = llama_cpp.llama_model_default_params()
     params.vocab_only = True
     params.use_mmap = True
