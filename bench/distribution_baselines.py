@@ -13,6 +13,9 @@ import threading
 import time
 from pathlib import Path
 
+from proc_memory import evict_file
+from timing import cpu_seconds
+
 BLOCK = 8 * 1024 * 1024
 
 # ---------------------------------------------------------------------------- helpers
@@ -47,26 +50,11 @@ def same_bytes(a: Path, b: Path) -> bool:
                 return True
 
 
-def drop_cache(path: Path) -> None:
-    """Push a file's pages out of the page cache (so a node reads it from disk, as after a restart)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-
-
 def cold(folders: list[Path]) -> None:
     """Drop the serving nodes' segments from the page cache: every measured pull reads its peers from disk."""
     for folder in folders:
         for segment in (folder / "segments").glob("*.seg"):
-            drop_cache(segment)
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a live process, in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            evict_file(segment)
 
 
 def run_child(args: list[str], env=None) -> dict:
@@ -133,7 +121,7 @@ def aria2c_baseline(work: Path, source: Path) -> dict:
         _wait_port(port)
         out_dir = work / "aria2c"
         out_dir.mkdir()
-        drop_cache(source)
+        evict_file(source)
         started = time.monotonic()
         result = run_child([aria2c, "-x8", "-s8", "-q", "--allow-overwrite=true", "--file-allocation=none",
                             "-d", str(out_dir), f"http://127.0.0.1:{port}/{source.name}"])  # fmt: skip

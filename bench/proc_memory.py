@@ -1,4 +1,4 @@
-"""Process memory and disk figures for the benchmarks (from /proc)."""
+"""Process memory and disk figures for the benchmarks (from /proc), and page-cache eviction."""
 
 from __future__ import annotations
 
@@ -59,3 +59,25 @@ def memory_of(pid: int) -> dict:
         "pss_mib": fields.get("Pss"),
         "private_mib": (fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)) or None,
     }
+
+
+def evict_file(path: Path, sync: bool = False) -> None:
+    """Push a file's pages out of the page cache, so the next read comes from the disk (as after a
+    restart); sync: write its dirty pages first (a writable file), or the kernel keeps them."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if sync:
+            os.fdatasync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def evict_folder(folder: Path, sync: bool = False) -> None:
+    """evict_file for every file under folder (files that cannot be opened are skipped)."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            try:
+                evict_file(path, sync=sync and os.access(path, os.W_OK))
+            except OSError:
+                continue

@@ -42,6 +42,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.proc_memory import evict_folder  # noqa: E402
 from bench.timing import cpu_seconds, run_measured  # noqa: E402
 from tests.s3.conftest import CREDENTIALS, SeaweedFS  # noqa: E402
 
@@ -79,21 +80,6 @@ def node(folder: Path) -> Path:
     shutil.copy(KEYFILE, folder / "wallet.json")
     os.chmod(folder / "wallet.json", 0o600)
     return folder
-
-
-def drop_page_cache(folder: Path) -> None:
-    """Ask the kernel to forget the pages of every file under folder, so each get reads the disk."""
-    for path in folder.rglob("*"):
-        if path.is_file():
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except OSError:
-                continue
-            try:
-                os.fdatasync(fd) if os.access(path, os.W_OK) else None
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            finally:
-                os.close(fd)
 
 
 def bench(size: int, work: Path, repeat: int = 1) -> dict:
@@ -147,7 +133,7 @@ def _measure(size: int, work: Path, source: Path, seaweed: SeaweedFS) -> dict:
     ):
         out.unlink(missing_ok=True)
         for folder in (local, cached, fresh, seaweed.folder):
-            drop_page_cache(folder)
+            evict_folder(folder, sync=True)
         results[label] = run_with_rss([ps, *args, "get", id, "-o", out], base_env, weed)
         if out.stat().st_size != size:
             raise SystemExit(f"{label}: got {out.stat().st_size} bytes, expected {size}")
@@ -161,7 +147,7 @@ def _measure(size: int, work: Path, source: Path, seaweed: SeaweedFS) -> dict:
         "import boto3,sys; boto3.client('s3', endpoint_url=sys.argv[1])"
         ".download_file(sys.argv[2], 'plain/object.bin', sys.argv[3])"
     )
-    drop_page_cache(seaweed.folder)
+    evict_folder(seaweed.folder, sync=True)
     results["boto3"] = run_with_rss([sys.executable, "-c", code, seaweed.endpoint, name, out], base_env, weed)
     for entry in results.values():
         entry.pop("stdout", None)

@@ -37,6 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.proc_memory import evict_folder  # noqa: E402
 from tests.s3.conftest import CREDENTIALS, SeaweedFS  # noqa: E402
 
 MB = 1_000_000
@@ -51,19 +52,6 @@ def cpu_of(pid: int) -> float:
 def own_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-def drop_cache(folder: Path) -> None:
-    for path in folder.rglob("*"):
-        if path.is_file():
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except OSError:
-                continue
-            try:
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            finally:
-                os.close(fd)
 
 
 class ObstoreClient:
@@ -114,7 +102,7 @@ def measure(seaweed: SeaweedFS, kind: str, size: int, conc: int, total: int) -> 
     with ThreadPoolExecutor(conc) as pool:
         for op in ("put", "get"):
             if op == "get":
-                drop_cache(seaweed.folder)
+                evict_folder(seaweed.folder)
             weed0, own0, t0 = cpu_of(seaweed.process.pid), own_cpu(), time.perf_counter()
             if op == "put":
                 list(pool.map(lambda i: client.put(keys[i], blob[i : i + size]), range(count)))
