@@ -64,14 +64,19 @@ async def _pieces(session, span: ByteRange) -> AsyncIterator[bytes]:
         position = end
 
 
-async def stream_partial(request: Request, session, info, head: bool, headers: dict) -> Response:
-    """Given a running, chunk-proven fetch of info's object, answer GET/HEAD with its bytes as they arrive."""
-    size = info.data_size
+def _requested_span(request: Request, size: int, headers: dict) -> ByteRange | None:
+    """Given a request and the object's size, return its one Range (None: the whole); 416 when unsatisfiable."""
     try:
-        span = parse_range(request.headers.get("range"), size)
+        return parse_range(request.headers.get("range"), size)
     except Unsatisfiable:
         refusal = {"Content-Range": f"bytes */{size}", "Accept-Ranges": "bytes", "ETag": headers["ETag"]}
         raise ApiError(416, "range not satisfiable", refusal) from None
+
+
+async def stream_partial(request: Request, session, info, head: bool, headers: dict) -> Response:
+    """Given a running, chunk-proven fetch of info's object, answer GET/HEAD with its bytes as they arrive."""
+    size = info.data_size
+    span = _requested_span(request, size, headers)
     status = 200 if span is None else 206
     if span is None:
         span = ByteRange(0, size)
@@ -109,11 +114,7 @@ async def serve_held(request: Request, node, session, info, head: bool, headers:
     chunks held now: proven when they arrived, checked against their BLAKE3 as they are read.
     404 when a byte of the span is not held, or nothing is servable before the object completes."""
     size = info.data_size
-    try:
-        span = parse_range(request.headers.get("range"), size)
-    except Unsatisfiable:
-        refusal = {"Content-Range": f"bytes */{size}", "Accept-Ranges": "bytes", "ETag": headers["ETag"]}
-        raise ApiError(416, "range not satisfiable", refusal) from None
+    span = _requested_span(request, size, headers)
     if span is None or not span.length:
         raise ApiError(404, "data not available yet: chunks are still missing")
     read = await run_in_threadpool(_held_reader, node, session, info.id, span)
