@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 import blake3
 
 from permastore.store.bucket import layout
-from permastore.store.bucket.identity import check_identity
+from permastore.store.bucket.identity import SAVED_SCHEMA, check_identity
 from permastore.store.bucket.manifest import Manifest, span_rows
 from permastore.store.bucket.repair import BucketRepairer
 from permastore.store.bucket.settings import BucketSettings
@@ -73,7 +73,7 @@ class Bucket:
         """Create the bucket when missing and the local tables; called once by Store.open."""
         if hasattr(self.storage, "ensure_bucket"):
             self.storage.ensure_bucket()
-        self.store.db.executescript(SCHEMA)
+        self.store.db.executescript(SCHEMA + SAVED_SCHEMA)
 
     def check_identity(self) -> None:
         """Once opened (reads of chunks working): when this is not the bucket the folder's tables
