@@ -105,16 +105,19 @@ def _record(conn, here: dict) -> None:
 
 def catch_up(bucket) -> int:
     """Publish the L1 objects indexed since the last open that are not in the bucket (put while the
-    folder was opened without it, or whose publication failed); return how many were published.
+    folder was opened without it, or whose publication failed), and every complete tx the bucket
+    holds only as pending; return how many were published.
 
     Cheap on every open: only objects past the seq recorded last time are looked at.
     """
     conn = bucket.store.db
     row = conn.execute("SELECT value FROM bucket_state WHERE key = ?", (THROUGH_KEY,)).fetchone()
     todo = conn.execute(
-        "SELECT o.id FROM objects o WHERE o.seq > ? AND o.data_parent IS NULL"
+        # A tx published pending keeps its seq when its data completes: past the mark or not, a
+        # complete one still pending in the bucket (its completion's publication failed) is published.
+        "SELECT o.id FROM objects o WHERE o.data_parent IS NULL"
         " AND NOT EXISTS (SELECT 1 FROM bucket_published p WHERE p.id = o.id)"
-        " AND NOT EXISTS (SELECT 1 FROM bucket_pending q WHERE q.id = o.id) ORDER BY o.seq",
+        " AND (o.seq > ? OR (o.data_complete = 1 AND o.id IN (SELECT id FROM bucket_pending))) ORDER BY o.seq",
         (int(row[0]) if row else 0,),
     ).fetchall()
     published = 0
