@@ -7,7 +7,8 @@ manifest is in the bucket under headers/. Writes are conditional (If-None-Match:
 that exists already holds the same bytes (content addressing), or, for a header, another
 node's publication, which the learner reads as the same ID. Local tables (in index.sqlite)
 only save work: `bucket_chunks` (chunks known to be in the bucket: not uploaded again, and
-what may be evicted from the cache), `bucket_spans` (which span holds a chunk, and where),
+what may be evicted from the cache), `bucket_spans` (which span a chunk is read from, and
+where), `bucket_span_members` (every span's chunks by offset: a chunk may be in two spans),
 `bucket_published` (IDs whose header is there), `bucket_pending` (tx headers published
 before their data). Bad objects are repaired by repair.py (a span as a whole).
 """
@@ -46,6 +47,8 @@ log = logging.getLogger("permastore.bucket")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS bucket_chunks (hash BLOB PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS bucket_spans (hash BLOB PRIMARY KEY, span BLOB NOT NULL, offset INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS bucket_span_members (span BLOB NOT NULL, offset INTEGER NOT NULL, hash BLOB NOT NULL,
+    PRIMARY KEY (span, offset)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS bucket_published (id TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS bucket_pending (id TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS bucket_state (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -53,6 +56,15 @@ CREATE INDEX IF NOT EXISTS chunks_segment ON chunks(segment_id);
 """
 UPLOAD_THREADS = SPANS_IN_FLIGHT  # span PUTs at once
 READ_THREADS = READ_AHEAD // SPAN_CHUNKS + 8  # GETs at once for read-ahead (spans, and chunks of the first layout)
+
+
+def record_spans(conn, located) -> None:
+    """Inside a transaction: note (address, span, offset) of chunks in spans. A chunk uploaded in
+    two spans (two puts or nodes at once) keeps its first as where it is read (`bucket_spans`),
+    and is a member of both (`bucket_span_members`), so each span can be rebuilt whole."""
+    conn.executemany("INSERT OR IGNORE INTO bucket_spans(hash, span, offset) VALUES (?, ?, ?)", located)
+    conn.executemany("INSERT OR IGNORE INTO bucket_span_members(span, offset, hash) VALUES (?, ?, ?)",
+                     [(span, offset, address) for address, span, offset in located])  # fmt: skip
 
 
 class Bucket:
@@ -73,7 +85,13 @@ class Bucket:
         """Create the bucket when missing and the local tables; called once by Store.open."""
         if hasattr(self.storage, "ensure_bucket"):
             self.storage.ensure_bucket()
-        self.store.db.executescript(SCHEMA + SAVED_SCHEMA)
+        conn = self.store.db
+        had_members = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'bucket_span_members'").fetchone()
+        conn.executescript(SCHEMA + SAVED_SCHEMA)
+        if not had_members:  # a folder from before the table: its spans' members as far as known
+            with transaction(conn):
+                conn.execute("INSERT OR IGNORE INTO bucket_span_members(span, offset, hash)"
+                             " SELECT span, offset, hash FROM bucket_spans")  # fmt: skip
 
     def check_identity(self) -> None:
         """Once opened (reads of chunks working): when this is not the bucket the folder's tables
@@ -203,10 +221,7 @@ class Bucket:
         """Note chunks as in the bucket: (address, span, offset), or (address, None, None) for chunks/<address>."""
         with transaction(conn):
             conn.executemany("INSERT OR IGNORE INTO bucket_chunks(hash) VALUES (?)", [(a,) for a, _, _ in located])
-            conn.executemany(
-                "INSERT OR IGNORE INTO bucket_spans(hash, span, offset) VALUES (?, ?, ?)",
-                [where for where in located if where[1] is not None],
-            )
+            record_spans(conn, [where for where in located if where[1] is not None])
             if id is not None:
                 conn.execute("INSERT OR IGNORE INTO bucket_published(id) VALUES (?)", (id,))
                 conn.execute("DELETE FROM bucket_pending WHERE id = ?", (id,))

@@ -41,8 +41,8 @@ THROUGH_KEY = "checked_through_seq"  # objects up to this seq were published (or
 MAX_MARKER = 4096
 # The tables true of one bucket only, and their columns: those of a bucket left are kept in
 # <table>_saved under its marker until the folder is opened on it again.
-PER_BUCKET = {"bucket_chunks": "hash", "bucket_spans": "hash, span, offset", "bucket_published": "id",
-              "bucket_pending": "id"}  # fmt: skip
+PER_BUCKET = {"bucket_chunks": "hash", "bucket_spans": "hash, span, offset",
+              "bucket_span_members": "span, offset, hash", "bucket_published": "id", "bucket_pending": "id"}  # fmt: skip
 SAVED_SCHEMA = "".join(
     f"CREATE TABLE IF NOT EXISTS {table}_saved (marker TEXT NOT NULL, {columns});"
     f"CREATE INDEX IF NOT EXISTS {table}_saved_marker ON {table}_saved(marker);"
