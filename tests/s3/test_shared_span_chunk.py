@@ -7,8 +7,8 @@ import os
 
 from permastore.store import Store
 from tests.cli.conftest import isolated_env, run_permastore, seed_wallet, start_serve
-from tests.s3.test_repair import bucket_object, place
 from tests.s3.test_corrupt_bucket import chunk_addresses
+from tests.s3.test_repair import bucket_object, place
 
 CHUNK = 262144
 

@@ -31,8 +31,8 @@ from permastore.protocol.tx import Transaction
 from permastore.protocol.tx import verify as verify_tx
 from permastore.store import codec
 from permastore.store.bucket import layout
-from permastore.store.bucket.manifest import Manifest, decode, span_rows
 from permastore.store.bucket.bucket import record_spans
+from permastore.store.bucket.manifest import Manifest, decode, span_rows
 from permastore.store.bucket.storage import BucketError
 from permastore.store.errors import StoreError
 from permastore.store.index import insert_chunk_list, insert_object, transaction
