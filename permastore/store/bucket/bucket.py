@@ -4,8 +4,9 @@ A put is acknowledged only once (1) its chunks are committed locally (the store'
 durable order), (2) every chunk is in the bucket (new chunks 16 at a time in a span,
 `spans/<name>`, transfer.py; chunks of the first layout under `chunks/<BLAKE3>`), (3) its
 manifest is in the bucket under headers/. Writes are conditional (If-None-Match: *): a key
-that exists already holds the same bytes (content addressing), or, for a header, another
-node's publication, which the learner reads as the same ID. Local tables (in index.sqlite)
+that exists already should hold the same bytes (content addressing; a span found there is
+checked by size and MD5 ETag and overwritten when wrong), or, for a header, another node's
+publication, which the learner reads as the same ID. Local tables (in index.sqlite)
 only save work: `bucket_chunks` (chunks known to be in the bucket: not uploaded again, and
 what may be evicted from the cache), `bucket_spans` (which span a chunk is read from, and
 where), `bucket_span_members` (every span's chunks by offset: a chunk may be in two spans),
@@ -214,8 +215,26 @@ class Bucket:
     def put_span(self, span: SpanBuilder) -> list[tuple[bytes, bytes, int]]:
         """Write a span's chunks as one object (unless there); return (address, span, offset) of each."""
         located = span.locations()
-        self.storage.put_if_absent(layout.span_key(self.prefix, located[0][1]), span.data)
+        key = layout.span_key(self.prefix, located[0][1])
+        if not self.storage.put_if_absent(key, span.data):
+            self._check_existing(key, span.data)
         return located
+
+    def _check_existing(self, key: str, data) -> None:
+        """Given a span just built here (verified chunks) whose key the bucket had already, make
+        sure the object there is these bytes before they are acknowledged: another size, or an
+        ETag that is an MD5 other than theirs (a torn or foreign write), and it is overwritten.
+        Same-size damage behind an ETag that is no plain MD5 (multipart, SSE-KMS) is not seen
+        here: fsck reads every span back and `fsck --repair` rebuilds it."""
+        found = self.storage.head(key)
+        if found is not None:
+            size, etag = found
+            md5 = (etag or "").strip('"').lower()
+            if size == len(data) and not (len(md5) == 32 and md5 != hashlib.md5(data).hexdigest()):
+                return
+        log.warning("bucket: %s was there but %s; written again from verified chunks", key,
+                    "gone" if found is None else f"{found[0]} bytes (ETag {found[1]}), not these {len(data)}")  # fmt: skip
+        self.storage.put(key, bytes(data))
 
     def _record(self, conn, located, id: str | None) -> None:
         """Note chunks as in the bucket: (address, span, offset), or (address, None, None) for chunks/<address>."""
