@@ -4,10 +4,12 @@ A put is acknowledged only once (1) its chunks are committed locally (the store'
 durable order), (2) every chunk is in the bucket (new chunks 16 at a time in a span,
 `spans/<name>`, transfer.py; chunks of the first layout under `chunks/<BLAKE3>`), (3) its
 manifest is in the bucket under headers/. Writes are conditional (If-None-Match: *): a key
-that exists already holds the same bytes (content addressing), or, for a header, another
-node's publication, which the learner reads as the same ID. Local tables (in index.sqlite)
+that exists already should hold the same bytes (content addressing; a span found there is
+checked by size and MD5 ETag and overwritten when wrong), or, for a header, another node's
+publication, which the learner reads as the same ID. Local tables (in index.sqlite)
 only save work: `bucket_chunks` (chunks known to be in the bucket: not uploaded again, and
-what may be evicted from the cache), `bucket_spans` (which span holds a chunk, and where),
+what may be evicted from the cache), `bucket_spans` (which span a chunk is read from, and
+where), `bucket_span_members` (every span's chunks by offset: a chunk may be in two spans),
 `bucket_published` (IDs whose header is there), `bucket_pending` (tx headers published
 before their data). Bad objects are repaired by repair.py (a span as a whole).
 """
@@ -24,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 import blake3
 
 from permastore.store.bucket import layout
-from permastore.store.bucket.identity import check_identity
+from permastore.store.bucket.identity import SAVED_SCHEMA, check_identity
 from permastore.store.bucket.manifest import Manifest, span_rows
 from permastore.store.bucket.repair import BucketRepairer
 from permastore.store.bucket.settings import BucketSettings
@@ -46,6 +48,8 @@ log = logging.getLogger("permastore.bucket")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS bucket_chunks (hash BLOB PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS bucket_spans (hash BLOB PRIMARY KEY, span BLOB NOT NULL, offset INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS bucket_span_members (span BLOB NOT NULL, offset INTEGER NOT NULL, hash BLOB NOT NULL,
+    PRIMARY KEY (span, offset)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS bucket_published (id TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS bucket_pending (id TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS bucket_state (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -53,6 +57,15 @@ CREATE INDEX IF NOT EXISTS chunks_segment ON chunks(segment_id);
 """
 UPLOAD_THREADS = SPANS_IN_FLIGHT  # span PUTs at once
 READ_THREADS = READ_AHEAD // SPAN_CHUNKS + 8  # GETs at once for read-ahead (spans, and chunks of the first layout)
+
+
+def record_spans(conn, located) -> None:
+    """Inside a transaction: note (address, span, offset) of chunks in spans. A chunk uploaded in
+    two spans (two puts or nodes at once) keeps its first as where it is read (`bucket_spans`),
+    and is a member of both (`bucket_span_members`), so each span can be rebuilt whole."""
+    conn.executemany("INSERT OR IGNORE INTO bucket_spans(hash, span, offset) VALUES (?, ?, ?)", located)
+    conn.executemany("INSERT OR IGNORE INTO bucket_span_members(span, offset, hash) VALUES (?, ?, ?)",
+                     [(span, offset, address) for address, span, offset in located])  # fmt: skip
 
 
 class Bucket:
@@ -73,7 +86,13 @@ class Bucket:
         """Create the bucket when missing and the local tables; called once by Store.open."""
         if hasattr(self.storage, "ensure_bucket"):
             self.storage.ensure_bucket()
-        self.store.db.executescript(SCHEMA)
+        conn = self.store.db
+        had_members = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'bucket_span_members'").fetchone()
+        conn.executescript(SCHEMA + SAVED_SCHEMA)
+        if not had_members:  # a folder from before the table: its spans' members as far as known
+            with transaction(conn):
+                conn.execute("INSERT OR IGNORE INTO bucket_span_members(span, offset, hash)"
+                             " SELECT span, offset, hash FROM bucket_spans")  # fmt: skip
 
     def check_identity(self) -> None:
         """Once opened (reads of chunks working): when this is not the bucket the folder's tables
@@ -196,17 +215,32 @@ class Bucket:
     def put_span(self, span: SpanBuilder) -> list[tuple[bytes, bytes, int]]:
         """Write a span's chunks as one object (unless there); return (address, span, offset) of each."""
         located = span.locations()
-        self.storage.put_if_absent(layout.span_key(self.prefix, located[0][1]), span.data)
+        key = layout.span_key(self.prefix, located[0][1])
+        if not self.storage.put_if_absent(key, span.data):
+            self._check_existing(key, span.data)
         return located
+
+    def _check_existing(self, key: str, data) -> None:
+        """Given a span just built here (verified chunks) whose key the bucket had already, make
+        sure the object there is these bytes before they are acknowledged: another size, or an
+        ETag that is an MD5 other than theirs (a torn or foreign write), and it is overwritten.
+        Same-size damage behind an ETag that is no plain MD5 (multipart, SSE-KMS) is not seen
+        here: fsck reads every span back and `fsck --repair` rebuilds it."""
+        found = self.storage.head(key)
+        if found is not None:
+            size, etag = found
+            md5 = (etag or "").strip('"').lower()
+            if size == len(data) and not (len(md5) == 32 and md5 != hashlib.md5(data).hexdigest()):
+                return
+        log.warning("bucket: %s was there but %s; written again from verified chunks", key,
+                    "gone" if found is None else f"{found[0]} bytes (ETag {found[1]}), not these {len(data)}")  # fmt: skip
+        self.storage.put(key, bytes(data))
 
     def _record(self, conn, located, id: str | None) -> None:
         """Note chunks as in the bucket: (address, span, offset), or (address, None, None) for chunks/<address>."""
         with transaction(conn):
             conn.executemany("INSERT OR IGNORE INTO bucket_chunks(hash) VALUES (?)", [(a,) for a, _, _ in located])
-            conn.executemany(
-                "INSERT OR IGNORE INTO bucket_spans(hash, span, offset) VALUES (?, ?, ?)",
-                [where for where in located if where[1] is not None],
-            )
+            record_spans(conn, [where for where in located if where[1] is not None])
             if id is not None:
                 conn.execute("INSERT OR IGNORE INTO bucket_published(id) VALUES (?)", (id,))
                 conn.execute("DELETE FROM bucket_pending WHERE id = ?", (id,))

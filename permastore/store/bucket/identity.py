@@ -8,8 +8,12 @@ the folder records (endpoint, bucket name, prefix, marker ID) in `bucket_state`.
 On open, a marker other than the recorded one (another bucket, or the same name emptied or
 replaced: the marker is gone with everything else) or a folder that holds objects and has
 no record yet (its first use with a bucket, or a folder from before the record) makes the
-tables void: they are cleared and every object held here is published again, so no ID is
-claimed to be in a bucket that lacks it. An object whose data was only in the old bucket
+tables void for this bucket: the rows of the bucket being left are put aside under its
+marker (`<table>_saved`), the rows put aside for the bucket reached (when the folder used it
+before) are brought back, and every object held here that is not in it is published again,
+so no ID is claimed to be in a bucket that lacks it. Span locations are the only record of
+where evicted or learned chunks live: they are never dropped, so going back to a bucket
+reads what it held again. An object whose data was only in the old bucket
 (evicted from the cache) cannot be: it is logged, stays unpublished, and `fsck` reports it
 (`fsck --repair --peer` publishes it from a peer). The same marker reached through another
 endpoint or name (a DNS change, an alias) is the same bucket: the record is updated.
@@ -35,6 +39,15 @@ log = logging.getLogger("permastore.bucket")
 STATE_KEY = "identity"
 THROUGH_KEY = "checked_through_seq"  # objects up to this seq were published (or found unpublishable)
 MAX_MARKER = 4096
+# The tables true of one bucket only, and their columns: those of a bucket left are kept in
+# <table>_saved under its marker until the folder is opened on it again.
+PER_BUCKET = {"bucket_chunks": "hash", "bucket_spans": "hash, span, offset",
+              "bucket_span_members": "span, offset, hash", "bucket_published": "id", "bucket_pending": "id"}  # fmt: skip
+SAVED_SCHEMA = "".join(
+    f"CREATE TABLE IF NOT EXISTS {table}_saved (marker TEXT NOT NULL, {columns});"
+    f"CREATE INDEX IF NOT EXISTS {table}_saved_marker ON {table}_saved(marker);"
+    for table, columns in PER_BUCKET.items()
+)
 
 
 def bucket_marker(bucket) -> str:
@@ -76,6 +89,7 @@ def check_identity(bucket) -> None:
         )
         log.warning("bucket %s is not the one this data folder used (%s): publishing what is held here again",
                     here["bucket"], was)  # fmt: skip
+        switch_tables(conn, recorded.get("marker") if recorded else None, here["marker"])
         republish(bucket)
         _record(conn, here)
         _mark_through(conn)
@@ -91,16 +105,19 @@ def _record(conn, here: dict) -> None:
 
 def catch_up(bucket) -> int:
     """Publish the L1 objects indexed since the last open that are not in the bucket (put while the
-    folder was opened without it, or whose publication failed); return how many were published.
+    folder was opened without it, or whose publication failed), and every complete tx the bucket
+    holds only as pending; return how many were published.
 
     Cheap on every open: only objects past the seq recorded last time are looked at.
     """
     conn = bucket.store.db
     row = conn.execute("SELECT value FROM bucket_state WHERE key = ?", (THROUGH_KEY,)).fetchone()
     todo = conn.execute(
-        "SELECT o.id FROM objects o WHERE o.seq > ? AND o.data_parent IS NULL"
+        # A tx published pending keeps its seq when its data completes: past the mark or not, a
+        # complete one still pending in the bucket (its completion's publication failed) is published.
+        "SELECT o.id FROM objects o WHERE o.data_parent IS NULL"
         " AND NOT EXISTS (SELECT 1 FROM bucket_published p WHERE p.id = o.id)"
-        " AND NOT EXISTS (SELECT 1 FROM bucket_pending q WHERE q.id = o.id) ORDER BY o.seq",
+        " AND (o.seq > ? OR (o.data_complete = 1 AND o.id IN (SELECT id FROM bucket_pending))) ORDER BY o.seq",
         (int(row[0]) if row else 0,),
     ).fetchall()
     published = 0
@@ -129,17 +146,30 @@ def _holds_objects(conn) -> bool:
     return conn.execute("SELECT 1 FROM objects LIMIT 1").fetchone() is not None
 
 
-def republish(bucket) -> tuple[int, list[str]]:
-    """Forget what the tables say is in the bucket and publish every L1 object held here again;
-    return (how many were published, the IDs that could not be: their data is not here)."""
-    conn = bucket.store.db
+def switch_tables(conn, left: str | None, reached: str) -> None:
+    """Given the marker of the bucket being left (None: none on record, its rows are void) and of
+    the one reached, put the left one's rows aside and bring back those saved for the reached one."""
     with transaction(conn):
-        for table in ("bucket_chunks", "bucket_spans", "bucket_published", "bucket_pending"):
+        for table, columns in PER_BUCKET.items():
+            if left is not None and left != reached:
+                conn.execute(f"DELETE FROM {table}_saved WHERE marker = ?", (left,))
+                conn.execute(f"INSERT INTO {table}_saved(marker, {columns}) SELECT ?, {columns} FROM {table}", (left,))
             conn.execute(f"DELETE FROM {table}")
+            conn.execute(f"INSERT OR IGNORE INTO {table}({columns}) SELECT {columns} FROM {table}_saved WHERE marker = ?",
+                         (reached,))  # fmt: skip
+            conn.execute(f"DELETE FROM {table}_saved WHERE marker = ?", (reached,))
         conn.execute("DELETE FROM bucket_state")  # learning starts over; the identity is recorded after
-    ids = [
-        r[0] for r in conn.execute("SELECT id FROM objects WHERE data_parent IS NULL ORDER BY seq").fetchall()
-    ]
+
+
+def republish(bucket) -> tuple[int, list[str]]:
+    """Publish every L1 object held here that the bucket's tables do not list as in it (all of
+    them on a bucket new to this folder); return (how many were published, the IDs that could
+    not be: their data is not here)."""
+    conn = bucket.store.db
+    ids = [r[0] for r in conn.execute(
+        "SELECT id FROM objects o WHERE data_parent IS NULL"
+        " AND NOT EXISTS (SELECT 1 FROM bucket_published p WHERE p.id = o.id) ORDER BY seq"
+    ).fetchall()]  # fmt: skip
     published, lost = 0, []
     for index, id in enumerate(ids, 1):
         try:

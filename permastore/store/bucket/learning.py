@@ -31,6 +31,7 @@ from permastore.protocol.tx import Transaction
 from permastore.protocol.tx import verify as verify_tx
 from permastore.store import codec
 from permastore.store.bucket import layout
+from permastore.store.bucket.bucket import record_spans
 from permastore.store.bucket.manifest import Manifest, decode, span_rows
 from permastore.store.bucket.storage import BucketError
 from permastore.store.errors import StoreError
@@ -231,7 +232,7 @@ class HeaderLearner:
             assign_weave_range(conn, seq, tx.format, tx.data_size)
             conn.executemany("INSERT OR IGNORE INTO bucket_chunks(hash) VALUES (?)", [(c[2],) for c in manifest.chunks])
             conn.execute("INSERT OR IGNORE INTO bucket_published(id) VALUES (?)", (tx.id,))
-            conn.executemany("INSERT OR IGNORE INTO bucket_spans(hash, span, offset) VALUES (?, ?, ?)", span_rows(manifest))
+            record_spans(conn, span_rows(manifest))
         self.store.bundles.unbundle(self.store.info(tx.id))
 
     # -- following ---------------------------------------------------------------------

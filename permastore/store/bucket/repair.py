@@ -247,7 +247,7 @@ class BucketRepairer:
         """(address, offset, size) of a span's chunks in order, or None unless they fill it from 0
         and their addresses give its name."""
         rows = self.store.db.execute(
-            "SELECT s.hash, s.offset, k.size FROM bucket_spans s JOIN chunks k ON k.hash = s.hash"
+            "SELECT s.hash, s.offset, k.size FROM bucket_span_members s JOIN chunks k ON k.hash = s.hash"
             " WHERE s.span = ? ORDER BY s.offset",
             (span,),
         ).fetchall()

@@ -40,6 +40,9 @@ class ObjectStorage(Protocol):
     def put(self, key: str, data: bytes) -> None:
         """Write data at key, replacing what is there (used only to repair a content-addressed key)."""
 
+    def head(self, key: str) -> tuple[int, str | None] | None:
+        """Return (size, ETag or None) of the object at key, or None when there is no such key."""
+
 
 class S3Storage:
     """ObjectStorage on an S3-compatible bucket (obstore: Rust, releases the GIL); thread-safe.
@@ -93,6 +96,15 @@ class S3Storage:
             self._obstore.put(self._store, key, data, use_multipart=False)
         except Exception as exc:
             raise self._fail("write", key, exc) from None
+
+    def head(self, key: str) -> tuple[int, str | None] | None:
+        try:
+            meta = self._obstore.head(self._store, key)
+        except (FileNotFoundError, self._obstore.exceptions.NotFoundError):
+            return None
+        except Exception as exc:
+            raise self._fail("read", key, exc) from None
+        return int(meta["size"]), meta.get("e_tag")
 
     def get(self, key: str) -> bytes | None:
         try:
