@@ -13,10 +13,9 @@ import threading
 import time
 from pathlib import Path
 
+from files import same_bytes, write_random  # noqa: F401 - distribution_bench imports them from here
 from proc_memory import evict_file
 from timing import cpu_seconds
-
-BLOCK = 8 * 1024 * 1024
 
 # ---------------------------------------------------------------------------- helpers
 
@@ -27,27 +26,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def write_random(path: Path, size: int) -> None:
-    with open(path, "wb") as out:
-        left = size
-        while left:
-            block = os.urandom(min(BLOCK, left))
-            out.write(block)
-            left -= len(block)
-        out.flush()
-        os.fsync(out.fileno())
 
-
-def same_bytes(a: Path, b: Path) -> bool:
-    if a.stat().st_size != b.stat().st_size:
-        return False
-    with open(a, "rb") as x, open(b, "rb") as y:
-        while True:
-            one, two = x.read(BLOCK), y.read(BLOCK)
-            if one != two:
-                return False
-            if not one:
-                return True
 
 
 def cold(folders: list[Path]) -> None:

@@ -42,6 +42,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.files import write_random  # noqa: E402
 from bench.proc_memory import evict_folder  # noqa: E402
 from bench.timing import cpu_seconds, run_measured  # noqa: E402
 from tests.s3.conftest import CREDENTIALS, SeaweedFS  # noqa: E402
@@ -50,7 +51,6 @@ OUT_DIR = REPO / "bench" / "out"
 PERMASTORE = Path(sys.executable).parent / "permastore"
 KEYFILE = next((REPO / "fixtures" / "vectors" / "arweave").glob("arweave-keyfile-*.json"))
 MB = 1_000_000
-BLOCK = 8 * 1024 * 1024
 
 
 def run_with_rss(command: list, env: dict, server_pid: int | None = None) -> dict:
@@ -66,13 +66,6 @@ def run_with_rss(command: list, env: dict, server_pid: int | None = None) -> dic
     return result
 
 
-def make_file(path: Path, size: int) -> None:
-    with open(path, "wb") as f:
-        left = size
-        while left:
-            block = os.urandom(min(left, BLOCK))
-            f.write(block)
-            left -= len(block)
 
 
 def node(folder: Path) -> Path:
@@ -85,7 +78,7 @@ def node(folder: Path) -> Path:
 def bench(size: int, work: Path, repeat: int = 1) -> dict:
     """Measure every phase repeat times (fresh nodes and bucket each time); return medians, runs and ratios."""
     source = work / "object.bin"
-    make_file(source, size)
+    write_random(source, size)
     weed_dir = work / "weed" / "data"
     weed_dir.mkdir(parents=True)
     seaweed = SeaweedFS(weed_dir)

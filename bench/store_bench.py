@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from files import same_bytes
+
 BLOCK = 8 * 1024 * 1024
 SEED = 20261125
 HERE = Path(__file__).resolve().parent
@@ -125,7 +127,7 @@ def bench_large(work: Path, size: int, results: dict, repeat: int = 1) -> str:
         cp = run(["cp", str(source), str(copy)])
         copy.unlink()
         get = run([cli, "--data", str(data_dir), "get", object_id, "-o", str(copy)])
-        same = _same_file(source, copy)
+        same = same_bytes(source, copy)
         copy.unlink()
         gets.append({"seconds": get["seconds"], "rss_mb": get["rss_mb"], "cp_seconds": cp["seconds"],
                      "ratio": get["seconds"] / cp["seconds"], "bytes_identical": same})  # fmt: skip
@@ -147,14 +149,6 @@ def bench_large(work: Path, size: int, results: dict, repeat: int = 1) -> str:
     return object_id
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    with open(a, "rb") as fa, open(b, "rb") as fb:
-        while True:
-            x, y = fa.read(BLOCK), fb.read(BLOCK)
-            if x != y:
-                return False
-            if not x:
-                return True
 
 
 def bench_ranges(work: Path, object_id: str, size: int, results: dict, count: int = 1000) -> None:
