@@ -294,6 +294,9 @@ def _compiled_children(work: Path) -> None:
     os.environ["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
     for command in (["pull", "--help"], ["serve", "--help"], ["put", "--help"]):
         subprocess.run([str(PERMASTORE), *command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    # `pull --help` no longer imports what a pull runs (the fetch engine, httpx): compile those too.
+    modules = "permastore.sources.engine, permastore.sources.peer_set, permastore.cli.pull, gateway.app"
+    subprocess.run([sys.executable, "-c", f"import {modules}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
 
 
 def _pull_figures(work: Path, jwk: dict, object_id: str, peers: list[str], source: Path, name: str) -> dict:

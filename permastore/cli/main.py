@@ -10,17 +10,17 @@ command that sets `needs_store=READ` is refused before dispatch on a folder with
 from __future__ import annotations
 
 import sys
-from importlib.metadata import entry_points
 
 from permastore.cli.errors import CliError
-from permastore.cli.options import CommandParser
+from permastore.cli.options import GLOBAL_OPTIONS, CommandParser
 from permastore.cli.stores import MODES, READ, default_data_dir, require_store
 
 __all__ = ["build_parser", "default_data_dir", "main"]
 
 
-def build_parser() -> CommandParser:
-    """Given the installed plugins, return the full argument parser."""
+def build_parser(argv: list[str] | None = None) -> CommandParser:
+    """Given the installed plugins, return the full argument parser; given argv naming a core
+    command, return the parser without loading the plugins (they cost ~0.3 s of imports)."""
     parser = CommandParser(
         prog="permastore",
         description="Permanent storage node: Arweave-compatible store, gateway and inference.",
@@ -33,6 +33,10 @@ def build_parser() -> CommandParser:
     from permastore.cli import commands
 
     commands.register(subparsers)
+    if argv is not None and command_word(argv) in subparsers.choices:
+        return parser  # a core command: the plugins' commands and settings are not needed to run it
+    from importlib.metadata import entry_points
+
     for plugin in entry_points(group="permastore.commands"):
         try:
             register = plugin.load()
@@ -41,6 +45,19 @@ def build_parser() -> CommandParser:
             continue
         register(subparsers)
     return parser
+
+
+def command_word(argv: list[str]) -> str | None:
+    """Given command-line words, return the subcommand's (the first word that is neither an
+    option nor a global option's value), or None when there is none."""
+    with_value = {flag for option in GLOBAL_OPTIONS for flag in option.flags}
+    words = iter(argv)
+    for word in words:
+        if word in with_value:
+            next(words, None)  # its value, which may look like a command
+        elif not word.startswith("-"):
+            return word
+    return None
 
 
 def check_store_need(args) -> None:
@@ -56,8 +73,9 @@ def check_store_need(args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; return its exit status. Errors print one line, no traceback."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    parser = build_parser(words)
+    args = parser.parse_args(words)
     try:
         check_store_need(args)
         status = args.handler(args)

@@ -6,6 +6,8 @@ import logging
 import re
 import threading
 
+import httpx
+
 from permastore.sources.limits import FetchLimits
 from permastore.sources.peer_client import PeerClient
 from permastore.sources.upstream import make_client
@@ -38,7 +40,8 @@ class PeerSet:
         self.limits = limits or FetchLimits()
         self.learn = learn
         self.learned: list[str] = []
-        self._client = make_client(self.limits, MAX_CONNECTIONS)  # one connection pool for every peer
+        self._client = make_client(self.limits, MAX_CONNECTIONS, tls=False)  # one pool for every http:// peer
+        self._tls_client: httpx.Client | None = None  # https:// peers: built (CA store loaded) when one is added
         self._peers: dict[str, PeerClient] = {}
         self._lock = threading.Lock()
         for url in urls:
@@ -50,8 +53,15 @@ class PeerSet:
         with self._lock:
             client = self._peers.get(url)
             if client is None:
-                client = self._peers[url] = PeerClient(url, client=self._client, limits=self.limits)
+                client = self._peers[url] = PeerClient(url, client=self._client_for(url), limits=self.limits)
             return client
+
+    def _client_for(self, url: str) -> httpx.Client:
+        if not url.lower().startswith("https://"):
+            return self._client
+        if self._tls_client is None:
+            self._tls_client = make_client(self.limits, MAX_CONNECTIONS)
+        return self._tls_client
 
     def clients(self) -> list[PeerClient]:
         with self._lock:
@@ -80,3 +90,5 @@ class PeerSet:
 
     def close(self) -> None:
         self._client.close()
+        if self._tls_client is not None:
+            self._tls_client.close()

@@ -90,3 +90,43 @@ def test_an_unknown_store_need_is_a_clear_error(plugin_env):
     result = run_permastore("wrong", env=plugin_env)
     assert result.returncode == 1 and "needs_store='maybe'" in result.stderr.decode()
     assert result.stdout == b""
+
+
+SLOW_PLUGIN = '''
+import pathlib, os
+
+pathlib.Path(os.environ["PLUGIN_MARK"]).write_text("loaded")
+
+
+def register(subparsers):
+    subparsers.add_parser("slow-thing", help="a plugin command").set_defaults(handler=lambda args: print("slow ran"))
+'''
+
+
+@pytest.fixture
+def marking_plugin_env(tmp_path, home):
+    site = tmp_path / "marking-site"
+    info = site / "marking_plugin-0.1.dist-info"
+    info.mkdir(parents=True)
+    (site / "marking_plugin.py").write_text(SLOW_PLUGIN)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: marking-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[permastore.commands]\nmarking = marking_plugin:register\n")
+    return isolated_env(home, PYTHONPATH=str(site), PLUGIN_MARK=str(tmp_path / "mark"))
+
+
+def test_core_commands_run_without_importing_the_plugins(marking_plugin_env, tmp_path):
+    mark = tmp_path / "mark"
+    store = make_store(tmp_path / "s")
+    # Global options before the command, with values that look like commands, are skipped.
+    for argv in (["--data", store, "info", "A" * 43], ["--data", "slow-thing", "init"], ["put", "--help"]):
+        run_permastore(*argv, env=marking_plugin_env, cwd=tmp_path)
+        assert not mark.exists(), argv
+    assert (tmp_path / "slow-thing" / "wallet.json").exists()  # that init ran, on the folder named like a command
+    listing = run_permastore("--help", env=marking_plugin_env)
+    assert mark.exists() and "slow-thing" in listing.stdout.decode()
+    mark.unlink()
+    ran = run_permastore("--data", store, "slow-thing", env=marking_plugin_env)
+    assert ran.returncode == 0 and ran.stdout.decode().strip() == "slow ran" and mark.exists()
+    mark.unlink()
+    typo = run_permastore("slow-thin", env=marking_plugin_env)  # the error lists every command
+    assert typo.returncode == 2 and "slow-thing" in typo.stderr.decode()
