@@ -97,6 +97,7 @@ def create_app(config: GatewayConfig) -> FastAPI:
     app.state.uploads = UploadSpools(UploadLimits(config.max_uploads, config.max_spool_bytes))
     app.state.manifests = ParsedManifests()
     app.fast_path = FastPath(small_cache)
+    app.include_router(add_head_routes(data.raw_router))  # first: peers' ranged reads skip every other match
     for module in (info, wallet, blocks, tx, chunk, graphql, peers):
         app.include_router(add_head_routes(module.router))
     app.include_router(inference_routes.router)  # its lifespan starts and stops the inference service

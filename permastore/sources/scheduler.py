@@ -26,6 +26,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 RATE_SMOOTHING = 0.3  # weight of the newest transfer in a peer's measured rate
+PIECES_PER_PEER = 3  # an object too small for this many pieces per raw peer gets smaller pieces
 LACK_LIMIT = 16  # a peer that said "not held" for this many units and sent none is of no use to this fetch
 
 
@@ -126,7 +127,14 @@ class ChunkScheduler:
         self._idle: set = set()  # peers with nothing they may send now (a partial peer past what it holds)
         self._numbers = itertools.count(1)
         self._live: list[Assignment] = []
+        self.piece = self._piece_size()
         self._check_alive(every_unit=True)
+
+    def _piece_size(self) -> int:
+        """Chunks per ranged request: the settings' size, smaller when the object has too few
+        pieces of that size for every raw peer to get several (a small object still spreads)."""
+        raw = sum(1 for lane in self.lanes if lane.mode == "raw") or 1
+        return max(1, min(self.settings.piece_chunks, len(self.missing) // (PIECES_PER_PEER * raw)))
 
     @property
     def finished(self) -> bool:
@@ -154,7 +162,7 @@ class ChunkScheduler:
 
     def _grant(self, lane: Lane) -> Assignment | None:
         s = self.settings
-        size = s.piece_chunks if lane.mode == "raw" else 1
+        size = self.piece if lane.mode == "raw" else 1
         room = min(s.per_peer - lane.in_flight, s.max_in_flight - self.in_flight, size)
         unassigned = len(self.missing) - len(self.assigned)
         if room <= 0 or (room < size and unassigned >= size):
@@ -186,7 +194,7 @@ class ChunkScheduler:
         fastest = max(measured, default=1.0)
         rates = {id(other): other.rate or fastest for other in live}
         total = sum(rates.values()) or 1.0
-        floor = self.settings.piece_chunks if lane.mode == "raw" else 1
+        floor = self.piece if lane.mode == "raw" else 1
         return max(floor, self.settings.max_in_flight * rates.get(id(lane), fastest) / total)
 
     def _more_deserving(self, lane: Lane) -> bool:

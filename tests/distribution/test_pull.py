@@ -114,9 +114,10 @@ def test_a_peer_flipping_bytes_is_dropped_and_the_pull_still_completes(tmp_path,
     bad = NodeProxy(proxies[2].url, flip=True)
     try:
         folder = seeded(tmp_path / "d", jwk)
-        # A rate cap and small pieces keep the pull long enough for the bad peer to be asked again.
+        # A rate cap and small pieces keep the pull long enough for the bad peer to be asked again;
+        # listed first, it is asked from the start (the good peers alone could finish before its third answer).
         extra = ["--max-rate", "8M", "--piece-chunks", "4"]
-        run = pull(folder, object_id, proxies[0].url, proxies[1].url, bad.url, extra=extra)
+        run = pull(folder, object_id, bad.url, proxies[0].url, proxies[1].url, extra=extra)
         assert run.returncode == 0, run.stderr
         assert f"dropped {bad.url}" in run.stderr and "bad chunks" in run.stderr
         assert bad.flipped >= 3
