@@ -144,6 +144,21 @@ class Bucket:
         self._importing.early = EarlyUploads(self)
         return self._importing.early
 
+    def discard_early(self, early: EarlyUploads) -> None:
+        """Given the uploads of a put that failed or was abandoned (on this thread), forget them:
+        the thread's next publish must not wait on them, nor record their chunks."""
+        if getattr(self._importing, "early", None) is early:
+            self._importing.early = None
+        early.discard()
+
+    def _own_early(self, early: EarlyUploads | None, rows) -> EarlyUploads | None:
+        """The thread's early uploads when they are this object's (every chunk one of its own), else
+        None: uploads left by a put that ended without publishing are discarded, never waited on."""
+        if early is None or early.addresses <= {bytes(r["hash"]) for r in rows}:
+            return early
+        early.discard()
+        return None
+
     def publish(self, id: str) -> None:
         """Given a committed object's ID, make sure its chunks and its header are in the bucket.
 
@@ -165,6 +180,7 @@ class Bucket:
         if getattr(self._importing, "on", False):
             self._record(conn, [(bytes(r["hash"]), None, None) for r in rows], id)
             return
+        early = self._own_early(early, rows)
         if early is not None:
             self._record(conn, early.wait(), None)  # raises BucketError: not acknowledged
         self._upload_chunks(id, rows)
