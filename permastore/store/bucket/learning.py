@@ -32,7 +32,7 @@ from permastore.protocol.tx import verify as verify_tx
 from permastore.store import codec
 from permastore.store.bucket import layout
 from permastore.store.bucket.bucket import record_spans
-from permastore.store.bucket.manifest import Manifest, decode, span_rows
+from permastore.store.bucket.manifest import MAX_MANIFEST, Manifest, decode, span_rows
 from permastore.store.bucket.storage import BucketError
 from permastore.store.errors import StoreError
 from permastore.store.index import insert_chunk_list, insert_object, transaction
@@ -51,6 +51,27 @@ FOLLOW_INTERVAL = 2.0
 RETRY_PREFIX = "retry:"
 RETRY_EVERY_S = 60.0
 MAX_RETRIED = 1000  # kept at most (the oldest beyond are dropped with a warning)
+# Header keys remembered in memory (refused ones, pending ones applied) are only those a look
+# can list again: within LOOKBACK_US of the newest time seen; and at most this many, the
+# newest (a key forgotten inside the window costs one GET when listed again, nothing more).
+MAX_REMEMBERED_KEYS = 10_000
+
+
+class RecentKeys(dict):
+    """Header keys (key -> why, or '') kept only while a look can list them again: past the
+    look-back window (forget_before) or past MAX_REMEMBERED_KEYS, the oldest go (keys sort by time)."""
+
+    def remember(self, key: str, why: str = "") -> None:
+        self[key] = why
+        if len(self) > MAX_REMEMBERED_KEYS:
+            keep = sorted(self)[-(MAX_REMEMBERED_KEYS * 3 // 4) :]  # room again for a quarter: amortised
+            for old in set(self) - set(keep):
+                del self[old]
+
+    def forget_before(self, marker: str) -> None:
+        """Drop the keys that sort before marker (a look never lists them again)."""
+        for old in [key for key in self if key < marker]:
+            del self[old]
 
 
 class UnreadableChunk(OSError):
@@ -63,8 +84,8 @@ class HeaderLearner:
     def __init__(self, store, bucket):
         self.store = store
         self.bucket = bucket
-        self.refused: dict[str, str] = {}  # header key -> why (not retried by this process)
-        self.applied: set[str] = set()  # keys of pending headers already indexed (not read again)
+        self.refused = RecentKeys()  # header key -> why (not retried by this process)
+        self.applied = RecentKeys()  # keys of pending headers already indexed (not read again)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -96,17 +117,17 @@ class HeaderLearner:
                 self._forget_retry(key)
         return added
 
-    def _try(self, key: str, id: str, retrying: bool = False) -> int:
-        """Import one header; a failure to read it whole is kept for retrying, any other refuses it."""
+    def _try(self, key: str, id: str, retrying: bool = False, size: int | None = None) -> int:
+        """Import one header (size: as listed); a failure to read it whole is kept for retrying, any other refuses it."""
         try:
-            added = self._import(key, id)
+            added = self._import(key, id, size)
         except (UnreadableChunk, BucketError) as exc:
             if not retrying:
                 log.warning("bucket: header %s not readable now, kept to try again: %s", key, exc)
                 self._keep_retry(key)
             return 0
         except (ProtocolError, StoreError, OSError) as exc:
-            self.refused[key] = str(exc)
+            self.refused.remember(key, str(exc))
             log.warning("bucket: header %s refused: %s", key, exc)
             added = 0
         if retrying:
@@ -135,7 +156,7 @@ class HeaderLearner:
         newest = seen = int(row[0]) if row else 0
         start = layout.header_marker(self.bucket.prefix, newest - LOOKBACK_US) if row else ""
         added = 0
-        for key in self.bucket.storage.list_after(self.bucket.prefix + layout.HEADERS, start):
+        for key, size in self.bucket.storage.list_sized_after(self.bucket.prefix + layout.HEADERS, start):
             parsed = layout.parse_header_key(self.bucket.prefix, key)
             if parsed is None or key in self.refused:
                 continue
@@ -144,14 +165,29 @@ class HeaderLearner:
             known = self.store.info(id)
             if known is not None and (known.data_complete or key in self.applied):
                 continue  # a tx pending here is completed by a later manifest with its chunks
-            added += self._try(key, id)
+            added += self._try(key, id, size=size)
         if newest != seen or row is None:  # no write (and no fsync) for a poll that found nothing new
             with transaction(conn):
                 conn.execute("INSERT OR REPLACE INTO bucket_state(key, value) VALUES (?, ?)", (MARKER, str(newest)))
+            window = layout.header_marker(self.bucket.prefix, newest - LOOKBACK_US)  # where the next look starts
+            self.refused.forget_before(window)
+            self.applied.forget_before(window)
         return added
 
-    def _import(self, key: str, id: str) -> int:
-        data = self.bucket.storage.get(key)
+    def _header_bytes(self, key: str, size: int | None) -> bytes | None:
+        """Given a header key and its listed size (None: not listed now), return its bytes, or None
+        when it is gone. Security: an object past MAX_MANIFEST is refused (MalformedData) unread
+        when listed so, and never more than MAX_MANIFEST + 1 bytes of it are read whatever it is
+        now: anyone who can write to the bucket cannot make a node hold a huge object in memory."""
+        if size is not None and not 0 < size <= MAX_MANIFEST:
+            raise MalformedData(f"header object {key} is {size} bytes, not a manifest (at most {MAX_MANIFEST}); not read")
+        data = self.bucket.storage.get_range(key, 0, MAX_MANIFEST + 1)
+        if data is not None and len(data) > MAX_MANIFEST:
+            raise MalformedData(f"header object {key} is more than {MAX_MANIFEST} bytes, not a manifest")
+        return None if data is None else bytes(data)
+
+    def _import(self, key: str, id: str, size: int | None = None) -> int:
+        data = self._header_bytes(key, size)
         if data is None:
             return 0
         manifest = decode(data)
@@ -194,7 +230,7 @@ class HeaderLearner:
 
     def _index_pending(self, key: str, tx: Transaction) -> int:
         """Index a tx header published before its data (served as pending here until its chunks are published)."""
-        self.applied.add(key)
+        self.applied.remember(key)
         if tx.format != 2 or tx.data_size == 0 or self.store.info(tx.id) is not None:
             return 0
         with self.bucket.importing():
