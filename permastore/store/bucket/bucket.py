@@ -124,18 +124,27 @@ class Bucket:
 
     # -- publishing --------------------------------------------------------------------
 
-    def importing(self):
-        """Context manager: puts made inside it come from the bucket (nothing is uploaded again)."""
+    def importing(self, manifest: Manifest | None = None):
+        """Context manager: puts made inside it come from the bucket (nothing is uploaded again);
+        the object of manifest has its chunks noted as in the bucket with their spans, in one commit."""
         bucket = self
 
         class _Importing:
             def __enter__(self):
-                bucket._importing.on = True
+                bucket._importing.on, bucket._importing.manifest = True, manifest
 
             def __exit__(self, *exc):
-                bucket._importing.on = False
+                bucket._importing.on, bucket._importing.manifest = False, None
 
         return _Importing()
+
+    def _imported_rows(self, rows) -> list[tuple[bytes, bytes | None, int | None]]:
+        """Importing: (address, span, offset) of an object's chunks, where the manifest places them.
+        Written with bucket_chunks in one commit: a chunk noted as in the bucket always has its
+        place too (a crash between two commits would leave it with none, chunks/<address>)."""
+        manifest = getattr(self._importing, "manifest", None)  # its chunks' bytes were read there and verified
+        spans = {a: (a, span, at) for a, span, at in span_rows(manifest)} if manifest is not None else {}
+        return [spans.get(bytes(r["hash"]), (bytes(r["hash"]), None, None)) for r in rows]
 
     def early_uploads(self) -> EarlyUploads | None:
         """Start a put's uploads while it streams in (this thread's next publish waits for them)."""
@@ -178,7 +187,7 @@ class Bucket:
             return
         rows = chunk_rows(conn, row["seq"], 0, row["data_size"]) if row["data_size"] else []
         if getattr(self._importing, "on", False):
-            self._record(conn, [(bytes(r["hash"]), None, None) for r in rows], id)
+            self._record(conn, self._imported_rows(rows), id)
             return
         early = self._own_early(early, rows)
         if early is not None:
@@ -260,10 +269,6 @@ class Bucket:
             if id is not None:
                 conn.execute("INSERT OR IGNORE INTO bucket_published(id) VALUES (?)", (id,))
                 conn.execute("DELETE FROM bucket_pending WHERE id = ?", (id,))
-
-    def record_locations(self, manifest: Manifest) -> None:
-        """Note where an accepted manifest's chunks are in the bucket (learning)."""
-        self._record(self.store.db, span_rows(manifest), None)
 
     def read_manifest_chunk(self, address: bytes, size: int, where: tuple[bytes, int] | None) -> bytes | None:
         """A chunk of a manifest being learned, from where it says (unverified: the caller checks); None when missing."""

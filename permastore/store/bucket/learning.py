@@ -203,19 +203,18 @@ class HeaderLearner:
                 self._index_tx(tx, manifest)
                 return 1
             stream = ChunkStream(self.bucket, manifest) if tx.data_size else None
-            with self.bucket.importing():
+            with self.bucket.importing(manifest):  # its chunks, verified by the put, noted with their spans
                 try:
                     self.store.put_tx(tx, stream)
                 except Exception:
                     if stream is not None and stream.failure is not None:
                         raise stream.failure from None
                     raise
-            self.bucket.record_locations(manifest)  # its chunks verified by the put: where the bucket has them
             if stream is not None:
                 self.bucket.rebuild_spans(stream.bad_spans, tx.id)
             return 1
         stream = ChunkStream(self.bucket, manifest, prefix=manifest.raw_header)
-        with self.bucket.importing():
+        with self.bucket.importing(manifest):
             try:
                 info = self.store.put_item(stream)
             except Exception:
@@ -224,7 +223,6 @@ class HeaderLearner:
                 raise
         if info.id != id:
             raise MalformedData(f"header object {key} holds item {info.id}")
-        self.bucket.record_locations(manifest)
         self.bucket.rebuild_spans(stream.bad_spans, id)
         return 1
 
