@@ -325,7 +325,11 @@ class ChunkStream(io.RawIOBase):
             # Security: a bucket object is used only when it hashes to the address its manifest names.
             if raw is None or len(raw) != size or blake3.blake3(raw).digest() != address:
                 repairer = self.bucket.repairer
-                raw = repairer.span(self.id, offset, address, size, sha256, write=where is None) if repairer else None
+                try:
+                    raw = repairer.span(self.id, offset, address, size, sha256, write=where is None) if repairer else None
+                except BucketError as exc:  # RepairBusy: peers busy now; the header is tried again later
+                    self.failure = exc
+                    raise
                 if raw is not None and where is not None:
                     self.bad_spans.add(where[0])  # rebuilt once the object is indexed (its chunks known here)
             if raw is None:
