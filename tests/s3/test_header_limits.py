@@ -92,3 +92,28 @@ def test_remembered_keys_are_bounded_and_old_ones_are_not_read_again(tmp_path, b
         assert all(counting.reads[key] == 0 for key in old_bad)  # the watermark: not fetched again
         assert all(counting.reads[key] == 0 for key in kept)  # still remembered: not fetched again
         assert len(learner.refused) <= 4
+
+
+def test_an_oversized_chunk_object_is_refused_reading_no_more_than_the_chunk(tmp_path, bucket, seaweedfs):
+    import pytest
+
+    from permastore.store import CorruptChunk
+    from tests.s3.test_corrupt_bucket import chunk_addresses
+    from tests.s3.test_repair import to_first_layout
+
+    chunk = 262144
+    client, name = seaweedfs.client, bucket.bucket
+    data = os.urandom(2 * chunk + 10)
+    with Store.open(seed_wallet(tmp_path / "first"), bucket=bucket) as store:
+        tx = signed_tx(store.signer, data)
+        store.put_tx(tx, data)
+        first = chunk_addresses(store, tx.id)[0]
+    to_first_layout(client, name, data)  # chunks/<BLAKE3>, one object each
+    key = layout.chunk_key("", first)
+    client.put_object(Bucket=name, Key=key, Body=data[:chunk] + b"\0" * (16 * 1024 * 1024))
+    with Store.open(seed_wallet(tmp_path / "second"), bucket=bucket) as store:
+        counting = learner_with_counting(store)
+        with pytest.raises(CorruptChunk):
+            store.read_range(tx.id, 0, 100)
+        assert 0 < counting.bytes_read[key] <= chunk + 1
+        assert store.read_range(tx.id, chunk, 100) == data[chunk : chunk + 100]

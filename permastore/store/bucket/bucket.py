@@ -275,7 +275,7 @@ class Bucket:
         try:
             if where is not None:
                 return bytes(self.read_span(where[0], where[1], where[1] + size))
-            return self.storage.get(layout.chunk_key(self.prefix, address))
+            return self._chunk_object(address, size)
         except OSError:
             return None
 
@@ -317,12 +317,18 @@ class Bucket:
         if where is not None:
             return self.check_sha256(address, self.read_span(where[0], where[1], where[1] + size))
         try:
-            data = self.storage.get(layout.chunk_key(self.prefix, address))
+            data = self._chunk_object(address, size)
         except BucketError as exc:
             raise OSError(str(exc)) from None
         if data is None:
             raise OSError(f"chunk {address.hex()} is missing from bucket {self.settings.bucket}")
         return self.check_sha256(address, data)
+
+    def _chunk_object(self, address: bytes, size: int) -> bytes | None:
+        """chunks/<address> (the first layout), at most size + 1 bytes of it (one more says it is
+        too long: the caller's size check refuses it); None when missing."""
+        data = self.storage.get_range(layout.chunk_key(self.prefix, address), 0, size + 1)
+        return None if data is None else bytes(data)
 
     def fetch_ahead(self, runs) -> Iterator[tuple[list, object]]:
         """Given runs of chunk rows in read order, yield (run, fetched): fetched is None, or for

@@ -283,8 +283,9 @@ class BucketRepairer:
 
     def _from_span_object(self, span: bytes, members: list[tuple[bytes, int, int]]) -> dict[bytes, bytes]:
         """The chunks among members whose slices of the span object, as it is now, verify."""
+        end = members[-1][1] + members[-1][2]  # what the span should hold: never more is read
         try:
-            data = self.bucket.storage.get(layout.span_key(self.bucket.prefix, span))
+            data = self.bucket.storage.get_range(layout.span_key(self.bucket.prefix, span), 0, end)
         except BucketError:
             return {}
         if data is None:
