@@ -64,7 +64,7 @@ class RecentKeys(dict):
     def remember(self, key: str, why: str = "") -> None:
         self[key] = why
         if len(self) > MAX_REMEMBERED_KEYS:
-            keep = sorted(self)[-(MAX_REMEMBERED_KEYS * 3 // 4) :]  # room again for a quarter: amortised
+            keep = sorted(self)[-max(1, MAX_REMEMBERED_KEYS * 3 // 4) :]  # room again for a quarter: amortised
             for old in set(self) - set(keep):
                 del self[old]
 
