@@ -117,3 +117,17 @@ def test_an_oversized_chunk_object_is_refused_reading_no_more_than_the_chunk(tmp
             store.read_range(tx.id, 0, 100)
         assert 0 < counting.bytes_read[key] <= chunk + 1
         assert store.read_range(tx.id, chunk, 100) == data[chunk : chunk + 100]
+
+
+def test_a_header_key_stamped_in_the_future_does_not_hide_later_headers(tmp_path, bucket, seaweedfs):
+    client, name = seaweedfs.client, bucket.bucket
+    year = 365 * 24 * 3600 * 1_000_000
+    future = layout.header_key("", time.time_ns() // 1000 + year, fake_id(7))
+    client.put_object(Bucket=name, Key=future, Body=b"not a manifest")  # a clock a year ahead, or a prank
+    with Store.open(seed_wallet(tmp_path / "reader"), bucket=bucket) as reader:
+        assert future in reader.link.learner.refused
+        with Store.open(seed_wallet(tmp_path / "writer"), bucket=bucket) as writer:
+            data = os.urandom(1000)
+            id = writer.put_data(data).id
+        assert reader.link.learner.learn() == 1
+        assert b"".join(reader.read(id)) == data

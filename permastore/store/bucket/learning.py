@@ -155,13 +155,17 @@ class HeaderLearner:
         row = conn.execute("SELECT value FROM bucket_state WHERE key = ?", (MARKER,)).fetchone()
         newest = seen = int(row[0]) if row else 0
         start = layout.header_marker(self.bucket.prefix, newest - LOOKBACK_US) if row else ""
+        # A key stamped in the future (a node's clock far ahead, or anyone who can write to the
+        # bucket) moves the mark no further than now + LOOKBACK_US: headers published after it
+        # at the right time are still listed (it is listed again each look, a known ID: skipped).
+        ceiling = time.time_ns() // 1000 + LOOKBACK_US
         added = 0
         for key, size in self.bucket.storage.list_sized_after(self.bucket.prefix + layout.HEADERS, start):
             parsed = layout.parse_header_key(self.bucket.prefix, key)
             if parsed is None or key in self.refused:
                 continue
             micros, id = parsed
-            newest = max(newest, micros)
+            newest = max(newest, min(micros, ceiling))
             known = self.store.info(id)
             if known is not None and (known.data_complete or key in self.applied):
                 continue  # a tx pending here is completed by a later manifest with its chunks
