@@ -28,7 +28,7 @@ def add_parsers(subparsers) -> None:
 
     fsck = subparsers.add_parser("fsck", help="verify every stored chunk; non-zero exit on any failure")
     fsck.add_argument("--repair", action="store_true", help="with a bucket: rewrite bad or missing bucket objects (from local copies, then --peer)")
-    fsck.add_argument("--peer", action="append", default=[], metavar="URL", help="a node to repair from (repeatable)")
+    fsck.add_argument("--peer", action="append", default=[], metavar="URL", help="with --repair: a node to repair from (repeatable)")
     fsck.set_defaults(handler=cmd_fsck, needs_store=READ)
 
 
@@ -49,6 +49,8 @@ def cmd_address(args) -> int:
 
 
 def cmd_fsck(args) -> int:
+    if args.peer and not args.repair:  # asking peers is repairing: a check alone would silently ignore them
+        raise CliError("fsck --peer is where --repair repairs from: add --repair (or drop --peer)", exit_code=2)
     with opened_store(args.data, READ) as store, user_errors():
         fetcher = repair_peers(store, args) if args.repair else None  # bucket repair (store/bucket/repair.py)
         try:

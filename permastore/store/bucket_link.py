@@ -29,6 +29,8 @@ class BucketPublisher(Protocol):
 
     def early_uploads(self) -> ChunkUploads | None: ...
 
+    def discard_early(self, early: Any) -> None: ...
+
     def fetch_ahead(self, runs: Iterable[list]) -> Iterator[tuple[list, Any]]: ...
 
     def check(self, report: FsckReport, progress: Any = None) -> None: ...
@@ -79,6 +81,11 @@ class BucketLink:
     def early_uploads(self) -> ChunkUploads | None:
         """With a bucket, the uploads a put starts while it streams in (None: none, or importing)."""
         return self.bucket.early_uploads() if self.bucket is not None else None
+
+    def discard_early(self, early: ChunkUploads) -> None:
+        """Given the early uploads of a put that failed or was abandoned, forget them (see Bucket.discard_early)."""
+        if self.bucket is not None:
+            self.bucket.discard_early(early)
 
     def fetch_ahead(self, runs: Iterable[list]) -> Iterator[tuple[list, Any]]:
         """Given runs of chunk rows, yield (run, fetched): fetched reads a bucket-only chunk ahead, or None."""

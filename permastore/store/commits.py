@@ -57,8 +57,16 @@ class ObjectCommitter:
     def ingest(self, data: Any, want_deep_hash: bool, want_sha256: bool, progress: Callable | None = None) -> Ingested:
         """Given data (bytes or a stream), chunk, hash and write what is new; return what was ingested."""
         early = self.link.early_uploads()  # None without a bucket, or when importing from it
-        return ingest(data, self.segments_dir, self.index.known_chunk, want_deep_hash, want_sha256, progress,
-                      on_new_chunk=early.add if early is not None else None)  # fmt: skip
+        if early is None:
+            return ingest(data, self.segments_dir, self.index.known_chunk, want_deep_hash, want_sha256, progress)
+        try:
+            ingested = ingest(data, self.segments_dir, self.index.known_chunk, want_deep_hash, want_sha256, progress,
+                              on_new_chunk=early.add)  # fmt: skip
+        except BaseException:
+            self.link.discard_early(early)  # the put failed: its uploads are nobody's to wait on
+            raise
+        ingested.on_discard = lambda: self.link.discard_early(early)  # a put failing later drops them too
+        return ingested
 
     def publish(self, info: ObjectInfo | None) -> ObjectInfo | None:
         """With a bucket, put the object there before it is acknowledged; return info."""

@@ -56,6 +56,7 @@ class Ingested:
     chunk_list: list = field(default_factory=list)  # (offset, size, blake3, sha256|None), non-empty chunks
     new_chunks: list = field(default_factory=list)  # NewChunk, in write order
     segment: ObjectSegmentWriter | None = None
+    on_discard: Callable[[], None] | None = None  # run once by discard() (a bucket drops the put's uploads)
 
     @property
     def segment_is_object(self) -> bool:
@@ -67,6 +68,9 @@ class Ingested:
         if self.segment is not None:
             self.segment.discard()
             self.segment = None
+        hook, self.on_discard = self.on_discard, None
+        if hook is not None:
+            hook()
 
 
 def as_stream(data: Any) -> BinaryIO:

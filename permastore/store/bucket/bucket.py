@@ -124,18 +124,27 @@ class Bucket:
 
     # -- publishing --------------------------------------------------------------------
 
-    def importing(self):
-        """Context manager: puts made inside it come from the bucket (nothing is uploaded again)."""
+    def importing(self, manifest: Manifest | None = None):
+        """Context manager: puts made inside it come from the bucket (nothing is uploaded again);
+        the object of manifest has its chunks noted as in the bucket with their spans, in one commit."""
         bucket = self
 
         class _Importing:
             def __enter__(self):
-                bucket._importing.on = True
+                bucket._importing.on, bucket._importing.manifest = True, manifest
 
             def __exit__(self, *exc):
-                bucket._importing.on = False
+                bucket._importing.on, bucket._importing.manifest = False, None
 
         return _Importing()
+
+    def _imported_rows(self, rows) -> list[tuple[bytes, bytes | None, int | None]]:
+        """Importing: (address, span, offset) of an object's chunks, where the manifest places them.
+        Written with bucket_chunks in one commit: a chunk noted as in the bucket always has its
+        place too (a crash between two commits would leave it with none, chunks/<address>)."""
+        manifest = getattr(self._importing, "manifest", None)  # its chunks' bytes were read there and verified
+        spans = {a: (a, span, at) for a, span, at in span_rows(manifest)} if manifest is not None else {}
+        return [spans.get(bytes(r["hash"]), (bytes(r["hash"]), None, None)) for r in rows]
 
     def early_uploads(self) -> EarlyUploads | None:
         """Start a put's uploads while it streams in (this thread's next publish waits for them)."""
@@ -143,6 +152,21 @@ class Bucket:
             return None
         self._importing.early = EarlyUploads(self)
         return self._importing.early
+
+    def discard_early(self, early: EarlyUploads) -> None:
+        """Given the uploads of a put that failed or was abandoned (on this thread), forget them:
+        the thread's next publish must not wait on them, nor record their chunks."""
+        if getattr(self._importing, "early", None) is early:
+            self._importing.early = None
+        early.discard()
+
+    def _own_early(self, early: EarlyUploads | None, rows) -> EarlyUploads | None:
+        """The thread's early uploads when they are this object's (every chunk one of its own), else
+        None: uploads left by a put that ended without publishing are discarded, never waited on."""
+        if early is None or early.addresses <= {bytes(r["hash"]) for r in rows}:
+            return early
+        early.discard()
+        return None
 
     def publish(self, id: str) -> None:
         """Given a committed object's ID, make sure its chunks and its header are in the bucket.
@@ -163,8 +187,9 @@ class Bucket:
             return
         rows = chunk_rows(conn, row["seq"], 0, row["data_size"]) if row["data_size"] else []
         if getattr(self._importing, "on", False):
-            self._record(conn, [(bytes(r["hash"]), None, None) for r in rows], id)
+            self._record(conn, self._imported_rows(rows), id)
             return
+        early = self._own_early(early, rows)
         if early is not None:
             self._record(conn, early.wait(), None)  # raises BucketError: not acknowledged
         self._upload_chunks(id, rows)
@@ -245,16 +270,12 @@ class Bucket:
                 conn.execute("INSERT OR IGNORE INTO bucket_published(id) VALUES (?)", (id,))
                 conn.execute("DELETE FROM bucket_pending WHERE id = ?", (id,))
 
-    def record_locations(self, manifest: Manifest) -> None:
-        """Note where an accepted manifest's chunks are in the bucket (learning)."""
-        self._record(self.store.db, span_rows(manifest), None)
-
     def read_manifest_chunk(self, address: bytes, size: int, where: tuple[bytes, int] | None) -> bytes | None:
         """A chunk of a manifest being learned, from where it says (unverified: the caller checks); None when missing."""
         try:
             if where is not None:
                 return bytes(self.read_span(where[0], where[1], where[1] + size))
-            return self.storage.get(layout.chunk_key(self.prefix, address))
+            return self._chunk_object(address, size)
         except OSError:
             return None
 
@@ -296,12 +317,18 @@ class Bucket:
         if where is not None:
             return self.check_sha256(address, self.read_span(where[0], where[1], where[1] + size))
         try:
-            data = self.storage.get(layout.chunk_key(self.prefix, address))
+            data = self._chunk_object(address, size)
         except BucketError as exc:
             raise OSError(str(exc)) from None
         if data is None:
             raise OSError(f"chunk {address.hex()} is missing from bucket {self.settings.bucket}")
         return self.check_sha256(address, data)
+
+    def _chunk_object(self, address: bytes, size: int) -> bytes | None:
+        """chunks/<address> (the first layout), at most size + 1 bytes of it (one more says it is
+        too long: the caller's size check refuses it); None when missing."""
+        data = self.storage.get_range(layout.chunk_key(self.prefix, address), 0, size + 1)
+        return None if data is None else bytes(data)
 
     def fetch_ahead(self, runs) -> Iterator[tuple[list, object]]:
         """Given runs of chunk rows in read order, yield (run, fetched): fetched is None, or for

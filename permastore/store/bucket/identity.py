@@ -53,11 +53,11 @@ SAVED_SCHEMA = "".join(
 def bucket_marker(bucket) -> str:
     """Given a Bucket, return its marker ID, writing the marker first when the bucket has none."""
     key = layout.identity_key(bucket.prefix)
-    data = bucket.storage.get(key)
+    data = _marker_bytes(bucket, key)
     if data is None:
         mine = json.dumps({"v": 1, "id": uuid.uuid4().hex, "written_by": "permastore"}).encode()
         bucket.storage.put_if_absent(key, mine)  # two first nodes at once: one marker wins
-        data = bucket.storage.get(key)
+        data = _marker_bytes(bucket, key)
     try:
         marker = json.loads(data[:MAX_MARKER]) if data is not None and len(data) <= MAX_MARKER else None
         if isinstance(marker, dict) and isinstance(marker.get("id"), str) and marker["id"]:
@@ -66,6 +66,12 @@ def bucket_marker(bucket) -> str:
         pass
     raise BucketError(f"bucket {bucket.settings.bucket}: {key} is not a permastore bucket marker; "
                       "give permastore a bucket of its own")  # fmt: skip
+
+
+def _marker_bytes(bucket, key: str) -> bytes | None:
+    """The marker object's first MAX_MARKER + 1 bytes (never more: it is no marker past that), or None."""
+    data = bucket.storage.get_range(key, 0, MAX_MARKER + 1)
+    return None if data is None else bytes(data)
 
 
 def check_identity(bucket) -> None:

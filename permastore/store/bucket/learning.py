@@ -32,7 +32,7 @@ from permastore.protocol.tx import verify as verify_tx
 from permastore.store import codec
 from permastore.store.bucket import layout
 from permastore.store.bucket.bucket import record_spans
-from permastore.store.bucket.manifest import Manifest, decode, span_rows
+from permastore.store.bucket.manifest import MAX_MANIFEST, Manifest, decode, span_rows
 from permastore.store.bucket.storage import BucketError
 from permastore.store.errors import StoreError
 from permastore.store.index import insert_chunk_list, insert_object, transaction
@@ -51,6 +51,27 @@ FOLLOW_INTERVAL = 2.0
 RETRY_PREFIX = "retry:"
 RETRY_EVERY_S = 60.0
 MAX_RETRIED = 1000  # kept at most (the oldest beyond are dropped with a warning)
+# Header keys remembered in memory (refused ones, pending ones applied) are only those a look
+# can list again: within LOOKBACK_US of the newest time seen; and at most this many, the
+# newest (a key forgotten inside the window costs one GET when listed again, nothing more).
+MAX_REMEMBERED_KEYS = 10_000
+
+
+class RecentKeys(dict):
+    """Header keys (key -> why, or '') kept only while a look can list them again: past the
+    look-back window (forget_before) or past MAX_REMEMBERED_KEYS, the oldest go (keys sort by time)."""
+
+    def remember(self, key: str, why: str = "") -> None:
+        self[key] = why
+        if len(self) > MAX_REMEMBERED_KEYS:
+            keep = sorted(self)[-max(1, MAX_REMEMBERED_KEYS * 3 // 4) :]  # room again for a quarter: amortised
+            for old in set(self) - set(keep):
+                del self[old]
+
+    def forget_before(self, marker: str) -> None:
+        """Drop the keys that sort before marker (a look never lists them again)."""
+        for old in [key for key in self if key < marker]:
+            del self[old]
 
 
 class UnreadableChunk(OSError):
@@ -63,8 +84,8 @@ class HeaderLearner:
     def __init__(self, store, bucket):
         self.store = store
         self.bucket = bucket
-        self.refused: dict[str, str] = {}  # header key -> why (not retried by this process)
-        self.applied: set[str] = set()  # keys of pending headers already indexed (not read again)
+        self.refused = RecentKeys()  # header key -> why (not retried by this process)
+        self.applied = RecentKeys()  # keys of pending headers already indexed (not read again)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -96,17 +117,17 @@ class HeaderLearner:
                 self._forget_retry(key)
         return added
 
-    def _try(self, key: str, id: str, retrying: bool = False) -> int:
-        """Import one header; a failure to read it whole is kept for retrying, any other refuses it."""
+    def _try(self, key: str, id: str, retrying: bool = False, size: int | None = None) -> int:
+        """Import one header (size: as listed); a failure to read it whole is kept for retrying, any other refuses it."""
         try:
-            added = self._import(key, id)
+            added = self._import(key, id, size)
         except (UnreadableChunk, BucketError) as exc:
             if not retrying:
                 log.warning("bucket: header %s not readable now, kept to try again: %s", key, exc)
                 self._keep_retry(key)
             return 0
         except (ProtocolError, StoreError, OSError) as exc:
-            self.refused[key] = str(exc)
+            self.refused.remember(key, str(exc))
             log.warning("bucket: header %s refused: %s", key, exc)
             added = 0
         if retrying:
@@ -134,24 +155,43 @@ class HeaderLearner:
         row = conn.execute("SELECT value FROM bucket_state WHERE key = ?", (MARKER,)).fetchone()
         newest = seen = int(row[0]) if row else 0
         start = layout.header_marker(self.bucket.prefix, newest - LOOKBACK_US) if row else ""
+        # A key stamped in the future (a node's clock far ahead, or anyone who can write to the
+        # bucket) moves the mark no further than now + LOOKBACK_US: headers published after it
+        # at the right time are still listed (it is listed again each look, a known ID: skipped).
+        ceiling = time.time_ns() // 1000 + LOOKBACK_US
         added = 0
-        for key in self.bucket.storage.list_after(self.bucket.prefix + layout.HEADERS, start):
+        for key, size in self.bucket.storage.list_sized_after(self.bucket.prefix + layout.HEADERS, start):
             parsed = layout.parse_header_key(self.bucket.prefix, key)
             if parsed is None or key in self.refused:
                 continue
             micros, id = parsed
-            newest = max(newest, micros)
+            newest = max(newest, min(micros, ceiling))
             known = self.store.info(id)
             if known is not None and (known.data_complete or key in self.applied):
                 continue  # a tx pending here is completed by a later manifest with its chunks
-            added += self._try(key, id)
+            added += self._try(key, id, size=size)
         if newest != seen or row is None:  # no write (and no fsync) for a poll that found nothing new
             with transaction(conn):
                 conn.execute("INSERT OR REPLACE INTO bucket_state(key, value) VALUES (?, ?)", (MARKER, str(newest)))
+            window = layout.header_marker(self.bucket.prefix, newest - LOOKBACK_US)  # where the next look starts
+            self.refused.forget_before(window)
+            self.applied.forget_before(window)
         return added
 
-    def _import(self, key: str, id: str) -> int:
-        data = self.bucket.storage.get(key)
+    def _header_bytes(self, key: str, size: int | None) -> bytes | None:
+        """Given a header key and its listed size (None: not listed now), return its bytes, or None
+        when it is gone. Security: an object past MAX_MANIFEST is refused (MalformedData) unread
+        when listed so, and never more than MAX_MANIFEST + 1 bytes of it are read whatever it is
+        now: anyone who can write to the bucket cannot make a node hold a huge object in memory."""
+        if size is not None and not 0 < size <= MAX_MANIFEST:
+            raise MalformedData(f"header object {key} is {size} bytes, not a manifest (at most {MAX_MANIFEST}); not read")
+        data = self.bucket.storage.get_range(key, 0, MAX_MANIFEST + 1)
+        if data is not None and len(data) > MAX_MANIFEST:
+            raise MalformedData(f"header object {key} is more than {MAX_MANIFEST} bytes, not a manifest")
+        return None if data is None else bytes(data)
+
+    def _import(self, key: str, id: str, size: int | None = None) -> int:
+        data = self._header_bytes(key, size)
         if data is None:
             return 0
         manifest = decode(data)
@@ -167,19 +207,18 @@ class HeaderLearner:
                 self._index_tx(tx, manifest)
                 return 1
             stream = ChunkStream(self.bucket, manifest) if tx.data_size else None
-            with self.bucket.importing():
+            with self.bucket.importing(manifest):  # its chunks, verified by the put, noted with their spans
                 try:
                     self.store.put_tx(tx, stream)
                 except Exception:
                     if stream is not None and stream.failure is not None:
                         raise stream.failure from None
                     raise
-            self.bucket.record_locations(manifest)  # its chunks verified by the put: where the bucket has them
             if stream is not None:
                 self.bucket.rebuild_spans(stream.bad_spans, tx.id)
             return 1
         stream = ChunkStream(self.bucket, manifest, prefix=manifest.raw_header)
-        with self.bucket.importing():
+        with self.bucket.importing(manifest):
             try:
                 info = self.store.put_item(stream)
             except Exception:
@@ -188,13 +227,12 @@ class HeaderLearner:
                 raise
         if info.id != id:
             raise MalformedData(f"header object {key} holds item {info.id}")
-        self.bucket.record_locations(manifest)
         self.bucket.rebuild_spans(stream.bad_spans, id)
         return 1
 
     def _index_pending(self, key: str, tx: Transaction) -> int:
         """Index a tx header published before its data (served as pending here until its chunks are published)."""
-        self.applied.add(key)
+        self.applied.remember(key)
         if tx.format != 2 or tx.data_size == 0 or self.store.info(tx.id) is not None:
             return 0
         with self.bucket.importing():
@@ -291,7 +329,11 @@ class ChunkStream(io.RawIOBase):
             # Security: a bucket object is used only when it hashes to the address its manifest names.
             if raw is None or len(raw) != size or blake3.blake3(raw).digest() != address:
                 repairer = self.bucket.repairer
-                raw = repairer.span(self.id, offset, address, size, sha256, write=where is None) if repairer else None
+                try:
+                    raw = repairer.span(self.id, offset, address, size, sha256, write=where is None) if repairer else None
+                except BucketError as exc:  # RepairBusy: peers busy now; the header is tried again later
+                    self.failure = exc
+                    raise
                 if raw is not None and where is not None:
                     self.bad_spans.add(where[0])  # rebuilt once the object is indexed (its chunks known here)
             if raw is None:

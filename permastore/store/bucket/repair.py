@@ -41,9 +41,16 @@ log = logging.getLogger("permastore.bucket")
 # A chunk no peer could give is not asked again for this long (a stranger re-reading a bad
 # chunk must not turn each read into requests to every peer).
 RETRY_AFTER_S = 30.0
-MAX_REPAIRS_AT_ONCE = 4  # chunks asked of peers at once (the next wait for a slot)
-SLOT_WAIT_S = 60.0
+MAX_REPAIRS_AT_ONCE = 4  # requests to peers at once, whatever asks them (reads, span rebuilds, fsck)
+# A read that finds every slot taken waits this long at most, then fails (RepairBusy, a 503):
+# a server thread is not held while slow peers answer other reads.
+SLOT_WAIT_S = 1.0
 MAX_REMEMBERED = 10_000  # chunks remembered as unrepairable
+
+
+class RepairBusy(BucketError):
+    """A bad bucket chunk could not be repaired now: MAX_REPAIRS_AT_ONCE peer requests are in
+    progress here already (the read may be retried; nothing was served)."""
 
 
 class RangeSource(Protocol):
@@ -108,12 +115,7 @@ class BucketRepairer:
                 return None
             self._asking.add(address)
         try:
-            if not self._slots.acquire(timeout=SLOT_WAIT_S):
-                return None  # every slot held that long: peers are slow; the read fails as it would have
-            try:
-                raw = ask()
-            finally:
-                self._slots.release()
+            raw = ask()  # RepairBusy when no peer request could start: not remembered as failed
         finally:
             with self._lock:
                 self._asking.discard(address)
@@ -130,7 +132,11 @@ class BucketRepairer:
         when neither has them or the span cannot be rebuilt."""
         raw, source = self._from_local(address), "this folder's copy"
         if raw is None:
-            raw, source = self._from_peers(self._owners(address), address, size, write=False), "a peer"
+            try:
+                raw, source = self._from_peers(self._owners(address), address, size, write=False), "a peer"
+            except RepairBusy as exc:
+                log.warning("bucket repair: chunk %s not repaired: %s", address.hex(), exc)
+                return None
         if raw is None:
             return None
         where = self.bucket.location(address)
@@ -177,9 +183,17 @@ class BucketRepairer:
         return None
 
     def _ask(self, peer: RangeSource, id: str, offset: int, size: int) -> bytes | None:
+        """One request to a peer, inside the limit of MAX_REPAIRS_AT_ONCE: its (unverified) bytes,
+        or None; RepairBusy when no slot frees within SLOT_WAIT_S. The peer's answer is closed
+        whatever happens (its connection goes back, or away)."""
+        if not self._slots.acquire(timeout=SLOT_WAIT_S):
+            raise RepairBusy(f"chunk at {offset} of {id} is bad in the bucket, and repairing it is busy "
+                             f"({MAX_REPAIRS_AT_ONCE} requests to peers at once already); retry later")  # fmt: skip
+        answer = None
         try:
+            answer = peer.get(id, offset, offset + size)
             pieces, got = [], 0
-            for piece in peer.get(id, offset, offset + size):
+            for piece in answer:
                 pieces.append(piece)
                 got += len(piece)
                 if got > size:
@@ -188,6 +202,9 @@ class BucketRepairer:
         except Exception as exc:  # a peer down, lacking it, or answering nonsense: try the next
             log.info("bucket repair: %r has no chunk at %d of %s: %s", peer, offset, id, exc)
             return None
+        finally:
+            _close(answer)
+            self._slots.release()
 
     def _sha256(self, address: bytes) -> bytes | None:
         row = self.store.db.execute("SELECT sha256 FROM chunks WHERE hash = ?", (address,)).fetchone()
@@ -231,7 +248,10 @@ class BucketRepairer:
                 if raw is None:
                     if current is None:
                         current = self._from_span_object(span, members)
-                    raw = current.get(address) or self._peer_chunk(address, size)
+                    try:
+                        raw = current.get(address) or self._peer_chunk(address, size)
+                    except RepairBusy:
+                        raw = None  # peers busy: left for the next read or fsck --repair to rebuild
                 # Security: only bytes that are the indexed chunk go into the span.
                 if raw is None or not self._verified(address, size, raw):
                     log.warning("bucket repair: span %s (of %s): chunk %s cannot be rebuilt; span left as is",
@@ -263,8 +283,9 @@ class BucketRepairer:
 
     def _from_span_object(self, span: bytes, members: list[tuple[bytes, int, int]]) -> dict[bytes, bytes]:
         """The chunks among members whose slices of the span object, as it is now, verify."""
+        end = members[-1][1] + members[-1][2]  # what the span should hold: never more is read
         try:
-            data = self.bucket.storage.get(layout.span_key(self.bucket.prefix, span))
+            data = self.bucket.storage.get_range(layout.span_key(self.bucket.prefix, span), 0, end)
         except BucketError:
             return {}
         if data is None:
@@ -315,3 +336,13 @@ class BucketRepairer:
             for address in addresses:
                 self._failed.pop(address, None)
         return True
+
+
+def _close(answer) -> None:
+    """Close a peer's answer (a DataStream, a generator) when it can be; never raises."""
+    close = getattr(answer, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception as exc:  # closing a broken connection: nothing more to do with it
+            log.debug("bucket repair: closing a peer's answer: %s", exc)

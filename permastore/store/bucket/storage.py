@@ -37,6 +37,9 @@ class ObjectStorage(Protocol):
     def list_after(self, prefix: str, marker: str) -> Iterator[str]:
         """Yield the keys under prefix that sort after marker, in order."""
 
+    def list_sized_after(self, prefix: str, marker: str) -> Iterator[tuple[str, int]]:
+        """Yield (key, size in bytes) of the keys under prefix that sort after marker, in order."""
+
     def put(self, key: str, data: bytes) -> None:
         """Write data at key, replacing what is there (used only to repair a content-addressed key)."""
 
@@ -124,12 +127,15 @@ class S3Storage:
             raise self._fail("read", key, exc) from None
 
     def list_after(self, prefix: str, marker: str) -> Iterator[str]:
+        return (key for key, _ in self.list_sized_after(prefix, marker))
+
+    def list_sized_after(self, prefix: str, marker: str) -> Iterator[tuple[str, int]]:
         try:
             # obstore lists by path segments: "headers/" is the prefix "headers".
             pages = self._obstore.list(self._store, prefix.rstrip("/") or None, offset=marker or None, chunk_size=1000)
             for page in pages:
                 for entry in page:
-                    yield entry["path"]
+                    yield entry["path"], int(entry["size"])
         except Exception as exc:
             raise self._fail("list", prefix or "/", exc) from None
 

@@ -58,7 +58,8 @@ class EarlyUploads:
     At most SPANS_IN_FLIGHT spans are held: a put whose bucket is slower than its disk is
     slowed to the bucket's pace (add blocks) instead of holding the object in memory. Spans
     of a put that then fails stay in the bucket unreferenced: content-addressed, they are the
-    same bytes a later put of the same chunks writes.
+    same bytes a later put of the same chunks writes; its uploads are discarded (discard), so
+    nothing after it on the thread waits on them.
     """
 
     def __init__(self, bucket):
@@ -66,8 +67,10 @@ class EarlyUploads:
         self.slots = threading.BoundedSemaphore(SPANS_IN_FLIGHT)
         self.futures: list = []
         self.span = SpanBuilder()
+        self.addresses: set[bytes] = set()  # every chunk added: whose put these uploads belong to
 
     def add(self, address: bytes, chunk) -> None:
+        self.addresses.add(address)
         self.span.add(address, chunk)
         if len(self.span.addresses) >= SPAN_CHUNKS:
             self._submit()
@@ -93,6 +96,14 @@ class EarlyUploads:
         if self.span.addresses:
             self._submit()
         return [location for future in self.futures for location in future.result()]
+
+    def discard(self) -> None:
+        """The put failed or was abandoned: drop the span being built and cancel uploads not started
+        (those running finish unreferenced; nobody waits on them)."""
+        self.span = SpanBuilder()
+        for future in self.futures:
+            future.cancel()
+        self.futures = []
 
 
 class RangeRead:
