@@ -100,7 +100,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _bucket_down(request: Request, exc: Exception) -> JSONResponse:
         # The bucket (the durable copy) failed: nothing was acknowledged; the client may retry.
         log.warning("bucket unavailable: %s", exc)
-        return error_response(503, f"storage bucket unavailable, nothing was acknowledged: {exc}", {"Retry-After": "5"})
+        # A read answers what failed; only a write has something that was not acknowledged.
+        writing = request.method not in ("GET", "HEAD")
+        prefix = "storage bucket unavailable, nothing was acknowledged" if writing else "storage bucket unavailable"
+        return error_response(503, f"{prefix}: {exc}", {"Retry-After": "5"})
 
     @app.exception_handler(StoreError)
     async def _store_error(request: Request, exc: Exception) -> JSONResponse:

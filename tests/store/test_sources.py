@@ -94,7 +94,8 @@ def test_tampered_bytes_are_refused_and_nothing_is_kept(store, upstream, upstrea
 
 
 def test_dropped_connection_resumes_from_the_last_byte(store, upstream, upstream_store, rsa_signer):
-    data = pseudo_random(SMALL_OBJECT_LIMIT + 2 * merkle.MAX_CHUNK_SIZE, 4)
+    # Large enough (50 chunks) for whole 16-chunk pieces: a smaller object gets smaller pieces.
+    data = pseudo_random(3 * SMALL_OBJECT_LIMIT + 2 * merkle.MAX_CHUNK_SIZE, 4)
     tx = signed_tx(rsa_signer, data)
     upstream_store.put_tx(tx, data)
     upstream.drop_after = 1_000_000  # inside the first ranged request (4 MiB)
