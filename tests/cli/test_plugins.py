@@ -9,6 +9,7 @@ a store before the handler runs; a plugin that still declares --data itself keep
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -44,15 +45,19 @@ def show_store(args):
 '''
 
 
+def installed_plugin(site: Path, module: str, source: str) -> Path:
+    """Given a folder, install a plugin module there as pip would (a dist-info with the entry point)."""
+    info = site / f"{module}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (site / f"{module}.py").write_text(source)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[permastore.commands]\n{module} = {module}:register\n")
+    return site
+
+
 @pytest.fixture
 def plugin_env(tmp_path, home):
-    site = tmp_path / "plugin-site"
-    info = site / "demo_plugin-0.1.dist-info"
-    info.mkdir(parents=True)
-    (site / "demo_plugin.py").write_text(PLUGIN)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: demo-plugin\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[permastore.commands]\ndemo = demo_plugin:register\n")
-    return isolated_env(home, PYTHONPATH=str(site))
+    return isolated_env(home, PYTHONPATH=str(installed_plugin(tmp_path / "plugin-site", "demo_plugin", PLUGIN)))
 
 
 def test_global_options_anywhere_for_a_plugin_that_declares_none(plugin_env, tmp_path, home):
@@ -105,12 +110,7 @@ def register(subparsers):
 
 @pytest.fixture
 def marking_plugin_env(tmp_path, home):
-    site = tmp_path / "marking-site"
-    info = site / "marking_plugin-0.1.dist-info"
-    info.mkdir(parents=True)
-    (site / "marking_plugin.py").write_text(SLOW_PLUGIN)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: marking-plugin\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[permastore.commands]\nmarking = marking_plugin:register\n")
+    site = installed_plugin(tmp_path / "marking-site", "marking_plugin", SLOW_PLUGIN)
     return isolated_env(home, PYTHONPATH=str(site), PLUGIN_MARK=str(tmp_path / "mark"))
 
 
