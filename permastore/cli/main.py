@@ -53,6 +53,8 @@ def command_word(argv: list[str]) -> str | None:
     with_value = {flag for option in GLOBAL_OPTIONS for flag in option.flags}
     words = iter(argv)
     for word in words:
+        if word in ("-h", "--help"):
+            return None  # the top-level help, which lists every command
         if word in with_value:
             next(words, None)  # its value, which may look like a command
         elif not word.startswith("-"):

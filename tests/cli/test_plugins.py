@@ -122,9 +122,10 @@ def test_core_commands_run_without_importing_the_plugins(marking_plugin_env, tmp
         run_permastore(*argv, env=marking_plugin_env, cwd=tmp_path)
         assert not mark.exists(), argv
     assert (tmp_path / "slow-thing" / "wallet.json").exists()  # that init ran, on the folder named like a command
-    listing = run_permastore("--help", env=marking_plugin_env)
-    assert mark.exists() and "slow-thing" in listing.stdout.decode()
-    mark.unlink()
+    for words in (["--help"], ["-h", "put"]):
+        listing = run_permastore(*words, env=marking_plugin_env)
+        assert mark.exists() and "slow-thing" in listing.stdout.decode(), words
+        mark.unlink()
     ran = run_permastore("--data", store, "slow-thing", env=marking_plugin_env)
     assert ran.returncode == 0 and ran.stdout.decode().strip() == "slow ran" and mark.exists()
     mark.unlink()
