@@ -38,7 +38,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--max-rate", type=parse_rate, default=None, metavar="RATE",
                         help="bandwidth cap over every peer, bytes/s (K, M, G suffixes); default none")
     parser.add_argument("--in-flight", type=int, default=None, metavar="N",
-                        help="chunks in flight over all peers (default 128)")
+                        help="chunks in flight over all peers (default 128; 64 with --piece-chunks)")
     parser.add_argument("--piece-chunks", type=int, default=None, metavar="N",
                         help="chunks per ranged request to a peer (default 32: 8 MiB)")
     parser.add_argument("--timeout", type=float, default=None, metavar="S", help="give up after S seconds")

@@ -140,13 +140,23 @@ class DataRootBuilder:
         return compute_root(self.chunks)
 
 
+def _leaf_id(data_hash: bytes, max_byte_range: int) -> bytes:
+    """Given a chunk's SHA-256 and end offset, return its leaf's node ID."""
+    return _sha256(_sha256(data_hash) + _sha256(note(max_byte_range)))
+
+
+def _branch_id(left_id: bytes, right_id: bytes, left_max: int) -> bytes:
+    """Given two children's IDs and the left one's end offset, return their branch's node ID."""
+    return _sha256(_sha256(left_id) + _sha256(right_id) + _sha256(note(left_max)))
+
+
 def _leaf(chunk: Chunk) -> _Node:
-    node_id = _sha256(_sha256(chunk.data_hash) + _sha256(note(chunk.max_byte_range)))
+    node_id = _leaf_id(chunk.data_hash, chunk.max_byte_range)
     return _Node(id=node_id, max_byte_range=chunk.max_byte_range, data_hash=chunk.data_hash)
 
 
 def _branch(left: _Node, right: _Node) -> _Node:
-    node_id = _sha256(_sha256(left.id) + _sha256(right.id) + _sha256(note(left.max_byte_range)))
+    node_id = _branch_id(left.id, right.id, left.max_byte_range)
     return _Node(
         id=node_id,
         max_byte_range=right.max_byte_range,
@@ -171,21 +181,15 @@ def _build_tree(chunks: list[Chunk]) -> _Node | None:
 def compute_root(chunks: list[Chunk]) -> bytes:
     """Given the chunks in order, return the 32-byte data_root (empty bytes for no chunks).
 
-    The same hashes as _leaf and _branch, on (id, max_byte_range) pairs instead of tree nodes:
-    a pull checks the root of ~8,400 leaves per 2.2 GB before its first chunk, and this takes
-    less than half the time of building the tree (44 vs 98 ms here)."""
-    sha = hashlib.sha256
-    layer = [
-        (sha(sha(c.data_hash).digest() + sha(c.max_byte_range.to_bytes(NOTE_SIZE, "big")).digest()).digest(),
-         c.max_byte_range)
-        for c in chunks
-    ]  # fmt: skip
+    The same node IDs as the tree of _build_tree, on (id, max_byte_range) pairs instead of tree
+    nodes: a pull checks the root of ~8,400 leaves per 2.2 GB before its first chunk, and this
+    takes about half the time of building the tree."""
+    layer = [(_leaf_id(c.data_hash, c.max_byte_range), c.max_byte_range) for c in chunks]
     while len(layer) > 1:
-        paired = []
-        for at in range(0, len(layer) - 1, 2):
-            (left, left_max), (right, right_max) = layer[at], layer[at + 1]
-            joined = sha(left).digest() + sha(right).digest() + sha(left_max.to_bytes(NOTE_SIZE, "big")).digest()
-            paired.append((sha(joined).digest(), right_max))
+        paired = [
+            (_branch_id(layer[at][0], layer[at + 1][0], layer[at][1]), layer[at + 1][1])
+            for at in range(0, len(layer) - 1, 2)
+        ]
         if len(layer) % 2:
             paired.append(layer[-1])
         layer = paired
