@@ -3,19 +3,18 @@ and the helpers both files use: random files, page-cache drops, child processes 
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 from pathlib import Path
 
 from files import same_bytes, write_random  # noqa: F401 - distribution_bench imports them from here
-from proc_memory import evict_file
-from timing import cpu_seconds
+from proc_memory import evict_file, evict_folder
+from timing import cpu_seconds, run_measured
+
+from tests.helpers.keys import seed_wallet  # the bench runs with the repository on sys.path
 
 # ---------------------------------------------------------------------------- helpers
 
@@ -32,37 +31,7 @@ def free_port() -> int:
 def cold(folders: list[Path]) -> None:
     """Drop the serving nodes' segments from the page cache: every measured pull reads its peers from disk."""
     for folder in folders:
-        for segment in (folder / "segments").glob("*.seg"):
-            evict_file(segment)
-
-
-def run_child(args: list[str], env=None) -> dict:
-    """Run a command; return wall seconds, its CPU, peak RSS (MB), exit code, stdout and stderr."""
-    started = time.monotonic()
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    out, err = [], []
-    readers = [threading.Thread(target=lambda s, b: b.append(s.read()), args=(p, buf), daemon=True)
-               for p, buf in ((process.stdout, out), (process.stderr, err))]  # fmt: skip
-    for reader in readers:
-        reader.start()
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.monotonic() - started
-    for reader in readers:
-        reader.join()
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return {
-        "wall_s": round(wall, 3), "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
-        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "rc": process.returncode,
-        "stdout": b"".join(out).decode(errors="replace"), "stderr": b"".join(err).decode(errors="replace"),
-    }  # fmt: skip
-
-
-def seeded(folder: Path, jwk: dict) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / "wallet.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(jwk, out)
-    return folder
+        evict_folder(folder / "segments")
 
 
 # ---------------------------------------------------------------------------- baselines
@@ -102,7 +71,7 @@ def aria2c_baseline(work: Path, source: Path) -> dict:
         out_dir.mkdir()
         evict_file(source)
         started = time.monotonic()
-        result = run_child([aria2c, "-x8", "-s8", "-q", "--allow-overwrite=true", "--file-allocation=none",
+        result = run_measured([aria2c, "-x8", "-s8", "-q", "--allow-overwrite=true", "--file-allocation=none",
                             "-d", str(out_dir), f"http://127.0.0.1:{port}/{source.name}"])  # fmt: skip
         subprocess.run(["sync"], check=True)
         wall = time.monotonic() - started
@@ -152,7 +121,7 @@ def legacy_read_through(work: Path, jwk: dict, peer: str, object_id: str) -> dic
     from permastore.protocol.tx import Transaction
     from permastore.store import Store
 
-    folder = seeded(work / "legacy", jwk)
+    folder = seed_wallet(work / "legacy", jwk)
     cold([work / "a"])
     started = time.monotonic()
     with Store.open(folder) as store, httpx.Client(timeout=30) as client:

@@ -53,13 +53,13 @@ from distribution_baselines import (  # noqa: E402
     cold,
     cpu_seconds,
     legacy_read_through,
-    run_child,
     same_bytes,
-    seeded,
     write_random,
 )  # fmt: skip
+from timing import run_measured  # noqa: E402
 
 from tests.distribution.proxy import NodeProxy  # noqa: E402
+from tests.helpers.keys import seed_wallet  # noqa: E402
 from tests.helpers.servers import start_server  # noqa: E402
 
 OUT_DIR = REPO / "bench" / "out"
@@ -72,7 +72,7 @@ def pull(folder: Path, object_id: str, peers: list[str], extra=()) -> dict:
     args = [str(PERMASTORE), "--data", str(folder), "pull", object_id, *extra]
     for url in peers:
         args += ["--peer", url]
-    result = run_child(args)
+    result = run_measured(args)
     if result["rc"] != 0:
         raise SystemExit(f"pull failed: {result['stderr'][-2000:]}")
     return result
@@ -102,8 +102,8 @@ def phases(stderr: str) -> str:
 
 def make_peers(work: Path, jwk: dict, source: Path) -> tuple[str, list]:
     """Store the file as node A's own upload (a signed L1 tx); B and C get a copy of A's folder."""
-    folder = seeded(work / "a", jwk)
-    put = run_child([str(PERMASTORE), "--data", str(folder), "put", str(source)])
+    folder = seed_wallet(work / "a", jwk)
+    put = run_measured([str(PERMASTORE), "--data", str(folder), "put", str(source)])
     if put["rc"] != 0:
         raise SystemExit(f"put failed: {put['stderr']}")
     object_id = put["stdout"].strip().splitlines()[-1]
@@ -119,7 +119,7 @@ def make_peers(work: Path, jwk: dict, source: Path) -> tuple[str, list]:
 
 
 def serve_first_byte(work: Path, jwk: dict, peers: list[str], object_id: str, source: Path) -> dict:
-    folder = seeded(work / "e", jwk)
+    folder = seed_wallet(work / "e", jwk)
     cold([work / peer for peer in ("a", "b", "c")])
     extra = sum((["--peer", url] for url in peers), [])
     node = start_server(folder, work / "e.log", "--mine-interval", "0", *extra)
@@ -172,7 +172,7 @@ def _object_file(folder: Path, object_id: str) -> Path:
 def resume(work: Path, jwk: dict, peers: list[str], object_id: str, size: int) -> dict:
     from permastore.store import Store
 
-    folder = seeded(work / "f", jwk)
+    folder = seed_wallet(work / "f", jwk)
     cold([work / peer for peer in ("a", "b", "c")])
     args = [str(PERMASTORE), "--data", str(folder), "pull", object_id, *sum((["--peer", u] for u in peers), [])]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -300,12 +300,12 @@ def _compiled_children(work: Path) -> None:
 
 
 def _pull_figures(work: Path, jwk: dict, object_id: str, peers: list[str], source: Path, name: str) -> dict:
-    folder = seeded(work / name, jwk)
+    folder = seed_wallet(work / name, jwk)
     cold([work / peer for peer in ("a", "b", "c")])
     result = pull(folder, object_id, peers)
     exact = same_bytes(_object_file(folder, object_id), source)
     shutil.rmtree(folder)
-    figures = {k: result[k] for k in ("wall_s", "cpu_s", "peak_rss_mb")}
+    figures = {k: result[k] for k in ("wall_s", "cpu_s", "peak_rss_mib")}
     figures["exact"] = exact
     figures["phases"] = phases(result["stderr"])
     figures["summary"] = next((line for line in result["stderr"].splitlines() if line.startswith("pulled ")), "")
@@ -319,7 +319,7 @@ def _report(results: dict) -> None:
         f"object: {results['size_bytes'] / MB:.0f} MB",
         f"aria2c -x8 -s8 + sync: {aria:.2f} s; legacy read-through: {legacy:.2f} s (first byte {results['legacy']['first_byte_s']:.2f} s)",
         f"pull, 1 peer: {results['one_peer']['wall_s']:.2f} s; 3 peers: {pulled:.2f} s = {pulled / aria:.2f}x aria2c (target <= 1.5),"
-        f" {legacy / pulled:.2f}x faster than legacy (target >= 2); peak RSS {results['pull']['peak_rss_mb']:.0f} MB (target < 300)",
+        f" {legacy / pulled:.2f}x faster than legacy (target >= 2); peak RSS {results['pull']['peak_rss_mib']:.0f} MiB (target < 300 MB)",
         f"  the fetch session alone (wall less process start and exit): {results['pull']['session_s']:.2f} s ="
         f" {results['pull']['session_s'] / aria:.2f}x aria2c, {legacy / results['pull']['session_s']:.2f}x faster than legacy"
         f" (legacy runs inside the bench process, with no start-up)",

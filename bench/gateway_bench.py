@@ -36,10 +36,10 @@ import time
 from pathlib import Path
 
 import httpx
+from files import write_random
 
 REPO = Path(__file__).resolve().parents[1]
 INTEROP = REPO / "tests" / "interop"
-PIECE = 8 * 1024 * 1024
 WRK_SCRIPT = """
 local paths = {}
 for line in io.lines(os.getenv("BENCH_PATHS")) do paths[#paths + 1] = line end
@@ -108,16 +108,6 @@ def cpu_seconds(pid: int) -> float:
 def children_of(pid: int) -> list[int]:
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
     return [int(p) for p in out]
-
-
-def write_random_file(path: Path, size: int) -> None:
-    """Write size random bytes (fresh for every piece, so no chunk dedupes in the store)."""
-    with open(path, "wb") as out:
-        written = 0
-        while written < size:
-            piece = os.urandom(min(PIECE, size - written))
-            out.write(piece)
-            written += len(piece)
 
 
 def ingest(data_dir: Path, big: Path, small: list[bytes]) -> tuple[str, list[str]]:
@@ -407,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         www = root / "nginx" / "www"
         www.mkdir(parents=True)
         big = www / "big.bin"
-        write_random_file(big, args.big_size)
+        write_random(big, args.big_size)
         small = small_objects(args.small_count, args.small_size)
         began = time.perf_counter()
         big_id, small_ids = ingest(root / "data", big, small)

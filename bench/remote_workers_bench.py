@@ -41,12 +41,12 @@ from pathlib import Path
 
 import httpx
 from proc_memory import memory_of, workers_of
+from timing import cpu_seconds
 
 REPO = Path(__file__).resolve().parents[1]
 PERMASTORE = Path(sys.executable).parent / "permastore"
 TINY = REPO / "fixtures" / "tiny-llama.gguf"
 START_TIMEOUT_S = 120
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def cli(*args: str) -> str:
@@ -92,13 +92,6 @@ def stop(process: subprocess.Popen) -> None:
             process.wait()
 
 
-def cpu_s(pid: int) -> float:
-    """Return a process's CPU seconds so far (user + system)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
 class SetUp:
     """One of the two set-ups: its head, the processes that run its calls, their peak RSS."""
 
@@ -140,12 +133,12 @@ def load(setup: SetUp, model_id: str, calls: int, concurrency: int, tokens: int)
         for n in range(2 * concurrency):  # warm-up: models loaded everywhere, connections open
             one(-n)
         pids = setup.pids()
-        before = {name: cpu_s(pid) for name, pid in pids.items()}
+        before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         started = time.perf_counter()
         with ThreadPoolExecutor(concurrency) as pool:
             latencies = sorted(pool.map(one, range(calls)))
         wall = time.perf_counter() - started
-        cpu = {name: round(1000 * (cpu_s(pid) - before[name]) / calls, 2) for name, pid in pids.items()}
+        cpu = {name: round(1000 * (cpu_seconds(pid) - before[name]) / calls, 2) for name, pid in pids.items()}
     setup.sample_peaks()
     return {"calls": calls, "wall_s": round(wall, 3), "calls_per_s": round(calls / wall, 2),
             "p50_ms": round(1000 * latencies[len(latencies) // 2], 1),

@@ -38,15 +38,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.proc_memory import evict_folder  # noqa: E402
+from bench.timing import cpu_seconds  # noqa: E402
 from tests.s3.conftest import CREDENTIALS, SeaweedFS  # noqa: E402
 
 MB = 1_000_000
 SIZES = {"256K": 256 * 1024, "1M": 1 << 20, "4M": 4 << 20, "8M": 8 << 20, "16M": 16 << 20}
-
-
-def cpu_of(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def own_cpu() -> float:
@@ -103,7 +99,7 @@ def measure(seaweed: SeaweedFS, kind: str, size: int, conc: int, total: int) -> 
         for op in ("put", "get"):
             if op == "get":
                 evict_folder(seaweed.folder)
-            weed0, own0, t0 = cpu_of(seaweed.process.pid), own_cpu(), time.perf_counter()
+            weed0, own0, t0 = cpu_seconds(seaweed.process.pid), own_cpu(), time.perf_counter()
             if op == "put":
                 list(pool.map(lambda i: client.put(keys[i], blob[i : i + size]), range(count)))
             else:
@@ -112,7 +108,7 @@ def measure(seaweed: SeaweedFS, kind: str, size: int, conc: int, total: int) -> 
             wall = time.perf_counter() - t0
             per = 100 * MB / (count * size)
             row[f"{op}_MBps"] = round(count * size / MB / wall, 1)
-            row[f"{op}_weed_cpu_s_per_100MB"] = round((cpu_of(seaweed.process.pid) - weed0) * per, 2)
+            row[f"{op}_weed_cpu_s_per_100MB"] = round((cpu_seconds(seaweed.process.pid) - weed0) * per, 2)
             row[f"{op}_client_cpu_s_per_100MB"] = round((own_cpu() - own0) * per, 2)
     return row
 

@@ -43,20 +43,22 @@ def held_spans(node: Node, object_id: str) -> str:
     return ",".join(f"{start}-{end - 1}" for start, end in spans)
 
 
-def leaf_list(node: Node, object_id: str) -> tuple[bytes, bytes, int]:
-    """Given a tx ID, return (leaf list body, data_root, data_size) or raise 404."""
+def leaf_list(node: Node, object_id: str) -> tuple[bytes, bytes, int, str | None]:
+    """Given a tx ID, return (leaf list body, data_root, data_size, held spans: None when held
+    whole or not servable yet) or raise 404."""
     info = node.store.info(object_id)
     if info is None or info.kind != "tx" or info.format != 2 or info.data_size == 0:
         raise not_found("no leaf list: not a format-2 tx with data held here")
     if info.data_complete:
         try:
-            return encode_leaves(node.store.chunk_leaves(object_id)), info.data_root, info.data_size
+            return encode_leaves(node.store.chunk_leaves(object_id)), info.data_root, info.data_size, None
         except (NotFound, StoreError):
             raise not_found() from None
     partial = node.store.partial_info(object_id)
     if partial is None or partial.leaves is None:
         raise not_found("no leaf list yet: the data is not held here")
-    return partial.leaves, info.data_root, info.data_size
+    held = held_spans(node, object_id) if partial.servable else None  # a partial peer: what it serves now
+    return partial.leaves, info.data_root, info.data_size, held
 
 
 LEAF_HEADERS = {
@@ -70,9 +72,8 @@ LEAF_HEADERS = {
             responses=answers(400, 404, s200={**binary(), "headers": LEAF_HEADERS}))
 async def leaves(request: Request, object_id: str = id_param("a format-2 transaction ID")) -> Response:
     node = node_of(request)
-    body, data_root, data_size = await run_in_threadpool(leaf_list, node, parse_id(object_id))
+    body, data_root, data_size, held = await run_in_threadpool(leaf_list, node, parse_id(object_id))
     headers = {"X-Data-Root": b64url.encode(data_root), "X-Data-Size": str(data_size)}
-    partial = await run_in_threadpool(node.store.partial_info, object_id)
-    if partial is not None and partial.servable:  # a partial peer: what it holds (and serves) now
-        headers["X-Permastore-Held"] = await run_in_threadpool(held_spans, node, object_id)
+    if held is not None:
+        headers["X-Permastore-Held"] = held
     return Response(body, media_type="application/octet-stream", headers=headers)

@@ -148,8 +148,8 @@ class RemoteHerd:
             call = self.pool.queue.get(timeout=max(0.0, min(POLL_SLICE_S, remaining)))
             if call is not None and ((gone is not None and gone()) or self._idle_one_waits(stats.address)):
                 self._put_back(call)  # wakes the other waiter
-                if gone is not None and gone():
-                    return None
+                if (gone is not None and gone()) or remaining <= 0:
+                    return None  # past its wait: a deferring busy worker does not loop on
                 time.sleep(DEFER_S)
                 continue
             if call is not None:
@@ -252,8 +252,7 @@ class RemoteHerd:
                 log.error("storing worker %s's Result %s failed: %s", worker, result_id, exc)
         return {"result": result_id}
 
-    def complete_and_lease(self, lease_id: str, item: bytes, next_wait_s: float,
-                           gone: Callable[[], bool] | None = None) -> dict[str, Any]:
+    def complete_and_lease(self, lease_id: str, item: bytes, next_wait_s: float) -> dict[str, Any]:
         """Given a lease, the worker's signed Result item and how long to wait for its next call,
         answer the call; return {"result": ID} and, with next_wait_s > 0, `next`: the worker's
         next grant (None when no call came). One request per call for a busy worker.
@@ -267,7 +266,7 @@ class RemoteHerd:
             raise LeaseRefused(400, f"not an ANS-104 item: {exc}") from None
         answer = self.complete(lease_id, worker, item)
         if next_wait_s > 0:
-            answer["next"] = self.lease(WorkerRequest(worker, {}), next_wait_s, gone)
+            answer["next"] = self.lease(WorkerRequest(worker, {}), next_wait_s)
         return answer
 
     def _answer(self, lease: Lease, stats: WorkerStats, worker: str, result_id: str, generation) -> None:

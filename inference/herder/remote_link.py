@@ -21,6 +21,8 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 OCTET = {"Content-Type": "application/octet-stream"}
+# How a kept-open connection the head closed meanwhile fails (its keep-alive timeout).
+CLOSED_BY_HEAD = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
 
 class HeadUnreachable(Exception):
@@ -80,8 +82,8 @@ class HeadLink:
                 body = response.read()
             except (OSError, http.client.HTTPException) as exc:
                 self._drop(connection)
-                if reused and attempt == 0:
-                    continue
+                if reused and attempt == 0 and isinstance(exc, CLOSED_BY_HEAD):
+                    continue  # not a timeout: a slow head is not asked twice
                 raise HeadUnreachable(f"{method} {path}: {type(exc).__name__}: {exc}") from None
             if response.will_close:
                 self._drop(connection)

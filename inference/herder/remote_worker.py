@@ -87,6 +87,9 @@ class Heartbeat:
     def __init__(self, node: WorkerNode):
         self.node = node
         self._watch: LeaseWatch | None = None
+        # Held while a beat is sent: a lease's block ends only after its last beat is answered, so
+        # the head has every streamed piece before the Result (which ends the call's stream).
+        self._beating = threading.Lock()
         self._cond = threading.Condition()
         self._stopped = False
         self._thread = threading.Thread(target=self._loop, name="lease-heartbeat", daemon=True)
@@ -101,7 +104,7 @@ class Heartbeat:
         try:
             yield watch
         finally:
-            with self._cond:
+            with self._beating:
                 self._watch = None
 
     def stop(self) -> None:
@@ -117,10 +120,11 @@ class Heartbeat:
                     self._cond.wait(STREAM_INTERVAL_S)
                 if self._stopped:
                     return
+            with self._beating:
                 watch = self._watch
-            events = watch.take_if_due(time.monotonic()) if watch is not None else None
-            if watch is not None and events is not None:
-                self.beat(watch, events)
+                events = watch.take_if_due(time.monotonic()) if watch is not None else None
+                if watch is not None and events is not None:
+                    self.beat(watch, events)
 
     def beat(self, watch: LeaseWatch, events: list[str]) -> None:
         try:

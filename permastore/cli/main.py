@@ -50,7 +50,8 @@ def build_parser(argv: list[str] | None = None) -> CommandParser:
 def command_word(argv: list[str]) -> str | None:
     """Given command-line words, return the subcommand's (the first word that is neither an
     option nor a global option's value), or None when there is none."""
-    with_value = {flag for option in GLOBAL_OPTIONS for flag in option.flags}
+    with_value = {flag for option in GLOBAL_OPTIONS if option.options.get("action", "store") in ("store", "append")
+                  for flag in option.flags}  # fmt: skip
     words = iter(argv)
     for word in words:
         if word in ("-h", "--help"):

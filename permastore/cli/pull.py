@@ -85,7 +85,7 @@ def run_pull(args) -> int:
 
 def _abandon(args, object_id: str) -> int:
     """Drop a partially held object (its segment is deleted, its rows go; a tx keeps its verified header)."""
-    from permastore.store.errors import StoreError
+    from permastore.store.errors import PartialBusy, StoreError
 
     if args.peer:
         raise CliError("--abandon drops what is held here: it takes no --peer", exit_code=2)
@@ -99,10 +99,10 @@ def _abandon(args, object_id: str) -> int:
         writer = None
         try:  # its lock: a pull or serve filling it now keeps it
             writer = store.open_partial(object_id, partial.kind, partial.data_size, proof=partial.proof)
-        except StoreError as exc:
-            if "another process" in str(exc):
-                raise CliError(f"{exc}: stop that fetch first, then abandon it") from None
-            # its segment is gone already (fsck says so): the rows go all the same
+        except PartialBusy as exc:
+            raise CliError(f"{exc}: stop that fetch first, then abandon it") from None
+        except StoreError:
+            pass  # its segment is gone already (fsck says so): the rows go all the same
         store.abandon_partial(object_id, writer=writer)
     kept = " (its verified header is kept)" if partial.kind == "tx" else ""
     print(f"abandoned {object_id}: {partial.held_bytes} of {partial.data_size} bytes held were released{kept}",
@@ -127,7 +127,6 @@ def _fetcher(store, args):
     if args.in_flight is not None:
         settings.max_in_flight = args.in_flight
         settings.per_peer = min(settings.per_peer, args.in_flight)
-    settings.piece_chunks = min(settings.piece_chunks, settings.per_peer)
     return Fetcher(store, [url.rstrip("/") for url in args.peer], settings)
 
 

@@ -131,10 +131,12 @@ class ChunkScheduler:
         self._check_alive(every_unit=True)
 
     def _piece_size(self) -> int:
-        """Chunks per ranged request: the settings' size, smaller when the object has too few
-        pieces of that size for every raw peer to get several (a small object still spreads)."""
+        """Chunks per ranged request: the settings' size, never more than a peer's or the fetch's
+        budget (no piece could ever be granted), smaller when the object has too few pieces of that
+        size for every raw peer to get several (a small object still spreads)."""
+        s = self.settings
         raw = sum(1 for lane in self.lanes if lane.mode == "raw") or 1
-        return max(1, min(self.settings.piece_chunks, len(self.missing) // (PIECES_PER_PEER * raw)))
+        return max(1, min(s.piece_chunks, s.per_peer, s.max_in_flight, len(self.missing) // (PIECES_PER_PEER * raw)))
 
     @property
     def finished(self) -> bool:
@@ -313,7 +315,7 @@ class ChunkScheduler:
             self.refetched += 1
             if len(lane.bad) >= self.settings.max_bad and not lane.dropped:
                 self._drop(lane, f"{len(lane.bad)} bad chunks: " + "; ".join(lane.bad[-3:]))
-            self._check_alive()
+            self._check_alive(changed=(unit.index,))
             self.cond.notify_all()
 
     def not_held(self, job: Assignment, reason: str) -> None:
@@ -327,8 +329,8 @@ class ChunkScheduler:
             lane.lacked += len(lost)
             self.refetched += len(lost)
             if not lane.delivered and lane.lacked >= LACK_LIMIT and not lane.dropped:
-                self._drop(lane, f"holds none of the {lane.lacked} chunks asked: {reason}")
-            self._check_alive(every_unit=True)
+                self._drop(lane, f"holds none of the {lane.lacked} chunks asked: {reason}")  # checks every unit
+            self._check_alive(changed=[u.index for u in lost])
             self.cond.notify_all()
 
     def finished_job(self, job: Assignment, error: str | None = None, lacks: bool = False) -> None:
@@ -372,11 +374,12 @@ class ChunkScheduler:
         log.warning("peer %s dropped for this fetch: %s", lane.name, reason)
         self._check_alive(every_unit=True)
 
-    def _check_alive(self, every_unit: bool = False) -> None:
+    def _check_alive(self, every_unit: bool = False, changed: list[int] | tuple[int, ...] = ()) -> None:
         """Fail the fetch when some missing unit has no peer left that may still send it.
 
-        ``every_unit``: check each missing unit against what partial peers hold (when the peers
-        or what they hold changed); otherwise only the units some peer refused.
+        ``changed``: the units a peer just refused or lacked (only they can have lost their last
+        peer); ``every_unit``: the peers changed (one dropped, the fetch starting), so check every
+        unit some peer refused, and each missing unit against what partial peers hold.
         """
         if not self.missing or self.failed:
             return
@@ -385,7 +388,8 @@ class ChunkScheduler:
             reasons = "; ".join(f"{lane.name}: {lane.dropped}" for lane in self.lanes) or "no peers"
             self.failed = f"no peer left to fetch from ({reasons})"
             return
-        for index, refused_by in self.excluded.items():
+        refusals = self.excluded.items() if every_unit else ((i, self.excluded[i]) for i in changed if i in self.excluded)
+        for index, refused_by in refusals:
             if self._still_missing(index) and not any(lane.may_send(index) for lane in alive if lane not in refused_by):
                 self.failed = f"chunk {index}: no peer left holds a copy that passes its proof"
                 return

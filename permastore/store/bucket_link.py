@@ -73,10 +73,15 @@ class BucketLink:
 
     def publish(self, info: ObjectInfo | None) -> ObjectInfo | None:
         """With a bucket, put the object's chunks and header there before it is acknowledged; return info."""
-        if self.bucket is not None and info is not None:
-            self.bucket.publish(info.id)
-            self.trim()
+        if info is not None:
+            self.publish_id(info.id)
         return info
+
+    def publish_id(self, id: str) -> None:
+        """Given a stored object's ID, with a bucket, put its chunks and header there (no-op without one)."""
+        if self.bucket is not None:
+            self.bucket.publish(id)
+            self.trim()
 
     def early_uploads(self) -> ChunkUploads | None:
         """With a bucket, the uploads a put starts while it streams in (None: none, or importing)."""

@@ -72,6 +72,10 @@ class ObjectCommitter:
         """With a bucket, put the object there before it is acknowledged; return info."""
         return self.link.publish(info)
 
+    def publish_id(self, id: str) -> None:
+        """Given a stored object's ID, with a bucket, put it there (no-op without one)."""
+        self.link.publish_id(id)
+
     def finish(self, id: str) -> ObjectInfo | None:
         """Given a just committed object, index the items inside (a bundle) and publish it; return its info."""
         info = self.reader.info(id)
@@ -87,7 +91,7 @@ class ObjectCommitter:
             if ingested.segment is None:
                 self._commit_small(ingested, row, tags, after_insert)
             else:
-                self._commit_segment_with(ingested, lambda c: self._insert_all(c, ingested, row, tags, after_insert))
+                self.commit_segment_with(ingested, lambda c: self._insert_all(c, ingested, row, tags, after_insert))
         except sqlite3.IntegrityError:
             ingested.discard()
             existing = self.reader.info(row["id"])
@@ -102,10 +106,10 @@ class ObjectCommitter:
         assert info is not None  # committed above
         return info
 
-    def _insert_all(self, conn: sqlite3.Connection, ingested: Ingested | None, row: dict, tags: list[Tag],
+    def _insert_all(self, conn: sqlite3.Connection, ingested: Ingested, row: dict, tags: list[Tag],
                     after_insert: AfterInsert | None) -> int:  # fmt: skip
         seq = insert_object(conn, row, tags)
-        if row.get("data_complete") and ingested is not None:
+        if row.get("data_complete"):
             insert_chunk_list(conn, seq, ingested.chunk_list)
         if after_insert:
             after_insert(conn, seq)
@@ -113,9 +117,6 @@ class ObjectCommitter:
 
     def commit_segment_with(self, ingested: Ingested, inside: Inside) -> int:
         """Register a large put's sealed segment and its chunks, and run ``inside``, in one commit."""
-        return self._commit_segment_with(ingested, inside)
-
-    def _commit_segment_with(self, ingested: Ingested, inside: Inside) -> int:
         segment = ingested.segment
         assert segment is not None  # a large put's
         conn = self.index.db
@@ -141,9 +142,9 @@ class ObjectCommitter:
         segment.release()
         return result
 
-    def _commit_small(self, ingested: Ingested | None, row: dict, tags: list[Tag], after_insert: AfterInsert | None) -> int:
+    def _commit_small(self, ingested: Ingested, row: dict, tags: list[Tag], after_insert: AfterInsert | None) -> int:
         conn = self.index.db
-        new_chunks = ingested.new_chunks if ingested else []
+        new_chunks = ingested.new_chunks
         if not new_chunks:
             with transaction(conn):
                 return self._insert_all(conn, ingested, row, tags, after_insert)

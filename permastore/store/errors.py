@@ -33,3 +33,7 @@ class Conflict(StoreError):
 
 class DataMismatch(StoreError, ValueError):
     """Uploaded data does not match what its signed header commits to (size or data_root)."""
+
+
+class PartialBusy(StoreError):
+    """A partially held object's segment is locked: another process is fetching it now."""

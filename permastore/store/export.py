@@ -102,8 +102,6 @@ class ObjectExporter:
 
     def _with_fetches(self, rows: Iterable[ChunkRow]) -> Iterator[tuple[ChunkRow, Any]]:
         """Yield (row, fetched): with a bucket, chunks only there are read ahead (fetched: their bytes)."""
-        if self.link.bucket is None:
-            return ((row, None) for row in rows)
         return ((run[0], fetched) for run, fetched in self.link.fetch_ahead([row] for row in rows))
 
     def _copy_range(self, chunk: ChunkRow, lo: int, hi: int, fd: int) -> None:

@@ -28,8 +28,6 @@ from permastore.store.records import ObjectInfo
 from permastore.store.transactions import TxWriter
 from permastore.store.wallet_file import NodeWallet
 
-__all__ = ["HEADER_READ", "MAX_ITEM_HEADER", "ItemWriter", "item_row"]
-
 
 class ItemWriter:
     """Given the committer, the reader, the known-copy check, the tx writer and the node wallet:

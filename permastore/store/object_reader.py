@@ -68,14 +68,7 @@ class ObjectReader:
         return self._read_chunks(row["id"], rows, start, end)
 
     def _read_chunks(self, id: str, rows: list[ChunkRow], start: int, end: int) -> Iterator[bytes]:
-        if self.link.bucket is not None:
-            yield from self._read_through_bucket(id, rows, start, end)
-            return
-        for run in contiguous_runs(rows):
-            yield from self._read_run(id, run, start, end)
-
-    def _read_through_bucket(self, id: str, rows: list[ChunkRow], start: int, end: int) -> Iterator[bytes]:
-        # (run, fetched): chunks only in the bucket are read ahead.
+        # (run, fetched): with a bucket, chunks only there are read ahead; without one, fetched is None.
         for run, fetched in self.link.fetch_ahead(contiguous_runs(rows)):
             if fetched is not None:
                 yield _within(self.chunks.load(id, run[0], fetched), run[0]["offset"], start, end)

@@ -27,7 +27,7 @@ import blake3
 
 from permastore.store.commits import ObjectCommitter
 from permastore.store.connections import IndexConnections
-from permastore.store.errors import CorruptChunk, NotFound, StoreError
+from permastore.store.errors import CorruptChunk, NotFound, PartialBusy, StoreError
 from permastore.store.index import transaction
 from permastore.store.partial_writer import HeldRange, PartialWriter
 from permastore.store.records import ObjectInfo
@@ -61,7 +61,6 @@ class PartialObjects:
     def __init__(self, index: IndexConnections, segments: SegmentCatalog, committer: ObjectCommitter):
         self.index = index
         self.segments = segments
-        self.segments_dir: Path = segments.folder
         self.committer = committer
 
     @property
@@ -77,7 +76,7 @@ class PartialObjects:
                      bundled_in: str | None = None, leaves: bytes | None = None) -> PartialWriter:  # fmt: skip
         """Given an object to fetch, return its PartialWriter: resumed with what is held, or new.
 
-        Raises StoreError when another process is filling it (its segment is flocked).
+        Raises PartialBusy when another process is filling it (its segment is flocked).
         """
         if data_size <= 0:
             raise StoreError(f"{id}: nothing to fetch for an object of {data_size} bytes")
@@ -88,7 +87,7 @@ class PartialObjects:
         if row is None:
             return self._new_partial(id, kind, data_size, raw_header, proof, bundled_in, leaves)
         name = self.segments.name(row["segment_id"])
-        fd = _locked(self.segments_dir / name, id)
+        fd = _locked(self.segments.folder / name, id)
         held = [
             HeldRange(r["offset"], r["size"], bytes(r["hash"]), None if r["sha256"] is None else bytes(r["sha256"]))
             for r in self.db.execute("SELECT * FROM partial_ranges WHERE id = ? ORDER BY offset", (id,))
@@ -101,12 +100,12 @@ class PartialObjects:
     def _new_partial(self, id: str, kind: str, data_size: int, raw_header: bytes, proof: str, bundled_in: str | None,
                      leaves: bytes | None) -> PartialWriter:  # fmt: skip
         name = f"{OBJECT_PREFIX}{uuid.uuid4().hex}{SUFFIX}"
-        path = self.segments_dir / name
+        path = self.segments.folder / name
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         fcntl.flock(fd, fcntl.LOCK_EX)  # a new name: nobody else can hold it
         try:
             _reserve(fd, data_size)
-            fsync_dir(self.segments_dir)
+            fsync_dir(self.segments.folder)
             with transaction(self.db) as conn:
                 segment_id = conn.execute(
                     "INSERT INTO segments(name, kind, committed_size, sealed) VALUES (?, 'object', 0, 0)", (name,)
@@ -210,13 +209,13 @@ class PartialObjects:
         if referenced is None:
             self.segments.forget(row["segment_id"])
             try:
-                os.unlink(self.segments_dir / name)
+                os.unlink(self.segments.folder / name)
             except FileNotFoundError:
                 pass
 
 
 def _locked(path: Path, id: str) -> int:
-    """Open a partial segment for writing and flock it; StoreError when another process holds it."""
+    """Open a partial segment for writing and flock it; PartialBusy when another process holds it."""
     try:
         fd = os.open(path, os.O_RDWR)
     except FileNotFoundError:
@@ -225,7 +224,7 @@ def _locked(path: Path, id: str) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise StoreError(f"{id} is being fetched by another process") from None
+        raise PartialBusy(f"{id} is being fetched by another process") from None
     return fd
 
 

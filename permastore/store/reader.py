@@ -78,9 +78,9 @@ def _follows(previous, row) -> bool:
 class ChunkReader:
     """Reads chunks by their index rows and verifies them; safe to share between threads."""
 
-    def __init__(self, files: SegmentFiles, remote: RemoteLoad | None = None):
+    def __init__(self, files: SegmentFiles):
         self.files = files
-        self.remote = remote  # raw bytes from the bucket (set when one is opened), or None: no bucket
+        self.remote: RemoteLoad | None = None  # raw bytes from the bucket (set when one is opened), or None: no bucket
         self.repair: ChunkRepair | None = None  # (id, row) -> verified bytes from a peer (bucket/repair.py)
 
     def load(self, id: str, row: ChunkRow, fetched: Callable[[], bytes] | None = None, from_bucket: bool = True) -> bytes:

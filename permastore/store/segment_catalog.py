@@ -51,10 +51,6 @@ class SegmentCatalog:
         """Context manager: a read descriptor of a segment, open while the block runs."""
         return self.files.opened(self.name(segment_id))
 
-    def opened_name(self, name: str) -> AbstractContextManager[int]:
-        """Context manager: a read descriptor of the segment file of that name."""
-        return self.files.opened(name)
-
     def committed(self, name: str) -> bool:
         """Given a segment file name, return True when a committed index row names it."""
         return self.index.db.execute("SELECT 1 FROM segments WHERE name = ?", (name,)).fetchone() is not None

@@ -30,7 +30,7 @@ from permastore.store.object_rows import tx_row
 from permastore.store.records import ObjectInfo
 from permastore.store.weave import assign_weave_range
 
-__all__ = ["DEFAULT_MAX_DATA_SIZE", "TxWriter", "tx_row"]
+__all__ = ["DEFAULT_MAX_DATA_SIZE", "TxWriter"]
 
 # The largest data_size a tx may claim here (a signed header costs a stranger nothing).
 DEFAULT_MAX_DATA_SIZE = 64 * 1024**3
@@ -156,7 +156,7 @@ class TxWriter:
             # Every tx with this data is already whole: nothing to add. With a bucket, a retry
             # after a failed publication publishes it before it is acknowledged (skipped when there).
             for row in rows:
-                self.committer.publish(self.reader.info(row["id"]))
+                self.committer.publish_id(row["id"])
             return
         # Security: proof validated and chunk hash matched before anything is stored.
         proven = merkle.validate_path(data_root, offset, 0, data_size, data_path)

@@ -106,7 +106,8 @@ def test_dropped_connection_resumes_from_the_last_byte(store, upstream, upstream
     piece = FetchSettings().piece_chunks
     assert asked - len(data) == (piece - 3) * merkle.MAX_CHUNK_SIZE
     starts = [int(first) // merkle.MAX_CHUNK_SIZE for first, _ in spans]
-    assert 3 in starts  # resumed 3 chunks into the request that was cut
+    # Resumed 3 chunks into the request that was cut (the first or the second: two run at once).
+    assert any(start % piece == 3 for start in starts), starts
 
 
 def test_upstream_source_ranges_even_when_the_server_ignores_them(upstream, upstream_store):

@@ -56,7 +56,7 @@ def test_close_closes_the_connections_of_every_thread_and_the_segment_files(data
     worker.start()
     worker.join()
     assert connections[0] is not connections[1]
-    with store.segments.opened_name(next(p.name for p in store.segments_dir.glob("*.seg"))) as fd:
+    with store.segments.files.opened(next(p.name for p in store.segments_dir.glob("*.seg"))) as fd:
         os.fstat(fd)  # open, and kept open by the catalog after the block (a cache of descriptors)
     os.fstat(fd)
     store.close()

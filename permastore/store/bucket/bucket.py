@@ -271,13 +271,13 @@ class Bucket:
                 conn.execute("DELETE FROM bucket_pending WHERE id = ?", (id,))
 
     def read_manifest_chunk(self, address: bytes, size: int, where: tuple[bytes, int] | None) -> bytes | None:
-        """A chunk of a manifest being learned, from where it says (unverified: the caller checks); None when missing."""
-        try:
-            if where is not None:
-                return bytes(self.read_span(where[0], where[1], where[1] + size))
-            return self._chunk_object(address, size)
-        except OSError:
-            return None
+        """A chunk of a manifest being learned, from where it says (unverified: the caller checks the
+        size and BLAKE3); None when missing. BucketError (the bucket unreachable) goes to the caller,
+        which keeps the header to try again: an outage is not a bad chunk to repair."""
+        if where is not None:
+            data = self.storage.get_range(layout.span_key(self.prefix, where[0]), where[1], where[1] + size)
+            return None if data is None else bytes(data)
+        return self._chunk_object(address, size)
 
     # -- reading -----------------------------------------------------------------------
 

@@ -118,16 +118,18 @@ def catch_up(bucket) -> int:
     """
     conn = bucket.store.db
     row = conn.execute("SELECT value FROM bucket_state WHERE key = ?", (THROUGH_KEY,)).fetchone()
+    unpublished = "o.data_parent IS NULL AND NOT EXISTS (SELECT 1 FROM bucket_published p WHERE p.id = o.id)"
     todo = conn.execute(
-        # A tx published pending keeps its seq when its data completes: past the mark or not, a
-        # complete one still pending in the bucket (its completion's publication failed) is published.
-        "SELECT o.id FROM objects o WHERE o.data_parent IS NULL"
-        " AND NOT EXISTS (SELECT 1 FROM bucket_published p WHERE p.id = o.id)"
-        " AND (o.seq > ? OR (o.data_complete = 1 AND o.id IN (SELECT id FROM bucket_pending))) ORDER BY o.seq",
+        # Two indexed arms (one OR would scan every object): the objects past the mark, and, as a tx
+        # published pending keeps its seq when its data completes, a complete one still pending in
+        # the bucket (its completion's publication failed). CROSS JOIN keeps bucket_pending outer.
+        f"SELECT o.seq, o.id FROM objects o WHERE o.seq > ? AND {unpublished}"
+        f" UNION SELECT o.seq, o.id FROM bucket_pending q CROSS JOIN objects o ON o.id = q.id"
+        f" WHERE o.data_complete = 1 AND {unpublished} ORDER BY 1",
         (int(row[0]) if row else 0,),
     ).fetchall()
     published = 0
-    for (id,) in todo:
+    for _, id in todo:
         try:
             bucket.publish(id)
             published += 1

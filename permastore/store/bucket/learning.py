@@ -36,8 +36,8 @@ from permastore.store.bucket.manifest import MAX_MANIFEST, Manifest, decode, spa
 from permastore.store.bucket.storage import BucketError
 from permastore.store.errors import StoreError
 from permastore.store.index import insert_chunk_list, insert_object, transaction
+from permastore.store.object_rows import tx_row
 from permastore.store.reader import BUCKET_SEGMENT
-from permastore.store.transactions import tx_row
 from permastore.store.weave import assign_weave_range
 
 log = logging.getLogger("permastore.bucket")

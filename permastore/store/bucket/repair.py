@@ -306,16 +306,8 @@ class BucketRepairer:
         return raw if self._verified(address, size, raw) else None
 
     def _peer_chunk(self, address: bytes, size: int) -> bytes | None:
-        """Another chunk of a span being rebuilt, from peers: not if being asked already (no loops)."""
-        with self._lock:
-            if address in self._asking or self._failed_recently(address):
-                return None
-            self._asking.add(address)
-        try:
-            return self._from_peers(self._owners(address), address, size, write=False)
-        finally:
-            with self._lock:
-                self._asking.discard(address)
+        """Another chunk of a span being rebuilt, from peers: as any chunk asked of them (_guarded)."""
+        return self._guarded(address, lambda: self._from_peers(self._owners(address), address, size, write=False))
 
     def _verified(self, address: bytes, size: int, raw: bytes) -> bool:
         if len(raw) != size or blake3.blake3(raw).digest() != address:

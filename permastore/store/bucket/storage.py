@@ -119,7 +119,7 @@ class S3Storage:
 
     def get_range(self, key: str, start: int, end: int) -> memoryview | None:
         try:
-            # obstore's Bytes is Rust memory behind the buffer protocol: sliced per chunk, never copied.
+            # obstore's Bytes is Rust memory behind the buffer protocol: no copy here (each chunk's bytes are copied out later, once).
             return memoryview(self._obstore.get_range(self._store, key, start=start, end=end))
         except (FileNotFoundError, self._obstore.exceptions.NotFoundError):
             return None

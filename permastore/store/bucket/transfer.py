@@ -6,7 +6,7 @@ time on requests. A put therefore writes its new chunks SPAN_CHUNKS at a time, b
 as one object `spans/<name>` (layout.py), the name being the BLAKE3 of the chunk addresses in
 order: content-addressed like a chunk (the addresses fix the bytes), and free to compute. A
 read asks for the chunks it needs from one span with one ranged GET and hands out each
-chunk's slice (no copy), which the ChunkReader verifies against BLAKE3 like any chunk; the
+chunk's bytes (copied out of the answer on the read thread), which the ChunkReader verifies against BLAKE3 like any chunk; the
 SHA-256 the index holds for a chunk is checked here before that.
 """
 
