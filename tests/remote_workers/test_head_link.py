@@ -83,3 +83,40 @@ def test_calls_longer_than_the_lease_ttl_live_on_heartbeats_one_after_another(he
     info = herd.info()
     worker = worker_named(info, address)
     assert worker["calls_done"] == 2 and worker["leases_expired"] == 0 and info["leases"]["expired"] == 0
+
+
+class _SlowSecond(BaseHTTPRequestHandler):
+    """Answers the first request on a connection at once and never answers the second (a slow head)."""
+
+    protocol_version = "HTTP/1.1"
+    requests = 0
+
+    def do_GET(self) -> None:
+        type(self).requests += 1
+        if getattr(self, "answered", False):
+            threading.Event().wait(3)  # past the link's timeout
+            return
+        self.answered = True
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_a_request_that_times_out_on_a_kept_open_connection_is_not_sent_again():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowSecond)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    link = HeadLink(f"http://127.0.0.1:{server.server_address[1]}", timeout_s=0.5)
+    try:
+        assert link.get("/first").status_code == 200
+        with pytest.raises(HeadUnreachable):
+            link.get("/second")  # on the kept-open connection: times out
+        assert _SlowSecond.requests == 2  # a timeout is not a connection the head closed: asked once
+    finally:
+        link.close()
+        server.shutdown()
+        server.server_close()

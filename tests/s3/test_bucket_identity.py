@@ -86,3 +86,15 @@ def test_an_emptied_bucket_is_refilled_and_the_same_bucket_is_left_alone(tmp_pat
     with Store.open(seed_wallet(tmp_path / "reader"), bucket=bucket) as store:
         assert len(b"".join(store.read(id))) == 300_000
         assert len(b"".join(store.read(offline))) == 200_000
+
+
+def test_the_catch_up_on_every_open_is_indexed(tmp_path):
+    """The query each open runs never scans the objects table (one OR once made it scan every object)."""
+    from permastore.store.bucket.bucket import SCHEMA
+    from permastore.store.bucket.identity import CATCH_UP_SQL
+
+    with Store.open(seed_wallet(tmp_path / "node")) as store:
+        store.db.executescript(SCHEMA)
+        plan = [row[3] for row in store.db.execute("EXPLAIN QUERY PLAN " + CATCH_UP_SQL, (0,))]
+    assert any(step.startswith("SEARCH o USING INTEGER PRIMARY KEY") for step in plan), plan
+    assert not any(step.startswith("SCAN o") for step in plan), plan

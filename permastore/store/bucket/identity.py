@@ -109,6 +109,17 @@ def _record(conn, here: dict) -> None:
         conn.execute("INSERT OR REPLACE INTO bucket_state(key, value) VALUES (?, ?)", (STATE_KEY, json.dumps(here)))
 
 
+_UNPUBLISHED = "o.data_parent IS NULL AND NOT EXISTS (SELECT 1 FROM bucket_published p WHERE p.id = o.id)"
+# Two indexed arms (one OR would scan every object): the objects past the mark, and, as a tx
+# published pending keeps its seq when its data completes, a complete one still pending in the
+# bucket (its completion's publication failed). CROSS JOIN keeps bucket_pending the outer loop.
+CATCH_UP_SQL = (
+    f"SELECT o.seq, o.id FROM objects o WHERE o.seq > ? AND {_UNPUBLISHED}"
+    f" UNION SELECT o.seq, o.id FROM bucket_pending q CROSS JOIN objects o ON o.id = q.id"
+    f" WHERE o.data_complete = 1 AND {_UNPUBLISHED} ORDER BY 1"
+)
+
+
 def catch_up(bucket) -> int:
     """Publish the L1 objects indexed since the last open that are not in the bucket (put while the
     folder was opened without it, or whose publication failed), and every complete tx the bucket
@@ -118,16 +129,7 @@ def catch_up(bucket) -> int:
     """
     conn = bucket.store.db
     row = conn.execute("SELECT value FROM bucket_state WHERE key = ?", (THROUGH_KEY,)).fetchone()
-    unpublished = "o.data_parent IS NULL AND NOT EXISTS (SELECT 1 FROM bucket_published p WHERE p.id = o.id)"
-    todo = conn.execute(
-        # Two indexed arms (one OR would scan every object): the objects past the mark, and, as a tx
-        # published pending keeps its seq when its data completes, a complete one still pending in
-        # the bucket (its completion's publication failed). CROSS JOIN keeps bucket_pending outer.
-        f"SELECT o.seq, o.id FROM objects o WHERE o.seq > ? AND {unpublished}"
-        f" UNION SELECT o.seq, o.id FROM bucket_pending q CROSS JOIN objects o ON o.id = q.id"
-        f" WHERE o.data_complete = 1 AND {unpublished} ORDER BY 1",
-        (int(row[0]) if row else 0,),
-    ).fetchall()
+    todo = conn.execute(CATCH_UP_SQL, (int(row[0]) if row else 0,)).fetchall()
     published = 0
     for _, id in todo:
         try:
