@@ -107,6 +107,7 @@ async def stream_partial(request: Request, session, info, head: bool, headers: d
 
 HELD_ONLY = "x-permastore-held-only"  # sent by a peer's fetch engine: answer from held chunks now, or 404
 NOT_HELD = "bytes not held here (the object is partially held)"
+NO_DATA = "data not held here: chunks are still missing (none fetched yet)"
 
 
 async def serve_held(request: Request, node, session, info, head: bool, headers: dict) -> Response:
@@ -117,9 +118,9 @@ async def serve_held(request: Request, node, session, info, head: bool, headers:
     span = _requested_span(request, size, headers)
     if span is None or not span.length:
         raise ApiError(404, "data not available yet: chunks are still missing")
-    read = await run_in_threadpool(_held_reader, node, session, info.id, span)
+    read, reason = await run_in_threadpool(_held_reader, node, session, info.id, span)
     if read is None:
-        raise ApiError(404, NOT_HELD)
+        raise ApiError(404, reason)
     headers["Content-Range"] = span.content_range(size)
     headers["Content-Length"] = str(span.length)
     if head:
@@ -138,23 +139,24 @@ async def serve_held(request: Request, node, session, info, head: bool, headers:
 
 
 def _held_reader(node, session, object_id: str, span: ByteRange):
-    """Given a span, return read(start, end) -> verified bytes when all of it is held now, else None."""
+    """Given a span, return (read(start, end) -> verified bytes, None) when all of it is held now,
+    else (None, why not)."""
     from permastore.store import StoreError
 
     if session is not None:
         try:
             if session.available(span.start, span.length) < span.length:
-                return None
+                return None, NOT_HELD
         except StoreError:  # the fetch failed: what it left is read from the store below
             pass
         else:
-            return session.read
+            return session.read, None
     partial = node.store.partial_info(object_id)
-    if partial is None or not partial.servable:
-        return None
-    if not covers(node.store.held_ranges(object_id), span.start, span.end):
-        return None
-    return lambda start, end: b"".join(node.store.read_partial(object_id, start, end))
+    if partial is None:
+        return None, NO_DATA  # only the header is here: "partially held" would mislead
+    if not partial.servable or not covers(node.store.held_ranges(object_id), span.start, span.end):
+        return None, NOT_HELD
+    return (lambda start, end: b"".join(node.store.read_partial(object_id, start, end))), None
 
 
 def covers(ranges: list[tuple[int, int]], start: int, end: int) -> bool:

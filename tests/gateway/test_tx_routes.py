@@ -98,6 +98,18 @@ def test_chunked_upload_with_proofs(client, rsa_signer):
     assert get_data_like_arweave_js(client, tx.id) == data
 
 
+def test_range_of_a_tx_with_no_chunks_says_none_are_held(client, rsa_signer):
+    """A peer's held-only range request for a tx whose header alone is here: 404, and the reason does
+    not call the object partially held (no chunk of it was ever fetched or posted)."""
+    data = os.urandom(2 * 256 * 1024)
+    tx = signed_tx(rsa_signer, data, {})
+    assert client.post("/tx", json=header_only(tx)).status_code == 200
+    response = client.get(f"/raw/{tx.id}", headers={"Range": "bytes=0-9", "X-Permastore-Held-Only": "1"})
+    assert response.status_code == 404
+    reason = response.text
+    assert "none fetched yet" in reason and "partially held" not in reason, reason
+
+
 def test_chunk_route_proofs_verify(client, rsa_signer):
     first = signed_tx(rsa_signer, os.urandom(300_000))
     second = signed_tx(rsa_signer, os.urandom(70_000))
