@@ -11,21 +11,13 @@ import time
 from pathlib import Path
 
 from files import same_bytes, write_random  # noqa: F401 - distribution_bench imports them from here
+from ports import free_port
 from proc_memory import evict_file, evict_folder
 from timing import cpu_seconds, run_measured
 
 from tests.helpers.keys import seed_wallet  # the bench runs with the repository on sys.path
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-
 
 
 def cold(folders: list[Path]) -> None:

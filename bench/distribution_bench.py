@@ -8,7 +8,9 @@ Measured in one run, on this machine (loopback, one disk):
               against its data_root at the end, served only then (first byte = the end)
   floor       the same verified work with nothing but C primitives (distribution_floor.py:
               3 server processes BLAKE3 and send, a client SHA-256s, BLAKE3s, writes,
-              fsyncs; no HTTP, no index): legacy / floor bounds what any pull could reach
+              fsyncs; no HTTP, no index): legacy / floor bounds what any pull could reach;
+              and the disk's share alone (--io-only: the cold source copied, written back,
+              fsynced; no hashing, no sockets), which no pull on this one disk can beat
   one_peer    `permastore pull` from one peer (the engine, one peer)
   pull        `permastore pull ID --peer A --peer B --peer C`: wall, CPU, peak RSS
               targets: <= 1.5x aria2c, >= 2x faster than legacy, peak RSS < 300 MB
@@ -284,6 +286,7 @@ def _round(work: Path, jwk: dict, source: Path, object_id: str, servers: list) -
     figures["legacy"]["cpu_s"] = round(time.process_time() - began + cpu_seconds(servers[0].process.pid) - serving, 2)
     print("legacy:", figures["legacy"], flush=True)
     figures["floor"] = floor(work, source)
+    figures["floor"]["io_only_s"] = floor(work, source, io_only=True)["wall_s"]
     print("floor:", figures["floor"], flush=True)
     before = [cpu_seconds(s.process.pid) for s in servers]
     figures["pull"] = _pull_figures(work, jwk, object_id, peers, source, "d")
@@ -292,10 +295,12 @@ def _round(work: Path, jwk: dict, source: Path, object_id: str, servers: list) -
     return figures
 
 
-def floor(work: Path, source: Path) -> dict:
-    """Run distribution_floor.py over the source; return its wall and CPU seconds (its output checked)."""
+def floor(work: Path, source: Path, io_only: bool = False) -> dict:
+    """Run distribution_floor.py over the source (io_only: the disk's share alone); return its wall
+    and CPU seconds (its output checked)."""
     dest = work / "floor.bin"
-    result = run_measured([sys.executable, str(Path(__file__).with_name("distribution_floor.py")), str(source), str(dest)])
+    mode = ["--io-only"] if io_only else []
+    result = run_measured([sys.executable, str(Path(__file__).with_name("distribution_floor.py")), *mode, str(source), str(dest)])
     if result["rc"] != 0 or not same_bytes(source, dest):
         raise SystemExit(f"the floor run failed (exit {result['rc']}): {result['stderr'][-500:]}")
     dest.unlink()
@@ -354,23 +359,26 @@ def _round_lines(rounds: list[dict]) -> list[str]:
     """Per round: the same-run ratios and every process's CPU seconds (less sensitive to a shared machine)."""
     import statistics
 
-    lines, to_aria, to_legacy, floor_to_legacy = [], [], [], []
+    lines, to_aria, to_legacy, floor_to_legacy, disk_to_legacy = [], [], [], [], []
     for number, r in enumerate(rounds, 1):
         aria, legacy, pulled = r["aria2c"]["wall_s"], r["legacy"]["wall_s"], r["pull"]["wall_s"]
         to_aria.append(pulled / aria)
         to_legacy.append(legacy / pulled)
         floor_to_legacy.append(legacy / r["floor"]["wall_s"])
+        disk_to_legacy.append(legacy / r["floor"]["io_only_s"])
         cpu = r["pull"]["cpu_s"] + sum(r["pull"]["server_cpu_s"])
         lines.append(
             f"round {number}: aria2c {aria:.2f} s, legacy {legacy:.2f} s, pull {pulled:.2f} s (session {r['pull']['session_s']:.2f} s)"
             f" = {pulled / aria:.2f}x aria2c, {legacy / pulled:.2f}x faster than legacy; CPU s: aria2c+nginx"
             f" {r['aria2c']['cpu_s'] + r['aria2c']['nginx_cpu_s']:.2f}, legacy+its node {r['legacy']['cpu_s']:.2f},"
             f" pull+3 nodes {cpu:.2f}; floor {r['floor']['wall_s']:.2f} s (CPU s {r['floor']['cpu_s'] + r['floor']['server_cpu_s']:.2f})"
-            f" = {legacy / r['floor']['wall_s']:.2f}x faster than legacy, pull {pulled / r['floor']['wall_s']:.2f}x the floor"
+            f" = {legacy / r['floor']['wall_s']:.2f}x faster than legacy, pull {pulled / r['floor']['wall_s']:.2f}x the floor;"
+            f" the disk alone {r['floor']['io_only_s']:.2f} s = {legacy / r['floor']['io_only_s']:.2f}x faster than legacy"
         )  # fmt: skip
     lines.append(f"median over {len(rounds)} rounds: {statistics.median(to_aria):.2f}x aria2c (target <= 1.5),"
                  f" {statistics.median(to_legacy):.2f}x faster than legacy (target >= 2); the floor"
-                 f" {statistics.median(floor_to_legacy):.2f}x faster than legacy")  # fmt: skip
+                 f" {statistics.median(floor_to_legacy):.2f}x faster than legacy, the disk alone"
+                 f" {statistics.median(disk_to_legacy):.2f}x")  # fmt: skip
     return lines
 
 

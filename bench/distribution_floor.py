@@ -1,7 +1,8 @@
 """The floor of a verified 3-peer pull on this machine: the work any implementation must do, with
 nothing but the C primitives that do it.
 
-    python bench/distribution_floor.py SOURCE DEST      # prints one JSON line
+    python bench/distribution_floor.py SOURCE DEST            # prints one JSON line
+    python bench/distribution_floor.py --io-only SOURCE DEST  # the disk alone
 
 Three server processes each read their share of SOURCE (8 MiB pieces, out of the page cache),
 BLAKE3 every 256 KiB chunk (a node verifies what it serves) and send it over loopback. One
@@ -10,6 +11,11 @@ proof against data_root), BLAKE3s it (the store's address), writes it in place w
 writeback, and fsyncs DEST at the end. No HTTP, no index, no proof paths, no scheduling, no
 start-up: the distribution bench runs this in the same rounds as the pull and the legacy
 read-through, so "legacy / floor" says how far any pull could be faster than legacy here.
+
+``--io-only`` is the disk's share alone: three threads copy SOURCE (out of the page cache) to
+DEST in 8 MiB pieces with the same early writeback and final fsync; no hashing, no sockets.
+The peers' segments and the puller's store are on the one disk of this machine, so no pull
+here can take less than that.
 """
 
 from __future__ import annotations
@@ -66,23 +72,57 @@ def fetch(port: int, pieces: list[tuple[int, int]], out: int) -> None:
             os.posix_fadvise(out, offset, length, os.POSIX_FADV_DONTNEED)  # start writeback, as the store does
 
 
-def main(source: str, dest: str) -> dict:
-    size = os.path.getsize(source)
-    servers = [subprocess.Popen([sys.executable, __file__, "--serve", source], stdout=subprocess.PIPE) for _ in range(SERVERS)]
-    ports = [int(server.stdout.readline()) for server in servers]
-    evict = os.open(source, os.O_RDONLY)
-    os.posix_fadvise(evict, 0, 0, os.POSIX_FADV_DONTNEED)  # every server reads from disk, as the peers do
-    os.close(evict)
-    began, cpu = time.monotonic(), time.process_time()
-    out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    pieces = [(at, min(PIECE, size - at)) for at in range(0, size, PIECE)]
-    threads = [threading.Thread(target=fetch, args=(port, pieces[n::SERVERS], out)) for n, port in enumerate(ports)]
+def copy(source_fd: int, pieces: list[tuple[int, int]], out: int) -> None:
+    """Given pieces of a file, copy them to out with early writeback (the disk's share alone)."""
+    view = memoryview(bytearray(PIECE))
+    for offset, length in pieces:
+        got = os.preadv(source_fd, [view[:length]], offset)
+        os.pwrite(out, view[:got], offset)
+        os.posix_fadvise(out, offset, got, os.POSIX_FADV_DONTNEED)
+
+
+def evict(path: str) -> None:
+    """Drop a file's pages from the page cache (written back first), so it is read from the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    os.fdatasync(fd)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    os.close(fd)
+
+
+def run_threads(target, shares: list, out: int) -> None:
+    """Run target(*share, out) on a thread per share, then fsync and close out."""
+    threads = [threading.Thread(target=target, args=share + (out,)) for share in shares]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     os.fsync(out)
     os.close(out)
+
+
+def pieces_of(size: int) -> list[tuple[int, int]]:
+    return [(at, min(PIECE, size - at)) for at in range(0, size, PIECE)]
+
+
+def io_only(source: str, dest: str) -> dict:
+    pieces = pieces_of(os.path.getsize(source))
+    evict(source)
+    source_fd = os.open(source, os.O_RDONLY)
+    began, cpu = time.monotonic(), time.process_time()
+    out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    run_threads(copy, [(source_fd, pieces[n::SERVERS]) for n in range(SERVERS)], out)
+    os.close(source_fd)
+    return {"wall_s": round(time.monotonic() - began, 3), "cpu_s": round(time.process_time() - cpu, 2)}
+
+
+def main(source: str, dest: str) -> dict:
+    pieces = pieces_of(os.path.getsize(source))
+    servers = [subprocess.Popen([sys.executable, __file__, "--serve", source], stdout=subprocess.PIPE) for _ in range(SERVERS)]
+    ports = [int(server.stdout.readline()) for server in servers]
+    evict(source)  # every server reads from disk, as the peers do
+    began, cpu = time.monotonic(), time.process_time()
+    out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    run_threads(fetch, [(port, pieces[n::SERVERS]) for n, port in enumerate(ports)], out)
     wall = time.monotonic() - began
     served = 0.0
     for server in servers:
@@ -94,5 +134,7 @@ def main(source: str, dest: str) -> dict:
 if __name__ == "__main__":
     if sys.argv[1] == "--serve":
         serve(sys.argv[2])
+    elif sys.argv[1] == "--io-only":
+        print(json.dumps(io_only(sys.argv[2], sys.argv[3])))
     else:
         print(json.dumps(main(sys.argv[1], sys.argv[2])))

@@ -27,7 +27,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from pathlib import Path
 
 import httpx
 from files import write_random
+from ports import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 INTEROP = REPO / "tests" / "interop"
@@ -72,12 +72,6 @@ http {{
   }}
 }}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def peak_rss_kib(pids: list[int]) -> int:

@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+from ports import free_port
 from proc_memory import memory_of, workers_of
 from timing import cpu_seconds
 
@@ -54,12 +54,6 @@ def cli(*args: str) -> str:
     if done.returncode != 0:
         raise SystemExit(f"permastore {' '.join(args)} failed: {done.stderr}")
     return done.stdout.strip().splitlines()[-1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_head(data: Path, log: Path, *flags: str) -> tuple[subprocess.Popen, str]:

@@ -139,10 +139,10 @@ class Heartbeat:
 class WorkerNode:
     """Given this node's inference context (its store fetching through the head) and the head's URL, run leased calls."""
 
-    def __init__(self, inference: Inference, head_url: str, link: HeadLink | None = None):
+    def __init__(self, inference: Inference, head_url: str):
         self.inference = inference
         self.head_url = head_url.rstrip("/")
-        self.link = link or HeadLink(self.head_url, LEASE_WAIT_S + 30)
+        self.link = HeadLink(self.head_url, LEASE_WAIT_S + 30)
         self.signer = inference.store.signer
         self.address = address_of(self.signer.owner)
         self.head_address = ""
