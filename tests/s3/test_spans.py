@@ -104,3 +104,29 @@ def test_a_learned_data_item_evicted_from_the_cache_is_read_from_its_spans(tmp_p
         store.bucket.storage = counting
         assert b"".join(store.read(id)) == data
         assert counting.gets == [] and len(counting.ranges) == 2
+
+
+def test_fsck_reads_each_span_with_one_request_and_still_names_the_one_bad_chunk(tmp_path, bucket, seaweedfs):
+    from tests.s3.test_corrupt_bucket import chunk_addresses, span_of
+
+    client = seaweedfs.client
+    data = os.urandom(2 * SPAN_CHUNKS * CHUNK + 8 * CHUNK + 77)  # 41 chunks: spans of 16, 16 and 9
+    with Store.open(seed_wallet(tmp_path / "first"), bucket=bucket) as store:
+        id = store.put_data(data).id
+        key, at = span_of(store, chunk_addresses(store, id)[20])  # chunk 20: the second span's fifth
+
+    second = seed_wallet(tmp_path / "second")
+    with Store.open(second, bucket=dataclasses.replace(bucket, cache_size=0)) as store:
+        counting = CountingStorage(store.bucket.storage)
+        store.bucket.storage = counting
+        report = store.fsck()
+        assert report.ok and report.chunks_checked >= 41
+        chunk_reads = [r for r in counting.ranges if r[0].startswith(layout.SPANS) or r[0].startswith(layout.CHUNKS)]
+        assert len(chunk_reads) == 3 and counting.gets == []  # one ranged GET per span, not one per chunk
+
+    span = bytearray(client.get_object(Bucket=bucket.bucket, Key=key)["Body"].read())
+    span[at + 7] ^= 0x01
+    client.put_object(Bucket=bucket.bucket, Key=key, Body=bytes(span))
+    with Store.open(second, bucket=dataclasses.replace(bucket, cache_size=0)) as store:
+        report = store.fsck()
+    assert [(f[0], f[1]) for f in report.failures] == [(id, 20)], report.failures

@@ -23,9 +23,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-import blake3
-
-from permastore.store.bucket import layout
+from permastore.store.bucket import layout, read_back
 from permastore.store.bucket.identity import SAVED_SCHEMA, check_identity
 from permastore.store.bucket.manifest import Manifest, span_rows
 from permastore.store.bucket.repair import BucketRepairer
@@ -342,21 +340,12 @@ class Bucket:
         With peers (repair_from), a bad or missing chunk is repaired from them: it is then
         listed in self.repaired, not in the report's failures.
         """
-        conn = self.store.db
-        rows = conn.execute(
-            "SELECT b.hash, k.size FROM bucket_chunks b JOIN chunks k ON k.hash = b.hash"
-        ).fetchall()
-        for r in rows:
-            address = bytes(r["hash"])
+        rows = self.store.db.execute(read_back.CHECK_ROWS_SQL).fetchall()
+        for r, result in read_back.read_back(self, rows, self._reads):  # a span's chunks with one GET
             report.chunks_checked += 1
-            try:
-                raw = self.load_chunk(address, r["size"])
-                if len(raw) != r["size"] or blake3.blake3(raw).digest() != address:
-                    raise OSError("BLAKE3 mismatch")
-            except OSError as exc:
-                where = self.location(address)
-                place = "" if where is None else f" span {where[0].hex()} at {where[1]}"
-                self._report_bad(report, address, r["size"], f"bucket{place}: {exc}")
+            if isinstance(result, OSError):
+                place = "" if r["span"] is None else f" span {bytes(r['span']).hex()} at {r['offset']}"
+                self._report_bad(report, bytes(r["hash"]), r["size"], f"bucket{place}: {result}")
             if progress:
                 progress(r["size"])
         self._check_published(report)
