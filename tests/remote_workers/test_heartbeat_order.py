@@ -7,18 +7,23 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 
-from inference.herder.remote_link import HeadAnswer, HeadLink
-from inference.herder.remote_worker import Heartbeat
+from inference.generation import Generation
+from inference.herder import remote_worker
+from inference.herder.remote_worker import Heartbeat, WorkerNode
+from inference.processes import PreparedCall
+from permastore.protocol import ans104
 
 SYNC_S = 30  # how long the test waits for its own threads to get somewhere (never reached when all is well)
 HOLD_S = 3  # the head double holds a beat's answer this long at most, unless the Result arrives first
 
 
 class _SlowBeatHead(BaseHTTPRequestHandler):
-    """A head whose answer to a heartbeat takes a while (it is relaying the beat's text): it logs
-    when a beat arrives, when it is answered, and when a Result arrives. A beat's answer waits
-    for a Result to arrive (HOLD_S at most), so a Result sent while a beat is in flight shows."""
+    """A head whose answer to a heartbeat (a signed item of JSON) takes a while, as one relaying
+    the beat's text does: it logs when a beat arrives, when it is answered, and when a Result
+    arrives. A beat's answer waits for a Result (HOLD_S at most), so a Result sent while a beat
+    is in flight shows in the log."""
 
     protocol_version = "HTTP/1.1"
 
@@ -27,7 +32,7 @@ class _SlowBeatHead(BaseHTTPRequestHandler):
         head = self.server
         if self.path.endswith("/heartbeat"):
             with head.lock:
-                head.log.append(("beat", tuple(json.loads(body)["events"])))
+                head.log.append(("beat", tuple(json.loads(ans104.parse_item(body)[1])["events"])))
             head.beat_arrived.set()
             head.result_arrived.wait(HOLD_S)
             with head.lock:
@@ -45,35 +50,44 @@ class _SlowBeatHead(BaseHTTPRequestHandler):
         pass
 
 
-class _LinkedNode:
-    """What the Heartbeat uses of a WorkerNode: post_signed over a real HeadLink (JSON, unsigned:
-    the head double checks no signature)."""
+def _node(head_url: str, signer) -> WorkerNode:
+    """A WorkerNode over a real HeadLink whose inference context is a small double: the call it
+    runs is given, its weights check passes, and its Result record is signed as bytes."""
+    checked = SimpleNamespace(verified=SimpleNamespace(result=lambda: None))
+    inference = SimpleNamespace(
+        store=SimpleNamespace(signer=signer), engines=None,
+        processes=SimpleNamespace(get=lambda process_id: checked),
+        records=SimpleNamespace(sign=lambda record: SimpleNamespace(item=json.dumps({"text": record.text}).encode())),
+    )  # fmt: skip
+    node = WorkerNode(inference, head_url)
+    node.head_address = "A" * 43  # a 32-byte address, as GET /herder/info gives it
+    node.prepare = lambda leased: PreparedCall("process", "message", 1, "model", "/model.gguf", {}, "prompt",
+                                               False, {"seed": 7})  # fmt: skip
+    return node
 
-    def __init__(self, url: str):
-        self.link = HeadLink(url, timeout_s=SYNC_S)
 
-    def post_signed(self, path: str, body: dict) -> HeadAnswer:
-        return self.link.post(path, json.dumps(body).encode())
-
-
-def test_the_last_beat_is_answered_before_the_result_is_sent():
+def test_the_last_beat_is_answered_before_the_result_is_sent(monkeypatch, ed_signer):
     head = ThreadingHTTPServer(("127.0.0.1", 0), _SlowBeatHead)
     head.daemon_threads = True
     head.lock, head.log = threading.Lock(), []
     head.beat_arrived, head.result_arrived = threading.Event(), threading.Event()
     threading.Thread(target=head.serve_forever, daemon=True).start()
-    node = _LinkedNode(f"http://127.0.0.1:{head.server_address[1]}")
+
+    def streaming_run(call, engines, on_text):
+        """The call streams text, and ends while the beat carrying it is still being answered."""
+        on_text("streamed ")
+        assert head.beat_arrived.wait(SYNC_S), "no heartbeat carried the streamed text"
+        return Generation("streamed text", (1, 2), 1, "prompt-hash", "stop", {})
+
+    monkeypatch.setattr(remote_worker, "run_call", streaming_run)
+    node = _node(f"http://127.0.0.1:{head.server_address[1]}", ed_signer)
     heartbeat = Heartbeat(node)
     try:
-        # As WorkerNode.work runs a call: streamed text goes out on a beat while the lease is
-        # watched; the Result is posted once the watching block has ended.
-        with heartbeat.watching("lease-1", ttl_s=30) as watch:
-            watch.on_text("streamed ")
-            assert head.beat_arrived.wait(SYNC_S), "no heartbeat carried the streamed text"
-        node.link.post("/herder/leases/lease-1/result", b"signed result item")
+        assert node.work({"lease": "lease-1", "ttl_s": 30, "call": {}}, heartbeat) is None  # no next lease
         with head.lock:
             log = list(head.log)
         assert log == [("beat", ("streamed ",)), ("beat answered", ()), ("result", ())], log
+        assert node.calls == 1
     finally:
         heartbeat.stop()
         node.link.close()
