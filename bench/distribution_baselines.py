@@ -46,7 +46,8 @@ http {{
 """
 
 
-def aria2c_baseline(work: Path, source: Path) -> dict:
+def aria2c_baseline(work: Path, source: Path, links=None) -> dict:
+    """aria2c -x8 -s8 of source from nginx, then sync (links: a LinkShaper to put nginx behind its link)."""
     nginx, aria2c = shutil.which("nginx") or "/usr/sbin/nginx", shutil.which("aria2c")
     if not Path(nginx).exists() or aria2c is None:
         raise SystemExit("needs nginx and aria2c (apt-get install nginx aria2)")
@@ -54,6 +55,8 @@ def aria2c_baseline(work: Path, source: Path) -> dict:
     shutil.rmtree(conf_dir, ignore_errors=True)  # a previous round's
     conf_dir.mkdir()
     port = free_port()
+    if links is not None and port not in links.ports:
+        links.limit(port)
     (conf_dir / "nginx.conf").write_text(NGINX_CONF.format(dir=conf_dir, port=port, root=source.parent))
     server = subprocess.Popen([nginx, "-c", str(conf_dir / "nginx.conf"), "-p", str(conf_dir)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip

@@ -28,6 +28,11 @@ Measured in one run, on this machine (loopback, one disk):
 
     python bench/distribution_bench.py                 # 2.2 GB
     python bench/distribution_bench.py --size-mb 256   # a quick run
+    python bench/distribution_bench.py --link-rate 1gbit  # each server behind its own link (root, tc)
+
+With --link-rate every serving node and nginx sends through a link of its own at that rate
+(links.py: tc htb classes on loopback, one per server port), as peers across a network do: the
+links, not this machine's two cores and one disk, bound the transfer. The floor is not run then.
 
 Needs nginx and aria2c (Debian: apt-get install nginx aria2). Writes
 bench/out/distribution_bench.json (or --out) and prints a summary. Everything it writes
@@ -61,6 +66,7 @@ from distribution_baselines import (  # noqa: E402
     same_bytes,
     write_random,
 )  # fmt: skip
+from links import LinkShaper  # noqa: E402
 from timing import run_measured  # noqa: E402
 
 from tests.distribution.proxy import NodeProxy  # noqa: E402
@@ -232,6 +238,8 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=None, help="where to put the copies (default: a temp dir)")
     parser.add_argument("--out", type=Path, default=OUT_DIR / "distribution_bench.json")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--link-rate", default=None, metavar="RATE",
+                        help="put each server behind its own link at RATE (a tc rate: 1gbit, 500mbit; needs root)")
     parser.add_argument("--repeat", type=int, default=1, metavar="N",
                         help="measure aria2c, legacy and the 3-peer pull N times, interleaved (a shared machine): "
                              "the ratios are reported per round and as medians")  # fmt: skip
@@ -243,14 +251,19 @@ def main() -> int:
     jwk = json.loads((REPO / "fixtures" / "vectors" / "arweave" /
                       "arweave-keyfile-fOVzBRTBnyt4VrUUYadBH8yras_-jhgpmNgg-5b3vEw.json").read_text())  # fmt: skip
     results: dict = {"size_bytes": size}
-    servers, proxy = [], None
+    servers, proxy, links = [], None, None
     try:
         source = work / "www" / "object.bin"
         source.parent.mkdir()
         write_random(source, size)
         object_id, servers = make_peers(work, jwk, source)
         peers = [s.url for s in servers]
-        results["rounds"] = [_round(work, jwk, source, object_id, servers) for _ in range(max(args.repeat, 1))]
+        if args.link_rate:
+            links = LinkShaper(args.link_rate)
+            results["link_rate"] = args.link_rate
+            for server in servers:
+                links.limit(int(urlsplit(server.url).port))
+        results["rounds"] = [_round(work, jwk, source, object_id, servers, links) for _ in range(max(args.repeat, 1))]
         results.update(results["rounds"][0])
         results["one_peer"] = _pull_figures(work, jwk, object_id, peers[:1], source, "p1")
         print("one_peer:", results["one_peer"], flush=True)
@@ -264,6 +277,8 @@ def main() -> int:
         print("corrupt:", results["corrupt"], flush=True)
         results["hashing"] = hash_costs(source)
     finally:
+        if links is not None:
+            links.close()
         if proxy is not None:
             proxy.close()
         for server in servers:
@@ -276,18 +291,20 @@ def main() -> int:
     return 0
 
 
-def _round(work: Path, jwk: dict, source: Path, object_id: str, servers: list) -> dict:
-    """One interleaved measurement of the two baselines and the 3-peer pull, with every process's CPU."""
+def _round(work: Path, jwk: dict, source: Path, object_id: str, servers: list, links=None) -> dict:
+    """One interleaved measurement of the two baselines, the floor (not behind links) and the
+    3-peer pull, with every process's CPU."""
     peers = [s.url for s in servers]
-    figures = {"aria2c": aria2c_baseline(work, source)}
+    figures = {"aria2c": aria2c_baseline(work, source, links)}
     print("aria2c:", figures["aria2c"], flush=True)
     serving, began = cpu_seconds(servers[0].process.pid), time.process_time()
     figures["legacy"] = legacy_read_through(work, jwk, peers[0], object_id)
     figures["legacy"]["cpu_s"] = round(time.process_time() - began + cpu_seconds(servers[0].process.pid) - serving, 2)
     print("legacy:", figures["legacy"], flush=True)
-    figures["floor"] = floor(work, source)
-    figures["floor"]["io_only_s"] = floor(work, source, io_only=True)["wall_s"]
-    print("floor:", figures["floor"], flush=True)
+    if links is None:
+        figures["floor"] = floor(work, source)
+        figures["floor"]["io_only_s"] = floor(work, source, io_only=True)["wall_s"]
+        print("floor:", figures["floor"], flush=True)
     before = [cpu_seconds(s.process.pid) for s in servers]
     figures["pull"] = _pull_figures(work, jwk, object_id, peers, source, "d")
     figures["pull"]["server_cpu_s"] = [round(cpu_seconds(s.process.pid) - b, 2) for s, b in zip(servers, before)]
@@ -336,7 +353,7 @@ def _pull_figures(work: Path, jwk: dict, object_id: str, peers: list[str], sourc
 def _report(results: dict) -> None:
     aria, legacy, pulled = results["aria2c"]["wall_s"], results["legacy"]["wall_s"], results["pull"]["wall_s"]
     lines = [
-        f"object: {results['size_bytes'] / MB:.0f} MB",
+        f"object: {results['size_bytes'] / MB:.0f} MB" + (f", every server behind its own {results['link_rate']} link" if 'link_rate' in results else ""),
         f"aria2c -x8 -s8 + sync: {aria:.2f} s; legacy read-through: {legacy:.2f} s (first byte {results['legacy']['first_byte_s']:.2f} s)",
         f"pull, 1 peer: {results['one_peer']['wall_s']:.2f} s; 3 peers: {pulled:.2f} s = {pulled / aria:.2f}x aria2c (target <= 1.5),"
         f" {legacy / pulled:.2f}x faster than legacy (target >= 2); peak RSS {results['pull']['peak_rss_mib']:.0f} MiB (target < 300 MB)",
@@ -364,21 +381,29 @@ def _round_lines(rounds: list[dict]) -> list[str]:
         aria, legacy, pulled = r["aria2c"]["wall_s"], r["legacy"]["wall_s"], r["pull"]["wall_s"]
         to_aria.append(pulled / aria)
         to_legacy.append(legacy / pulled)
-        floor_to_legacy.append(legacy / r["floor"]["wall_s"])
-        disk_to_legacy.append(legacy / r["floor"]["io_only_s"])
         cpu = r["pull"]["cpu_s"] + sum(r["pull"]["server_cpu_s"])
-        lines.append(
+        line = (
             f"round {number}: aria2c {aria:.2f} s, legacy {legacy:.2f} s, pull {pulled:.2f} s (session {r['pull']['session_s']:.2f} s)"
             f" = {pulled / aria:.2f}x aria2c, {legacy / pulled:.2f}x faster than legacy; CPU s: aria2c+nginx"
             f" {r['aria2c']['cpu_s'] + r['aria2c']['nginx_cpu_s']:.2f}, legacy+its node {r['legacy']['cpu_s']:.2f},"
-            f" pull+3 nodes {cpu:.2f}; floor {r['floor']['wall_s']:.2f} s (CPU s {r['floor']['cpu_s'] + r['floor']['server_cpu_s']:.2f})"
-            f" = {legacy / r['floor']['wall_s']:.2f}x faster than legacy, pull {pulled / r['floor']['wall_s']:.2f}x the floor;"
-            f" the disk alone {r['floor']['io_only_s']:.2f} s = {legacy / r['floor']['io_only_s']:.2f}x faster than legacy"
+            f" pull+3 nodes {cpu:.2f}"
         )  # fmt: skip
-    lines.append(f"median over {len(rounds)} rounds: {statistics.median(to_aria):.2f}x aria2c (target <= 1.5),"
-                 f" {statistics.median(to_legacy):.2f}x faster than legacy (target >= 2); the floor"
-                 f" {statistics.median(floor_to_legacy):.2f}x faster than legacy, the disk alone"
-                 f" {statistics.median(disk_to_legacy):.2f}x")  # fmt: skip
+        if "floor" in r:
+            low = r["floor"]
+            floor_to_legacy.append(legacy / low["wall_s"])
+            disk_to_legacy.append(legacy / low["io_only_s"])
+            line += (
+                f"; floor {low['wall_s']:.2f} s (CPU s {low['cpu_s'] + low['server_cpu_s']:.2f}) = {legacy / low['wall_s']:.2f}x"
+                f" faster than legacy, pull {pulled / low['wall_s']:.2f}x the floor; the disk alone {low['io_only_s']:.2f} s"
+                f" = {legacy / low['io_only_s']:.2f}x faster than legacy"
+            )  # fmt: skip
+        lines.append(line)
+    median = (f"median over {len(rounds)} rounds: {statistics.median(to_aria):.2f}x aria2c (target <= 1.5),"
+              f" {statistics.median(to_legacy):.2f}x faster than legacy (target >= 2)")  # fmt: skip
+    if floor_to_legacy:
+        median += (f"; the floor {statistics.median(floor_to_legacy):.2f}x faster than legacy, the disk alone"
+                   f" {statistics.median(disk_to_legacy):.2f}x")  # fmt: skip
+    lines.append(median)
     return lines
 
 
