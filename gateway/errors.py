@@ -52,7 +52,8 @@ def _validation_reason(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors()[:3]:
         where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-        meaning = PATTERN_MEANINGS.get((err.get("ctx") or {}).get("pattern"))
+        pattern = (err.get("ctx") or {}).get("pattern")
+        meaning = PATTERN_MEANINGS.get(pattern) if isinstance(pattern, str) else None
         if meaning is not None:
             parts.append(f"invalid {where.removeprefix('path.')}: expected {meaning}")
             continue
@@ -170,13 +171,14 @@ FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 def storage_full(exc: BaseException) -> bool:
     """Given an exception, return whether it says the disk (or the quota) is full, here or in its causes."""
     seen = 0
-    while exc is not None and seen < 8:
-        if isinstance(exc, OSError) and exc.errno in FULL_ERRNOS:
+    current: BaseException | None = exc
+    while current is not None and seen < 8:
+        if isinstance(current, OSError) and current.errno in FULL_ERRNOS:
             return True
-        if isinstance(exc, sqlite3.Error) and (
-            getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL or "disk is full" in str(exc)
+        if isinstance(current, sqlite3.Error) and (
+            getattr(current, "sqlite_errorcode", None) == SQLITE_FULL or "disk is full" in str(current)
         ):
             return True
-        exc = exc.__cause__ or exc.__context__
+        current = current.__cause__ or current.__context__
         seen += 1
     return False

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Collection
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -50,9 +51,9 @@ class Watchdog:
     def __init__(self) -> None:
         self.now = 0.0
         self.handle: asyncio.TimerHandle | None = None
-        self.connections = None
+        self.connections: Collection[object] | None = None  # the server's open connections
 
-    def start(self, loop: asyncio.AbstractEventLoop, connections) -> None:
+    def start(self, loop: asyncio.AbstractEventLoop, connections: Collection[object]) -> None:
         if self.handle is None:
             self.connections = connections
             self.now = loop.time()
@@ -72,7 +73,7 @@ class CachedObjectProtocol(HttpToolsProtocol):
 
     cache: SmallObjectCache | None = None
     limits: ConnectionLimits = ConnectionLimits()
-    watchdog: Watchdog | None = None
+    watchdog: Watchdog  # set by with_cache, one per server
     # The limits again as plain class attributes: the per-request checks read one attribute each.
     _max_url = _max_headers = _max_head_bytes = 0
     _defaults_source: list | None = None  # uvicorn's default header list (date, server) last rendered
@@ -189,15 +190,20 @@ class CachedObjectProtocol(HttpToolsProtocol):
         if (len(self.url) > self._max_url or len(self.headers) > self._max_headers
                 or self._fed > self._max_head_bytes) and (refusal := self._head_refusal()) is not None:
             self._refuse(*refusal)
-            self.cycle = _Answered()  # the parser's later callbacks for this message do nothing
+            self._answered()
             return
         answer = self._cached_answer()
         if answer is None:
             super().on_headers_complete()
             return
         self.transport.write(answer)
-        self.cycle = _Answered()  # the rest of this message (there is no body) is ignored
+        self._answered()
         self.on_response_complete()  # counts the request, re-arms keep-alive, starts pipelined ones
+
+    def _answered(self) -> None:
+        """Mark the request answered here: the parser's later callbacks for this message (no body) do nothing."""
+        # uvicorn types `cycle` as its RequestResponseCycle; _Answered has the fields its callbacks read.
+        self.cycle = _Answered()  # type: ignore[assignment]
 
     def _cached_answer(self) -> bytes | None:
         """Return the whole response for a cache hit, or None when the app must answer."""

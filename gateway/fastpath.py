@@ -190,7 +190,7 @@ class SmallObjectCache:
                 del self._by_content[entry.content]
 
 
-def cacheable_request(method: str | bytes, raw_path: bytes, query: bytes, headers) -> tuple[str, bool] | None:
+def cacheable_request(method: str | bytes, raw_path: bytes, query: bytes | None, headers) -> tuple[str, bool] | None:
     """Given a request's method, path, query and lowercased headers, return (ID, has Origin) when the cache may answer."""
     if method not in ("GET", "HEAD", b"GET", b"HEAD"):
         return None

@@ -21,7 +21,7 @@ from gateway.gql_filters import TagCheck, split_tag_filters
 from permastore.protocol import b64url
 from permastore.store import InvalidQuery, Query
 from permastore.store.query import decode_cursor, encode_cursor
-from permastore.store.records import PENDING_HEIGHT_KEY
+from permastore.store.records import PENDING_HEIGHT_KEY, ObjectInfo
 
 log = logging.getLogger("gateway.graphql")
 
@@ -220,12 +220,13 @@ def cursor_of(item) -> str:
     return encode_cursor(item.height if item.height is not None else PENDING_HEIGHT_KEY, item.seq)
 
 
-def _checked_page(store, query: Query, checks: list[TagCheck], budget: QueryBudget) -> tuple[list, bool]:
+def _checked_page(store, query: Query, checks: list[TagCheck], budget: QueryBudget) -> tuple[list[ObjectInfo], bool]:
     """Given a store query and checks, return (up to query.first passing rows, whether more pass).
 
     Rows are read in the query's order, SCAN_PAGE at a time, so cursors stay the store's.
     """
-    found, after, scanned = [], query.after, 0
+    found: list[ObjectInfo] = []
+    after, scanned = query.after, 0
     while True:
         budget.check_time()
         page = store.query(replace(query, first=SCAN_PAGE, after=after))

@@ -81,7 +81,7 @@ async def accept_item(request: Request, node: Node):
     spool_dir = node.config.data_dir / "tmp"
     spool_dir.mkdir(exist_ok=True)
     with request.app.state.uploads.admitted(declared) as reservation:
-        with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, dir=spool_dir) as spool:
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, dir=str(spool_dir)) as spool:
             await _spool_item(request, node, spool, reservation)
             spool.seek(0)
             return await run_in_threadpool(node.store.put_item, spool)

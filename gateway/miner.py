@@ -94,7 +94,8 @@ class Miner:
 
     def pending_ids(self) -> list[str]:
         """Return the IDs of accepted L1 txs not yet in a block (pending sort first, newest first)."""
-        ids, after = [], None
+        ids: list[str] = []
+        after = None
         while True:
             page = self.store.query(Query(first=PENDING_PAGE, after=after, sort="HEIGHT_DESC"))
             for item in page.items:

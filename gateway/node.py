@@ -10,6 +10,7 @@ from fastapi import Request
 from gateway.chain_status import Confirmation, UpstreamStatus
 from gateway.config import GatewayConfig
 from gateway.errors import ApiError
+from gateway.fastpath import SmallObjectCache
 from gateway.ledger import Ledger
 from permastore.store import NotFound, Store
 
@@ -31,7 +32,7 @@ class Node:
         self.store.follow_bucket()  # with a bucket: learn other nodes' headers every 2 s (no-op without)
         self.ledger = Ledger(config.data_dir)
         self.accept_lock = threading.Lock()
-        self.small_cache = None  # a SmallObjectCache, set by the app
+        self.small_cache: SmallObjectCache | None = None  # set by the app
         self.fetcher = build_fetcher(self.store, config)
         if self.store.bucket is not None and self.fetcher is not None:
             self.store.bucket.repair_from(self.fetcher.peers.clients)  # bad bucket chunks: proven from peers, rewritten

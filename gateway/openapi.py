@@ -8,6 +8,8 @@ automatic 422 is removed: validation failures here are 400s, documented where th
 
 from __future__ import annotations
 
+from typing import Any, TypedDict
+
 from fastapi import FastAPI, Path
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
@@ -52,9 +54,21 @@ REASONS = {
 ERROR_STATUSES = {400, 403, 404, 408, 413, 416, 500, 502, 503, 507}
 
 
-def answers(*statuses: int, **bodies: dict) -> dict:
+# FastAPI's `responses`: {status: OpenAPI response object (or a model)}.
+Responses = dict[int | str, dict[str, Any]]
+
+
+class RouteDocs(TypedDict, total=False):
+    """The documentation keywords of a route decorator, kept apart when routes share them."""
+
+    summary: str
+    responses: Responses
+    openapi_extra: dict[str, Any]
+
+
+def answers(*statuses: int, **bodies: dict) -> Responses:
     """Given status codes (and, by name `s206=...`, the content of non-error ones), return FastAPI `responses`."""
-    responses: dict = {}
+    responses: Responses = {}
     for status in statuses:
         entry: dict = {"description": REASONS.get(status, "")}
         if status in ERROR_STATUSES:
@@ -131,7 +145,7 @@ def route_template(app: FastAPI, scope) -> tuple[str | None, list[str]]:
                 continue
             template = route.path_format
         if route.path_format == template:
-            methods |= route.methods
+            methods |= route.methods or set()
     return template, sorted(methods)
 
 
@@ -194,10 +208,10 @@ def install_openapi(app: FastAPI) -> None:
             app.openapi_schema = schema
         return app.openapi_schema
 
-    app.openapi = document
+    app.openapi = document  # type: ignore[method-assign]  # FastAPI's documented way to replace the schema
 
 
-DEVELOPMENT = {"x-development": True}  # openapi_extra of routes that change state on GET: no HEAD twin
+DEVELOPMENT: dict[str, Any] = {"x-development": True}  # openapi_extra of routes that change state on GET: no HEAD twin
 
 
 def _headers_only(responses: dict) -> dict:
@@ -219,7 +233,7 @@ def add_head_routes(router: APIRouter) -> APIRouter:
     wins for HEAD as for GET. uvicorn sends no body for HEAD; the data routes do not even
     read one. Idempotent: a router is shared by every app built in one process.
     """
-    heads = {route.path for route in router.routes if isinstance(route, APIRoute) and "HEAD" in route.methods}
+    heads = {route.path for route in router.routes if isinstance(route, APIRoute) and "HEAD" in (route.methods or ())}
     for route in list(router.routes):
         if not isinstance(route, APIRoute) or route.methods != {"GET"} or route.path in heads:
             continue

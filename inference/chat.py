@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 
 from inference.errors import InvalidRequest
 
@@ -108,6 +108,14 @@ class ChatTemplate:
 def template_names() -> list[str]:
     """Return every name a process may ask for."""
     return [MODEL_TEMPLATE, *NAMED_TEMPLATES]
+
+
+@overload
+def resolve_template(name: str, model_template: str | None, bos_token: str, eos_token: str,
+                     fallback: str | None = None) -> ChatTemplate: ...
+@overload
+def resolve_template(name: str | None, model_template: str | None, bos_token: str, eos_token: str,
+                     fallback: str | None = None) -> ChatTemplate | None: ...
 
 
 def resolve_template(name: str | None, model_template: str | None, bos_token: str, eos_token: str,

@@ -77,7 +77,9 @@ def run_model_add(args: argparse.Namespace) -> int:
     try:
         print(inference.models.add(args.file, name=args.name))
         if args.name is not None:
-            print(f"name: {inference.models.names.lookup(args.name).name}", file=sys.stderr)
+            binding = inference.models.names.lookup(args.name)
+            assert binding is not None  # models.add has just recorded this name
+            print(f"name: {binding.name}", file=sys.stderr)
     except InferenceError as exc:
         raise CliError(str(exc)) from None
     except OSError as exc:

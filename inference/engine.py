@@ -27,8 +27,8 @@ ENGINE_CACHE_SIZE = 2  # models kept loaded per OS process (each maps its weight
 class Engine:
     """One llama.cpp model loaded from a file, used by one call at a time."""
 
-    def __init__(self, llama: object, model_path: Path, settings: EngineSettings, model_id: str | None = None):
-        self.llama = llama
+    def __init__(self, llama: llama_adapter.Llama, model_path: Path, settings: EngineSettings, model_id: str | None = None):
+        self.llama: llama_adapter.Llama | None = llama  # None once closed
         self.model_path = Path(model_path)
         self.settings = settings
         self.model_id = model_id
@@ -48,7 +48,7 @@ class Engine:
     def piece(self, token: int) -> str | None:
         """Given a token ID, return its text (None when the vocabulary has no such token)."""
         try:
-            return self.llama.detokenize([token]).decode("utf-8", errors="replace")
+            return self._loaded().detokenize([token]).decode("utf-8", errors="replace")
         except Exception:  # noqa: BLE001 - a tampered token ID may be outside the vocabulary
             return None
 
@@ -76,7 +76,7 @@ class Engine:
     def _generate(self, prompt: str, sampling: SamplingParams, special: bool,
                   on_text: Callable[[str], None] | None, seed_later: Callable[[], int] | None) -> Generation:
         started = time.perf_counter()
-        llama = self.llama
+        llama = self._loaded()
         prompt_ids = self.tokenize(prompt, special)
         # llama.cpp may round the context up; the recorded setting is the limit either way.
         n_ctx = min(self.settings.n_ctx, llama.n_ctx())
@@ -85,12 +85,15 @@ class Engine:
         budget = min(sampling.max_tokens, n_ctx - len(prompt_ids))
         # Fresh context and sampler every call: no cached prefix, the call's own seed.
         llama.reset()
-        if sampling.seed is None:
+        seed = sampling.seed
+        if seed is None:
+            assert seed_later is not None  # generate() refuses a call with neither
             # The same prompt evaluation generate() would do; generate() then finds the
             # whole prompt evaluated and samples from these very logits.
             llama.eval(prompt_ids)
-            sampling = replace(sampling, seed=checked_seed(seed_later()))
-        llama.set_seed(sampling.seed)
+            seed = checked_seed(seed_later())
+            sampling = replace(sampling, seed=seed)
+        llama.set_seed(seed)
         text_out = TextAssembler(sampling.stop, on_text)
         tokens, finish_reason, first_token_at = self._sample(prompt_ids, sampling, budget, text_out)
         text = text_out.finish()
@@ -106,7 +109,7 @@ class Engine:
     def _sample(self, prompt_ids: list[int], sampling: SamplingParams, budget: int,
                 text_out: TextAssembler) -> tuple[list[int], str, float | None]:
         """Run the sampler; return (token IDs, finish reason, when the first token came)."""
-        llama = self.llama
+        llama = self._loaded()
         is_end = llama_adapter.end_of_generation(llama)
         stop_tokens = llama_adapter.control_tokens_of(llama, sampling.stop)  # they detokenize to ""
         generator = llama.generate(
@@ -136,6 +139,12 @@ class Engine:
         finally:
             generator.close()
         return tokens, finish_reason, first_token_at
+
+    def _loaded(self) -> llama_adapter.Llama:
+        """Return the loaded Llama; raise when the engine was closed (its model is freed)."""
+        if self.llama is None:
+            raise RuntimeError(f"the engine of {self.model_path.name} is closed")
+        return self.llama
 
     def close(self) -> None:
         """Free the model and its context."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any
 
 import jinja2
 import jinja2.ext
@@ -26,7 +26,7 @@ class OutputTooLarge(ValueError):
 class _GenerationTag(jinja2.ext.Extension):
     """Pass-through for Hugging Face's `{% generation %}` chat-template tag."""
 
-    tags: ClassVar[set[str]] = {"generation"}
+    tags = {"generation"}  # jinja2 reads the class attribute
 
     def parse(self, parser: Any) -> Any:
         parser.stream.skip(1)

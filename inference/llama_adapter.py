@@ -24,6 +24,8 @@ from llama_cpp._internals import LlamaModel
 from inference.native_log import native_log
 from inference.sampling import EngineSettings
 
+Llama = llama_cpp.Llama  # a loaded model with its context (the engine holds one)
+
 
 class Tokenizer(Protocol):
     """What counting and evaluating a prompt needs: a loaded Llama or a vocab-only model."""

@@ -122,10 +122,13 @@ def read_gguf_metadata(path: Path | str) -> ModelMetadata:
     if not isinstance(params, int) or params <= 0:
         params = sum(tensor.n_elements for tensor in header.tensors)
     file_type = fields.get("general.file_type")
-    try:
-        quantization = LlamaFileType(file_type).name.removeprefix("MOSTLY_").removeprefix("ALL_")
-    except (ValueError, TypeError):
-        quantization = "unknown" if file_type is None else f"type-{file_type}"
+    if file_type is None:
+        quantization = "unknown"
+    else:
+        try:
+            quantization = LlamaFileType(file_type).name.removeprefix("MOSTLY_").removeprefix("ALL_")
+        except (ValueError, TypeError):
+            quantization = f"type-{file_type}"
     context = fields.get(f"{arch}.context_length")
     tokens = fields.get("tokenizer.ggml.tokens") or []
     template = fields.get("tokenizer.chat_template")

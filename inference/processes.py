@@ -177,7 +177,8 @@ class ProcessBook:
         if system_prompt is not None and not isinstance(system_prompt, str):
             raise InvalidRequest("system_prompt must be a string")
         template = _template_of(chat_template, metadata)
-        guessed = chat_template is None and metadata.chat_template is None and metadata.template_choice is not None
+        # Recorded only when the node chose the template from the header (nothing asked, none in the model).
+        guessed = metadata.template_choice if chat_template is None and metadata.chat_template is None else None
         record = records.ProcessRecord(
             model=model_id,
             engine=self.identity(),
@@ -185,7 +186,7 @@ class ProcessBook:
             chat_template=template.name if template else None,
             chat_template_sha256=template.source_sha256 if template else None,
             system_prompt=system_prompt,
-            chat_template_chosen=metadata.template_choice.to_json() if guessed else None,
+            chat_template_chosen=guessed.to_json() if guessed is not None else None,
         )
         return Process("", self.node_address, record, model.path, template, settings, model.verified)
 

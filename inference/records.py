@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, fields
-from typing import Any, Union
+from typing import Any, ClassVar, Generic, Literal, TypeVar, Union, overload
 
 from inference.errors import RecordInvalid, RecordNotFound
 from inference.fetching import SourceFetcher
@@ -72,7 +72,7 @@ class ProcessRecord:
     chat_template_chosen: dict[str, Any] | None = None
     request: str | None = None  # ID of the caller's signed item that asked for it (an AO spawn)
 
-    type = "Process"
+    type: ClassVar[Literal["Process"]] = "Process"
 
     def tags(self) -> list[tuple[str, str]]:
         pairs = [("Model", self.model), ("Seed-Policy", self.seed_policy)]
@@ -97,7 +97,7 @@ class MessageRecord:
     hash_chain: str  # b64url of chain(nonce)
     request: str | None = None  # ID of the caller's signed item this call answers (an AO message)
 
-    type = "Message"
+    type: ClassVar[Literal["Message"]] = "Message"
 
     def content_hash(self) -> bytes:
         """Return sha256 of this message's canonical JSON without its own chain value."""
@@ -133,7 +133,7 @@ class ResultRecord:
     finish_reason: str
     timings: dict[str, Any]  # informative only; never compared
 
-    type = "Result"
+    type: ClassVar[Literal["Result"]] = "Result"
 
     def tags(self) -> list[tuple[str, str]]:
         return [
@@ -157,13 +157,16 @@ OPTIONAL_FIELDS = ("chat_template_chosen", "request")
 RECORD_TYPES = {cls.type: cls for cls in (ProcessRecord, MessageRecord, ResultRecord)}
 
 
+RecordT = TypeVar("RecordT", bound=Record, covariant=True)  # StoredRecord[ResultRecord] is a StoredRecord[Record]
+
+
 @dataclass(frozen=True)
-class StoredRecord:
+class StoredRecord(Generic[RecordT]):
     """A record read back from the store, with its item ID and owner."""
 
     id: str
     owner_address: str
-    record: Record
+    record: RecordT
 
 
 def record_json(record: Record) -> dict[str, Any]:
@@ -203,6 +206,16 @@ class SignedRecord:
 
     id: str
     item: bytes
+
+
+@overload
+def parse_record(data: bytes, expected_type: Literal["Process"]) -> ProcessRecord: ...
+@overload
+def parse_record(data: bytes, expected_type: Literal["Message"]) -> MessageRecord: ...
+@overload
+def parse_record(data: bytes, expected_type: Literal["Result"]) -> ResultRecord: ...
+@overload
+def parse_record(data: bytes, expected_type: str | None = None) -> Record: ...
 
 
 def parse_record(data: bytes, expected_type: str | None = None) -> Record:
@@ -251,12 +264,12 @@ def _check_shapes(record: Record) -> None:
             raise RecordInvalid(f"{record.type} field {field.name} must be an integer")
         if not isinstance(value, wanted):
             raise RecordInvalid(f"{record.type} field {field.name} must be {wanted.__name__}")
-    chosen = getattr(record, "chat_template_chosen", None)
+    chosen = record.chat_template_chosen if isinstance(record, ProcessRecord) else None
     if chosen is not None and not (set(chosen) == {"by", "template", "reason"} and isinstance(chosen["by"], str)
                                    and isinstance(chosen["reason"], str)
                                    and (chosen["template"] is None or isinstance(chosen["template"], str))):
         raise RecordInvalid("Process field chat_template_chosen must be {by, template, reason} strings")
-    if chosen is not None and chosen["template"] != record.chat_template:
+    if isinstance(record, ProcessRecord) and chosen is not None and chosen["template"] != record.chat_template:
         raise RecordInvalid("Process field chat_template_chosen names another template than chat_template")
     request = getattr(record, "request", None)
     if request is not None and not b64url.is_id(request):
@@ -321,7 +334,16 @@ class RecordStore:
         """Given a record, sign and store it as a data item; return its ID."""
         return self.put(self.sign(record))
 
-    def load(self, record_id: str, expected_type: str | None = None) -> StoredRecord:
+    @overload
+    def load(self, record_id: str, expected_type: Literal["Process"]) -> StoredRecord[ProcessRecord]: ...
+    @overload
+    def load(self, record_id: str, expected_type: Literal["Message"]) -> StoredRecord[MessageRecord]: ...
+    @overload
+    def load(self, record_id: str, expected_type: Literal["Result"]) -> StoredRecord[ResultRecord]: ...
+    @overload
+    def load(self, record_id: str, expected_type: str | None = None) -> StoredRecord[Record]: ...
+
+    def load(self, record_id: str, expected_type: str | None = None) -> StoredRecord[Record]:
         """Given a record ID, return the stored record; raise RecordNotFound or RecordInvalid.
 
         The store verified the item's signature when it was stored and checks chunk hashes

@@ -82,15 +82,16 @@ def _describe(token: int | None, piece: str | None) -> str:
 # ---------------------------------------------------------------------------- record checks
 
 
-def _load_owned(ctx: Inference, record_id: str, kind: str, owner: str | None) -> records.StoredRecord:
-    """Load a record of a given type; when owner is given it must have signed it."""
+def _load_owned_message(ctx: Inference, record_id: str, owner: str | None) -> records.StoredRecord[records.MessageRecord]:
+    """Load a Message record; when owner is given it must have signed it."""
+    kind = records.MessageRecord.type
     stored = ctx.records.load(record_id, kind)
     if owner is not None and stored.owner_address != owner:
         raise RecordInvalid(f"{kind} {record_id} is signed by {stored.owner_address}, not the process owner {owner}")
     return stored
 
 
-def _result_for(ctx: Inference, message_id: str, owner: str) -> records.StoredRecord:
+def _result_for(ctx: Inference, message_id: str, owner: str) -> records.StoredRecord[records.ResultRecord]:
     """Return the process owner's Result for a message; raise RecordNotFound when there is none."""
     result_id = ctx.records.find_result_for(message_id, owner)
     if result_id is None:
@@ -98,7 +99,8 @@ def _result_for(ctx: Inference, message_id: str, owner: str) -> records.StoredRe
     return ctx.records.load(result_id, records.ResultRecord.type)
 
 
-def check_result(message_id: str, message: records.MessageRecord, stored: records.StoredRecord) -> None:
+def check_result(message_id: str, message: records.MessageRecord,
+                 stored: records.StoredRecord[records.ResultRecord]) -> None:
     """Raise RecordInvalid unless the Result is consistent with itself and its Message."""
     result = stored.record
     if result.message != message_id or result.process != message.process or result.nonce != message.nonce:
@@ -153,7 +155,7 @@ def _link_single(ctx: Inference, process: Process, message_id: str, message: rec
         if message.previous is None:
             raise RecordInvalid(f"message {message_id} has nonce {message.nonce} but names no predecessor")
         try:
-            before = _load_owned(ctx, message.previous, records.MessageRecord.type, process.owner_address)
+            before = _load_owned_message(ctx, message.previous, process.owner_address)
         except RecordNotFound:
             raise RecordNotFound(f"process {process.id}: message with nonce {message.nonce - 1} "
                                  f"({message.previous}) is missing") from None
@@ -182,7 +184,8 @@ def _render_notes(ctx: Inference, process: Process, message: records.MessageReco
 # ---------------------------------------------------------------------------- replay
 
 
-def resolve_call(ctx: Inference, record_id: str) -> tuple[Process, str, records.MessageRecord, records.StoredRecord]:
+def resolve_call(ctx: Inference, record_id: str
+                 ) -> tuple[Process, str, records.MessageRecord, records.StoredRecord[records.ResultRecord]]:
     """Given a message or result ID, return (process, message_id, message, result StoredRecord).
 
     Checked on the way: owners agree, the message links to its predecessor in the hash
@@ -193,12 +196,15 @@ def resolve_call(ctx: Inference, record_id: str) -> tuple[Process, str, records.
     stored = ctx.records.load(record_id)
     if isinstance(stored.record, records.ProcessRecord):
         raise RecordInvalid(f"{record_id} is a Process record; replay a message or result, or use --process")
+    # Rebuilt around the narrowed record, so the type checker knows which record each one holds.
     if isinstance(stored.record, records.ResultRecord):
         message_id = stored.record.message
         message_stored = ctx.records.load(message_id, records.MessageRecord.type)
-        result_stored: records.StoredRecord | None = stored
+        result_stored: records.StoredRecord[records.ResultRecord] | None = records.StoredRecord(
+            stored.id, stored.owner_address, stored.record)
     else:
-        message_id, message_stored, result_stored = record_id, stored, None
+        message_id, result_stored = record_id, None
+        message_stored = records.StoredRecord(stored.id, stored.owner_address, stored.record)
     message = message_stored.record
     process = ctx.processes.get(message.process)
     owner = process.owner_address
@@ -262,8 +268,8 @@ def herder_runner(pool: WorkerPool) -> Runner:
     return run
 
 
-def _run(process: Process, message_id: str, message: records.MessageRecord, result_stored: records.StoredRecord,
-         notes: list[str], runner: Runner) -> ReplayReport:
+def _run(process: Process, message_id: str, message: records.MessageRecord,
+         result_stored: records.StoredRecord[records.ResultRecord], notes: list[str], runner: Runner) -> ReplayReport:
     result = result_stored.record
     report = ReplayReport(process.id, message_id, result_stored.id, message.nonce, False,
                           len(result.token_ids), 0, notes=notes)

@@ -10,9 +10,12 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inference.errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 # llama.cpp treats this seed as "pick one at random", so it is never a valid call seed.
 LLAMA_RANDOM_SEED = 0xFFFFFFFF
@@ -110,7 +113,9 @@ class SamplingParams:
             raise InvalidRequest(f"top_k must be an integer in 0..{MAX_C_INT}, got {self.top_k!r}")
         if not _is_int(self.max_tokens) or not 1 <= self.max_tokens <= MAX_C_INT:
             raise InvalidRequest(f"max_tokens must be an integer in 1..{MAX_C_INT}, got {self.max_tokens!r}")
-        return replace(self, stop=stop_strings(self.stop), **floats)
+        return replace(self, stop=stop_strings(self.stop), temperature=floats["temperature"], top_p=floats["top_p"],
+                       min_p=floats["min_p"], typical_p=floats["typical_p"], repeat_penalty=floats["repeat_penalty"],
+                       frequency_penalty=floats["frequency_penalty"], presence_penalty=floats["presence_penalty"])
 
     def to_json(self) -> dict[str, Any]:
         """Return the parameters as the JSON object a Message record holds."""
@@ -128,7 +133,7 @@ class SamplingParams:
         return cls(**data).validate()
 
 
-def _check_fields(cls: type, data: Any, what: str, plural: str) -> None:
+def _check_fields(cls: type[DataclassInstance], data: Any, what: str, plural: str) -> None:
     """Raise InvalidRequest unless data is a JSON object whose keys are all fields of the dataclass."""
     if not isinstance(data, dict):
         raise InvalidRequest(f"{what} must be a JSON object, got {type(data).__name__}")

@@ -3,7 +3,7 @@ ReadThroughSource satisfy these)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -27,10 +27,10 @@ class InferenceStore(Protocol):
 
     def object_path(self, id: str, verify: bool = True) -> Path: ...
 
-    def put_item(self, stream: IO[bytes] | bytes, progress: object = None) -> ObjectInfo: ...
+    def put_item(self, stream: IO[bytes] | bytes, progress: Callable[[int], object] | None = None) -> ObjectInfo: ...
 
-    def put_data(self, stream: IO[bytes], tags: list, content_type: str | None = None,
-                 progress: object = None) -> ObjectInfo: ...
+    def put_data(self, stream: IO[bytes], tags: list, content_type: str | None = None, *,
+                 progress: Callable[[int], object] | None = None) -> ObjectInfo: ...
 
     def query(self, q: Query) -> Page: ...
 

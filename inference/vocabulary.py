@@ -16,7 +16,7 @@ class Vocabularies:
 
     def __init__(self, size: int = VOCABULARY_CACHE_SIZE):
         self.size = size
-        self._models: OrderedDict[str, object] = OrderedDict()
+        self._models: OrderedDict[str, llama_adapter.LlamaModel] = OrderedDict()
         self._lock = threading.Lock()
 
     def count_tokens(self, model_path: Path | str, text: str, special: bool) -> int:
@@ -25,7 +25,7 @@ class Vocabularies:
             model = self._get(str(model_path))
             return len(llama_adapter.tokenize_prompt(model, text, special))
 
-    def _get(self, key: str) -> object:
+    def _get(self, key: str) -> llama_adapter.LlamaModel:
         model = self._models.get(key)
         if model is not None:
             self._models.move_to_end(key)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.inference_api.ollama_bodies import ENGINE_OPTIONS, FLOAT_SAMPLING, GO_DURATION
-from gateway.openapi import ID_PATTERN
+from gateway.openapi import ID_PATTERN, Responses
 from inference.chat import ROLES, template_names
 from inference.credits import MAX_AMOUNT
 from inference.sampling import MAX_C_INT, MAX_N_CTX, MAX_SEED, MAX_STOP_CHARS, MAX_STOP_STRINGS, MAX_THREADS
@@ -44,7 +44,7 @@ MESSAGES = {"type": "array", "minItems": 1, "items": {
     "type": "object", "required": ["role", "content"],
     "properties": {"role": {"enum": list(ROLES)}, "content": {"type": "string"}}}}
 TEMPLATE = {"enum": [*template_names(), None]}
-EMPTY = {"enum": [None, False, [], {}]}  # what a field this node cannot honour may be
+EMPTY: dict[str, Any] = {"enum": [None, False, [], {}]}  # what a field this node cannot honour may be
 UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call", "response_format", "logit_bias", "suffix",
                "best_of", "echo")
 OPENAI_CALL: dict[str, Any] = {
@@ -53,7 +53,7 @@ OPENAI_CALL: dict[str, Any] = {
 }
 
 
-OLLAMA_EMPTY = {"enum": [None, False, "", [], {}]}  # what Ollama's unsupported fields may be
+OLLAMA_EMPTY: dict[str, Any] = {"enum": [None, False, "", [], {}]}  # what Ollama's unsupported fields may be
 COUNT = {"type": "integer", "minimum": 1}
 ENGINE = {"n_ctx": {**COUNT, "maximum": MAX_N_CTX}, "n_threads": {**COUNT, "maximum": MAX_THREADS},
           "penalty_last_n": {"type": "integer", "minimum": 0, "maximum": MAX_N_CTX},
@@ -138,7 +138,7 @@ def ao_dry_run() -> dict[str, Any]:
                     "Target": {**text, "pattern": ID_PATTERN, "description": "the process-id query value"}}, [], True)
 
 
-def openai_answer(kind: str) -> dict[str, Any]:
+def openai_answer(kind: str) -> Responses:
     """Given "chat" or "text", return the 200 response of that OpenAI route: the object, or its event stream."""
     usage = _object({name: {"type": "integer", "minimum": 0} for name in ("prompt_tokens", "completion_tokens",
                                                                           "total_tokens")}, [], True)

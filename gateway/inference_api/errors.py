@@ -10,13 +10,14 @@ validation) are wrapped, not replaced, so both shapes come from the same refusal
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.errors import ApiError
@@ -89,7 +90,13 @@ def inference_error_response(exc: InferenceError, openai: bool = False) -> JSONR
     return JSONResponse(body, status_code=exc.status)
 
 
-Handler = Callable[[Request, Any], Awaitable[Any]]
+Handler = Callable[[Request, Any], Response | Awaitable[Response]]  # Starlette's exception handler
+
+
+async def _answer_of(handler: Handler, request: Request, exc: Exception) -> Response:
+    """Given an exception handler (async or not), return its response to the request."""
+    answer = handler(request, exc)
+    return await answer if inspect.isawaitable(answer) else answer
 
 
 def _reason_and_headers(exc: Exception) -> tuple[int, str, dict[str, str] | None] | None:
@@ -104,12 +111,12 @@ def _reason_and_headers(exc: Exception) -> tuple[int, str, dict[str, str] | None
 
 def _openai_wrapped(node_handler: Handler) -> Handler:
     """Given the gateway's handler for a refusal, return one that answers `/v1/` in OpenAI's shape."""
-    async def handle(request: Request, exc: Exception) -> Any:
+    async def handle(request: Request, exc: Exception) -> Response:
         if not is_openai_path(request):
-            return await node_handler(request, exc)
+            return await _answer_of(node_handler, request, exc)
         found = _reason_and_headers(exc)
         if found is None:  # body validation: the gateway words it, OpenAI's shape carries it
-            response = await node_handler(request, exc)
+            response = await _answer_of(node_handler, request, exc)
             status, reason, headers = response.status_code, _reason_of(response), None
         else:
             status, reason, headers = found
@@ -117,7 +124,7 @@ def _openai_wrapped(node_handler: Handler) -> Handler:
     return handle
 
 
-def _reason_of(response: JSONResponse) -> str:
+def _reason_of(response: Response) -> str:
     try:
         body = json.loads(bytes(response.body))
     except ValueError:

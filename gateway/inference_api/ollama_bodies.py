@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr, field_validator, model_
 from gateway.inference_api.schemas import flag, refuse, whole_number
 from inference.errors import InvalidRequest
 
-EMPTY = (None, False, "", [], {})
+EMPTY: tuple[object, ...] = (None, False, "", [], {})
 # Ollama's DefaultOptions for what sampling uses (temperature, top_k, top_p, repeat_penalty
 # as Ollama; min_p 0 since Ollama applies none unless asked).
 OLLAMA_DEFAULTS = {"temperature": 0.8, "top_k": 40, "top_p": 0.9, "min_p": 0.0, "typical_p": 1.0,
@@ -268,7 +268,8 @@ class OllamaChatBody(CallBody):
             messages = []
         if not isinstance(messages, list):
             raise refuse("messages must be a list")
-        model = data.get("model") if isinstance(data.get("model"), str) else "model"
+        named = data.get("model")
+        model = named if isinstance(named, str) else "model"
         if data.get("tools") not in EMPTY:
             raise refuse(f'"{model}" does not support tools')
         return {**data, "messages": chat_messages(model, messages)}

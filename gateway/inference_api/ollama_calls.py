@@ -107,15 +107,17 @@ def resolve(service: CallService, ref: str) -> str:
 
 def _engine_settings(base: EngineSettings, overrides: dict[str, int]) -> EngineSettings:
     """Given a model's default settings and `options`' load-time values, return the process's settings."""
-    values = dict(overrides)
-    if values.get("n_threads", 1) <= 0:
-        values.pop("n_threads")  # Ollama's 0: the runtime's default
-    n_ctx = values.get("n_ctx", base.n_ctx)
-    if values.get("penalty_last_n") == -1:
-        values["penalty_last_n"] = n_ctx  # Ollama's -1: the whole context
-    if "n_batch" in values:
-        values["n_ubatch"] = min(base.n_ubatch, values["n_batch"])
-    return replace(base, **values).validate()
+    n_threads = overrides.get("n_threads", base.n_threads)
+    if n_threads <= 0:
+        n_threads = base.n_threads  # Ollama's 0: the runtime's default
+    n_ctx = overrides.get("n_ctx", base.n_ctx)
+    penalty_last_n = overrides.get("penalty_last_n", base.penalty_last_n)
+    if penalty_last_n == -1:
+        penalty_last_n = n_ctx  # Ollama's -1: the whole context
+    n_batch = overrides.get("n_batch", base.n_batch)
+    n_ubatch = min(base.n_ubatch, n_batch) if "n_batch" in overrides else base.n_ubatch
+    return replace(base, n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_ubatch, n_threads=n_threads,
+                   penalty_last_n=penalty_last_n).validate()
 
 
 def process_for(service: CallService, state: OllamaState, model_id: str, ref: str,

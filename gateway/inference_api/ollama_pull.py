@@ -69,14 +69,14 @@ def plan_pull(service: CallService, puller: ModelPuller, ref: str, local_caller:
     """Given a reference, decide the pull before streaming, so refusals keep their status (404, 403, 400)."""
     model_id, name = _resolve(service, puller, ref, local_caller)
     info = service.inference.store.info(model_id)
-    held = info is not None and info.data_complete
-    if held and tag_dict(info).get("Type") != MODEL_TYPE:
+    held = info if info is not None and info.data_complete else None
+    if held is not None and tag_dict(held).get("Type") != MODEL_TYPE:
         raise ApiError(400, f"{model_id} is not tagged Type=model")
-    if held and service.inference.trust.allows(info):
+    if held is not None and service.inference.trust.allows(held):
         return PullPlan(model_id, None, name)
     if not local_caller:
         raise ApiError(403, LOCAL_ONLY)  # Security: pulling stores bytes and makes the node trust a model
-    if held:
+    if held is not None:
         return PullPlan(model_id, None, name)
     if not puller.enabled:
         raise _no_peers(ref)

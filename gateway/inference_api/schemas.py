@@ -32,7 +32,7 @@ SAMPLING_FIELDS = ("temperature", "top_k", "top_p", "min_p", "typical_p", "repea
                    "frequency_penalty", "presence_penalty", "seed", "stop")
 UNSUPPORTED_FIELDS = ("tools", "tool_choice", "functions", "function_call", "response_format",
                       "logit_bias", "suffix", "best_of", "echo")
-EMPTY = (None, False, [], {})
+EMPTY: tuple[object, ...] = (None, False, [], {})
 
 
 def refuse(message: str) -> PydanticCustomError:

@@ -130,8 +130,12 @@ def _watch(future: Future) -> asyncio.Future:
     loop = asyncio.get_running_loop()
     mirror: asyncio.Future = loop.create_future()
 
+    def settle() -> None:
+        if not mirror.done():
+            mirror.set_result(None)
+
     def relay(_: Future) -> None:
-        loop.call_soon_threadsafe(lambda: mirror.done() or mirror.set_result(None))
+        loop.call_soon_threadsafe(settle)
 
     future.add_done_callback(relay)
     return mirror
@@ -180,7 +184,7 @@ async def results(request: Request, process_id: str = documented_id_param("the p
     except InferenceError as exc:
         response = inference_error_response(exc)
         # aoconnect's results() throws a bare "edges: Required" on a body without edges.
-        return JSONResponse({**json.loads(response.body), "edges": []}, status_code=exc.status)
+        return JSONResponse({**json.loads(bytes(response.body)), "edges": []}, status_code=exc.status)
     except ApiError as exc:
         return JSONResponse({"error": exc.reason, "status": exc.status, "edges": []}, status_code=exc.status)
     return JSONResponse(page)

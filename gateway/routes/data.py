@@ -13,13 +13,14 @@ import hashlib
 import re
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from gateway.errors import ApiError, not_found
-from gateway.manifests import MANIFEST_CONTENT_TYPE, MAX_MANIFEST_SIZE, resolve
+from gateway.manifests import MANIFEST_CONTENT_TYPE, MAX_MANIFEST_SIZE, ServedManifest, resolve
 from gateway.node import Node, node_of
 from gateway.openapi import answers, documented_id_param, route_template
 from gateway.params import parse_id
@@ -77,7 +78,7 @@ def lookup(node: Node, object_id: str, want_data: bool = True):
     return info
 
 
-def _read_manifest(request: Request, node: Node, info) -> object | None:
+def _read_manifest(request: Request, node: Node, info) -> ServedManifest | None:
     """Given a manifest's ObjectInfo, return the parsed Manifest (parsed once per process), or None if it is not one."""
     if info.data_size > MAX_MANIFEST_SIZE or not info.data_complete:
         return None
@@ -285,7 +286,7 @@ DATA_HEADERS = {
     "X-Ar-Io-Data-Id": {"schema": {"type": "string"}},
     "Accept-Ranges": {"schema": {"type": "string", "enum": ["bytes"]}},
 }
-ANY_BYTES = {"content": {"*/*": {"schema": {}}}}  # the data as uploaded, with the Content-Type it was tagged with
+ANY_BYTES: dict[str, Any] = {"content": {"*/*": {"schema": {}}}}  # the data as uploaded, with the Content-Type it was tagged with
 DATA = answers(206, 304, 400, 404, 416, 500, 502, s200={**ANY_BYTES, "headers": DATA_HEADERS})
 DATA[206].update({**ANY_BYTES, "description": "One range (Content-Range), or several as multipart/byteranges"})
 RANGE_HEADER = {"parameters": [{

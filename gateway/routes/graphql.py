@@ -32,7 +32,7 @@ def _request_parts(doc: object) -> tuple[str, dict | None, str | None]:
         raise bad_request("variables must be an object")
     if operation is not None and not isinstance(operation, str):
         raise bad_request("operationName must be a string")
-    return query, variables or None, operation
+    return query, variables if isinstance(variables, dict) and variables else None, operation
 
 
 async def _execute(request: Request, doc: object) -> JSONResponse:
@@ -46,8 +46,9 @@ async def _execute(request: Request, doc: object) -> JSONResponse:
     if result.errors:
         body["errors"] = [error.formatted for error in result.errors]
     # As GraphQL over HTTP: a query that failed to parse or validate has no data at all.
-    status = 400 if result.errors and result.data is None else 200
-    if status == 400:
+    status = 200
+    if result.errors and result.data is None:
+        status = 400
         body["error"] = result.errors[0].message
         body["status"] = 400
     return JSONResponse(body, status_code=status)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from gateway.node import node_of
-from gateway.openapi import BLOCK_HASH_PATTERN, answers, id_param, json_body, text, uint_param
+from gateway.openapi import BLOCK_HASH_PATTERN, RouteDocs, answers, id_param, json_body, text, uint_param
 from gateway.params import parse_address, parse_uint
 from permastore.protocol.merkle import MAX_CHUNK_SIZE as CHUNK_SIZE
 
@@ -54,7 +54,7 @@ NETWORK_INFO = {
         "node_state_latency": {"type": "integer"},
     },
 }
-INFO = {"summary": "Network and chain tip, as the Arweave node reports them",
+INFO: RouteDocs = {"summary": "Network and chain tip, as the Arweave node reports them",
         "responses": answers(s200=json_body(NETWORK_INFO))}
 PRICE = answers(400, s200=text({"type": "string", "pattern": "^[0-9]+$"}))
 

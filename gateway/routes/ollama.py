@@ -40,6 +40,7 @@ from gateway.inference_api.ollama_pull import plan_pull, pull_steps
 from gateway.inference_api.schemas import header_payment, openapi_body, parse_body
 from gateway.inference_api.state import blocking, service_of
 from gateway.node import node_of
+from gateway.openapi import Responses
 from inference.errors import InferenceError, PaymentRequired
 from inference.model_names import InvalidModelName
 from inference.model_pull import ModelPuller
@@ -48,7 +49,7 @@ from permastore.protocol.errors import ProtocolError
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 OLLAMA_ERROR = {"content": {"application/json": {"schema": {
     "type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}}}}
-STREAMED = {200: {"description": "NDJSON (one JSON object a line), or one object with stream: false",
+STREAMED: Responses = {200: {"description": "NDJSON (one JSON object a line), or one object with stream: false",
                   "content": {"application/x-ndjson": {}, "application/json": {}}}}
 PERMANENT = "models on this node are permanent: nothing is deleted (re-point a name with `permastore model name`)"
 

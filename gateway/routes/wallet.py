@@ -8,7 +8,7 @@ from fastapi.responses import PlainTextResponse, Response
 from gateway.access import require_dev_route
 from gateway.errors import ApiError
 from gateway.node import node_of
-from gateway.openapi import DEVELOPMENT, answers, id_param, json_body, text
+from gateway.openapi import DEVELOPMENT, RouteDocs, answers, id_param, json_body, text
 from gateway.params import parse_address
 
 router = APIRouter(tags=["wallet"])
@@ -18,7 +18,7 @@ MAX_BALANCE = 10**24  # no minted balance grows past this (a thousand times all 
 
 
 WINSTON = text({"type": "string", "pattern": "^[0-9]+$"})
-MINT = {
+MINT: RouteDocs = {
     "summary": "Development only (arlocal; loopback clients): credit test winston, answer the new balance (a JSON number)",
     "responses": answers(400, 403, s200=json_body({"type": "integer", "minimum": 0})),
     "openapi_extra": DEVELOPMENT,

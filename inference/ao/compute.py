@@ -129,10 +129,10 @@ def _head(store_records: records.RecordStore, process: Process, scheduler: str) 
 
 
 def _batch_results(store_records: records.RecordStore, scheduler: str, process: Process,
-                   nonces: list[int]) -> dict[int, records.StoredRecord]:
+                   nonces: list[int]) -> dict[int, records.StoredRecord[records.ResultRecord]]:
     ids = store_records.query_ids([("Type", [records.ResultRecord.type]), ("Process", [process.id]),
                                    ("Nonce", [str(n) for n in nonces])], owners=[scheduler])
-    found = {}
+    found: dict[int, records.StoredRecord[records.ResultRecord]] = {}
     for result_id in ids:
         stored = store_records.load(result_id, records.ResultRecord.type)
         found.setdefault(stored.record.nonce, stored)

@@ -66,7 +66,8 @@ def parse_worker_result(item: bytes, worker: str, call: dict[str, Any]) -> tuple
     return header.id, record
 
 
-def vouched_worker_result(ctx, message_id: str, owner: str, stored: records.StoredRecord) -> records.StoredRecord:
+def vouched_worker_result(ctx, message_id: str, owner: str, stored: records.StoredRecord[records.ResultRecord]
+                          ) -> records.StoredRecord[records.ResultRecord]:
     """Given a Result not signed by the process owner, return it when the owner's Result for the
     message names it as the worker's (same tokens); raise RecordInvalid otherwise."""
     owners = ctx.records.find_result_for(message_id, owner)

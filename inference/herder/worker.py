@@ -146,7 +146,7 @@ class WorkerProcess:
     polling it never sees its descriptor closed under it (or reused by another file).
     """
 
-    def __init__(self, context: multiprocessing.context.BaseContext, start_timeout: float):
+    def __init__(self, context: multiprocessing.context.SpawnContext, start_timeout: float):
         parent_end, child_end = context.Pipe(duplex=True)
         self.conn = parent_end
         self._lock = threading.Lock()
