@@ -147,8 +147,9 @@ class Engine:
         return self.llama
 
     def close(self) -> None:
-        """Free the model and its context."""
-        llama, self.llama = self.llama, None
+        """Free the model and its context, once a generation running on it has ended."""
+        with self._lock:  # an engine evicted from a shared cache may still be generating on another thread
+            llama, self.llama = self.llama, None
         if llama is not None:
             llama.close()
 

@@ -1,9 +1,14 @@
 """The engine through real llama.cpp: determinism, seeds, stops, streaming, limits, identity."""
 
+import dataclasses
+
 import pytest
+
+import threading
 
 from inference.engine import (
     Engine,
+    EngineCache,
 )
 from inference.errors import InvalidRequest, PromptTooLong
 from inference.generation import token_hash
@@ -155,3 +160,33 @@ def test_a_seed_given_after_the_prompt_is_evaluated_gives_the_same_tokens(engine
 def test_a_late_seed_must_be_a_valid_seed(engine):
     with pytest.raises(InvalidRequest, match="seed must be"):
         engine.generate("hi", SamplingParams(max_tokens=2), seed_later=lambda: -1)
+
+
+def test_an_engine_evicted_while_generating_is_freed_only_once_the_generation_ends(tiny_gguf):
+    """A cache shared by threads: loading a second model evicts the first while a call is still
+    generating on it; the model is freed only after that call, which completes normally."""
+    cache = EngineCache(size=1)
+    try:
+        first = cache.get(tiny_gguf, SETTINGS)
+        streaming, go_on = threading.Event(), threading.Event()
+
+        def on_text(_text):
+            streaming.set()
+            go_on.wait(30)
+
+        outcome = {}
+        call = threading.Thread(target=lambda: outcome.update(
+            generation=first.generate("tell a joke", SamplingParams(seed=3, max_tokens=12), on_text=on_text)))
+        call.start()
+        assert streaming.wait(30)  # the call is generating on the first engine, and waits here
+        other = threading.Thread(target=cache.get, args=(tiny_gguf, dataclasses.replace(SETTINGS, n_ctx=256)))
+        other.start()
+        other.join(1.0)  # the second load evicts the first engine
+        assert first.llama is not None  # not freed under the running call
+        go_on.set()
+        call.join(30)
+        other.join(30)
+        assert not call.is_alive() and not other.is_alive()
+        assert outcome["generation"].token_ids and first.llama is None
+    finally:
+        cache.close()
