@@ -1,10 +1,9 @@
 """The engine through real llama.cpp: determinism, seeds, stops, streaming, limits, identity."""
 
 import dataclasses
+import threading
 
 import pytest
-
-import threading
 
 from inference.engine import (
     Engine,
