@@ -4,15 +4,16 @@ and leases of calls longer than their TTL kept alive by the slot's one heartbeat
 from __future__ import annotations
 
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
 
 from inference.herder.remote_link import HeadLink, HeadUnreachable
+from tests.helpers.http_doubles import QuietJsonHandler
 from tests.remote_workers.conftest import free_port, worker_named
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietJsonHandler):
     """Answers with the request count on its connection; closes the connection silently after 2 answers,
     as a server whose keep-alive timeout passed does."""
 
@@ -24,17 +25,10 @@ class _Handler(BaseHTTPRequestHandler):
         served = getattr(self, "served", 0) + 1
         self.served = served
         self.server.connections.add(self.client_address)
-        reply = f'{{"served": {served}, "got": {len(body)}, "path": "{self.path}"}}'.encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(reply)))
-        self.end_headers()
-        self.wfile.write(reply)
+        self.answer_json(f'{{"served": {served}, "got": {len(body)}, "path": "{self.path}"}}'.encode())
         self.close_connection = served >= 2
 
     do_GET = do_POST = _answer
-
-    def log_message(self, *args) -> None:
-        pass
 
 
 @pytest.fixture
@@ -85,7 +79,7 @@ def test_calls_longer_than_the_lease_ttl_live_on_heartbeats_one_after_another(he
     assert worker["calls_done"] == 2 and worker["leases_expired"] == 0 and info["leases"]["expired"] == 0
 
 
-class _SlowSecond(BaseHTTPRequestHandler):
+class _SlowSecond(QuietJsonHandler):
     """Answers the first request on a connection at once and never answers the second (a slow head)."""
 
     protocol_version = "HTTP/1.1"
@@ -97,13 +91,7 @@ class _SlowSecond(BaseHTTPRequestHandler):
             threading.Event().wait(3)  # past the link's timeout
             return
         self.answered = True
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"{}")
-
-    def log_message(self, *args) -> None:
-        pass
+        self.answer_json()
 
 
 def test_a_request_that_times_out_on_a_kept_open_connection_is_not_sent_again():

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from types import SimpleNamespace
 
 from inference.generation import Generation
@@ -14,12 +14,13 @@ from inference.herder import remote_worker
 from inference.herder.remote_worker import Heartbeat, WorkerNode
 from inference.processes import PreparedCall
 from permastore.protocol import ans104
+from tests.helpers.http_doubles import QuietJsonHandler
 
 SYNC_S = 30  # how long the test waits for its own threads to get somewhere (never reached when all is well)
 HOLD_S = 3  # the head double holds a beat's answer this long at most, unless the Result arrives first
 
 
-class _SlowBeatHead(BaseHTTPRequestHandler):
+class _SlowBeatHead(QuietJsonHandler):
     """A head whose answer to a heartbeat (a signed item of JSON) takes a while, as one relaying
     the beat's text does: it logs when a beat arrives, when it is answered, and when a Result
     arrives. A beat's answer waits for a Result (HOLD_S at most), so a Result sent while a beat
@@ -41,13 +42,7 @@ class _SlowBeatHead(BaseHTTPRequestHandler):
             with head.lock:
                 head.log.append(("result", ()))
             head.result_arrived.set()
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"{}")
-
-    def log_message(self, *args) -> None:
-        pass
+        self.answer_json()
 
 
 def _node(head_url: str, signer) -> WorkerNode:
