@@ -21,7 +21,7 @@ from permastore.sources import proofs
 from permastore.sources.base import UpstreamError
 from permastore.sources.limits import TransferTooSlow
 from permastore.sources.scheduler import Assignment, ChunkScheduler, FetchSettings, Lane
-from permastore.store.errors import DataMismatch, NotFound, StoreError
+from permastore.store.errors import DataMismatch, NotFound, PartialClosed, StoreError
 
 if TYPE_CHECKING:
     from permastore.sources.planner import FetchPlan
@@ -397,10 +397,13 @@ class FetchSession:
         if self.done.is_set() and self.info is not None:
             return b"".join(self.store.read(self.id, start, end))
         writer = self.writer
-        if writer is None or writer.fd < 0:  # completed between the two calls
-            self.done.wait(30)
-            return b"".join(self.store.read(self.id, start, end))
-        return writer.read(start, end)
+        if writer is not None and writer.fd >= 0:
+            try:
+                return writer.read(start, end)
+            except PartialClosed:  # completed (or given up) just now: the store has it, or says why not
+                pass
+        self.done.wait(30)
+        return b"".join(self.store.read(self.id, start, end))
 
     def wait_held(self, start: int, timeout: float) -> int:
         """Block until bytes from start are readable (or the fetch ends); return how many (0 on timeout)."""

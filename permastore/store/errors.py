@@ -37,3 +37,7 @@ class DataMismatch(StoreError, ValueError):
 
 class PartialBusy(StoreError):
     """A partially held object's segment is locked: another process is fetching it now."""
+
+
+class PartialClosed(StoreError):
+    """A partial object's writer was let go (the object completed, or was dropped): read it from the store."""

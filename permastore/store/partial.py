@@ -194,9 +194,8 @@ class PartialObjects:
     def abandon_partial(self, id: str, writer: PartialWriter | None = None) -> None:
         """Given a partial object, drop what is held of it (a tx keeps its verified header)."""
         row = self.db.execute("SELECT segment_id FROM partial_objects WHERE id = ?", (id,)).fetchone()
-        if writer is not None and writer.fd >= 0:
-            os.close(writer.fd)
-            writer.fd = -1
+        if writer is not None:
+            writer.release()
         if row is None:
             return
         name = self.segments.name(row["segment_id"])

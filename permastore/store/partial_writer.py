@@ -23,7 +23,7 @@ import blake3
 from permastore.protocol import ans104
 from permastore.protocol.merkle import chunk_ranges
 from permastore.store import codec
-from permastore.store.errors import CorruptChunk, NotFound, StoreError
+from permastore.store.errors import CorruptChunk, NotFound, PartialClosed, StoreError
 from permastore.store.index import insert_chunk_list, insert_object, record_chunks, transaction
 from permastore.store.ingest import NewChunk
 from permastore.store.object_rows import item_row
@@ -85,6 +85,10 @@ class PartialWriter:
         self.fd = fd
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
+        # Readers (a client streamed while the fetch runs) pread on other threads: the descriptor
+        # is closed only once none is using it, so a read never hits a closed or reused one.
+        self._fd_users = 0
+        self._fd_idle = threading.Condition()
         self._held: dict[int, HeldRange] = {r.offset: r for r in held}
         self._offsets = sorted(self._held)
         self._pending: list[HeldRange] = []
@@ -174,7 +178,17 @@ class PartialWriter:
         return b"".join(_within(self._load(r), r.offset, start, end) for r in ranges)
 
     def _load(self, held: HeldRange) -> bytes:
-        data = os.pread(self.fd, held.size, held.offset)
+        with self._fd_idle:
+            if self.fd < 0:
+                raise PartialClosed(f"{self.id}: the partial object was let go (completed or dropped)")
+            fd = self.fd
+            self._fd_users += 1
+        try:
+            data = os.pread(fd, held.size, held.offset)
+        finally:
+            with self._fd_idle:
+                self._fd_users -= 1
+                self._fd_idle.notify_all()
         # Security: held bytes leave the store only when they still hash to what was proven.
         if len(data) != held.size or blake3.blake3(data).digest() != held.hash:
             raise CorruptChunk(self.id, -1, held.hash.hex(), f"held range at {held.offset} changed on disk")
@@ -274,8 +288,16 @@ class PartialWriter:
             if self._pending:
                 self.flush()
         finally:
-            os.close(self.fd)  # releases the flock
-            self.fd = -1
+            self.release()
+
+    def release(self) -> None:
+        """Let go of the segment without flushing, once no reader is using it (releases the flock)."""
+        with self._fd_idle:
+            while self._fd_users:
+                self._fd_idle.wait()
+            fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
 
 
 def _item_row(header: ans104.DataItemHeader, raw_header: bytes, data_size: int, bundled_in: str | None) -> dict:

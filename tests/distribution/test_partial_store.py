@@ -149,3 +149,42 @@ def test_sigkill_keeps_exactly_the_flushed_ranges(tmp_path, jwk, rsa_signer):
         writer.write(4 * merkle.MAX_CHUNK_SIZE, data[4 * merkle.MAX_CHUNK_SIZE :])
         assert writer.complete().data_complete  # the rest in one range: the chunk list is read back
         assert b"".join(store.read(tx.id)) == data and store.fsck().ok
+
+
+def test_a_writer_let_go_under_a_reader_waits_for_its_read_and_then_refuses_reads(store, rsa_signer, monkeypatch):
+    """A client streamed while the fetch runs reads on another thread: the segment's descriptor is
+    closed only after a read in progress on it ends, and a read after that is PartialClosed (the
+    store then has the object), never a pread on a closed or reused descriptor."""
+    import threading
+
+    from permastore.store import partial_writer
+    from permastore.store.errors import PartialClosed
+
+    data = os.urandom(2 * merkle.MAX_CHUNK_SIZE)
+    tx = pending_tx(store, rsa_signer, data)
+    writer = store.open_partial(tx.id, "tx", len(data))
+    writer.write(0, data[: merkle.MAX_CHUNK_SIZE])
+    inside, go_on = threading.Event(), threading.Event()
+    real_pread = os.pread
+
+    def held_pread(fd, size, offset):
+        if threading.current_thread().name == "reader":
+            inside.set()
+            go_on.wait(30)  # a read in progress, as a slow disk leaves it
+        return real_pread(fd, size, offset)
+
+    monkeypatch.setattr(partial_writer.os, "pread", held_pread)
+    got = {}
+    reader = threading.Thread(target=lambda: got.update(bytes=writer.read(0, 100)), name="reader")
+    reader.start()
+    assert inside.wait(30)
+    closer = threading.Thread(target=writer.close)
+    closer.start()
+    closer.join(0.5)
+    assert writer.fd >= 0  # not closed under the read
+    go_on.set()
+    reader.join(30)
+    closer.join(30)
+    assert got["bytes"] == data[:100] and writer.fd == -1
+    with pytest.raises(PartialClosed):
+        writer.read(0, 100)
