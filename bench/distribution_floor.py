@@ -29,8 +29,10 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import blake3
+from proc_memory import evict_file
 
 CHUNK = 256 * 1024
 PIECE = 8 * 1024 * 1024
@@ -68,8 +70,7 @@ def fetch(port: int, pieces: list[tuple[int, int]], out: int) -> None:
             for at in range(0, length, CHUNK):
                 hashlib.sha256(view[at : at + CHUNK]).digest()
                 blake3.blake3(view[at : at + CHUNK]).digest()
-            os.pwrite(out, view[:length], offset)
-            os.posix_fadvise(out, offset, length, os.POSIX_FADV_DONTNEED)  # start writeback, as the store does
+            _write(out, view[:length], offset)
 
 
 def copy(source_fd: int, pieces: list[tuple[int, int]], out: int) -> None:
@@ -77,16 +78,13 @@ def copy(source_fd: int, pieces: list[tuple[int, int]], out: int) -> None:
     view = memoryview(bytearray(PIECE))
     for offset, length in pieces:
         got = os.preadv(source_fd, [view[:length]], offset)
-        os.pwrite(out, view[:got], offset)
-        os.posix_fadvise(out, offset, got, os.POSIX_FADV_DONTNEED)
+        _write(out, view[:got], offset)
 
 
-def evict(path: str) -> None:
-    """Drop a file's pages from the page cache (written back first), so it is read from the disk."""
-    fd = os.open(path, os.O_RDONLY)
-    os.fdatasync(fd)
-    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    os.close(fd)
+def _write(out: int, piece: memoryview, offset: int) -> None:
+    """Write a piece in place and start its writeback, as the store does."""
+    os.pwrite(out, piece, offset)
+    os.posix_fadvise(out, offset, len(piece), os.POSIX_FADV_DONTNEED)
 
 
 def run_threads(target, shares: list, out: int) -> None:
@@ -106,7 +104,7 @@ def pieces_of(size: int) -> list[tuple[int, int]]:
 
 def io_only(source: str, dest: str) -> dict:
     pieces = pieces_of(os.path.getsize(source))
-    evict(source)
+    evict_file(Path(source), sync=True)
     source_fd = os.open(source, os.O_RDONLY)
     began, cpu = time.monotonic(), time.process_time()
     out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -119,7 +117,7 @@ def main(source: str, dest: str) -> dict:
     pieces = pieces_of(os.path.getsize(source))
     servers = [subprocess.Popen([sys.executable, __file__, "--serve", source], stdout=subprocess.PIPE) for _ in range(SERVERS)]
     ports = [int(server.stdout.readline()) for server in servers]
-    evict(source)  # every server reads from disk, as the peers do
+    evict_file(Path(source), sync=True)  # every server reads from disk, as the peers do
     began, cpu = time.monotonic(), time.process_time()
     out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     run_threads(fetch, [(port, pieces[n::SERVERS]) for n, port in enumerate(ports)], out)

@@ -188,7 +188,8 @@ class PartialWriter:
         finally:
             with self._fd_idle:
                 self._fd_users -= 1
-                self._fd_idle.notify_all()
+                if not self._fd_users:
+                    self._fd_idle.notify_all()  # a release() may be waiting
         # Security: held bytes leave the store only when they still hash to what was proven.
         if len(data) != held.size or blake3.blake3(data).digest() != held.hash:
             raise CorruptChunk(self.id, -1, held.hash.hex(), f"held range at {held.offset} changed on disk")

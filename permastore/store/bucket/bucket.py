@@ -341,11 +341,11 @@ class Bucket:
         listed in self.repaired, not in the report's failures.
         """
         rows = self.store.db.execute(read_back.CHECK_ROWS_SQL).fetchall()
-        for r, result in read_back.read_back(self, rows, self._reads):  # a span's chunks with one GET
+        for r, problem in read_back.read_back(self, rows, self._reads):  # a span's chunks with one GET
             report.chunks_checked += 1
-            if isinstance(result, OSError):
+            if problem is not None:
                 place = "" if r["span"] is None else f" span {bytes(r['span']).hex()} at {r['offset']}"
-                self._report_bad(report, bytes(r["hash"]), r["size"], f"bucket{place}: {result}")
+                self._report_bad(report, bytes(r["hash"]), r["size"], f"bucket{place}: {problem}")
             if progress:
                 progress(r["size"])
         self._check_published(report)

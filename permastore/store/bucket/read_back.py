@@ -27,9 +27,10 @@ CHECK_ROWS_SQL = (
 )
 
 
-def read_back(bucket, rows: list[sqlite3.Row], executor) -> Iterator[tuple[sqlite3.Row, bytes | OSError]]:
-    """Given the bucket, CHECK_ROWS_SQL's rows and an executor for the GETs, yield (row, verified raw
-    bytes or the OSError why not) for each, in order, with up to SPANS_AT_ONCE groups being read at once."""
+def read_back(bucket, rows: list[sqlite3.Row], executor) -> Iterator[tuple[sqlite3.Row, OSError | None]]:
+    """Given the bucket, CHECK_ROWS_SQL's rows and an executor for the GETs, yield (row, None when
+    the bucket holds that chunk intact, else the OSError why not) for each, in order, with up to
+    SPANS_AT_ONCE groups being read at once."""
     window: deque = deque()
     for group in _groups(rows):
         window.append((group, executor.submit(_read_group, bucket, group)))
@@ -39,7 +40,7 @@ def read_back(bucket, rows: list[sqlite3.Row], executor) -> Iterator[tuple[sqlit
         yield from _results(*window.popleft())
 
 
-def _results(group: list[sqlite3.Row], future) -> Iterator[tuple[sqlite3.Row, bytes | OSError]]:
+def _results(group: list[sqlite3.Row], future) -> Iterator[tuple[sqlite3.Row, OSError | None]]:
     yield from zip(group, future.result())
 
 
@@ -57,8 +58,8 @@ def _groups(rows: list[sqlite3.Row]) -> Iterator[list[sqlite3.Row]]:
         yield group
 
 
-def _read_group(bucket, group: list) -> list[bytes | OSError]:
-    """On a read thread: each row's verified bytes, or the OSError saying what is wrong with it."""
+def _read_group(bucket, group: list) -> list[OSError | None]:
+    """On a read thread: for each row, None when its chunk is intact, or the OSError saying what is wrong."""
     if group[0]["span"] is not None and len(group) > 1:
         first, last = group[0], group[-1]
         try:
@@ -71,19 +72,19 @@ def _read_group(bucket, group: list) -> list[bytes | OSError]:
     return [_loaded(bucket, row) for row in group]
 
 
-def _loaded(bucket, row) -> bytes | OSError:
+def _loaded(bucket, row) -> OSError | None:
     try:
         return _verified(row, bucket.load_chunk(bytes(row["hash"]), row["size"]), sha256_checked=True)
     except OSError as exc:
         return exc
 
 
-def _verified(row, data, sha256_checked: bool = False) -> bytes | OSError:
-    """Given a row and the bytes the bucket gave for it, return them as bytes if they are its chunk."""
+def _verified(row, data, sha256_checked: bool = False) -> OSError | None:
+    """Given a row and the bytes the bucket gave for it, return None if they are its chunk, else why not."""
     if len(data) != row["size"]:
         return OSError(f"{len(data)} bytes, not {row['size']}")
     if not sha256_checked and row["sha256"] is not None and hashlib.sha256(data).digest() != bytes(row["sha256"]):
         return OSError("does not match its SHA-256")
     if blake3.blake3(data).digest() != bytes(row["hash"]):
         return OSError("BLAKE3 mismatch")
-    return bytes(data)
+    return None
